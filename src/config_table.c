@@ -1,0 +1,134 @@
+/* The config keys. Defaults are the reference implementation's values
+ * (PureJaxRL / CleanRL ppo.py and the BLPO paper's scripts; see
+ * /work/shared/spec/blpo.md). Sections must stay contiguous and a section's
+ * subsections must follow its own keys: the writer emits them in this order. */
+#include <stddef.h>
+
+#include "blpo/config_load.h"
+
+#define FIELD(f) offsetof(blpo_config, f), sizeof(((blpo_config *)0)->f)
+
+static const char *const algo_names[] = {"ppo", "nested", "blpo", NULL};
+static const char *const hg_names[] = {"nystrom", "cg", "exact", NULL};
+static const char *const act_names[] = {"tanh", "relu", NULL};
+
+/* 2^53: every integer up to here is exact in the double bounds. */
+#define I53 9007199254740992.0
+
+const blpo_config_key blpo_config_keys[] = {
+    /* env */
+    {"env.id", BLPO_KEY_STRING, FIELD(env_id), 0, 1, 0, 0, 0, 0, NULL, "CartPole-v1",
+     "Gymnasium task id: CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1 or "
+     "MountainCarContinuous-v0."},
+    {"env.num_envs", BLPO_KEY_INT, FIELD(num_envs), 0, 1, 16777216, 0, 0, 0, NULL, "4",
+     "Parallel environments per agent (N)."},
+    {"env.num_steps", BLPO_KEY_INT, FIELD(num_steps), 0, 1, 1000000, 0, 0, 0, NULL, "128",
+     "Rollout length per iteration (T); one iteration is N*T env steps per agent."},
+    {"env.normalize_obs", BLPO_KEY_TRISTATE, FIELD(normalize_obs), 0, 0, 0, 0, 0, 0, NULL, "auto",
+     "Running observation normalisation; auto = on for continuous-action tasks."},
+    {"env.normalize_reward", BLPO_KEY_TRISTATE, FIELD(normalize_reward), 0, 0, 0, 0, 0, 0, NULL,
+     "auto",
+     "Scale rewards by the running std of the discounted return; auto = on for "
+     "continuous-action tasks."},
+    {"env.bootstrap_truncated", BLPO_KEY_BOOL, FIELD(bootstrap_truncated), 0, 0, 0, 0, 0, 0, NULL,
+     "false", "Bootstrap V(s) at time-limit truncations (the reference treats them as terminal)."},
+
+    /* run */
+    {"run.total_steps", BLPO_KEY_INT64, FIELD(total_steps), 0, 1, 1e15, 0, 0, 0, NULL, "500000",
+     "Env steps per agent; the run does floor(total_steps / (N*T)) iterations."},
+    {"run.num_seeds", BLPO_KEY_INT, FIELD(num_seeds), 0, 1, 4096, 0, 0, 0, NULL, "1",
+     "Agents trained side by side (P), agent i with seed run.seed + i."},
+    {"run.seed", BLPO_KEY_INT64, FIELD(seed), 0, 0, I53, 0, 0, 0, NULL, "0",
+     "Base seed of the run."},
+    {"run.out_dir", BLPO_KEY_STRING, FIELD(out_dir), 0, 1, 0, 0, 0, 0, NULL, "runs",
+     "Parent directory of the run directories (--out names one exactly instead)."},
+    {"run.name", BLPO_KEY_STRING, FIELD(name), 0, 0, 0, 0, 0, 0, NULL, "",
+     "Run directory name prefix; empty = the config file's stem."},
+    {"run.log_every", BLPO_KEY_INT, FIELD(log_every), 0, 1, 1e9, 0, 0, 0, NULL, "10",
+     "Iterations between progress lines when stdout is not a terminal."},
+    {"run.threads", BLPO_KEY_INT, FIELD(threads), 0, 0, 4096, 0, 0, 0, NULL, "0",
+     "CPU backend threads; 0 = all cores."},
+
+    /* algo */
+    {"algo.name", BLPO_KEY_ENUM, FIELD(algo), 0, 0, 0, 0, 0, 0, algo_names, "ppo",
+     "ppo (CleanRL baseline), nested (nested critic, plain actor gradient) or blpo "
+     "(nested critic plus hypergradient)."},
+    {"algo.gamma", BLPO_KEY_FLOAT, FIELD(gamma), 0, 0, 1, 0, 0, 0, NULL, "0.99",
+     "Discount factor."},
+    {"algo.gae_lambda", BLPO_KEY_FLOAT, FIELD(gae_lambda), 0, 0, 1, 0, 0, 0, NULL, "0.95",
+     "GAE lambda."},
+    {"algo.num_epochs", BLPO_KEY_INT, FIELD(num_epochs), 0, 1, 10000, 0, 0, 0, NULL, "4",
+     "Passes over each rollout (E)."},
+    {"algo.num_minibatches", BLPO_KEY_INT, FIELD(num_minibatches), 0, 1, 16777216, 0, 0, 0, NULL,
+     "4",
+     "Minibatches per epoch (M): must divide N*T for ppo (flat samples) and N for "
+     "nested/blpo (whole trajectories)."},
+    {"algo.clip_eps", BLPO_KEY_FLOAT, FIELD(clip_eps), 0, 0, 10, 1, 0, 0, NULL, "0.2",
+     "Ratio clip epsilon of the surrogate (and of the ppo value loss)."},
+    {"algo.vf_coef", BLPO_KEY_FLOAT, FIELD(vf_coef), 0, 0, 1000, 0, 0, 0, NULL, "0.5",
+     "Value loss weight of the combined ppo loss."},
+    {"algo.ent_coef", BLPO_KEY_FLOAT, FIELD(ent_coef), 0, 0, 1000, 0, 0, 0, NULL, "0.01",
+     "Entropy bonus weight of the ppo loss."},
+    {"algo.max_grad_norm", BLPO_KEY_FLOAT, FIELD(max_grad_norm), 0, 0, 1e9, 0, 0, 0, NULL, "0.5",
+     "Global gradient-norm clip of the ppo update; 0 = off."},
+    {"algo.norm_adv", BLPO_KEY_BOOL, FIELD(norm_adv), 0, 0, 0, 0, 0, 0, NULL, "true",
+     "Per-minibatch advantage normalisation (ppo)."},
+    {"algo.clip_value", BLPO_KEY_BOOL, FIELD(clip_value), 0, 0, 0, 0, 0, 0, NULL, "true",
+     "Clipped value loss (ppo)."},
+    {"algo.actor_lr", BLPO_KEY_FLOAT, FIELD(actor_lr), 0, 0, 10, 1, 0, 0, NULL, "2.5e-4",
+     "Actor Adam learning rate."},
+    {"algo.critic_lr", BLPO_KEY_FLOAT, FIELD(critic_lr), 0, 0, 10, 1, 0, 0, NULL, "2.5e-4",
+     "Critic Adam learning rate."},
+    {"algo.anneal_lr", BLPO_KEY_BOOL, FIELD(anneal_lr), 0, 0, 0, 0, 0, 0, NULL, "true",
+     "Anneal both learning rates linearly to 0 over the run."},
+    {"algo.adam_eps", BLPO_KEY_FLOAT, FIELD(adam_eps), 0, 0, 1, 1, 0, 0, NULL, "1e-5",
+     "Adam epsilon of both optimisers."},
+    {"algo.nested_updates", BLPO_KEY_INT, FIELD(nested_updates), 0, 1, 10000, 0, 0, 0, NULL, "5",
+     "Critic Adam steps per minibatch before the actor step (K_c; nested and blpo)."},
+
+    /* algo.hypergrad */
+    {"algo.hypergrad.method", BLPO_KEY_ENUM, FIELD(hg_method), 0, 0, 0, 0, 0, 0, hg_names,
+     "nystrom",
+     "Inverse-HVP solver of blpo: nystrom, cg (conjugate gradient) or exact (dense; "
+     "small critics only)."},
+    {"algo.hypergrad.rank", BLPO_KEY_INT, FIELD(hg_rank), 0, 1, 4096, 0, 0, 0, NULL, "5",
+     "Nystrom sketch size k (sampled critic parameter indices); at most the critic's size."},
+    {"algo.hypergrad.rho", BLPO_KEY_FLOAT, FIELD(hg_rho), 0, 0, 1e12, 1, 0, 0, NULL, "50",
+     "Shift rho of (H + rho I)^-1 v."},
+    {"algo.hypergrad.ridge", BLPO_KEY_FLOAT, FIELD(hg_ridge), 0, 0, 1e12, 0, 0, 0, NULL, "1",
+     "Core ridge gamma of the Woodbury solve; 1 = the reference, 0 = exact Nystrom Woodbury."},
+    {"algo.hypergrad.cutoff", BLPO_KEY_FLOAT, FIELD(hg_cutoff), 0, 0, 1, 0, 0, 0, NULL, "1e-6",
+     "Core eigenvalue cut-off: keep |lambda| > cutoff * k * max|lambda|."},
+    {"algo.hypergrad.ihvp_bound", BLPO_KEY_FLOAT, FIELD(hg_ihvp_bound), 0, 0, 1e9, 0, 0, 0, NULL,
+     "1", "Norm bound beta: the mixed term is scaled to at most beta * |g_theta|."},
+    {"algo.hypergrad.clip_f", BLPO_KEY_FLOAT, FIELD(hg_clip_f), 0, 0, 10, 1, 0, 0, NULL, "0.5",
+     "Clip epsilon of the mixed term's surrogate (eps_f)."},
+    {"algo.hypergrad.fixed_indices", BLPO_KEY_BOOL, FIELD(hg_fixed_indices), 0, 0, 0, 0, 0, 0, NULL,
+     "false",
+     "Reuse one Nystrom index draw for the whole run (the reference's discrete "
+     "script) instead of a fresh draw per solve."},
+    {"algo.hypergrad.cg_iters", BLPO_KEY_INT, FIELD(hg_cg_iters), 0, 1, 100000, 0, 0, 0, NULL, "20",
+     "Conjugate-gradient iterations (method cg)."},
+    {"algo.hypergrad.cg_tol", BLPO_KEY_FLOAT, FIELD(hg_cg_tol), 0, 0, 1, 0, 0, 0, NULL, "1e-10",
+     "Conjugate-gradient residual tolerance (method cg)."},
+    {"algo.hypergrad.exact_max_params", BLPO_KEY_INT, FIELD(hg_exact_max_params), 0, 1, 100000, 0,
+     0, 0, NULL, "20000",
+     "Largest critic (parameters) for which a dense Hessian is built (method exact, check)."},
+    {"algo.hypergrad.check", BLPO_KEY_BOOL, FIELD(hg_check), 0, 0, 0, 0, 0, 0, NULL, "false",
+     "Also solve exactly with the dense Hessian and report the relative error (slow)."},
+
+    /* net */
+    {"net.actor_hidden", BLPO_KEY_INT_LIST, FIELD(actor_hidden),
+     offsetof(blpo_config, actor_num_hidden), 1, 4096, 0, 1, BLPO_MAX_HIDDEN, NULL, "[64, 64]",
+     "Actor hidden layer widths."},
+    {"net.critic_hidden", BLPO_KEY_INT_LIST, FIELD(critic_hidden),
+     offsetof(blpo_config, critic_num_hidden), 1, 4096, 0, 1, BLPO_MAX_HIDDEN, NULL, "[64, 64]",
+     "Critic hidden layer widths."},
+    {"net.activation", BLPO_KEY_ENUM, FIELD(activation), 0, 0, 0, 0, 0, 0, act_names, "tanh",
+     "Hidden-layer activation of both networks: tanh or relu."},
+};
+
+const int blpo_config_num_keys = (int)(sizeof(blpo_config_keys) / sizeof(blpo_config_keys[0]));
+
+_Static_assert(sizeof(blpo_config_keys) / sizeof(blpo_config_keys[0]) <= BLPO_CONFIG_MAX_KEYS,
+               "raise BLPO_CONFIG_MAX_KEYS");
