@@ -1,0 +1,242 @@
+/* The backend seam: the operations the training algorithm (src/trainer.c) is
+ * written against. Every operation works on a whole population of P agents
+ * at once: agent p's slice of an array of per-agent shape S starts at
+ * p * prod(S). Pointers are backend buffers (host memory on the CPU backend,
+ * device memory on CUDA); only `download` synchronises with the host.
+ *
+ * Shapes in the comments: P agents, N envs per agent, T rollout steps,
+ * n rows in a minibatch, O obs dim, A stored action width, Y head width,
+ * Np a network's parameter count. */
+#ifndef BLPO_BACKEND_H
+#define BLPO_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "env.h"
+#include "mlp.h"
+#include "optim.h"
+
+/* Facts about the task and population that most operations need. */
+typedef struct {
+  int P, N, T;
+  int env_id;
+  int obs_dim;     /* O */
+  int act_dim;     /* A: 1 for discrete */
+  int discrete;
+  int num_actions; /* discrete */
+  int head_dim;    /* Y: num_actions (logits) or act_dim (mean) */
+  uint64_t seed;   /* agent p uses seed + p */
+} blpo_dims;
+
+/* Per-agent loss statistics accumulated over an iteration's minibatches. */
+enum {
+  BLPO_STAT_PG_LOSS = 0,
+  BLPO_STAT_V_LOSS,
+  BLPO_STAT_ENTROPY,
+  BLPO_STAT_APPROX_KL,
+  BLPO_STAT_CLIPFRAC,
+  BLPO_STAT_ACTOR_GNORM,
+  BLPO_STAT_CRITIC_GNORM,
+  BLPO_STAT_COUNT_MB, /* minibatch updates accumulated */
+  /* nested / blpo */
+  BLPO_STAT_CRITIC_LOSS_BEFORE, /* g(w) before the nested loop */
+  BLPO_STAT_CRITIC_LOSS_AFTER,  /* g(w) after it */
+  BLPO_STAT_ACTOR_LOSS,         /* the BLPO actor loss L */
+  BLPO_STAT_G_NORM,             /* |g_theta| */
+  BLPO_STAT_P_NORM,             /* |p| */
+  BLPO_STAT_SCALE,              /* the applied scale s */
+  BLPO_STAT_COS,                /* cos(g_theta, p) */
+  BLPO_STAT_RANK,               /* kept rank r of the Nystrom core */
+  BLPO_STAT_EIG_MIN,            /* smallest |eigenvalue| kept */
+  BLPO_STAT_EIG_MAX,            /* largest |eigenvalue| */
+  BLPO_STAT_CORE_FAULTS,        /* cores with every eigenvalue cut (solve fell back to x = v/rho) */
+  BLPO_STAT_IHVP_RELERR,        /* check mode: |x - x_exact| / |x_exact| */
+  BLPO_STAT_CG_RESID,           /* cg: final relative residual */
+  BLPO_STAT_COUNT
+};
+
+/* PPO minibatch loss settings. */
+typedef struct {
+  float clip_eps, vf_coef, ent_coef;
+  int clip_value, norm_adv;
+} blpo_ppo_params;
+
+typedef struct blpo_backend blpo_backend;
+struct blpo_backend {
+  const char *name;
+  void *impl;
+
+  /* ---- buffers ---- */
+  void *(*alloc)(blpo_backend *be, size_t bytes); /* zero-filled, NULL on failure */
+  void (*release)(blpo_backend *be, void *p);
+  void (*upload)(blpo_backend *be, void *dst, const void *src, size_t bytes);
+  void (*download)(blpo_backend *be, void *dst, const void *src, size_t bytes);
+  void (*fill)(blpo_backend *be, float *dst, float value, size_t count);
+
+  /* ---- envs ---- */
+  /* states (P,N): fresh episodes; obs (P,N,O) their first observations. */
+  void (*env_reset)(blpo_backend *be, const blpo_dims *d, blpo_env_state *states, float *obs);
+  /* One step of every env with actions (P,N,A); auto-resets. Writes obs (P,N,O)
+   * (next obs, after any reset), reward/done (P,N), ep_ret (P,N) (NaN unless an
+   * episode ended), and, if final_obs != NULL, final_obs (P,N,O) the obs before
+   * reset with trunc (P,N) = 1 where the episode was truncated. */
+  void (*env_step)(blpo_backend *be, const blpo_dims *d, blpo_env_state *states,
+                   const float *actions, float *obs, float *reward, float *done, float *ep_ret,
+                   float *final_obs, float *trunc);
+
+  /* ---- observation / reward normalisation (PureJaxRL wrappers) ---- */
+  /* stats (P, 2*O+1): mean, var, count. Updates with the batch obs (P,N,O),
+   * then normalises obs in place with the updated stats. */
+  void (*obs_norm)(blpo_backend *be, const blpo_dims *d, float *stats, float *obs, int update);
+  /* ret_acc (P,N) discounted return accumulators, stats (P,3): mean, var, count.
+   * ret_acc = ret_acc*gamma*(1-done) + reward, stats updated with ret_acc,
+   * reward /= sqrt(var + 1e-8) in place. */
+  void (*reward_norm)(blpo_backend *be, const blpo_dims *d, float *stats, float *ret_acc,
+                      float *reward, const float *done, float gamma);
+
+  /* ---- networks ---- */
+  /* params (P,Np); x (P,n,d_0); acts (P,n,act_floats_per_row) = [h_1|...|y]. */
+  void (*mlp_forward)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                      const float *x, int n, float *acts);
+  /* grad (P,Np) (MLP part only) = d/dparams of sum(dy . y); dy (P,n,d_L).
+   * scratch: (P, 2*n*max_width) floats. */
+  void (*mlp_backward)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                       const float *x, int n, const float *acts, const float *dy, float *grad,
+                       float *scratch);
+
+  /* ---- policy ---- */
+  /* head (P,N,Y) with head_stride floats between agents (heads are read in
+   * place from an activation workspace); actor params (P,Np) for log_std;
+   * counter selects the draw. Writes actions (P,N,A) and logp (P,N). */
+  void (*policy_sample)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                        const float *actor_params, const float *head, size_t head_stride,
+                        uint64_t counter, float *actions, float *logp);
+
+  /* ---- targets ---- */
+  /* reward, done, value (T,P,N), last_value (P,N) -> adv, ret (T,P,N).
+   * Rollout buffers are time-major with agents inside, so that step t of the
+   * whole population is one contiguous (P,N,.) slice. */
+  void (*gae)(blpo_backend *be, const blpo_dims *d, const float *reward, const float *done,
+              const float *value, const float *last_value, float gamma, float lambda, float *adv,
+              float *ret);
+
+  /* ---- minibatches ---- */
+  /* dst (P,n,width): row i of agent p is src row idx[p*idx_stride + i]
+   * (a row index into the whole src buffer). */
+  void (*gather_rows)(blpo_backend *be, int P, const int32_t *idx, size_t idx_stride, int n,
+                      const float *src, int width, float *dst);
+  /* P blocks of count floats: dst[p*dst_stride ..] = src[p*src_stride ..]. */
+  void (*copy_blocks)(blpo_backend *be, int P, size_t count, float *dst, size_t dst_stride,
+                      const float *src, size_t src_stride);
+  /* reward += gamma * trunc * value, all (count): bootstrapping at time limits. */
+  void (*bootstrap_truncated)(blpo_backend *be, size_t count, float *reward, const float *trunc,
+                              const float *value, size_t value_stride_agent, int N, float gamma);
+
+  /* ---- losses ---- */
+  /* PPO combined loss on a gathered minibatch of n rows. Inputs (P,n,.):
+   * head (agent stride head_stride), value (critic output, agent stride
+   * value_stride), actions, logp_old, adv, ret, value_old.
+   * Writes dhead (P,n,Y), dvalue (P,n,1), the log_std gradient into
+   * actor_grad's extra part, and adds loss sums to stats (P,BLPO_STAT_COUNT). */
+  void (*ppo_loss)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                   const float *actor_params, int n, const float *head, size_t head_stride,
+                   const float *value, size_t value_stride, const float *actions, const float *logp_old, const float *adv, const float *ret,
+                   const float *value_old, blpo_ppo_params pp, float *dhead, float *dvalue,
+                   float *actor_grad, float *stats);
+
+  /* ---- optimiser ---- */
+  /* sumsq (P) = sum of squares of x (P,count). */
+  void (*sumsq)(blpo_backend *be, int P, const float *x, size_t count, float *sumsq);
+  /* Global-norm clip factor per agent from the two networks' squared norms,
+   * recording both norms in stats (P,BLPO_STAT_COUNT); scale (P) written. */
+  void (*clip_scale)(blpo_backend *be, int P, const float *sumsq_a, const float *sumsq_c,
+                     float max_norm, float *stats, float *scale);
+  /* Adam on (P,count) with gradients multiplied by scale[p] (NULL: 1). */
+  void (*adam)(blpo_backend *be, int P, size_t count, float *params, const float *grad,
+               float *m, float *v, const float *scale, blpo_adam_step_params sp);
+
+  /* ---- nested critic and BLPO (blpo.md step 4) ---- */
+  /* dst (P,count) += alpha * src (P,count). */
+  void (*axpy)(blpo_backend *be, int P, size_t count, float alpha, const float *src, float *dst);
+  /* g(w) = (1/n) sum (G - V)^2 on n rows: dvalue (P,n) = -(2/n)(G - V) and the
+   * loss added to stats[stat_slot] (stat_slot < 0: not recorded). */
+  void (*value_loss)(blpo_backend *be, int P, int n, const float *value, size_t value_stride,
+                     const float *target, float *dvalue, float *stats, int stat_slot);
+  /* BLPO actor loss on m whole trajectories (time-major rows t*m + j, n = T m):
+   * recomputes A(w) by GAE from value (V at s_t, agent stride value_stride) and
+   * value_last (V at last_obs, agent stride last_stride), forms
+   * L = -(1/n) sum min(rho A, clip(rho) A), and writes
+   *   dhead (P,n,Y) and actor_grad's extra part: dL/d(head) for g_theta,
+   *   vbar (P,n), vbar_last (P,m): dL/dV through the GAE adjoint (for v),
+   *   rho, adv, alpha_f (clip_f surrogate), resid = G - V: (P,n) for the mixed term.
+   * Adds L to stats. */
+  void (*blpo_actor)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                     const float *actor_params, int T, int m, const float *head,
+                     size_t head_stride, const float *value, size_t value_stride,
+                     const float *value_last, size_t last_stride, const float *actions,
+                     const float *logp_old, const float *reward, const float *done,
+                     const float *target, float gamma, float lambda, float clip_eps,
+                     float clip_f, float *dhead, float *actor_grad, float *vbar,
+                     float *vbar_last, float *rho, float *adv, float *alpha_f, float *resid,
+                     float *stats);
+  /* The mixed term's head gradient: from Vdot (P,n) and Vdot_last (P,m)
+   * (critic tangents along x) forms cdot (P,n) (blpo.md step d) and writes
+   * dhead (P,n,Y) = cdot * d log pi / d head, and the extra (log_std) part of
+   * p_grad. The actor backward of dhead then gives p. */
+  void (*mixed_head)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                     const float *actor_params, int T, int m, const float *head,
+                     size_t head_stride, const float *actions, const float *done,
+                     const float *vdot, const float *vdot_last, const float *rho,
+                     const float *adv, const float *alpha_f, const float *resid, float gamma,
+                     float lambda, float *cdot, float *dhead, float *p_grad);
+  /* Forward-mode tangent of an MLP along K directions dirs (P,K,Np) on n rows:
+   * ry (P,K,n,d_L); work as sized by mlp_tangent_work. */
+  void (*mlp_tangent)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                      const float *x, int n, const float *acts, int K, const float *dirs,
+                      float *ry, float *work);
+  size_t (*mlp_tangent_work)(const blpo_mlp *m, int n, int K); /* floats per agent */
+  /* Rows C (P,K,Np) = H[idx,:] of the critic loss g on n rows (target (P,n)),
+   * idx (P,K) parameter indices; one batched pass over the K directions. */
+  void (*critic_hvp_rows)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                          const float *x, int n, const float *acts, const float *target, int K,
+                          const int32_t *idx, float *rows, float *work);
+  /* H u for K dense directions u (P,K,Np) -> hv (P,K,Np). */
+  void (*critic_hvp)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                     const float *x, int n, const float *acts, const float *target, int K,
+                     const float *dirs, float *hv, float *work);
+  size_t (*critic_hvp_work)(const blpo_mlp *m, int n, int K); /* floats per agent */
+  /* Nystrom solve x ~ (H + rho I)^-1 v from rows C (P,k,Np) and idx (P,k):
+   * core M = C[:,idx], eigen cut-off |lambda| > tol max|lambda|, Woodbury with
+   * ridge; x (P,Np). Records rank and eigenvalue range in stats. */
+  void (*nystrom_solve)(blpo_backend *be, int P, size_t np, int k, const float *rows,
+                        const int32_t *idx, const float *v, float rho, float ridge, float tol,
+                        float *x, float *stats);
+  /* Conjugate gradient on (H + rho I) x = v with exact HVPs of the critic loss
+   * on n rows (target (P,n)); x (P,Np) starts at 0; at most iters iterations,
+   * stops when |r| <= tol |v|. cg (P, 4 Np) scratch. Records the final
+   * relative residual in stats. */
+  void (*cg_solve)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                   const float *x_in, int n, const float *acts, const float *target,
+                   const float *v, float rho, int iters, float tol, float *x, float *cg,
+                   float *work, float *stats);
+  /* Dense solve (H + rho I) x = v with H (P,Np,Np); H is overwritten. */
+  void (*dense_solve)(blpo_backend *be, int P, size_t np, float *hess, const float *v, float rho,
+                      float *x);
+  /* The norm bound and hypergradient: s = min(1, beta |g| / (|p| + 1e-8)),
+   * g (P,count) <- g - s p; records |g|, |p|, s, cos(g,p) in stats. */
+  void (*hypergrad_combine)(blpo_backend *be, int P, size_t count, float *g, const float *p,
+                            float beta, float *stats);
+  /* Sizes the solver workspaces once, before training: rank k, critic
+   * parameter count np, and whether the dense solver is used. 0 on success. */
+  int (*reserve_solver)(blpo_backend *be, int k, size_t np, int dense);
+  /* Per-agent dot products out (P) = <a, b>. */
+  void (*dot)(blpo_backend *be, int P, size_t count, const float *a, const float *b, float *out);
+
+  void (*destroy)(blpo_backend *be);
+};
+
+/* CPU reference backend (BLAS + OpenMP). threads <= 0: all cores. */
+blpo_backend *blpo_backend_cpu_create(int threads);
+
+#endif

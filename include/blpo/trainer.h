@@ -1,0 +1,53 @@
+/* The training algorithm, written once against the backend seam. */
+#ifndef BLPO_TRAINER_H
+#define BLPO_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+
+#define BLPO_RECENT_EPISODES 100
+
+/* What one iteration reports for one agent (host values). */
+typedef struct {
+  int agent;
+  int64_t iteration;   /* 1-based */
+  int64_t global_step; /* env steps of this agent so far */
+  int episodes;        /* episodes finished during this iteration */
+  float ret_mean, ret_min, ret_max; /* of those episodes; NaN if none */
+  float recent_mean;   /* mean of the last 100 finished episodes; NaN if none */
+  int recent_count;
+  float pg_loss, v_loss, entropy, approx_kl, clipfrac;
+  float actor_gnorm, critic_gnorm; /* before clipping, mean over minibatches */
+  float actor_lr, critic_lr;
+  /* nested / blpo (means over the iteration's minibatch updates) */
+  float critic_loss_before, critic_loss_after; /* g(w) around the nested loop */
+  float actor_loss;                            /* BLPO actor loss L */
+  float g_norm, p_norm, scale, cos_gp;         /* |g_theta|, |p|, s, cos(g_theta, p) */
+  float rank, eig_min, eig_max;                /* kept rank r, kept |lambda| range */
+  float core_faults;                           /* cores with nothing kept or singular S */
+  float cg_resid;                              /* cg: final relative residual */
+  float ihvp_relerr;                           /* check mode: Nystrom/CG vs exact; NaN off */
+} blpo_iter_metrics;
+
+typedef struct blpo_trainer blpo_trainer;
+
+/* Allocates every buffer and initialises networks and envs. Returns NULL and
+ * writes a message into err on failure (e.g. out of memory). */
+blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char *err,
+                                  size_t errlen);
+int64_t blpo_trainer_num_iterations(const blpo_trainer *tr);
+int64_t blpo_trainer_steps_per_iteration(const blpo_trainer *tr); /* per agent */
+/* Runs one iteration (rollout + update); fills metrics[0..P-1]. */
+void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics);
+/* Copies agent p's parameters to host arrays (sizes from the getters). */
+size_t blpo_trainer_actor_size(const blpo_trainer *tr);
+size_t blpo_trainer_critic_size(const blpo_trainer *tr);
+void blpo_trainer_get_params(blpo_trainer *tr, int agent, float *actor, float *critic);
+/* The last <= 100 finished episode returns of agent p, oldest first; returns count. */
+int blpo_trainer_recent_returns(const blpo_trainer *tr, int agent, float *out);
+void blpo_trainer_destroy(blpo_trainer *tr);
+
+#endif

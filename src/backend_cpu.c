@@ -1,0 +1,452 @@
+/* The CPU reference backend: BLAS for the layer GEMMs, OpenMP over envs for
+ * the per-element work. Agents are processed one after another and every
+ * reduction runs in a fixed order, so agent p's numbers never depend on the
+ * population size or the thread count. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blpo/backend.h"
+#include "blpo/gae.h"
+#include "blpo/heads.h"
+#include "blpo/ppo_loss.h"
+#include "blpo/rng.h"
+#include "cpu_backend_internal.h"
+#include "envs.h"
+
+static void *cpu_alloc(blpo_backend *be, size_t bytes) {
+  (void)be;
+  return calloc(1, bytes ? bytes : 1);
+}
+static void cpu_release(blpo_backend *be, void *p) {
+  (void)be;
+  free(p);
+}
+static void cpu_copy(blpo_backend *be, void *dst, const void *src, size_t bytes) {
+  (void)be;
+  if (bytes)
+    memmove(dst, src, bytes);
+}
+static void cpu_fill(blpo_backend *be, float *dst, float value, size_t count) {
+  (void)be;
+  for (size_t i = 0; i < count; i++)
+    dst[i] = value;
+}
+
+/* ---- envs ------------------------------------------------------------- */
+
+static void cpu_env_reset(blpo_backend *be, const blpo_dims *d, blpo_env_state *states,
+                          float *obs) {
+  (void)be;
+  for (int p = 0; p < d->P; p++) {
+#pragma omp parallel for schedule(static) if (d->N >= 512)
+    for (int i = 0; i < d->N; i++) {
+      size_t e = (size_t)p * d->N + i;
+      blpo_key key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_ENV_RESET, (uint32_t)i);
+      memset(&states[e], 0, sizeof(states[e]));
+      blpo_env_reset(d->env_id, &states[e], key);
+      blpo_env_obs(d->env_id, &states[e], obs + e * d->obs_dim);
+    }
+  }
+}
+
+static void cpu_env_step(blpo_backend *be, const blpo_dims *d, blpo_env_state *states,
+                         const float *actions, float *obs, float *reward, float *done,
+                         float *ep_ret, float *final_obs, float *trunc) {
+  (void)be;
+  for (int p = 0; p < d->P; p++) {
+#pragma omp parallel for schedule(static) if (d->N >= 512)
+    for (int i = 0; i < d->N; i++) {
+      size_t e = (size_t)p * d->N + i;
+      blpo_key key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_ENV_RESET, (uint32_t)i);
+      float r, eret;
+      int term, tr, elen;
+      blpo_env_step(d->env_id, &states[e], actions + e * d->act_dim, key, obs + e * d->obs_dim,
+                    &r, &term, &tr, &eret, &elen, final_obs ? final_obs + e * d->obs_dim : NULL);
+      reward[e] = r;
+      done[e] = (term || tr) ? 1.0f : 0.0f;
+      ep_ret[e] = eret;
+      if (trunc)
+        trunc[e] = tr ? 1.0f : 0.0f;
+    }
+  }
+}
+
+/* Chan et al.'s parallel update of (mean, var, count) with a batch, in
+ * double for stability; the batch moments are summed in a fixed order. */
+static void running_moments_update(float *mean, float *var, float *count, int dim,
+                                   const float *x, int rows, int stride) {
+  for (int j = 0; j < dim; j++) {
+    double s = 0, s2 = 0;
+    for (int i = 0; i < rows; i++)
+      s += x[(size_t)i * stride + j];
+    double bm = s / rows;
+    for (int i = 0; i < rows; i++) {
+      double e = x[(size_t)i * stride + j] - bm;
+      s2 += e * e;
+    }
+    double bv = s2 / rows, c = *count, tot = c + rows;
+    double delta = bm - mean[j];
+    double m2 = (double)var[j] * c + bv * rows + delta * delta * c * rows / tot;
+    mean[j] = (float)(mean[j] + delta * rows / tot);
+    var[j] = (float)(m2 / tot);
+  }
+  *count += (float)rows;
+}
+
+static void cpu_obs_norm(blpo_backend *be, const blpo_dims *d, float *stats, float *obs,
+                         int update) {
+  (void)be;
+  int O = d->obs_dim;
+  for (int p = 0; p < d->P; p++) {
+    float *st = stats + (size_t)p * (2 * O + 1);
+    float *mean = st, *var = st + O, *count = st + 2 * O;
+    float *x = obs + (size_t)p * d->N * O;
+    if (update)
+      running_moments_update(mean, var, count, O, x, d->N, O);
+#pragma omp parallel for schedule(static) if (d->N >= 512)
+    for (int i = 0; i < d->N; i++)
+      for (int j = 0; j < O; j++)
+        x[(size_t)i * O + j] = (x[(size_t)i * O + j] - mean[j]) / sqrtf(var[j] + 1e-8f);
+  }
+}
+
+static void cpu_reward_norm(blpo_backend *be, const blpo_dims *d, float *stats, float *ret_acc,
+                            float *reward, const float *done, float gamma) {
+  (void)be;
+  for (int p = 0; p < d->P; p++) {
+    size_t o = (size_t)p * d->N;
+    for (int i = 0; i < d->N; i++)
+      ret_acc[o + i] = ret_acc[o + i] * gamma * (1.0f - done[o + i]) + reward[o + i];
+    float *st = stats + (size_t)p * 3;
+    running_moments_update(&st[0], &st[1], &st[2], 1, ret_acc + o, d->N, 1);
+    float inv = 1.0f / sqrtf(st[1] + 1e-8f);
+    for (int i = 0; i < d->N; i++)
+      reward[o + i] *= inv;
+  }
+}
+
+/* ---- networks ---------------------------------------------------------- */
+
+static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                            const float *x, int n, float *acts) {
+  (void)be;
+  for (int p = 0; p < P; p++) {
+    const float *w = params + (size_t)p * m->num_params;
+    const float *in = x + (size_t)p * n * m->dims[0];
+    float *a = acts + (size_t)p * n * m->act_floats_per_row;
+    for (int l = 0; l < m->num_layers; l++) {
+      int din = m->dims[l], dout = m->dims[l + 1];
+      float *out = a + blpo_mlp_act_offset(m, l + 1, n);
+      const float *b = w + m->b_off[l];
+      /* z = in W^T + b (bias broadcast first, then beta = 1) */
+#pragma omp parallel for schedule(static) if (n >= 512)
+      for (int r = 0; r < n; r++)
+        memcpy(out + (size_t)r * dout, b, sizeof(float) * dout);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, dout, din, 1.0f, in, din,
+                  w + m->w_off[l], din, 1.0f, out, dout);
+      if (l < m->num_layers - 1) {
+        size_t cnt = (size_t)n * dout;
+        if (m->activation == BLPO_ACT_TANH) {
+#pragma omp parallel for schedule(static) if (cnt >= 16384)
+          for (size_t i = 0; i < cnt; i++)
+            out[i] = tanhf(out[i]);
+        } else {
+#pragma omp parallel for schedule(static) if (cnt >= 16384)
+          for (size_t i = 0; i < cnt; i++)
+            out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+        }
+      }
+      in = out;
+    }
+  }
+}
+
+/* g *= phi'(z) given h = phi(z). */
+static void mul_act_deriv(int activation, float *g, const float *h, size_t cnt) {
+  if (activation == BLPO_ACT_TANH) {
+#pragma omp parallel for schedule(static) if (cnt >= 16384)
+    for (size_t i = 0; i < cnt; i++)
+      g[i] *= 1.0f - h[i] * h[i];
+  } else {
+#pragma omp parallel for schedule(static) if (cnt >= 16384)
+    for (size_t i = 0; i < cnt; i++)
+      g[i] = h[i] > 0.0f ? g[i] : 0.0f;
+  }
+}
+
+/* Column sums of a (n x dout) matrix into out, in a fixed order. */
+static void col_sums(const float *g, int n, int dout, float *out) {
+  for (int j = 0; j < dout; j++)
+    out[j] = 0.0f;
+  for (int r = 0; r < n; r++)
+    for (int j = 0; j < dout; j++)
+      out[j] += g[(size_t)r * dout + j];
+}
+
+static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                             const float *x, int n, const float *acts, const float *dy,
+                             float *grad, float *scratch) {
+  (void)be;
+  for (int p = 0; p < P; p++) {
+    const float *w = params + (size_t)p * m->num_params;
+    const float *in0 = x + (size_t)p * n * m->dims[0];
+    const float *a = acts + (size_t)p * n * m->act_floats_per_row;
+    float *gw = grad + (size_t)p * m->num_params;
+    float *s0 = scratch + (size_t)p * 2 * n * m->max_width, *s1 = s0 + (size_t)n * m->max_width;
+    const float *g = dy + (size_t)p * n * m->dims[m->num_layers];
+    for (int l = m->num_layers - 1; l >= 0; l--) {
+      int din = m->dims[l], dout = m->dims[l + 1];
+      const float *hin = l == 0 ? in0 : a + blpo_mlp_act_offset(m, l, n);
+      /* dW = g^T h_in, db = colsum(g) */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dout, din, n, 1.0f, g, dout, hin, din,
+                  0.0f, gw + m->w_off[l], din);
+      col_sums(g, n, dout, gw + m->b_off[l]);
+      if (l > 0) {
+        float *gprev = (g == s0) ? s1 : s0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, din, dout, 1.0f, g, dout,
+                    w + m->w_off[l], din, 0.0f, gprev, din);
+        mul_act_deriv(m->activation, gprev, hin, (size_t)n * din);
+        g = gprev;
+      }
+    }
+  }
+}
+
+/* ---- policy ------------------------------------------------------------ */
+
+static void cpu_policy_sample(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                              const float *actor_params, const float *head, size_t head_stride,
+                              uint64_t counter, float *actions, float *logp) {
+  (void)be;
+  int Y = d->head_dim, A = d->act_dim;
+  for (int p = 0; p < d->P; p++) {
+    const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
+#pragma omp parallel for schedule(static) if (d->N >= 512)
+    for (int i = 0; i < d->N; i++) {
+      size_t e = (size_t)p * d->N + i;
+      blpo_key key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_ACTION, (uint32_t)i);
+      uint32_t r[4];
+      blpo_rand4(key, (uint32_t)(counter >> 32), (uint32_t)counter, r);
+      const float *z = head + p * head_stride + (size_t)i * Y;
+      float *act = actions + e * A;
+      if (d->discrete) {
+        int a = blpo_cat_sample(z, d->num_actions, blpo_u01(r[0]));
+        act[0] = (float)a;
+        blpo_cat_stats(z, d->num_actions, a, &logp[e], NULL, NULL);
+      } else {
+        for (int j = 0; j < A; j++) {
+          /* one Philox block gives two normals; A <= 2 per block */
+          uint32_t rr[4];
+          if (j == 0)
+            memcpy(rr, r, sizeof(rr));
+          else
+            blpo_rand4(key, (uint32_t)(counter >> 32) ^ (0x80000000u | (uint32_t)j),
+                       (uint32_t)counter, rr);
+          float eps = blpo_std_normal(blpo_u01_open0(rr[0]), blpo_u01(rr[1]));
+          act[j] = z[j] + expf(log_std[j]) * eps;
+        }
+        logp[e] = blpo_gauss_logp(z, log_std, act, A);
+      }
+    }
+  }
+}
+
+/* ---- targets ----------------------------------------------------------- */
+
+static void cpu_gae(blpo_backend *be, const blpo_dims *d, const float *reward, const float *done,
+                    const float *value, const float *last_value, float gamma, float lambda,
+                    float *adv, float *ret) {
+  (void)be;
+  int PN = d->P * d->N; /* (T,P,N): step t of env (p,i) at t*P*N + p*N + i */
+#pragma omp parallel for schedule(static) if (PN >= 512)
+  for (int e = 0; e < PN; e++)
+    blpo_gae_column(reward + e, done + e, value + e, last_value[e], d->T, PN, gamma, lambda,
+                    adv + e, ret + e);
+}
+
+static void cpu_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t idx_stride, int n,
+                            const float *src, int width, float *dst) {
+  (void)be;
+  for (int p = 0; p < P; p++) {
+    const int32_t *ix = idx + (size_t)p * idx_stride;
+    float *o = dst + (size_t)p * n * width;
+#pragma omp parallel for schedule(static) if (n >= 512)
+    for (int i = 0; i < n; i++)
+      memcpy(o + (size_t)i * width, src + (size_t)ix[i] * width, sizeof(float) * width);
+  }
+}
+
+static void cpu_copy_blocks(blpo_backend *be, int P, size_t count, float *dst, size_t dst_stride,
+                            const float *src, size_t src_stride) {
+  (void)be;
+  for (int p = 0; p < P; p++)
+    memcpy(dst + p * dst_stride, src + p * src_stride, sizeof(float) * count);
+}
+
+static void cpu_bootstrap_truncated(blpo_backend *be, size_t count, float *reward,
+                                    const float *trunc, const float *value,
+                                    size_t value_stride_agent, int N, float gamma) {
+  (void)be;
+  for (size_t e = 0; e < count; e++)
+    if (trunc[e] != 0.0f)
+      reward[e] += gamma * value[(e / N) * value_stride_agent + e % N];
+}
+
+/* ---- losses ------------------------------------------------------------ */
+
+static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                         const float *actor_params, int n, const float *head,
+                         size_t head_stride, const float *value, size_t value_stride,
+                         const float *actions, const float *logp_old, const float *adv,
+                         const float *ret, const float *value_old, blpo_ppo_params pp,
+                         float *dhead, float *dvalue, float *actor_grad, float *stats) {
+  (void)be;
+  int Y = d->head_dim, A = d->act_dim;
+  float inv_n = 1.0f / (float)n;
+  for (int p = 0; p < d->P; p++) {
+    size_t o = (size_t)p * n;
+    const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
+    float *g_log_std = actor_grad + (size_t)p * actor->num_params + actor->num_mlp_params;
+    /* advantage normalisation (PureJaxRL: population std, + 1e-8) */
+    double amean = 0, astd = 1;
+    if (pp.norm_adv) {
+      double s = 0, s2 = 0;
+      for (int i = 0; i < n; i++)
+        s += adv[o + i];
+      amean = s / n;
+      for (int i = 0; i < n; i++)
+        s2 += (adv[o + i] - amean) * (adv[o + i] - amean);
+      astd = sqrt(s2 / n) + 1e-8;
+    }
+    double pg = 0, vl = 0, ent = 0, kl = 0, cf = 0;
+    double gls[BLPO_ENV_MAX_ACT] = {0};
+    for (int i = 0; i < n; i++) {
+      size_t r = o + i;
+      const float *z = head + p * head_stride + (size_t)i * Y;
+      float *dz = dhead + r * Y;
+      float val = value[p * value_stride + i];
+      float a_n = (float)((adv[r] - amean) / astd);
+      float lp, h;
+      if (d->discrete) {
+        int a = (int)actions[r * A];
+        blpo_cat_stats(z, d->num_actions, a, &lp, &h, NULL);
+      } else {
+        lp = blpo_gauss_logp(z, log_std, actions + r * A, A);
+        h = blpo_gauss_entropy(log_std, A);
+      }
+      float dlogp, clipped;
+      float l = blpo_clip_surrogate(lp, logp_old[r], a_n, pp.clip_eps, &dlogp, &clipped);
+      float dv;
+      float vloss = blpo_value_loss(val, value_old[r], ret[r], pp.clip_eps, pp.clip_value,
+                                    &dv);
+      dvalue[r] = pp.vf_coef * dv * inv_n;
+      float c_logp = dlogp * inv_n, c_ent = -pp.ent_coef * inv_n;
+      if (d->discrete) {
+        blpo_cat_grad(z, d->num_actions, (int)actions[r * A], c_logp, c_ent, dz);
+      } else {
+        float dls[BLPO_ENV_MAX_ACT];
+        blpo_gauss_grad(z, log_std, actions + r * A, A, c_logp, c_ent, dz, dls);
+        for (int j = 0; j < A; j++)
+          gls[j] += dls[j];
+      }
+      float logratio = lp - logp_old[r];
+      pg += l;
+      vl += vloss;
+      ent += h;
+      kl += (expf(logratio) - 1.0f) - logratio;
+      cf += clipped;
+    }
+    if (!d->discrete)
+      for (int j = 0; j < A; j++)
+        g_log_std[j] = (float)gls[j];
+    float *st = stats + (size_t)p * BLPO_STAT_COUNT;
+    st[BLPO_STAT_PG_LOSS] += (float)(pg / n);
+    st[BLPO_STAT_V_LOSS] += (float)(vl / n);
+    st[BLPO_STAT_ENTROPY] += (float)(ent / n);
+    st[BLPO_STAT_APPROX_KL] += (float)(kl / n);
+    st[BLPO_STAT_CLIPFRAC] += (float)(cf / n);
+    st[BLPO_STAT_COUNT_MB] += 1.0f;
+  }
+}
+
+/* ---- optimiser --------------------------------------------------------- */
+
+static void cpu_sumsq(blpo_backend *be, int P, const float *x, size_t count, float *out) {
+  (void)be;
+  for (int p = 0; p < P; p++) {
+    const float *xp = x + (size_t)p * count;
+    double s = 0;
+    for (size_t i = 0; i < count; i++)
+      s += (double)xp[i] * xp[i];
+    out[p] = (float)s;
+  }
+}
+
+static void cpu_clip_scale(blpo_backend *be, int P, const float *sa, const float *sc,
+                           float max_norm, float *stats, float *scale) {
+  (void)be;
+  for (int p = 0; p < P; p++) {
+    float *st = stats + (size_t)p * BLPO_STAT_COUNT;
+    st[BLPO_STAT_ACTOR_GNORM] += sqrtf(sa[p]);
+    st[BLPO_STAT_CRITIC_GNORM] += sqrtf(sc[p]);
+    scale[p] = blpo_clip_scale(sqrtf(sa[p] + sc[p]), max_norm);
+  }
+}
+
+static void cpu_adam(blpo_backend *be, int P, size_t count, float *params, const float *grad,
+                     float *m, float *v, const float *scale, blpo_adam_step_params sp) {
+  (void)be;
+  for (int p = 0; p < P; p++) {
+    size_t o = (size_t)p * count;
+    float s = scale ? scale[p] : 1.0f;
+#pragma omp parallel for schedule(static) if (count >= 16384)
+    for (size_t i = 0; i < count; i++)
+      blpo_adam_update(&params[o + i], &m[o + i], &v[o + i], grad[o + i] * s, sp);
+  }
+}
+
+static void cpu_destroy(blpo_backend *be) {
+  blpo_cpu_free_solver(be->impl);
+  free(be->impl);
+  free(be);
+}
+
+blpo_backend *blpo_backend_cpu_create(int threads) {
+  if (threads > 0)
+    omp_set_num_threads(threads);
+  blpo_backend *be = calloc(1, sizeof(*be));
+  blpo_cpu_impl *impl = calloc(1, sizeof(*impl));
+  if (!be || !impl) {
+    free(be);
+    free(impl);
+    return NULL;
+  }
+  be->impl = impl;
+  be->name = "cpu";
+  be->alloc = cpu_alloc;
+  be->release = cpu_release;
+  be->upload = cpu_copy;
+  be->download = cpu_copy;
+  be->fill = cpu_fill;
+  be->env_reset = cpu_env_reset;
+  be->env_step = cpu_env_step;
+  be->obs_norm = cpu_obs_norm;
+  be->reward_norm = cpu_reward_norm;
+  be->mlp_forward = cpu_mlp_forward;
+  be->mlp_backward = cpu_mlp_backward;
+  be->policy_sample = cpu_policy_sample;
+  be->gae = cpu_gae;
+  be->gather_rows = cpu_gather_rows;
+  be->copy_blocks = cpu_copy_blocks;
+  be->bootstrap_truncated = cpu_bootstrap_truncated;
+  be->ppo_loss = cpu_ppo_loss;
+  be->sumsq = cpu_sumsq;
+  be->clip_scale = cpu_clip_scale;
+  be->adam = cpu_adam;
+  be->destroy = cpu_destroy;
+  blpo_cpu_register_blpo_ops(be);
+  return be;
+}

@@ -1,0 +1,27 @@
+/* State private to the CPU backend: LAPACK workspaces of the core solves,
+ * sized once before training (blpo_cpu_reserve_solver). */
+#ifndef BLPO_CPU_BACKEND_INTERNAL_H
+#define BLPO_CPU_BACKEND_INTERNAL_H
+
+#include <stddef.h>
+
+#include "blpo/backend.h"
+
+typedef struct {
+  float *nys_core;   /* (k, k) core, then its eigenvectors */
+  float *nys_lambda; /* (k) */
+  float *nys_b;      /* (k, Np) B = U_r^T C */
+  float *nys_s;      /* (k, k) Woodbury system */
+  float *nys_bv;     /* (k) */
+  float *nys_work;   /* ssyevd work */
+  int *nys_iwork;
+  int *nys_ipiv;
+  int *dense_ipiv;   /* (Np) exact solver */
+  int *nys_keep;     /* (k) indices of kept eigenpairs */
+  int nys_lwork, nys_liwork;
+} blpo_cpu_impl;
+
+int blpo_cpu_register_blpo_ops(blpo_backend *be);
+void blpo_cpu_free_solver(blpo_cpu_impl *impl);
+
+#endif

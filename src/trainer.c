@@ -1,0 +1,425 @@
+/* One training iteration: rollout, targets, and the PPO update, written
+ * against the backend seam (include/blpo/backend.h). All buffers are
+ * allocated in blpo_trainer_create; the only host read per iteration is the
+ * metrics download at its end. */
+#include "blpo/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blpo/rng.h"
+#include "trainer_internal.h"
+
+/* struct blpo_trainer: src/trainer_internal.h */
+
+static void *be_alloc(blpo_trainer *tr, size_t bytes, int *fail) {
+  void *p = tr->be->alloc(tr->be, bytes);
+  if (!p)
+    *fail = 1;
+  return p;
+}
+
+blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char *err,
+                                  size_t errlen) {
+  blpo_trainer *tr = calloc(1, sizeof(*tr));
+  if (!tr) {
+    snprintf(err, errlen, "out of host memory");
+    return NULL;
+  }
+  tr->cfg = *cfg;
+  tr->be = be;
+  int env_id = blpo_env_from_name(cfg->env_id);
+  const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
+  blpo_dims *d = &tr->d;
+  d->P = cfg->num_seeds;
+  d->N = cfg->num_envs;
+  d->T = cfg->num_steps;
+  d->env_id = env_id;
+  d->obs_dim = info->obs_dim;
+  d->act_dim = info->action_dim;
+  d->discrete = info->discrete;
+  d->num_actions = info->num_actions;
+  d->head_dim = info->discrete ? info->num_actions : info->action_dim;
+  d->seed = (uint64_t)cfg->seed;
+  tr->normalize_obs = cfg->normalize_obs == BLPO_TRI_AUTO ? !info->discrete : cfg->normalize_obs;
+  tr->normalize_reward =
+      cfg->normalize_reward == BLPO_TRI_AUTO ? !info->discrete : cfg->normalize_reward;
+  tr->num_iters = cfg->total_steps / ((int64_t)d->N * d->T);
+
+  blpo_mlp_init_shape(&tr->actor, d->obs_dim, cfg->actor_hidden, cfg->actor_num_hidden,
+                      d->head_dim, cfg->activation, d->discrete ? 0 : d->act_dim);
+  blpo_mlp_init_shape(&tr->critic, d->obs_dim, cfg->critic_hidden, cfg->critic_num_hidden, 1,
+                      cfg->activation, 0);
+
+  int P = d->P, N = d->N, T = d->T, O = d->obs_dim, A = d->act_dim, Y = d->head_dim;
+  size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
+  size_t PN = (size_t)P * N, TPN = (size_t)T * PN;
+  tr->mb_rows = (int)((int64_t)T * N / cfg->num_minibatches);
+  tr->ws_rows = tr->mb_rows > N ? tr->mb_rows : N;
+  int maxw = tr->actor.max_width > tr->critic.max_width ? tr->actor.max_width
+                                                        : tr->critic.max_width;
+  int f = 0;
+  const size_t F = sizeof(float);
+  tr->actor_params = be_alloc(tr, P * Na * F, &f);
+  tr->actor_grad = be_alloc(tr, P * Na * F, &f);
+  tr->actor_m = be_alloc(tr, P * Na * F, &f);
+  tr->actor_v = be_alloc(tr, P * Na * F, &f);
+  tr->critic_params = be_alloc(tr, P * Nc * F, &f);
+  tr->critic_grad = be_alloc(tr, P * Nc * F, &f);
+  tr->critic_m = be_alloc(tr, P * Nc * F, &f);
+  tr->critic_v = be_alloc(tr, P * Nc * F, &f);
+  tr->env_states = be_alloc(tr, PN * sizeof(blpo_env_state), &f);
+  tr->obs_stats = be_alloc(tr, (size_t)P * (2 * O + 1) * F, &f);
+  tr->rew_stats = be_alloc(tr, (size_t)P * 3 * F, &f);
+  tr->ret_acc = be_alloc(tr, PN * F, &f);
+  tr->roll_obs = be_alloc(tr, (TPN + PN) * O * F, &f);
+  tr->roll_act = be_alloc(tr, TPN * A * F, &f);
+  tr->roll_logp = be_alloc(tr, TPN * F, &f);
+  tr->roll_val = be_alloc(tr, TPN * F, &f);
+  tr->roll_rew = be_alloc(tr, TPN * F, &f);
+  tr->roll_done = be_alloc(tr, TPN * F, &f);
+  tr->roll_eret = be_alloc(tr, TPN * F, &f);
+  tr->last_val = be_alloc(tr, PN * F, &f);
+  tr->adv = be_alloc(tr, TPN * F, &f);
+  tr->ret = be_alloc(tr, TPN * F, &f);
+  if (cfg->bootstrap_truncated) {
+    tr->final_obs = be_alloc(tr, PN * O * F, &f);
+    tr->trunc = be_alloc(tr, PN * F, &f);
+  }
+  size_t W = (size_t)tr->ws_rows;
+  tr->actor_acts = be_alloc(tr, P * W * tr->actor.act_floats_per_row * F, &f);
+  tr->critic_acts = be_alloc(tr, P * W * tr->critic.act_floats_per_row * F, &f);
+  tr->scratch = be_alloc(tr, P * 2 * W * maxw * F, &f);
+  size_t n = (size_t)tr->mb_rows;
+  tr->idx = be_alloc(tr, (size_t)P * T * N * sizeof(int32_t), &f);
+  tr->mb_obs = be_alloc(tr, P * n * O * F, &f);
+  tr->mb_act = be_alloc(tr, P * n * A * F, &f);
+  tr->mb_logp = be_alloc(tr, P * n * F, &f);
+  tr->mb_adv = be_alloc(tr, P * n * F, &f);
+  tr->mb_ret = be_alloc(tr, P * n * F, &f);
+  tr->mb_val = be_alloc(tr, P * n * F, &f);
+  tr->dhead = be_alloc(tr, P * n * Y * F, &f);
+  tr->dvalue = be_alloc(tr, P * n * F, &f);
+  tr->sumsq_a = be_alloc(tr, (size_t)P * F, &f);
+  tr->sumsq_c = be_alloc(tr, (size_t)P * F, &f);
+  tr->scale = be_alloc(tr, (size_t)P * F, &f);
+  tr->stats = be_alloc(tr, (size_t)P * BLPO_STAT_COUNT * F, &f);
+  tr->h_idx = malloc((size_t)P * T * N * sizeof(int32_t));
+  tr->h_eret = malloc(TPN * F);
+  tr->h_stats = malloc((size_t)P * BLPO_STAT_COUNT * F);
+  tr->recent = calloc((size_t)P * BLPO_RECENT_EPISODES, F);
+  tr->recent_n = calloc((size_t)P, sizeof(int));
+  tr->recent_head = calloc((size_t)P, sizeof(int));
+  if (f || !tr->h_idx || !tr->h_eret || !tr->h_stats || !tr->recent || !tr->recent_n ||
+      !tr->recent_head) {
+    size_t need = (P * (Na + Nc) * 4 + (TPN + PN) * O + TPN * (A + 7) +
+                   P * W * (tr->actor.act_floats_per_row + tr->critic.act_floats_per_row + 2 * maxw) +
+                   P * n * (O + A + 6 + Y)) * F + PN * sizeof(blpo_env_state);
+    snprintf(err, errlen,
+             "out of %s memory: this config needs about %.1f MiB; lower env.num_envs, "
+             "env.num_steps or run.num_seeds",
+             be->name, (double)need / (1024.0 * 1024.0));
+    blpo_trainer_destroy(tr);
+    return NULL;
+  }
+
+  /* Networks: initialised on the host from the agent's own stream, uploaded. */
+  float *ha = calloc(Na, F), *hc = calloc(Nc, F);
+  for (int p = 0; p < P; p++) {
+    uint64_t s = d->seed + (uint64_t)p;
+    blpo_mlp_init_params(&tr->actor, ha, 0.01, s, 0);
+    blpo_mlp_init_params(&tr->critic, hc, 1.0, s, 1);
+    be->upload(be, tr->actor_params + p * Na, ha, Na * F);
+    be->upload(be, tr->critic_params + p * Nc, hc, Nc * F);
+  }
+  free(ha);
+  free(hc);
+
+  /* Fresh episodes; obs normalisation statistics start at mean 0, var 1,
+   * count 1e-4 as in PureJaxRL's wrappers. */
+  float *hs = malloc((size_t)P * (2 * O + 1) * F);
+  for (int p = 0; p < P; p++) {
+    float *s = hs + (size_t)p * (2 * O + 1);
+    for (int j = 0; j < O; j++) {
+      s[j] = 0.0f;
+      s[O + j] = 1.0f;
+    }
+    s[2 * O] = 1e-4f;
+  }
+  be->upload(be, tr->obs_stats, hs, (size_t)P * (2 * O + 1) * F);
+  free(hs);
+  float hr[3] = {0.0f, 1.0f, 1e-4f};
+  for (int p = 0; p < P; p++)
+    be->upload(be, tr->rew_stats + 3 * p, hr, sizeof(hr));
+  if (cfg->algo != BLPO_ALGO_PPO && blpo_update_blpo_alloc(tr) != 0) {
+    snprintf(err, errlen,
+             "out of %s memory for the hypergradient buffers: lower algo.hypergrad.rank, "
+             "env.num_envs/algo.num_minibatches (minibatch size) or run.num_seeds",
+             be->name);
+    blpo_trainer_destroy(tr);
+    return NULL;
+  }
+  be->env_reset(be, d, tr->env_states, tr->roll_obs);
+  if (tr->normalize_obs)
+    be->obs_norm(be, d, tr->obs_stats, tr->roll_obs, 1);
+  return tr;
+}
+
+int64_t blpo_trainer_num_iterations(const blpo_trainer *tr) { return tr->num_iters; }
+int64_t blpo_trainer_steps_per_iteration(const blpo_trainer *tr) {
+  return (int64_t)tr->d.N * tr->d.T;
+}
+size_t blpo_trainer_actor_size(const blpo_trainer *tr) { return tr->actor.num_params; }
+size_t blpo_trainer_critic_size(const blpo_trainer *tr) { return tr->critic.num_params; }
+
+float *blpo_head_of(const blpo_mlp *m, float *acts, int rows) {
+  return acts + blpo_mlp_act_offset(m, m->num_layers, rows);
+}
+
+static void rollout(blpo_trainer *tr) {
+  blpo_backend *be = tr->be;
+  const blpo_dims *d = &tr->d;
+  int P = d->P, N = d->N, O = d->obs_dim, A = d->act_dim;
+  size_t PN = (size_t)P * N;
+  size_t a_stride = (size_t)N * tr->actor.act_floats_per_row;
+  size_t c_stride = (size_t)N * tr->critic.act_floats_per_row;
+  float *a_head = blpo_head_of(&tr->actor, tr->actor_acts, N);
+  float *c_head = blpo_head_of(&tr->critic, tr->critic_acts, N);
+  for (int t = 0; t < d->T; t++) {
+    float *obs_t = tr->roll_obs + (size_t)t * PN * O;
+    be->mlp_forward(be, &tr->actor, P, tr->actor_params, obs_t, N, tr->actor_acts);
+    be->mlp_forward(be, &tr->critic, P, tr->critic_params, obs_t, N, tr->critic_acts);
+    be->copy_blocks(be, P, N, tr->roll_val + t * PN, N, c_head, c_stride);
+    uint64_t counter = (uint64_t)tr->iter * d->T + t;
+    be->policy_sample(be, d, &tr->actor, tr->actor_params, a_head, a_stride, counter,
+                      tr->roll_act + t * PN * A, tr->roll_logp + t * PN);
+    float *obs_next = tr->roll_obs + (size_t)(t + 1) * PN * O;
+    float *rew = tr->roll_rew + t * PN, *done = tr->roll_done + t * PN;
+    be->env_step(be, d, tr->env_states, tr->roll_act + t * PN * A, obs_next, rew, done,
+                 tr->roll_eret + t * PN, tr->final_obs, tr->trunc);
+    if (tr->normalize_obs)
+      be->obs_norm(be, d, tr->obs_stats, obs_next, 1);
+    if (tr->normalize_reward)
+      be->reward_norm(be, d, tr->rew_stats, tr->ret_acc, rew, done, tr->cfg.gamma);
+    if (tr->cfg.bootstrap_truncated) {
+      if (tr->normalize_obs)
+        be->obs_norm(be, d, tr->obs_stats, tr->final_obs, 0);
+      be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->final_obs, N, tr->critic_acts);
+      be->bootstrap_truncated(be, PN, rew, tr->trunc, c_head, c_stride, N, tr->cfg.gamma);
+    }
+  }
+  /* V(last_obs) */
+  float *last_obs = tr->roll_obs + (size_t)d->T * PN * O;
+  be->mlp_forward(be, &tr->critic, P, tr->critic_params, last_obs, N, tr->critic_acts);
+  be->copy_blocks(be, P, N, tr->last_val, N, c_head, c_stride);
+}
+
+/* Fisher-Yates over T*N samples of agent p from its own permutation stream;
+ * writes row indices into the (T,P,N) rollout buffers. */
+static void make_permutation(const blpo_trainer *tr, int p, uint32_t counter, int32_t *out) {
+  const blpo_dims *d = &tr->d;
+  int total = d->T * d->N;
+  blpo_key key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_PERMUTE, 0);
+  for (int i = 0; i < total; i++)
+    out[i] = i;
+  uint32_t r[4];
+  for (int i = total - 1; i > 0; i--) {
+    /* one Philox block serves four consecutive swaps */
+    if ((i & 3) == 3 || i == total - 1)
+      blpo_rand4(key, counter, (uint32_t)i >> 2, r);
+    /* multiply-shift maps 32 random bits onto [0, i]: bias below i/2^32 */
+    uint32_t j = (uint32_t)(((uint64_t)r[i & 3] * (uint64_t)(i + 1)) >> 32);
+    int32_t tmp = out[i];
+    out[i] = out[j];
+    out[j] = tmp;
+  }
+  /* flat sample s = t*N + env -> row (t*P + p)*N + env */
+  for (int i = 0; i < total; i++) {
+    int t = out[i] / d->N, e = out[i] % d->N;
+    out[i] = (int32_t)(((int64_t)t * d->P + p) * d->N + e);
+  }
+}
+
+static void ppo_update(blpo_trainer *tr) {
+  blpo_backend *be = tr->be;
+  const blpo_dims *d = &tr->d;
+  const blpo_config *c = &tr->cfg;
+  int P = d->P, O = d->obs_dim, A = d->act_dim, n = tr->mb_rows;
+  size_t TN = (size_t)d->T * d->N;
+  size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
+  float frac = c->anneal_lr ? 1.0f - (float)tr->iter / (float)tr->num_iters : 1.0f;
+  blpo_ppo_params pp = {c->clip_eps, c->vf_coef, c->ent_coef, c->clip_value, c->norm_adv};
+  size_t a_stride = (size_t)n * tr->actor.act_floats_per_row;
+  size_t c_stride = (size_t)n * tr->critic.act_floats_per_row;
+  float *a_head = blpo_head_of(&tr->actor, tr->actor_acts, n);
+  float *c_head = blpo_head_of(&tr->critic, tr->critic_acts, n);
+
+  for (int epoch = 0; epoch < c->num_epochs; epoch++) {
+    for (int p = 0; p < P; p++)
+      make_permutation(tr, p, (uint32_t)(tr->iter * c->num_epochs + epoch), tr->h_idx + p * TN);
+    be->upload(be, tr->idx, tr->h_idx, (size_t)P * TN * sizeof(int32_t));
+    for (int mb = 0; mb < c->num_minibatches; mb++) {
+      const int32_t *ix = tr->idx + (size_t)mb * n;
+      be->gather_rows(be, P, ix, TN, n, tr->roll_obs, O, tr->mb_obs);
+      be->gather_rows(be, P, ix, TN, n, tr->roll_act, A, tr->mb_act);
+      be->gather_rows(be, P, ix, TN, n, tr->roll_logp, 1, tr->mb_logp);
+      be->gather_rows(be, P, ix, TN, n, tr->adv, 1, tr->mb_adv);
+      be->gather_rows(be, P, ix, TN, n, tr->ret, 1, tr->mb_ret);
+      be->gather_rows(be, P, ix, TN, n, tr->roll_val, 1, tr->mb_val);
+      be->mlp_forward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts);
+      be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
+      be->ppo_loss(be, d, &tr->actor, tr->actor_params, n, a_head, a_stride, c_head, c_stride,
+                   tr->mb_act, tr->mb_logp, tr->mb_adv, tr->mb_ret, tr->mb_val, pp, tr->dhead,
+                   tr->dvalue, tr->actor_grad, tr->stats);
+      be->mlp_backward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts,
+                       tr->dhead, tr->actor_grad, tr->scratch);
+      be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
+                       tr->dvalue, tr->critic_grad, tr->scratch);
+      be->sumsq(be, P, tr->actor_grad, Na, tr->sumsq_a);
+      be->sumsq(be, P, tr->critic_grad, Nc, tr->sumsq_c);
+      be->clip_scale(be, P, tr->sumsq_a, tr->sumsq_c, c->max_grad_norm, tr->stats, tr->scale);
+      tr->adam_t++;
+      blpo_adam_step_params sp = {c->actor_lr * frac, 0.9f, 0.999f, c->adam_eps,
+                                  1.0f - powf(0.9f, (float)tr->adam_t),
+                                  1.0f - powf(0.999f, (float)tr->adam_t)};
+      be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, tr->scale,
+               sp);
+      sp.lr = c->critic_lr * frac;
+      be->adam(be, P, Nc, tr->critic_params, tr->critic_grad, tr->critic_m, tr->critic_v,
+               tr->scale, sp);
+    }
+  }
+}
+
+static void collect_metrics(blpo_trainer *tr, blpo_iter_metrics *out) {
+  blpo_backend *be = tr->be;
+  const blpo_dims *d = &tr->d;
+  int P = d->P, N = d->N;
+  size_t PN = (size_t)P * N, TPN = (size_t)d->T * PN;
+  be->download(be, tr->h_eret, tr->roll_eret, TPN * sizeof(float));
+  be->download(be, tr->h_stats, tr->stats, (size_t)P * BLPO_STAT_COUNT * sizeof(float));
+  float frac = tr->cfg.anneal_lr ? 1.0f - (float)tr->iter / (float)tr->num_iters : 1.0f;
+  for (int p = 0; p < P; p++) {
+    blpo_iter_metrics *m = &out[p];
+    memset(m, 0, sizeof(*m));
+    m->agent = p;
+    m->iteration = tr->iter + 1;
+    m->global_step = (tr->iter + 1) * (int64_t)N * d->T;
+    double s = 0;
+    float mn = INFINITY, mx = -INFINITY;
+    int cnt = 0;
+    float *ring = tr->recent + (size_t)p * BLPO_RECENT_EPISODES;
+    /* time order, then env order: the order episodes finish in */
+    for (int t = 0; t < d->T; t++)
+      for (int i = 0; i < N; i++) {
+        float r = tr->h_eret[(size_t)t * PN + (size_t)p * N + i];
+        if (isnan(r))
+          continue;
+        s += r;
+        mn = fminf(mn, r);
+        mx = fmaxf(mx, r);
+        cnt++;
+        ring[tr->recent_head[p]] = r;
+        tr->recent_head[p] = (tr->recent_head[p] + 1) % BLPO_RECENT_EPISODES;
+        if (tr->recent_n[p] < BLPO_RECENT_EPISODES)
+          tr->recent_n[p]++;
+      }
+    m->episodes = cnt;
+    m->ret_mean = cnt ? (float)(s / cnt) : NAN;
+    m->ret_min = cnt ? mn : NAN;
+    m->ret_max = cnt ? mx : NAN;
+    double rs = 0;
+    for (int k = 0; k < tr->recent_n[p]; k++)
+      rs += ring[k];
+    m->recent_count = tr->recent_n[p];
+    m->recent_mean = tr->recent_n[p] ? (float)(rs / tr->recent_n[p]) : NAN;
+    const float *st = tr->h_stats + (size_t)p * BLPO_STAT_COUNT;
+    float nmb = (float)tr->cfg.num_epochs * tr->cfg.num_minibatches;
+    m->pg_loss = st[BLPO_STAT_PG_LOSS] / nmb;
+    m->v_loss = st[BLPO_STAT_V_LOSS] / nmb;
+    m->entropy = st[BLPO_STAT_ENTROPY] / nmb;
+    m->approx_kl = st[BLPO_STAT_APPROX_KL] / nmb;
+    m->clipfrac = st[BLPO_STAT_CLIPFRAC] / nmb;
+    m->actor_gnorm = st[BLPO_STAT_ACTOR_GNORM] / nmb;
+    m->critic_gnorm = st[BLPO_STAT_CRITIC_GNORM] / nmb;
+    m->critic_loss_before = st[BLPO_STAT_CRITIC_LOSS_BEFORE] / nmb;
+    m->critic_loss_after = st[BLPO_STAT_CRITIC_LOSS_AFTER] / nmb;
+    m->actor_loss = st[BLPO_STAT_ACTOR_LOSS] / nmb;
+    m->g_norm = st[BLPO_STAT_G_NORM] / nmb;
+    m->p_norm = st[BLPO_STAT_P_NORM] / nmb;
+    m->scale = st[BLPO_STAT_SCALE] / nmb;
+    m->cos_gp = st[BLPO_STAT_COS] / nmb;
+    m->rank = st[BLPO_STAT_RANK] / nmb;
+    m->eig_min = st[BLPO_STAT_EIG_MIN] / nmb;
+    m->eig_max = st[BLPO_STAT_EIG_MAX] / nmb;
+    m->core_faults = st[BLPO_STAT_CORE_FAULTS];
+    m->cg_resid = st[BLPO_STAT_CG_RESID] / nmb;
+    m->ihvp_relerr = tr->cfg.hg_check ? st[BLPO_STAT_IHVP_RELERR] / nmb : NAN;
+    m->actor_lr = tr->cfg.actor_lr * frac;
+    m->critic_lr = tr->cfg.critic_lr * frac;
+  }
+}
+
+void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics) {
+  blpo_backend *be = tr->be;
+  const blpo_dims *d = &tr->d;
+  size_t PN = (size_t)d->P * d->N;
+  be->fill(be, tr->stats, 0.0f, (size_t)d->P * BLPO_STAT_COUNT);
+  rollout(tr);
+  /* targets with the pre-update critic: fixed for the whole iteration */
+  be->gae(be, d, tr->roll_rew, tr->roll_done, tr->roll_val, tr->last_val, tr->cfg.gamma,
+          tr->cfg.gae_lambda, tr->adv, tr->ret);
+  if (tr->cfg.algo == BLPO_ALGO_PPO)
+    ppo_update(tr);
+  else
+    blpo_update_blpo(tr);
+  collect_metrics(tr, metrics);
+  /* the last obs opens the next rollout */
+  be->copy_blocks(be, 1, PN * d->obs_dim, tr->roll_obs, 0,
+                  tr->roll_obs + (size_t)d->T * PN * d->obs_dim, 0);
+  tr->iter++;
+}
+
+void blpo_trainer_get_params(blpo_trainer *tr, int agent, float *actor, float *critic) {
+  size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
+  if (actor)
+    tr->be->download(tr->be, actor, tr->actor_params + agent * Na, Na * sizeof(float));
+  if (critic)
+    tr->be->download(tr->be, critic, tr->critic_params + agent * Nc, Nc * sizeof(float));
+}
+
+int blpo_trainer_recent_returns(const blpo_trainer *tr, int agent, float *out) {
+  int n = tr->recent_n[agent];
+  const float *ring = tr->recent + (size_t)agent * BLPO_RECENT_EPISODES;
+  int start = n < BLPO_RECENT_EPISODES ? 0 : tr->recent_head[agent];
+  for (int k = 0; k < n; k++)
+    out[k] = ring[(start + k) % BLPO_RECENT_EPISODES];
+  return n;
+}
+
+void blpo_trainer_destroy(blpo_trainer *tr) {
+  if (!tr)
+    return;
+  blpo_backend *be = tr->be;
+  void *bufs[] = {tr->actor_params, tr->actor_grad, tr->actor_m,   tr->actor_v,   tr->critic_params,
+                  tr->critic_grad,  tr->critic_m,   tr->critic_v,  tr->env_states, tr->obs_stats,
+                  tr->rew_stats,    tr->ret_acc,    tr->roll_obs,  tr->roll_act,  tr->roll_logp,
+                  tr->roll_val,     tr->roll_rew,   tr->roll_done, tr->roll_eret, tr->last_val,
+                  tr->adv,          tr->ret,        tr->final_obs, tr->trunc,     tr->actor_acts,
+                  tr->critic_acts,  tr->scratch,    tr->idx,       tr->mb_obs,    tr->mb_act,
+                  tr->mb_logp,      tr->mb_adv,     tr->mb_ret,    tr->mb_val,    tr->dhead,
+                  tr->dvalue,       tr->sumsq_a,    tr->sumsq_c,   tr->scale,     tr->stats};
+  for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+    if (bufs[i])
+      be->release(be, bufs[i]);
+  blpo_update_blpo_free(tr);
+  free(tr->h_idx);
+  free(tr->h_eret);
+  free(tr->h_stats);
+  free(tr->recent);
+  free(tr->recent_n);
+  free(tr->recent_head);
+  free(tr);
+}

@@ -1,0 +1,102 @@
+/* The trainer's state, shared by the iteration driver (trainer.c) and the
+ * update of each algorithm (update_blpo.c). Every pointer except the h_*
+ * host mirrors is a backend buffer, allocated once in blpo_trainer_create.
+ * Shapes: P agents, N envs, T steps, O obs dim, A action width, Y head width,
+ * Na/Nc actor/critic parameter counts, n minibatch rows, m trajectories
+ * per minibatch (nested/blpo), k Nystrom rank. */
+#ifndef BLPO_TRAINER_INTERNAL_H
+#define BLPO_TRAINER_INTERNAL_H
+
+#include "blpo/trainer.h"
+
+struct blpo_trainer {
+  blpo_config cfg;
+  blpo_backend *be;
+  blpo_dims d;
+  blpo_mlp actor, critic;
+  int64_t num_iters, iter;
+  int64_t adam_t; /* optimiser steps taken (same for every agent) */
+  int normalize_obs, normalize_reward;
+
+  /* parameters and optimiser state */
+  float *actor_params, *actor_grad, *actor_m, *actor_v;     /* (P, Na) */
+  float *critic_params, *critic_grad, *critic_m, *critic_v; /* (P, Nc) */
+
+  /* envs */
+  blpo_env_state *env_states; /* (P, N) */
+  float *obs_stats;           /* (P, 2O+1) */
+  float *rew_stats;           /* (P, 3) */
+  float *ret_acc;             /* (P, N) */
+
+  /* rollout, time-major with agents inside */
+  float *roll_obs;  /* (T+1, P, N, O): slot T is last_obs */
+  float *roll_act;  /* (T, P, N, A) */
+  float *roll_logp; /* (T, P, N) */
+  float *roll_val;  /* (T, P, N) */
+  float *roll_rew;  /* (T, P, N) */
+  float *roll_done; /* (T, P, N) */
+  float *roll_eret; /* (T, P, N): NaN unless an episode ended */
+  float *last_val;  /* (P, N) */
+  float *adv, *ret; /* (T, P, N) */
+  float *final_obs, *trunc; /* (P, N, O), (P, N): bootstrap_truncated only */
+
+  /* activation workspaces, sized for max(N, minibatch rows) */
+  int ws_rows;
+  float *actor_acts;  /* (P, ws_rows, actor apr) */
+  float *critic_acts; /* (P, ws_rows, critic apr) */
+  float *scratch;     /* (P, 2 ws_rows max_width) */
+
+  /* minibatch */
+  int mb_rows;                /* n */
+  int32_t *h_idx, *idx;       /* (P, T*N) host and backend */
+  float *mb_obs, *mb_act, *mb_logp, *mb_adv, *mb_ret, *mb_val; /* (P, n, .) */
+  float *dhead, *dvalue;      /* (P, n, Y), (P, n) */
+  float *sumsq_a, *sumsq_c, *scale; /* (P) */
+  float *stats;               /* (P, BLPO_STAT_COUNT) */
+
+  /* nested / blpo minibatches of m whole trajectories (rows t*m + j) */
+  int traj_per_mb;            /* m = N / M */
+  int64_t critic_t, actor_t;  /* Adam step counts of the two optimisers */
+  int64_t sketch_calls;       /* Nystrom draws so far (the sketch stream's counter) */
+  int32_t *h_env_perm;        /* (P, N) host env permutation */
+  int32_t *h_rows, *rows_idx; /* (P, M, T m) rows of each minibatch's samples, host/backend */
+  int32_t *h_last, *last_idx; /* (P, M, m) rows of each minibatch's last_obs */
+  float *mb_last_obs;         /* (P, m, O) */
+  int32_t *h_sketch_pool;     /* (Nc) host scratch of the index draw */
+  int32_t *iota;              /* (Nc) 0..Nc-1: unit-direction indices for dense Hessians */
+  float *mb_rew, *mb_done;    /* (P, n) */
+  float *last_acts;           /* (P, m, critic apr): critic on last_obs rows */
+  float *vbar, *vbar_last;    /* (P, n), (P, m) */
+  float *rho_t, *alpha_f, *resid, *cdot; /* (P, n) */
+  float *v_vec, *v_last_grad; /* (P, Nc): v = dL/dw, and the last_obs part */
+  float *x_vec;               /* (P, Nc): the IHVP solution */
+  float *p_vec;               /* (P, Na): the mixed term */
+  float *vdot, *vdot_last;    /* (P, n), (P, m) */
+  float *tan_work;            /* (P, tangent work) */
+  int32_t *h_sketch, *sketch_idx; /* (P, k) */
+  float *hvp_rows;            /* (P, k, Nc) */
+  float *hvp_work;            /* (P, hvp work) */
+  float *cg_buf;              /* (P, 4 Nc) cg only */
+  float *hess;                /* (P, Nc, Nc) exact or check mode */
+  float *x_exact;             /* (P, Nc) check mode */
+  float *eye_chunk;           /* (P, chunk, Nc) unit directions for the dense Hessian */
+  int hess_chunk;
+  float *h_check;             /* (2P) host: check-mode norms */
+
+  /* host mirrors for the per-iteration metrics */
+  float *h_eret;  /* (T, P, N) */
+  float *h_stats; /* (P, BLPO_STAT_COUNT) */
+  float *recent;  /* (P, 100) ring */
+  int *recent_n, *recent_head;
+};
+
+/* Head (last layer) output inside an activation workspace of `rows` rows. */
+float *blpo_head_of(const blpo_mlp *m, float *acts, int rows);
+
+/* nested / blpo: buffers (called from blpo_trainer_create; 0 on success)
+ * and the update of one iteration. */
+int blpo_update_blpo_alloc(blpo_trainer *tr);
+void blpo_update_blpo(blpo_trainer *tr);
+void blpo_update_blpo_free(blpo_trainer *tr);
+
+#endif

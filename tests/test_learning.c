@@ -1,0 +1,55 @@
+/* Learning check: trains with a config file (plus optional overrides) on the
+ * CPU backend and requires every agent's mean return over its last 100
+ * episodes to reach a threshold.
+ *   test_learning CONFIG THRESHOLD MIN_AGENTS [key=value ...]
+ * MIN_AGENTS: how many agents must reach it (0 = all). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "blpo/config_load.h"
+#include "blpo/trainer.h"
+#include "test_util.h"
+
+int main(int argc, char **argv) {
+  if (argc < 4) {
+    fprintf(stderr, "usage: test_learning CONFIG THRESHOLD MIN_AGENTS [key=value ...]\n");
+    return 2;
+  }
+  blpo_config c;
+  blpo_config_src src;
+  blpo_config_defaults(&c);
+  memset(&src, 0, sizeof(src));
+  if (blpo_config_load_file(&c, &src, argv[1]) != 0)
+    return 2;
+  for (int i = 4; i < argc; i++)
+    if (blpo_config_apply_set(&c, &src, argv[i]) != 0)
+      return 2;
+  if (blpo_config_validate(&c, &src) != 0)
+    return 2;
+  double threshold = atof(argv[2]);
+  blpo_backend *be = blpo_backend_cpu_create(0);
+  char err[256];
+  blpo_trainer *tr = blpo_trainer_create(&c, be, err, sizeof(err));
+  if (!tr) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  blpo_iter_metrics *m = calloc((size_t)c.num_seeds, sizeof(*m));
+  int64_t iters = blpo_trainer_num_iterations(tr);
+  for (int64_t it = 0; it < iters; it++)
+    blpo_trainer_iterate(tr, m);
+  int passed = 0;
+  for (int p = 0; p < c.num_seeds; p++) {
+    printf("agent %d (seed %lld): mean return of the last %d episodes %.2f (threshold %.2f)\n", p,
+           (long long)(c.seed + p), m[p].recent_count, m[p].recent_mean, threshold);
+    if (m[p].recent_mean >= threshold)
+      passed++;
+  }
+  int need = atoi(argv[3]) > 0 ? atoi(argv[3]) : c.num_seeds;
+  printf("%d of %d agents reached %.2f (need %d)\n", passed, c.num_seeds, threshold, need);
+  CHECK(passed >= need, "only %d of %d agents reached the threshold", passed, c.num_seeds);
+  free(m);
+  blpo_trainer_destroy(tr);
+  be->destroy(be);
+  return test_summary("test_learning");
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what blpo-gpu needs to build (Debian/Ubuntu), then configures and
+# builds it in ./build. Idempotent: installed packages and a configured build
+# directory are reused. Used by the README's two commands and by CI.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+pkgs=(build-essential cmake pkg-config libyaml-dev libopenblas-dev liblapack-dev python3 python3-venv)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing packages; install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+build="${BLPO_BUILD_DIR:-$root/build}"
+cuda="${BLPO_CUDA:-AUTO}"
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBLPO_CUDA="$cuda" >/dev/null
+fi
+cmake --build "$build" -j "$(nproc)" 2>&1 | grep -Ev '^\[ *[0-9]+%\]|^-- ' || true
+test -x "$build/blpo-gpu"
+echo "setup: built $build/blpo-gpu"
