@@ -1,0 +1,331 @@
+/* The nested-critic and BLPO update of one iteration (blpo.md step 4), on
+ * minibatches of whole trajectories. Written against the backend seam: the
+ * host only draws permutations and sketch indices (uploaded, never read
+ * back) except in the opt-in check mode. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blpo/rng.h"
+#include "trainer_internal.h"
+
+#define HESS_CHUNK 64
+
+int blpo_update_blpo_alloc(blpo_trainer *tr) {
+  blpo_backend *be = tr->be;
+  const blpo_config *c = &tr->cfg;
+  const blpo_dims *d = &tr->d;
+  int P = d->P, N = d->N, T = d->T, O = d->obs_dim, M = c->num_minibatches;
+  int m = N / M, n = T * m;
+  size_t Na = tr->actor.num_params, Nc = tr->critic.num_params, F = sizeof(float);
+  tr->traj_per_mb = m;
+  int fail = 0;
+#define ALLOC(ptr, bytes)                                                                       \
+  do {                                                                                          \
+    (ptr) = be->alloc(be, (bytes));                                                             \
+    if (!(ptr))                                                                                 \
+      fail = 1;                                                                                 \
+  } while (0)
+  tr->h_env_perm = malloc(sizeof(int32_t) * (size_t)P * N);
+  tr->h_rows = malloc(sizeof(int32_t) * (size_t)P * T * N);
+  tr->h_last = malloc(sizeof(int32_t) * (size_t)P * N);
+  tr->h_sketch_pool = malloc(sizeof(int32_t) * Nc);
+  if (!tr->h_env_perm || !tr->h_rows || !tr->h_last || !tr->h_sketch_pool)
+    fail = 1;
+  ALLOC(tr->rows_idx, sizeof(int32_t) * (size_t)P * T * N);
+  ALLOC(tr->last_idx, sizeof(int32_t) * (size_t)P * N);
+  ALLOC(tr->mb_last_obs, F * P * m * O);
+  ALLOC(tr->mb_rew, F * P * n);
+  ALLOC(tr->mb_done, F * P * n);
+  ALLOC(tr->last_acts, F * P * m * tr->critic.act_floats_per_row);
+  ALLOC(tr->vbar, F * P * n);
+  ALLOC(tr->vbar_last, F * P * m);
+  ALLOC(tr->rho_t, F * P * n);
+  ALLOC(tr->alpha_f, F * P * n);
+  ALLOC(tr->resid, F * P * n);
+  ALLOC(tr->cdot, F * P * n);
+  ALLOC(tr->v_vec, F * P * Nc);
+  ALLOC(tr->v_last_grad, F * P * Nc);
+  ALLOC(tr->x_vec, F * P * Nc);
+  ALLOC(tr->p_vec, F * P * Na); /* stays 0 for `nested` */
+  ALLOC(tr->vdot, F * P * n);
+  ALLOC(tr->vdot_last, F * P * m);
+  size_t tw = be->mlp_tangent_work(&tr->critic, n, 1);
+  ALLOC(tr->tan_work, F * P * tw);
+  if (c->algo == BLPO_ALGO_BLPO) {
+    int k = c->hg_method == BLPO_HG_NYSTROM ? c->hg_rank : 0;
+    int dense = c->hg_method == BLPO_HG_EXACT || c->hg_check;
+    size_t hw = be->critic_hvp_work(&tr->critic, n, 1);
+    if (k > 0) {
+      tr->h_sketch = malloc(sizeof(int32_t) * (size_t)P * k);
+      if (!tr->h_sketch)
+        fail = 1;
+      ALLOC(tr->sketch_idx, sizeof(int32_t) * (size_t)P * k);
+      ALLOC(tr->hvp_rows, F * P * k * Nc);
+      size_t w = be->critic_hvp_work(&tr->critic, n, k);
+      hw = w > hw ? w : hw;
+    }
+    if (c->hg_method == BLPO_HG_CG || c->hg_check)
+      ALLOC(tr->cg_buf, F * P * 4 * Nc);
+    if (c->hg_check) {
+      tr->h_check = malloc(sizeof(float) * 2 * (size_t)P);
+      if (!tr->h_check)
+        fail = 1;
+    }
+    if (dense) {
+      tr->hess_chunk = (int)(Nc < HESS_CHUNK ? Nc : HESS_CHUNK);
+      ALLOC(tr->hess, F * P * Nc * Nc);
+      ALLOC(tr->x_exact, F * P * Nc);
+      ALLOC(tr->iota, sizeof(int32_t) * Nc);
+      size_t w = be->critic_hvp_work(&tr->critic, n, tr->hess_chunk);
+      hw = w > hw ? w : hw;
+    }
+    ALLOC(tr->hvp_work, F * P * hw);
+    if (!fail && tr->iota) {
+      int32_t *h = malloc(sizeof(int32_t) * Nc);
+      if (!h)
+        return -1;
+      for (size_t i = 0; i < Nc; i++)
+        h[i] = (int32_t)i;
+      be->upload(be, tr->iota, h, sizeof(int32_t) * Nc);
+      free(h);
+    }
+    if (!fail && be->reserve_solver(be, k, Nc, dense) != 0)
+      fail = 1;
+  }
+#undef ALLOC
+  return fail ? -1 : 0;
+}
+
+void blpo_update_blpo_free(blpo_trainer *tr) {
+  blpo_backend *be = tr->be;
+  void *bufs[] = {tr->rows_idx, tr->last_idx, tr->mb_last_obs, tr->mb_rew,      tr->mb_done,
+                  tr->last_acts, tr->vbar,    tr->vbar_last,   tr->rho_t,       tr->alpha_f,
+                  tr->resid,    tr->cdot,     tr->v_vec,       tr->v_last_grad, tr->x_vec,
+                  tr->p_vec,    tr->vdot,     tr->vdot_last,   tr->tan_work,    tr->sketch_idx,
+                  tr->hvp_rows, tr->hvp_work, tr->cg_buf,      tr->hess,        tr->x_exact,
+                  tr->iota};
+  for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+    if (bufs[i])
+      be->release(be, bufs[i]);
+  free(tr->h_env_perm);
+  free(tr->h_rows);
+  free(tr->h_last);
+  free(tr->h_sketch_pool);
+  free(tr->h_sketch);
+  free(tr->h_check);
+}
+
+/* Env permutation of agent p for one epoch, from its permutation stream
+ * (purpose index 1 keeps it apart from PPO's flat-sample permutations). */
+static void env_permutation(const blpo_trainer *tr, int p, uint32_t counter, int32_t *out) {
+  int N = tr->d.N;
+  blpo_key key = blpo_make_key(tr->d.seed + (uint64_t)p, BLPO_STREAM_PERMUTE, 1);
+  for (int i = 0; i < N; i++)
+    out[i] = i;
+  uint32_t r[4];
+  for (int i = N - 1; i > 0; i--) {
+    if ((i & 3) == 3 || i == N - 1)
+      blpo_rand4(key, counter, (uint32_t)i >> 2, r);
+    uint32_t j = (uint32_t)(((uint64_t)r[i & 3] * (uint64_t)(i + 1)) >> 32);
+    int32_t t = out[i];
+    out[i] = out[j];
+    out[j] = t;
+  }
+}
+
+/* k distinct critic parameter indices for agent p: partial Fisher-Yates from
+ * the sketch stream (counter 0 for the whole run with fixed_indices). */
+static void sketch_indices(blpo_trainer *tr, int p, uint32_t counter, int k, int32_t *out) {
+  int np = (int)tr->critic.num_params;
+  int32_t *pool = tr->h_sketch_pool;
+  blpo_key key = blpo_make_key(tr->d.seed + (uint64_t)p, BLPO_STREAM_SKETCH, 0);
+  for (int i = 0; i < np; i++)
+    pool[i] = i;
+  for (int i = 0; i < k; i++) {
+    uint32_t r[4];
+    blpo_rand4(key, counter, (uint32_t)i, r);
+    uint32_t j = (uint32_t)i + (uint32_t)(((uint64_t)r[0] * (uint64_t)(np - i)) >> 32);
+    int32_t t = pool[i];
+    pool[i] = pool[j];
+    pool[j] = t;
+    out[i] = pool[i];
+  }
+}
+
+/* The dense Hessian of the critic loss on the current minibatch, one agent at
+ * a time, as rows of H for chunks of unit directions. */
+static void dense_hessian(blpo_trainer *tr, int n) {
+  blpo_backend *be = tr->be;
+  const blpo_mlp *cm = &tr->critic;
+  size_t Nc = cm->num_params;
+  int O = tr->d.obs_dim;
+  for (int p = 0; p < tr->d.P; p++) {
+    const float *w = tr->critic_params + p * Nc;
+    const float *x = tr->mb_obs + (size_t)p * n * O;
+    const float *acts = tr->critic_acts + (size_t)p * n * cm->act_floats_per_row;
+    const float *tgt = tr->mb_ret + (size_t)p * n;
+    for (size_t c0 = 0; c0 < Nc; c0 += (size_t)tr->hess_chunk) {
+      int K = (int)(Nc - c0 < (size_t)tr->hess_chunk ? Nc - c0 : (size_t)tr->hess_chunk);
+      be->critic_hvp_rows(be, cm, 1, w, x, n, acts, tgt, K, tr->iota + c0,
+                          tr->hess + p * Nc * Nc + c0 * Nc, tr->hvp_work);
+    }
+  }
+}
+
+/* x ~ (H + rho I)^-1 v by the configured method. */
+static void solve_ihvp(blpo_trainer *tr, int n) {
+  blpo_backend *be = tr->be;
+  const blpo_config *c = &tr->cfg;
+  const blpo_dims *d = &tr->d;
+  int P = d->P;
+  size_t Nc = tr->critic.num_params;
+  switch (c->hg_method) {
+  case BLPO_HG_NYSTROM: {
+    int k = c->hg_rank;
+    uint32_t counter = c->hg_fixed_indices ? 0u : (uint32_t)tr->sketch_calls;
+    for (int p = 0; p < P; p++)
+      sketch_indices(tr, p, counter, k, tr->h_sketch + (size_t)p * k);
+    tr->sketch_calls++;
+    be->upload(be, tr->sketch_idx, tr->h_sketch, sizeof(int32_t) * (size_t)P * k);
+    be->critic_hvp_rows(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
+                        tr->mb_ret, k, tr->sketch_idx, tr->hvp_rows, tr->hvp_work);
+    be->nystrom_solve(be, P, Nc, k, tr->hvp_rows, tr->sketch_idx, tr->v_vec, c->hg_rho,
+                      c->hg_ridge, c->hg_cutoff * (float)k, tr->x_vec, tr->stats);
+    break;
+  }
+  case BLPO_HG_CG:
+    be->cg_solve(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
+                 tr->mb_ret, tr->v_vec, c->hg_rho, c->hg_cg_iters, c->hg_cg_tol, tr->x_vec,
+                 tr->cg_buf, tr->hvp_work, tr->stats);
+    break;
+  case BLPO_HG_EXACT:
+    dense_hessian(tr, n);
+    be->dense_solve(be, P, Nc, tr->hess, tr->v_vec, c->hg_rho, tr->x_vec);
+    break;
+  }
+  if (c->hg_check) {
+    /* Opt-in diagnostic: the exact solve on the same minibatch, and the
+     * relative error of x. Reads two scalars per agent back to the host. */
+    dense_hessian(tr, n);
+    be->dense_solve(be, P, Nc, tr->hess, tr->v_vec, c->hg_rho, tr->x_exact);
+    float *xx = tr->cg_buf; /* (2P) scratch: <xe,xe>, then <x-xe, x-xe> */
+    be->dot(be, P, Nc, tr->x_exact, tr->x_exact, xx);
+    be->axpy(be, P, Nc, -1.0f, tr->x_vec, tr->x_exact); /* x_exact <- x_exact - x */
+    be->dot(be, P, Nc, tr->x_exact, tr->x_exact, xx + P);
+    float *h = tr->h_check, *hs = tr->h_stats;
+    be->download(be, h, xx, sizeof(float) * 2 * (size_t)P);
+    be->download(be, hs, tr->stats, sizeof(float) * (size_t)P * BLPO_STAT_COUNT);
+    for (int p = 0; p < P; p++)
+      hs[(size_t)p * BLPO_STAT_COUNT + BLPO_STAT_IHVP_RELERR] +=
+          h[p] > 0 ? sqrtf(h[P + p] / h[p]) : 0.0f;
+    be->upload(be, tr->stats, hs, sizeof(float) * (size_t)P * BLPO_STAT_COUNT);
+  }
+}
+
+void blpo_update_blpo(blpo_trainer *tr) {
+  blpo_backend *be = tr->be;
+  const blpo_config *c = &tr->cfg;
+  const blpo_dims *d = &tr->d;
+  int P = d->P, N = d->N, T = d->T, O = d->obs_dim, A = d->act_dim, M = c->num_minibatches;
+  int m = tr->traj_per_mb, n = T * m;
+  size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
+  size_t TN = (size_t)T * N;
+  float frac = c->anneal_lr ? 1.0f - (float)tr->iter / (float)tr->num_iters : 1.0f;
+  size_t a_stride = (size_t)n * tr->actor.act_floats_per_row;
+  size_t c_stride = (size_t)n * tr->critic.act_floats_per_row;
+  size_t l_stride = (size_t)m * tr->critic.act_floats_per_row;
+  float *a_head = blpo_head_of(&tr->actor, tr->actor_acts, n);
+  float *c_head = blpo_head_of(&tr->critic, tr->critic_acts, n);
+  float *l_head = blpo_head_of(&tr->critic, tr->last_acts, m);
+  int hyper = c->algo == BLPO_ALGO_BLPO;
+
+  for (int epoch = 0; epoch < c->num_epochs; epoch++) {
+    /* rows of every minibatch of this epoch: sample (t, j) of minibatch mb is
+     * row t*m + j, env perm[mb*m + j]; its rollout row is (t*P + p)*N + env */
+    for (int p = 0; p < P; p++) {
+      int32_t *perm = tr->h_env_perm + (size_t)p * N;
+      env_permutation(tr, p, (uint32_t)(tr->iter * c->num_epochs + epoch), perm);
+      for (int mb = 0; mb < M; mb++)
+        for (int j = 0; j < m; j++) {
+          int env = perm[mb * m + j];
+          for (int t = 0; t < T; t++)
+            tr->h_rows[(size_t)p * TN + (size_t)mb * n + (size_t)t * m + j] =
+                (int32_t)(((int64_t)t * P + p) * N + env);
+          tr->h_last[(size_t)p * N + (size_t)mb * m + j] = (int32_t)(((int64_t)T * P + p) * N + env);
+        }
+    }
+    be->upload(be, tr->rows_idx, tr->h_rows, sizeof(int32_t) * (size_t)P * TN);
+    be->upload(be, tr->last_idx, tr->h_last, sizeof(int32_t) * (size_t)P * N);
+
+    for (int mb = 0; mb < M; mb++) {
+      const int32_t *ix = tr->rows_idx + (size_t)mb * n;
+      const int32_t *lx = tr->last_idx + (size_t)mb * m;
+      be->gather_rows(be, P, ix, TN, n, tr->roll_obs, O, tr->mb_obs);
+      be->gather_rows(be, P, lx, N, m, tr->roll_obs, O, tr->mb_last_obs);
+      be->gather_rows(be, P, ix, TN, n, tr->roll_act, A, tr->mb_act);
+      be->gather_rows(be, P, ix, TN, n, tr->roll_logp, 1, tr->mb_logp);
+      be->gather_rows(be, P, ix, TN, n, tr->roll_rew, 1, tr->mb_rew);
+      be->gather_rows(be, P, ix, TN, n, tr->roll_done, 1, tr->mb_done);
+      be->gather_rows(be, P, ix, TN, n, tr->ret, 1, tr->mb_ret);
+
+      /* a. nested critic: K_c Adam steps on g(w) = (1/n) sum (G - V)^2 */
+      blpo_adam_step_params sp = {c->critic_lr * frac, 0.9f, 0.999f, c->adam_eps, 1, 1};
+      for (int k = 0; k < c->nested_updates; k++) {
+        be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
+        be->value_loss(be, P, n, c_head, c_stride, tr->mb_ret, tr->dvalue, tr->stats,
+                       k == 0 ? BLPO_STAT_CRITIC_LOSS_BEFORE : -1);
+        be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
+                         tr->dvalue, tr->critic_grad, tr->scratch);
+        tr->critic_t++;
+        sp.bc1 = 1.0f - powf(0.9f, (float)tr->critic_t);
+        sp.bc2 = 1.0f - powf(0.999f, (float)tr->critic_t);
+        be->adam(be, P, Nc, tr->critic_params, tr->critic_grad, tr->critic_m, tr->critic_v, NULL,
+                 sp);
+      }
+      be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
+      be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts);
+      be->value_loss(be, P, n, c_head, c_stride, tr->mb_ret, tr->dvalue, tr->stats,
+                     BLPO_STAT_CRITIC_LOSS_AFTER);
+
+      /* b. actor loss with the current critic: g_theta, and dL/dV for v */
+      be->mlp_forward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts);
+      be->blpo_actor(be, d, &tr->actor, tr->actor_params, T, m, a_head, a_stride, c_head,
+                     c_stride, l_head, l_stride, tr->mb_act, tr->mb_logp, tr->mb_rew,
+                     tr->mb_done, tr->mb_ret, c->gamma, c->gae_lambda, c->clip_eps, c->hg_clip_f,
+                     tr->dhead, tr->actor_grad, tr->vbar, tr->vbar_last, tr->rho_t, tr->mb_adv,
+                     tr->alpha_f, tr->resid, tr->stats);
+      be->mlp_backward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts,
+                       tr->dhead, tr->actor_grad, tr->scratch);
+
+      if (hyper) {
+        /* v = dL/dw through V(s_t) and V(last_obs) */
+        be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
+                         tr->vbar, tr->v_vec, tr->scratch);
+        be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m,
+                         tr->last_acts, tr->vbar_last, tr->v_last_grad, tr->scratch);
+        be->axpy(be, P, Nc, 1.0f, tr->v_last_grad, tr->v_vec);
+        /* c. x ~ (H + rho I)^-1 v */
+        solve_ihvp(tr, n);
+        /* d. p = d/de grad_theta f2(theta, w + e x): critic tangents along x,
+         * the mixed weights cdot, one actor backward pass */
+        be->mlp_tangent(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts, 1,
+                        tr->x_vec, tr->vdot, tr->tan_work);
+        be->mlp_tangent(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m,
+                        tr->last_acts, 1, tr->x_vec, tr->vdot_last, tr->tan_work);
+        be->mixed_head(be, d, &tr->actor, tr->actor_params, T, m, a_head, a_stride, tr->mb_act,
+                       tr->mb_done, tr->vdot, tr->vdot_last, tr->rho_t, tr->mb_adv, tr->alpha_f,
+                       tr->resid, c->gamma, c->gae_lambda, tr->cdot, tr->dhead, tr->p_vec);
+        be->mlp_backward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts,
+                         tr->dhead, tr->p_vec, tr->scratch);
+      }
+      /* e. norm bound, h = g - s p, Adam on the actor (p = 0 for nested) */
+      be->hypergrad_combine(be, P, Na, tr->actor_grad, tr->p_vec, c->hg_ihvp_bound, tr->stats);
+      tr->actor_t++;
+      blpo_adam_step_params sa = {c->actor_lr * frac, 0.9f, 0.999f, c->adam_eps,
+                                  1.0f - powf(0.9f, (float)tr->actor_t),
+                                  1.0f - powf(0.999f, (float)tr->actor_t)};
+      be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, NULL, sa);
+    }
+  }
+}
