@@ -408,6 +408,8 @@ static void cpu_adam(blpo_backend *be, int P, size_t count, float *params, const
   }
 }
 
+static void cpu_sync(blpo_backend *be) { (void)be; /* every CPU op is synchronous */ }
+
 static void cpu_destroy(blpo_backend *be) {
   blpo_cpu_free_solver(be->impl);
   free(be->impl);
@@ -431,6 +433,7 @@ blpo_backend *blpo_backend_cpu_create(int threads) {
   be->upload = cpu_copy;
   be->download = cpu_copy;
   be->fill = cpu_fill;
+  be->sync = cpu_sync;
   be->env_reset = cpu_env_reset;
   be->env_step = cpu_env_step;
   be->obs_norm = cpu_obs_norm;

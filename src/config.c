@@ -974,19 +974,33 @@ int blpo_config_validate(const blpo_config *c, const blpo_config_src *src) {
     verr(&v, KEYS("run.name"), "run.name: '%s' is not a valid directory name prefix", c->name);
 
   if (env >= 0 && c->algo == BLPO_ALGO_BLPO) {
+    /* The critic V(s): obs_dim -> net.critic_hidden -> 1, a weight matrix and a bias per layer. */
     const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env);
     int64_t pc = mlp_params(info->obs_dim, c->critic_hidden, c->critic_num_hidden, 1);
+    char widths[BLPO_MAX_HIDDEN * 12 + 4];
+    size_t o = 0;
+    widths[0] = 0;
+    for (int i = 0; i < c->critic_num_hidden && o < sizeof(widths); i++)
+      o += (size_t)snprintf(widths + o, sizeof(widths) - o, "%s%d", i ? ", " : "",
+                            c->critic_hidden[i]);
+    /* Nystrom samples k distinct critic parameter indices. The error is about the rank,
+     * so it points there even when net.critic_hidden was set later. */
     if (c->hg_method == BLPO_HG_NYSTROM && c->hg_rank > pc)
-      verr(&v, KEYS("algo.hypergrad.rank", "net.critic_hidden"),
-           "algo.hypergrad.rank (%d) exceeds the critic's %lld parameters", c->hg_rank,
-           (long long)pc);
-    if ((c->hg_method == BLPO_HG_EXACT || c->hg_check) && pc > c->hg_exact_max_params)
+      verr(&v, KEYS("algo.hypergrad.rank"),
+           "algo.hypergrad.rank (%d) exceeds the critic's parameter count %lld (obs dim %d of "
+           "%s, net.critic_hidden [%s], output 1); Nystrom samples at most that many indices",
+           c->hg_rank, (long long)pc, info->obs_dim, info->name, widths);
+    if (c->hg_method == BLPO_HG_EXACT && pc > c->hg_exact_max_params)
       verr(&v,
-           KEYS(c->hg_check ? "algo.hypergrad.check" : "algo.hypergrad.method", "net.critic_hidden",
-                "algo.hypergrad.exact_max_params"),
-           "the dense Hessian needs a critic of at most algo.hypergrad.exact_max_params = %d "
-           "parameters; this one has %lld",
-           c->hg_exact_max_params, (long long)pc);
+           KEYS("algo.hypergrad.method", "net.critic_hidden", "algo.hypergrad.exact_max_params"),
+           "algo.hypergrad.method exact builds a dense Hessian, but the critic has %lld "
+           "parameters, more than algo.hypergrad.exact_max_params = %d; use method nystrom or cg",
+           (long long)pc, c->hg_exact_max_params);
+    else if (c->hg_check && pc > c->hg_exact_max_params)
+      verr(&v, KEYS("algo.hypergrad.check", "net.critic_hidden", "algo.hypergrad.exact_max_params"),
+           "algo.hypergrad.check builds a dense Hessian, but the critic has %lld parameters, "
+           "more than algo.hypergrad.exact_max_params = %d; turn the check off",
+           (long long)pc, c->hg_exact_max_params);
   }
   return v.errors ? 2 : 0;
 }

@@ -2,9 +2,11 @@
  * against the backend seam (include/blpo/backend.h). All buffers are
  * allocated in blpo_trainer_create; the only host read per iteration is the
  * metrics download at its end. */
+#define _POSIX_C_SOURCE 200809L
 #include "blpo/trainer.h"
 
 #include <math.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,39 @@
 #include "trainer_internal.h"
 
 /* struct blpo_trainer: src/trainer_internal.h */
+
+const char *const blpo_phase_names[BLPO_PHASE_COUNT] = {
+    "rollout", "targets",    "ppo_update", "gather",     "nested_critic", "actor_loss",
+    "hvp_rows", "core_solve", "mixed_term", "actor_step", "metrics"};
+
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void blpo_phase_begin(blpo_trainer *tr) {
+  if (!tr->profile)
+    return;
+  tr->be->sync(tr->be);
+  tr->phase_t0 = wall_now();
+}
+
+void blpo_phase_end(blpo_trainer *tr, int phase) {
+  if (!tr->profile)
+    return;
+  tr->be->sync(tr->be);
+  double t = wall_now();
+  tr->phase_s[phase] += t - tr->phase_t0;
+  tr->phase_t0 = t;
+}
+
+void blpo_trainer_set_profile(blpo_trainer *tr, int on) { tr->profile = on; }
+
+void blpo_trainer_phase_seconds(const blpo_trainer *tr, double *out) {
+  for (int i = 0; i < BLPO_PHASE_COUNT; i++)
+    out[i] = tr->phase_s[i];
+}
 
 static void *be_alloc(blpo_trainer *tr, size_t bytes, int *fail) {
   void *p = tr->be->alloc(tr->be, bytes);
@@ -367,15 +402,21 @@ void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics) {
   const blpo_dims *d = &tr->d;
   size_t PN = (size_t)d->P * d->N;
   be->fill(be, tr->stats, 0.0f, (size_t)d->P * BLPO_STAT_COUNT);
+  blpo_phase_begin(tr);
   rollout(tr);
+  blpo_phase_end(tr, BLPO_PHASE_ROLLOUT);
   /* targets with the pre-update critic: fixed for the whole iteration */
   be->gae(be, d, tr->roll_rew, tr->roll_done, tr->roll_val, tr->last_val, tr->cfg.gamma,
           tr->cfg.gae_lambda, tr->adv, tr->ret);
-  if (tr->cfg.algo == BLPO_ALGO_PPO)
+  blpo_phase_end(tr, BLPO_PHASE_TARGETS);
+  if (tr->cfg.algo == BLPO_ALGO_PPO) {
     ppo_update(tr);
-  else
+    blpo_phase_end(tr, BLPO_PHASE_PPO);
+  } else {
     blpo_update_blpo(tr);
+  }
   collect_metrics(tr, metrics);
+  blpo_phase_end(tr, BLPO_PHASE_METRICS);
   /* the last obs opens the next rollout */
   be->copy_blocks(be, 1, PN * d->obs_dim, tr->roll_obs, 0,
                   tr->roll_obs + (size_t)d->T * PN * d->obs_dim, 0);

@@ -83,12 +83,22 @@ struct blpo_trainer {
   int hess_chunk;
   float *h_check;             /* (2P) host: check-mode norms */
 
+  /* profile mode */
+  int profile;
+  double phase_s[BLPO_PHASE_COUNT];
+  double phase_t0;
+
   /* host mirrors for the per-iteration metrics */
   float *h_eret;  /* (T, P, N) */
   float *h_stats; /* (P, BLPO_STAT_COUNT) */
   float *recent;  /* (P, 100) ring */
   int *recent_n, *recent_head;
 };
+
+/* Profile mode: blpo_phase_begin() then blpo_phase_end(tr, phase) charges
+ * the time in between to phase (both sync the backend); no-ops otherwise. */
+void blpo_phase_begin(blpo_trainer *tr);
+void blpo_phase_end(blpo_trainer *tr, int phase);
 
 /* Head (last layer) output inside an activation workspace of `rows` rows. */
 float *blpo_head_of(const blpo_mlp *m, float *acts, int rows);

@@ -190,18 +190,23 @@ static void solve_ihvp(blpo_trainer *tr, int n) {
     be->upload(be, tr->sketch_idx, tr->h_sketch, sizeof(int32_t) * (size_t)P * k);
     be->critic_hvp_rows(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
                         tr->mb_ret, k, tr->sketch_idx, tr->hvp_rows, tr->hvp_work);
+    blpo_phase_end(tr, BLPO_PHASE_HVP_ROWS);
     be->nystrom_solve(be, P, Nc, k, tr->hvp_rows, tr->sketch_idx, tr->v_vec, c->hg_rho,
                       c->hg_ridge, c->hg_cutoff * (float)k, tr->x_vec, tr->stats);
+    blpo_phase_end(tr, BLPO_PHASE_CORE_SOLVE);
     break;
   }
   case BLPO_HG_CG:
     be->cg_solve(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
                  tr->mb_ret, tr->v_vec, c->hg_rho, c->hg_cg_iters, c->hg_cg_tol, tr->x_vec,
                  tr->cg_buf, tr->hvp_work, tr->stats);
+    blpo_phase_end(tr, BLPO_PHASE_HVP_ROWS);
     break;
   case BLPO_HG_EXACT:
     dense_hessian(tr, n);
+    blpo_phase_end(tr, BLPO_PHASE_HVP_ROWS);
     be->dense_solve(be, P, Nc, tr->hess, tr->v_vec, c->hg_rho, tr->x_vec);
+    blpo_phase_end(tr, BLPO_PHASE_CORE_SOLVE);
     break;
   }
   if (c->hg_check) {
@@ -258,6 +263,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
     be->upload(be, tr->rows_idx, tr->h_rows, sizeof(int32_t) * (size_t)P * TN);
     be->upload(be, tr->last_idx, tr->h_last, sizeof(int32_t) * (size_t)P * N);
 
+    blpo_phase_end(tr, BLPO_PHASE_GATHER);
     for (int mb = 0; mb < M; mb++) {
       const int32_t *ix = tr->rows_idx + (size_t)mb * n;
       const int32_t *lx = tr->last_idx + (size_t)mb * m;
@@ -269,6 +275,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
       be->gather_rows(be, P, ix, TN, n, tr->roll_done, 1, tr->mb_done);
       be->gather_rows(be, P, ix, TN, n, tr->ret, 1, tr->mb_ret);
 
+      blpo_phase_end(tr, BLPO_PHASE_GATHER);
       /* a. nested critic: K_c Adam steps on g(w) = (1/n) sum (G - V)^2 */
       blpo_adam_step_params sp = {c->critic_lr * frac, 0.9f, 0.999f, c->adam_eps, 1, 1};
       for (int k = 0; k < c->nested_updates; k++) {
@@ -287,6 +294,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
       be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts);
       be->value_loss(be, P, n, c_head, c_stride, tr->mb_ret, tr->dvalue, tr->stats,
                      BLPO_STAT_CRITIC_LOSS_AFTER);
+      blpo_phase_end(tr, BLPO_PHASE_NESTED);
 
       /* b. actor loss with the current critic: g_theta, and dL/dV for v */
       be->mlp_forward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts);
@@ -305,6 +313,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
         be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m,
                          tr->last_acts, tr->vbar_last, tr->v_last_grad, tr->scratch);
         be->axpy(be, P, Nc, 1.0f, tr->v_last_grad, tr->v_vec);
+        blpo_phase_end(tr, BLPO_PHASE_ACTOR_LOSS);
         /* c. x ~ (H + rho I)^-1 v */
         solve_ihvp(tr, n);
         /* d. p = d/de grad_theta f2(theta, w + e x): critic tangents along x,
@@ -318,6 +327,9 @@ void blpo_update_blpo(blpo_trainer *tr) {
                        tr->resid, c->gamma, c->gae_lambda, tr->cdot, tr->dhead, tr->p_vec);
         be->mlp_backward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts,
                          tr->dhead, tr->p_vec, tr->scratch);
+        blpo_phase_end(tr, BLPO_PHASE_MIXED);
+      } else {
+        blpo_phase_end(tr, BLPO_PHASE_ACTOR_LOSS);
       }
       /* e. norm bound, h = g - s p, Adam on the actor (p = 0 for nested) */
       be->hypergrad_combine(be, P, Na, tr->actor_grad, tr->p_vec, c->hg_ihvp_bound, tr->stats);
@@ -326,6 +338,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
                                   1.0f - powf(0.9f, (float)tr->actor_t),
                                   1.0f - powf(0.999f, (float)tr->actor_t)};
       be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, NULL, sa);
+      blpo_phase_end(tr, BLPO_PHASE_ACTOR_STEP);
     }
   }
 }

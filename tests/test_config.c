@@ -198,6 +198,29 @@ static void test_valid_file(void) {
   k = blpo_config_key_index("algo.gamma");
   CHECK(s.key[k].origin == BLPO_SRC_DEFAULT, "gamma not set by the file");
 
+  /* three levels of nesting, flow and block style */
+  rc = load("algo: {hypergrad: {rank: 5}}\n", 1, &c, &s, where, sizeof(where), "");
+  CHECK(rc == 0 && c.hg_rank == 5, "flow nesting: %s", g_err);
+  k = blpo_config_key_index("algo.hypergrad.rank");
+  CHECK(s.key[k].origin == BLPO_SRC_FILE && s.key[k].line == 1 && s.key[k].col == 20,
+        "flow rank recorded at %d:%d", s.key[k].line, s.key[k].col);
+  rc = load("algo:\n  name: blpo\n  hypergrad:\n    rank: 13\n    method: nystrom\nnet:\n"
+            "  critic_hidden: [2]\n",
+            1, &c, &s, where, sizeof(where), "");
+  CHECK(rc == 0 && c.hg_rank == 13 && c.critic_num_hidden == 1, "rank = critic size: %s", g_err);
+  /* the rank bound is Nystrom's alone, and exact/check pass up to the limit */
+  rc = load("algo:\n  name: blpo\n  hypergrad: {method: cg, rank: 100000}\n", 1, &c, &s, where,
+            sizeof(where), "");
+  CHECK(rc == 0 && c.hg_rank == 100000, "cg ignores rank: %s", g_err);
+  rc = load("algo:\n  name: blpo\n  hypergrad: {method: exact, check: true, exact_max_params: "
+            "4545}\n",
+            1, &c, &s, where, sizeof(where), "");
+  CHECK(rc == 0 && c.hg_method == BLPO_HG_EXACT, "exact at the limit: %s", g_err);
+  /* ppo and nested have no hypergradient to check */
+  rc = load("algo:\n  name: nested\n  hypergrad: {rank: 100000}\n", 1, &c, &s, where, sizeof(where),
+            "");
+  CHECK(rc == 0, "nested ignores rank: %s", g_err);
+
   /* an empty file is every default */
   rc = load("# nothing\n", 1, &c, &s, where, sizeof(where), "");
   CHECK(rc == 0 && c.num_envs == 4, "empty file: %s", g_err);
@@ -312,7 +335,34 @@ static void test_file_errors(void) {
   FILE_ERR("run:\n  name: a/b\n", 1, "2:3", "run.name: 'a/b'");
   FILE_ERR("algo:\n  name: blpo\n  hypergrad:\n    method: exact\nnet:\n  critic_hidden: [1024, "
            "1024]\n",
-           1, "4:5", "exact_max_params = 20000", "has 1055745");
+           1, "4:5", "exact_max_params = 20000", "has 1055745", "use method nystrom or cg");
+  /* Nystrom rank above the critic's size: CartPole obs 4 -> [2] -> 1 is 4*2+2 + 2*1+1 = 13
+   * parameters; the error points at the rank even when the critic comes later */
+  FILE_ERR("algo:\n  name: blpo\n  hypergrad:\n    rank: 14\nnet:\n  critic_hidden: [2]\n", 1,
+           "4:5", "algo.hypergrad.rank (14) exceeds the critic's parameter count 13",
+           "obs dim 4 of CartPole-v1", "net.critic_hidden [2]");
+  FILE_ERR("net:\n  critic_hidden: [2]\nalgo: {name: blpo, hypergrad: {rank: 14}}\n", 1, "3:32",
+           "algo.hypergrad.rank (14) exceeds the critic's parameter count 13");
+  /* exact (and check) with a critic over exact_max_params; the default 64x64 CartPole
+   * critic has 4*64+64 + 64*64+64 + 64+1 = 4545 parameters */
+  FILE_ERR("algo:\n  name: blpo\n  hypergrad: {method: exact, exact_max_params: 4544}\n", 1, "3:15",
+           "algo.hypergrad.method exact builds a dense Hessian",
+           "the critic has 4545 parameters, more than algo.hypergrad.exact_max_params = 4544",
+           "use method nystrom or cg");
+  FILE_ERR("algo:\n  name: blpo\n  hypergrad:\n    check: true\n    exact_max_params: 100\n", 1,
+           "4:5", "algo.hypergrad.check builds a dense Hessian", "has 4545 parameters");
+  /* nested/blpo minibatches are whole trajectories: M must divide N even where it divides N*T */
+  FILE_ERR("env:\n  num_envs: 6\n  num_steps: 4\nalgo:\n  name: blpo\n  num_minibatches: 4\n", 1,
+           "6:3", "algo.num_minibatches (4) must divide env.num_envs (6)",
+           "algo 'blpo' splits the envs into minibatches of whole trajectories");
+  /* ranges of the hypergradient keys */
+  FILE_ERR("algo:\n  hypergrad:\n    clip_f: 1.5\n", 0, "3:13", "algo.hypergrad.clip_f",
+           "'1.5' is out of range", "in [0, 1]");
+  FILE_ERR("algo:\n  hypergrad:\n    exact_max_params: 50001\n", 0, "3:23",
+           "algo.hypergrad.exact_max_params", "50001 is out of range", "in [1, 50000]");
+  FILE_ERR("algo:\n  nested_updates: 0\n", 0, "2:19", "algo.nested_updates", "in [1, 1000]");
+  FILE_ERR("algo:\n  hypergrad:\n    rho: 0\n", 0, "3:10", "algo.hypergrad.rho",
+           "'0' is out of range", "> 0");
   /* a key left at its default reports at the file's 1:1 */
   FILE_ERR("algo:\n  name: nested\n  num_minibatches: 3\n", 1, "3:3", "must divide");
 }
@@ -402,6 +452,21 @@ static void test_set(void) {
   rc = blpo_config_validate(&c, &s);
   cap_end();
   EXPECT_ERR(rc, "--set:2:1: algo.num_minibatches (4) must divide env.num_envs (6)");
+  /* ... except the rank bound, which stays at the rank */
+  blpo_config_defaults(&c);
+  memset(&s, 0, sizeof(s));
+  p = yaml_file("algo:\n  name: blpo\n  hypergrad:\n    rank: 20\n");
+  cap_begin();
+  rc = blpo_config_load_file(&c, &s, p);
+  rc |= blpo_config_apply_set(&c, &s, "net.critic_hidden=[2]");
+  cap_end();
+  CHECK(rc == 0, "%s", g_err);
+  char where[600];
+  snprintf(where, sizeof(where), "%s:4:5: ", p);
+  cap_begin();
+  rc = blpo_config_validate(&c, &s);
+  cap_end();
+  EXPECT_ERR(rc, where, "algo.hypergrad.rank (20) exceeds the critic's parameter count 13");
   /* and a config filled in by code is range-checked too */
   blpo_config_defaults(&c);
   c.num_envs = 0;

@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-pkgs=(build-essential cmake pkg-config libyaml-dev libopenblas-dev liblapack-dev python3 python3-venv)
+pkgs=(build-essential cmake pkg-config libyaml-dev libopenblas-dev libopenblas-openmp-dev liblapack-dev python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

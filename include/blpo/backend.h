@@ -73,6 +73,8 @@ struct blpo_backend {
   void (*upload)(blpo_backend *be, void *dst, const void *src, size_t bytes);
   void (*download)(blpo_backend *be, void *dst, const void *src, size_t bytes);
   void (*fill)(blpo_backend *be, float *dst, float value, size_t count);
+  /* Waits until every queued operation has finished (profiling only). */
+  void (*sync)(blpo_backend *be);
 
   /* ---- envs ---- */
   /* states (P,N): fresh episodes; obs (P,N,O) their first observations. */

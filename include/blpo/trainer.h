@@ -34,6 +34,24 @@ typedef struct {
 
 typedef struct blpo_trainer blpo_trainer;
 
+/* Phases of an iteration timed in profile mode (blpo_trainer_set_profile). */
+typedef enum {
+  BLPO_PHASE_ROLLOUT = 0, /* acting and env stepping */
+  BLPO_PHASE_TARGETS,     /* V(last_obs) and GAE */
+  BLPO_PHASE_PPO,         /* ppo: the whole minibatch update */
+  BLPO_PHASE_GATHER,      /* nested/blpo: minibatch gathering */
+  BLPO_PHASE_NESTED,      /* nested critic steps */
+  BLPO_PHASE_ACTOR_LOSS,  /* actor loss, g_theta and v (GAE adjoint) */
+  BLPO_PHASE_HVP_ROWS,    /* the k Hessian rows (or CG / dense Hessian) */
+  BLPO_PHASE_CORE_SOLVE,  /* core eigendecomposition and Woodbury solve */
+  BLPO_PHASE_MIXED,       /* tangent, mixed weights and the p backward pass */
+  BLPO_PHASE_ACTOR_STEP,  /* norm bound and the actor's Adam step */
+  BLPO_PHASE_METRICS,     /* the per-iteration metrics download */
+  BLPO_PHASE_COUNT
+} blpo_phase;
+
+extern const char *const blpo_phase_names[BLPO_PHASE_COUNT];
+
 /* Allocates every buffer and initialises networks and envs. Returns NULL and
  * writes a message into err on failure (e.g. out of memory). */
 blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char *err,
@@ -49,5 +67,9 @@ void blpo_trainer_get_params(blpo_trainer *tr, int agent, float *actor, float *c
 /* The last <= 100 finished episode returns of agent p, oldest first; returns count. */
 int blpo_trainer_recent_returns(const blpo_trainer *tr, int agent, float *out);
 void blpo_trainer_destroy(blpo_trainer *tr);
+/* Profile mode: synchronise the backend around each phase and accumulate
+ * its wall time (seconds) into phase_seconds (BLPO_PHASE_COUNT entries). */
+void blpo_trainer_set_profile(blpo_trainer *tr, int on);
+void blpo_trainer_phase_seconds(const blpo_trainer *tr, double *out);
 
 #endif

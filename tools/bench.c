@@ -1,0 +1,205 @@
+/* blpo-bench: per-iteration cost of ppo, nested and blpo on one config and
+ * machine, measured side by side in one process, with BLPO's minibatch
+ * update split into its phases (nested critic, actor loss and v, Hessian
+ * rows, core solve, mixed term, actor step).
+ *
+ *   blpo-bench [--config FILE] [--algos ppo,nested,blpo] [--iters N]
+ *              [--warmup W] [--set key=value]... [--label TEXT] [--markdown]
+ *
+ * Times are wall-clock seconds around backend-synchronised phases; on the
+ * CPU backend every operation is synchronous. The first W iterations are
+ * not counted. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blpo/cli.h"
+#include "blpo/config_load.h"
+#include "blpo/trainer.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void cpu_model(char *out, size_t n) {
+  snprintf(out, n, "unknown CPU");
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f)
+    return;
+  char line[512];
+  while (fgets(line, sizeof(line), f))
+    if (!strncmp(line, "model name", 10)) {
+      char *c = strchr(line, ':');
+      if (c) {
+        c += 2;
+        c[strcspn(c, "\n")] = 0;
+        snprintf(out, n, "%s", c);
+      }
+      break;
+    }
+  fclose(f);
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: blpo-bench [--config FILE] [--algos ppo,nested,blpo] [--iters N] "
+             "[--warmup W] [--set key=value]... [--label TEXT] [--markdown]\n"
+             "Times ppo, nested and blpo on the same config (default cartpole.yaml) on the CPU\n"
+             "backend and prints per-iteration cost, cost per env step relative to ppo, and\n"
+             "the split of the nested/BLPO minibatch update into its phases.\n");
+}
+
+typedef struct {
+  char algo[16];
+  double s_per_iter, steps_per_s;
+  double phase[BLPO_PHASE_COUNT]; /* seconds per iteration */
+  int64_t steps_per_iter;
+} result;
+
+int main(int argc, char **argv) {
+  const char *config = "cartpole.yaml", *algos = "ppo,nested,blpo", *label = "";
+  const char *sets[64];
+  int nsets = 0, iters = 5, warmup = 1, markdown = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--markdown")) {
+      markdown = 1;
+    } else if (v && !strcmp(a, "--config")) {
+      config = v, i++;
+    } else if (v && !strcmp(a, "--algos")) {
+      algos = v, i++;
+    } else if (v && !strcmp(a, "--iters")) {
+      iters = atoi(v), i++;
+    } else if (v && !strcmp(a, "--warmup")) {
+      warmup = atoi(v), i++;
+    } else if (v && !strcmp(a, "--label")) {
+      label = v, i++;
+    } else if (v && !strcmp(a, "--set") && nsets < 64) {
+      sets[nsets++] = v, i++;
+    } else {
+      fprintf(stderr, "blpo-bench: bad argument '%s'\n", a);
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (iters < 1 || warmup < 0) {
+    fprintf(stderr, "blpo-bench: --iters must be >= 1 and --warmup >= 0\n");
+    return 2;
+  }
+  char path[BLPO_PATH_MAX];
+  if (blpo_resolve_config_path(config, path, sizeof(path)) != 0)
+    return 2;
+
+  result res[3];
+  int nres = 0;
+  char list[64];
+  snprintf(list, sizeof(list), "%s", algos);
+  blpo_config base;
+  for (char *tok = strtok(list, ","); tok && nres < 3; tok = strtok(NULL, ",")) {
+    blpo_config c;
+    blpo_config_src src;
+    memset(&src, 0, sizeof(src));
+    blpo_config_defaults(&c);
+    if (blpo_config_load_file(&c, &src, path) != 0)
+      return 2;
+    for (int s = 0; s < nsets; s++)
+      if (blpo_config_apply_set(&c, &src, sets[s]) != 0)
+        return 2;
+    char set_algo[48];
+    snprintf(set_algo, sizeof(set_algo), "algo.name=%s", tok);
+    if (blpo_config_apply_set(&c, &src, set_algo) != 0)
+      return 2;
+    /* enough steps for the requested iterations, whatever the file says */
+    c.total_steps = (int64_t)(warmup + iters) * c.num_envs * c.num_steps;
+    if (blpo_config_validate(&c, &src) != 0)
+      return 2;
+    base = c;
+    blpo_backend *be = blpo_backend_cpu_create(c.threads);
+    char err[256];
+    blpo_trainer *tr = blpo_trainer_create(&c, be, err, sizeof(err));
+    if (!tr) {
+      fprintf(stderr, "blpo-bench: %s\n", err);
+      return 1;
+    }
+    blpo_iter_metrics *m = calloc((size_t)c.num_seeds, sizeof(*m));
+    for (int w = 0; w < warmup; w++)
+      blpo_trainer_iterate(tr, m);
+    blpo_trainer_set_profile(tr, 1);
+    double t0 = now_s();
+    for (int it = 0; it < iters; it++)
+      blpo_trainer_iterate(tr, m);
+    double wall = now_s() - t0;
+    result *r = &res[nres++];
+    snprintf(r->algo, sizeof(r->algo), "%s", tok);
+    r->s_per_iter = wall / iters;
+    r->steps_per_iter = blpo_trainer_steps_per_iteration(tr) * c.num_seeds;
+    r->steps_per_s = (double)r->steps_per_iter / r->s_per_iter;
+    blpo_trainer_phase_seconds(tr, r->phase);
+    for (int ph = 0; ph < BLPO_PHASE_COUNT; ph++)
+      r->phase[ph] /= iters;
+    free(m);
+    blpo_trainer_destroy(tr);
+    be->destroy(be);
+  }
+
+  char cpu[256], date[32];
+  cpu_model(cpu, sizeof(cpu));
+  struct utsname un;
+  uname(&un);
+  time_t t = time(NULL);
+  strftime(date, sizeof(date), "%Y-%m-%d", gmtime(&t));
+  const char *commit = getenv("BLPO_COMMIT") ? getenv("BLPO_COMMIT") : "unknown";
+  printf("%sblpo-bench: %s, %ld cores (%s %s), CPU backend, date %s, commit %s%s%s\n",
+         markdown ? "" : "", cpu, sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.machine, date,
+         commit, label[0] ? ", " : "", label);
+  printf("config %s: %s, %d agent(s) x %d envs x %d steps, %d epochs x %d minibatches, "
+         "nested_updates %d, hypergrad %s k=%d rho=%g; %d timed iterations after %d warm-up\n\n",
+         config, base.env_id, base.num_seeds, base.num_envs, base.num_steps, base.num_epochs,
+         base.num_minibatches, base.nested_updates,
+         base.hg_method == BLPO_HG_NYSTROM ? "nystrom" : base.hg_method == BLPO_HG_CG ? "cg"
+                                                                                      : "exact",
+         base.hg_rank, base.hg_rho, iters, warmup);
+  double ppo_cost = 0;
+  for (int i = 0; i < nres; i++)
+    if (!strcmp(res[i].algo, "ppo"))
+      ppo_cost = res[i].s_per_iter / res[i].steps_per_iter;
+  printf("| algo | s/iteration | env steps/s | cost per env step vs ppo |\n");
+  printf("|---|---:|---:|---:|\n");
+  for (int i = 0; i < nres; i++) {
+    double cost = res[i].s_per_iter / res[i].steps_per_iter;
+    if (ppo_cost > 0)
+      printf("| %s | %.4f | %.0f | %.2fx |\n", res[i].algo, res[i].s_per_iter, res[i].steps_per_s,
+             cost / ppo_cost);
+    else
+      printf("| %s | %.4f | %.0f | - |\n", res[i].algo, res[i].s_per_iter, res[i].steps_per_s);
+  }
+  printf("\nTime per iteration by phase (ms; %% of the iteration):\n\n| phase |");
+  for (int i = 0; i < nres; i++)
+    printf(" %s |", res[i].algo);
+  printf("\n|---|");
+  for (int i = 0; i < nres; i++)
+    printf("---:|");
+  printf("\n");
+  for (int ph = 0; ph < BLPO_PHASE_COUNT; ph++) {
+    int any = 0;
+    for (int i = 0; i < nres; i++)
+      any |= res[i].phase[ph] > 0;
+    if (!any)
+      continue;
+    printf("| %s |", blpo_phase_names[ph]);
+    for (int i = 0; i < nres; i++)
+      printf(" %.2f (%.0f%%) |", 1e3 * res[i].phase[ph],
+             100.0 * res[i].phase[ph] / res[i].s_per_iter);
+    printf("\n");
+  }
+  return 0;
+}
