@@ -63,8 +63,8 @@ static void cpu_env_step(blpo_backend *be, const blpo_dims *d, blpo_env_state *s
       blpo_key key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_ENV_RESET, (uint32_t)i);
       float r, eret;
       int term, tr, elen;
-      blpo_env_step(d->env_id, &states[e], actions + e * d->act_dim, key, obs + e * d->obs_dim,
-                    &r, &term, &tr, &eret, &elen, final_obs ? final_obs + e * d->obs_dim : NULL);
+      blpo_env_step(d->env_id, &states[e], actions + e * d->act_dim, key, obs + e * d->obs_dim, &r,
+                    &term, &tr, &eret, &elen, final_obs ? final_obs + e * d->obs_dim : NULL);
       reward[e] = r;
       done[e] = (term || tr) ? 1.0f : 0.0f;
       ep_ret[e] = eret;
@@ -76,8 +76,8 @@ static void cpu_env_step(blpo_backend *be, const blpo_dims *d, blpo_env_state *s
 
 /* Chan et al.'s parallel update of (mean, var, count) with a batch, in
  * double for stability; the batch moments are summed in a fixed order. */
-static void running_moments_update(float *mean, float *var, float *count, int dim,
-                                   const float *x, int rows, int stride) {
+static void running_moments_update(float *mean, float *var, float *count, int dim, const float *x,
+                                   int rows, int stride) {
   for (int j = 0; j < dim; j++) {
     double s = 0, s2 = 0;
     for (int i = 0; i < rows; i++)
@@ -187,8 +187,8 @@ static void col_sums(const float *g, int n, int dout, float *out) {
 }
 
 static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
-                             const float *x, int n, const float *acts, const float *dy,
-                             float *grad, float *scratch) {
+                             const float *x, int n, const float *acts, const float *dy, float *grad,
+                             float *scratch) {
   (void)be;
   for (int p = 0; p < P; p++) {
     const float *w = params + (size_t)p * m->num_params;
@@ -254,6 +254,27 @@ static void cpu_policy_sample(blpo_backend *be, const blpo_dims *d, const blpo_m
   }
 }
 
+static void cpu_policy_mode(blpo_backend *be, const blpo_dims *d, const float *head,
+                            size_t head_stride, float *actions) {
+  (void)be;
+  int Y = d->head_dim, A = d->act_dim;
+  for (int p = 0; p < d->P; p++)
+    for (int i = 0; i < d->N; i++) {
+      const float *z = head + p * head_stride + (size_t)i * Y;
+      float *act = actions + ((size_t)p * d->N + i) * A;
+      if (d->discrete) {
+        int best = 0;
+        for (int k = 1; k < d->num_actions; k++)
+          if (z[k] > z[best])
+            best = k;
+        act[0] = (float)best;
+      } else {
+        for (int k = 0; k < A; k++)
+          act[k] = z[k];
+      }
+    }
+}
+
 /* ---- targets ----------------------------------------------------------- */
 
 static void cpu_gae(blpo_backend *be, const blpo_dims *d, const float *reward, const float *done,
@@ -298,11 +319,11 @@ static void cpu_bootstrap_truncated(blpo_backend *be, size_t count, float *rewar
 /* ---- losses ------------------------------------------------------------ */
 
 static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
-                         const float *actor_params, int n, const float *head,
-                         size_t head_stride, const float *value, size_t value_stride,
-                         const float *actions, const float *logp_old, const float *adv,
-                         const float *ret, const float *value_old, blpo_ppo_params pp,
-                         float *dhead, float *dvalue, float *actor_grad, float *stats) {
+                         const float *actor_params, int n, const float *head, size_t head_stride,
+                         const float *value, size_t value_stride, const float *actions,
+                         const float *logp_old, const float *adv, const float *ret,
+                         const float *value_old, blpo_ppo_params pp, float *dhead, float *dvalue,
+                         float *actor_grad, float *stats) {
   (void)be;
   int Y = d->head_dim, A = d->act_dim;
   float inv_n = 1.0f / (float)n;
@@ -340,8 +361,7 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
       float dlogp, clipped;
       float l = blpo_clip_surrogate(lp, logp_old[r], a_n, pp.clip_eps, &dlogp, &clipped);
       float dv;
-      float vloss = blpo_value_loss(val, value_old[r], ret[r], pp.clip_eps, pp.clip_value,
-                                    &dv);
+      float vloss = blpo_value_loss(val, value_old[r], ret[r], pp.clip_eps, pp.clip_value, &dv);
       dvalue[r] = pp.vf_coef * dv * inv_n;
       float c_logp = dlogp * inv_n, c_ent = -pp.ent_coef * inv_n;
       if (d->discrete) {
@@ -441,6 +461,7 @@ blpo_backend *blpo_backend_cpu_create(int threads) {
   be->mlp_forward = cpu_mlp_forward;
   be->mlp_backward = cpu_mlp_backward;
   be->policy_sample = cpu_policy_sample;
+  be->policy_mode = cpu_policy_mode;
   be->gae = cpu_gae;
   be->gather_rows = cpu_gather_rows;
   be->copy_blocks = cpu_copy_blocks;

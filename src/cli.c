@@ -22,6 +22,7 @@ enum {
   OPT_DEVICE,
   OPT_SEED,
   OPT_OUT,
+  OPT_RESUME,
   OPT_FORCE,
   OPT_QUIET,
   OPT_PRINT_CONFIG,
@@ -50,6 +51,10 @@ static const opt_t opts[] = {
     [OPT_OUT] = {"out", "DIR",
                  "Use DIR as the run directory exactly, instead of a new "
                  "run.out_dir/<name>-<time> directory."},
+    [OPT_RESUME] = {"resume", "RUN_DIR",
+                    "Continue the run in RUN_DIR from its checkpoint, with its config.yaml "
+                    "(--set may change run.total_steps and other run.* keys); replaces "
+                    "--config."},
     [OPT_FORCE] = {"force", NULL, "Allow --out to name an existing non-empty directory."},
     [OPT_QUIET] = {"quiet", NULL, "No progress output; the final summary is still printed."},
     [OPT_PRINT_CONFIG] = {"print-config", NULL,
@@ -156,6 +161,9 @@ int blpo_cli_parse(int argc, char **argv, blpo_cli *out) {
     case OPT_OUT:
       once = &out->out_dir;
       break;
+    case OPT_RESUME:
+      once = &out->resume;
+      break;
     case OPT_DEVICE:
       once = &device;
       break;
@@ -202,14 +210,20 @@ int blpo_cli_parse(int argc, char **argv, blpo_cli *out) {
     else
       return usage_error("unknown --device '%s'; expected auto, cpu or cuda", device);
   }
-  if (!out->config && !out->help && !out->version && !out->help_config)
-    return usage_error("missing --config FILE");
+  if (out->resume && out->config)
+    return usage_error("--resume takes the config from the run directory; drop --config");
+  if (out->resume && out->out_dir)
+    return usage_error("--resume continues in its own run directory; drop --out");
+  if (!out->config && !out->resume && !out->help && !out->version && !out->help_config)
+    return usage_error("missing --config FILE (or --resume RUN_DIR)");
   return 0;
 }
 
 void blpo_cli_print_help(FILE *f) {
   fputs("Usage: blpo-gpu --config FILE [--set KEY=VALUE]... [--device auto|cpu|cuda]\n"
         "                [--seed N] [--out DIR] [--force] [--quiet] [--print-config]\n"
+        "       blpo-gpu --resume RUN_DIR [--set run.KEY=VALUE]... [--device ...]\n"
+        "       blpo-gpu eval RUN_DIR [--episodes N] [--deterministic] [--device ...]\n"
         "       blpo-gpu --help | --help-config | --version\n"
         "\n"
         "Trains P agents side by side with PPO, nested-critic PPO or BLPO (Nystrom\n"
@@ -300,11 +314,17 @@ int blpo_resolve_config_path(const char *given, char *out, size_t n) {
 int blpo_config_from_cli(const blpo_cli *cli, blpo_config *c, blpo_config_src *src) {
   blpo_config_defaults(c);
   memset(src, 0, sizeof(*src));
-  if (!cli->config)
-    return usage_error("missing --config FILE");
   char path[BLPO_PATH_MAX];
-  if (blpo_resolve_config_path(cli->config, path, sizeof(path)) != 0)
+  if (cli->resume) {
+    /* the run's own effective config, never a search */
+    int len = snprintf(path, sizeof(path), "%s/config.yaml", cli->resume);
+    if (len < 0 || (size_t)len >= sizeof(path))
+      return usage_error("--resume: path too long");
+  } else if (!cli->config) {
+    return usage_error("missing --config FILE");
+  } else if (blpo_resolve_config_path(cli->config, path, sizeof(path)) != 0) {
     return 2;
+  }
   if (blpo_config_load_file(c, src, path) != 0)
     return 2;
   int rc = 0;

@@ -48,6 +48,13 @@ const blpo_config_key blpo_config_keys[] = {
      "Iterations between progress lines when stdout is not a terminal."},
     {"run.threads", BLPO_KEY_INT, FIELD(threads), 0, 0, 4096, 0, 0, 0, NULL, "0",
      "CPU backend threads; 0 = all cores."},
+    {"run.checkpoint_every", BLPO_KEY_INT, FIELD(checkpoint_every), 0, 0, 1e9, 0, 0, 0, NULL, "50",
+     "Iterations between checkpoints in the run directory (one is always written at the end); "
+     "0 = only at the end."},
+    {"run.debug_nan_iteration", BLPO_KEY_INT, FIELD(debug_nan_iteration), 0, 0, 1e9, 0, 0, 0, NULL,
+     "0",
+     "Testing hook: after this iteration, poison the critic with NaN so the next one faults; "
+     "0 = off."},
 
     /* algo */
     {"algo.name", BLPO_KEY_ENUM, FIELD(algo), 0, 0, 0, 0, 0, 0, algo_names, "ppo",

@@ -7,6 +7,7 @@
 #include "blpo/backend.h"
 #include "blpo/cli.h"
 #include "blpo/config_load.h"
+#include "blpo/eval.h"
 #include "blpo/run.h"
 #ifdef BLPO_WITH_CUDA
 #include "blpo/cuda_device.h"
@@ -43,6 +44,8 @@ static blpo_backend *pick_backend(const blpo_cli *cli, const blpo_config *cfg, i
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "eval") == 0)
+    return blpo_eval_main(argc, argv);
   blpo_cli cli;
   int rc = blpo_cli_parse(argc, argv, &cli);
   if (rc)
@@ -71,7 +74,7 @@ int main(int argc, char **argv) {
   blpo_backend *be = pick_backend(&cli, &cfg, cli.quiet);
   if (!be)
     return 2;
-  blpo_run_opts opts = {src.file, cli.out_dir, cli.force, cli.quiet};
+  blpo_run_opts opts = {src.file, cli.out_dir, cli.force, cli.quiet, cli.resume};
   rc = blpo_run(&cfg, &opts, be);
   be->destroy(be);
   return rc;

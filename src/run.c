@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blpo/checkpoint.h"
 #include "blpo/config_load.h"
 #include "blpo/trainer.h"
 
@@ -195,124 +197,303 @@ static void fmt_duration(double s, char *out, size_t n) {
     snprintf(out, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
 }
 
-int blpo_run(const blpo_config *cfg, const blpo_run_opts *o, blpo_backend *be) {
-  char dir[BLPO_PATH_MAX], path[BLPO_PATH_MAX + 64];
-  int rc = choose_run_dir(cfg, o, dir, sizeof(dir));
+/* ---- interruption ------------------------------------------------------ */
+
+static volatile sig_atomic_t g_stop_signal = 0;
+
+/* First SIGINT/SIGTERM: note it and let the iteration finish; SA_RESETHAND
+ * restores the default action, so a second signal ends the process at once. */
+static void on_signal(int sig) {
+  g_stop_signal = sig;
+  static const char msg[] = "\nblpo-gpu: stopping after this iteration to write a checkpoint "
+                            "(signal again to quit at once)\n";
+  ssize_t w = write(2, msg, sizeof(msg) - 1);
+  (void)w;
+}
+
+static void install_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+static void restore_signals(void) {
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+}
+
+/* ---- numerical faults ---------------------------------------------------- */
+
+/* The first non-finite quantity among an iteration's metrics, or NULL. */
+static const char *non_finite_metric(const blpo_iter_metrics *m, int algo, float *value) {
+  struct {
+    const char *name;
+    float v;
+  } q[] = {{"pg_loss", m->pg_loss},
+           {"v_loss", m->v_loss},
+           {"entropy", m->entropy},
+           {"approx_kl", m->approx_kl},
+           {"actor_grad_norm", m->actor_gnorm},
+           {"critic_grad_norm", m->critic_gnorm},
+           {"critic_loss_before", m->critic_loss_before},
+           {"critic_loss_after", m->critic_loss_after},
+           {"actor_loss", m->actor_loss},
+           {"g_norm", m->g_norm},
+           {"p_norm (hypergradient mixed term)", m->p_norm},
+           {"hg_scale", m->scale},
+           {"cos_g_p", m->cos_gp}};
+  int n = (int)(sizeof(q) / sizeof(q[0]));
+  for (int i = 0; i < n; i++) {
+    if (algo == BLPO_ALGO_PPO && i >= 6)
+      break;
+    if (!isfinite(q[i].v)) {
+      *value = q[i].v;
+      return q[i].name;
+    }
+  }
+  return NULL;
+}
+
+/* ---- metrics CSV --------------------------------------------------------- */
+
+static const char *csv_header =
+    "agent,seed,iteration,global_step,episodes,return_mean,return_min,return_max,"
+    "return_mean_last100,pg_loss,v_loss,entropy,approx_kl,clipfrac,actor_grad_norm,"
+    "critic_grad_norm,actor_lr,critic_lr,critic_loss_before,critic_loss_after,actor_loss,g_norm,"
+    "p_norm,hg_scale,cos_g_p,nystrom_rank,eig_min,eig_max,core_faults,cg_resid,ihvp_relerr,sps,"
+    "wall_time_s\n";
+
+/* Keeps the header and the rows of iterations <= last (a resume continues
+ * after the checkpoint's iteration; rows written after it are dropped).
+ * Rewritten through a temporary file. */
+static int truncate_metrics(const char *path, int64_t last) {
+  FILE *in = fopen(path, "r");
+  if (!in)
+    return -1;
+  char tmp[BLPO_PATH_MAX + 128];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  FILE *out = fopen(tmp, "w");
+  if (!out) {
+    fclose(in);
+    return -1;
+  }
+  char line[4096];
+  int first = 1;
+  while (fgets(line, sizeof(line), in)) {
+    long long agent, seed, it;
+    if (first || (sscanf(line, "%lld,%lld,%lld", &agent, &seed, &it) == 3 && it <= last))
+      fputs(line, out);
+    first = 0;
+  }
+  fclose(in);
+  int rc = (fflush(out) == 0 && fsync(fileno(out)) == 0) ? 0 : -1;
+  if (fclose(out) != 0)
+    rc = -1;
+  if (rc == 0 && rename(tmp, path) != 0)
+    rc = -1;
   if (rc)
+    unlink(tmp);
+  return rc;
+}
+
+static void write_metrics_rows(FILE *csv, const blpo_config *cfg, const blpo_iter_metrics *m,
+                               double sps, double wall) {
+  for (int p = 0; p < cfg->num_seeds; p++) {
+    const blpo_iter_metrics *x = &m[p];
+    fprintf(csv,
+            "%d,%lld,%lld,%lld,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,"
+            "%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.1f,%.3f\n",
+            p, (long long)(cfg->seed + p), (long long)x->iteration, (long long)x->global_step,
+            x->episodes, x->ret_mean, x->ret_min, x->ret_max, x->recent_mean, x->pg_loss, x->v_loss,
+            x->entropy, x->approx_kl, x->clipfrac, x->actor_gnorm, x->critic_gnorm, x->actor_lr,
+            x->critic_lr, x->critic_loss_before, x->critic_loss_after, x->actor_loss, x->g_norm,
+            x->p_norm, x->scale, x->cos_gp, x->rank, x->eig_min, x->eig_max, x->core_faults,
+            x->cg_resid, x->ihvp_relerr, sps, wall);
+  }
+}
+
+static void print_progress(const blpo_config *cfg, const blpo_iter_metrics *m, int tty,
+                           int64_t step, int64_t total, double sps, double wall, int last) {
+  double rsum = 0;
+  int rc2 = 0;
+  for (int p = 0; p < cfg->num_seeds; p++)
+    if (isfinite(m[p].recent_mean)) {
+      rsum += m[p].recent_mean;
+      rc2++;
+    }
+  char eta[32], el[32];
+  double remain = sps > 0 ? (double)(total - step) * cfg->num_seeds / sps : NAN;
+  fmt_duration(remain, eta, sizeof(eta));
+  fmt_duration(wall, el, sizeof(el));
+  fprintf(stderr, "%s  step %lld/%lld  %.0f SPS  return(last100) %8.2f  elapsed %s  ETA %s  %s",
+          tty ? "\r" : "", (long long)step, (long long)total, sps, rc2 ? rsum / rc2 : NAN, el, eta,
+          (!tty || last) ? "\n" : "");
+}
+
+int blpo_run(const blpo_config *cfg, const blpo_run_opts *o, blpo_backend *be) {
+  char dir[BLPO_PATH_MAX], path[BLPO_PATH_MAX + 64], ckpt[BLPO_PATH_MAX + 64];
+  int rc = 0;
+  if (o->resume) {
+    snprintf(dir, sizeof(dir), "%s", o->resume);
+  } else if ((rc = choose_run_dir(cfg, o, dir, sizeof(dir))) != 0) {
     return rc;
-  char err[512];
+  }
+  snprintf(ckpt, sizeof(ckpt), "%s/%s", dir, BLPO_CHECKPOINT_FILE);
+  char err[1024];
   blpo_trainer *tr = blpo_trainer_create(cfg, be, err, sizeof(err));
   if (!tr) {
     fprintf(stderr, "blpo-gpu: %s\n", err);
     return 1;
   }
-  if (blpo_mkdirs(dir) != 0) {
-    fprintf(stderr, "blpo-gpu: cannot create run directory %s: %s\n", dir, strerror(errno));
-    blpo_trainer_destroy(tr);
-    return 2;
-  }
-  snprintf(path, sizeof(path), "%s/config.yaml", dir);
-  if (write_atomic(path, write_config_cb, cfg) != 0) {
-    fprintf(stderr, "blpo-gpu: cannot write %s: %s\n", path, strerror(errno));
-    blpo_trainer_destroy(tr);
-    return 1;
-  }
+  double wall0 = 0.0; /* wall time of the run before this process */
   snprintf(path, sizeof(path), "%s/metrics.csv", dir);
-  FILE *csv = fopen(path, "w");
-  if (!csv) {
-    fprintf(stderr, "blpo-gpu: cannot write %s: %s\n", path, strerror(errno));
-    blpo_trainer_destroy(tr);
-    return 1;
+  FILE *csv = NULL;
+  if (o->resume) {
+    if (blpo_checkpoint_load(tr, cfg, ckpt, &wall0, err, sizeof(err)) != 0) {
+      fprintf(stderr, "blpo-gpu: cannot resume: %s\n", err);
+      blpo_trainer_destroy(tr);
+      return 2;
+    }
+    if (truncate_metrics(path, blpo_trainer_iteration(tr)) != 0 || !(csv = fopen(path, "a"))) {
+      fprintf(stderr, "blpo-gpu: cannot continue %s: %s\n", path, strerror(errno));
+      blpo_trainer_destroy(tr);
+      return 1;
+    }
+  } else {
+    if (blpo_mkdirs(dir) != 0) {
+      fprintf(stderr, "blpo-gpu: cannot create run directory %s: %s\n", dir, strerror(errno));
+      blpo_trainer_destroy(tr);
+      return 2;
+    }
+    char cpath[BLPO_PATH_MAX + 64];
+    snprintf(cpath, sizeof(cpath), "%s/config.yaml", dir);
+    if (write_atomic(cpath, write_config_cb, cfg) != 0 || !(csv = fopen(path, "w"))) {
+      fprintf(stderr, "blpo-gpu: cannot write in %s: %s\n", dir, strerror(errno));
+      blpo_trainer_destroy(tr);
+      return 1;
+    }
+    fputs(csv_header, csv);
   }
-  fprintf(csv, "agent,seed,iteration,global_step,episodes,return_mean,return_min,return_max,"
-               "return_mean_last100,pg_loss,v_loss,entropy,approx_kl,clipfrac,actor_grad_norm,"
-               "critic_grad_norm,actor_lr,critic_lr,sps,wall_time_s\n");
 
   int P = cfg->num_seeds;
   int64_t iters = blpo_trainer_num_iterations(tr);
   int64_t spi = blpo_trainer_steps_per_iteration(tr);
-  int64_t total = iters * spi;
+  int64_t total = iters * spi, it0 = blpo_trainer_iteration(tr);
   blpo_iter_metrics *m = calloc((size_t)P, sizeof(*m));
   int tty = isatty(fileno(stderr)) && !o->quiet;
-  if (!o->quiet)
-    fprintf(stderr, "blpo-gpu: %s, %s on %s, %d agent(s) x %d envs x %d steps, %lld iterations -> %s\n",
-            cfg->env_id,
-            cfg->algo == BLPO_ALGO_PPO ? "ppo" : cfg->algo == BLPO_ALGO_NESTED ? "nested" : "blpo",
-            be->name, P, cfg->num_envs, cfg->num_steps, (long long)iters, dir);
+  const char *algo = cfg->algo == BLPO_ALGO_PPO      ? "ppo"
+                     : cfg->algo == BLPO_ALGO_NESTED ? "nested"
+                                                     : "blpo";
+  if (!o->quiet) {
+    fprintf(stderr,
+            "blpo-gpu: %s, %s on %s, %d agent(s) x %d envs x %d steps, %lld iterations -> %s\n",
+            cfg->env_id, algo, be->name, P, cfg->num_envs, cfg->num_steps, (long long)iters, dir);
+    if (o->resume)
+      fprintf(stderr, "blpo-gpu: resuming at iteration %lld of %lld\n", (long long)it0,
+              (long long)iters);
+  }
+  install_signals();
   double t0 = now_s(), last_print = t0;
-  for (int64_t it = 0; it < iters; it++) {
+  int64_t last_ckpt = o->resume ? it0 : -1;
+  int stopped = 0, fault = 0;
+  for (int64_t it = it0; it < iters; it++) {
     blpo_trainer_iterate(tr, m);
-    double t = now_s(), wall = t - t0;
-    double sps = wall > 0 ? (double)(it + 1) * spi * P / wall : 0.0;
-    for (int p = 0; p < P; p++) {
-      const blpo_iter_metrics *x = &m[p];
-      fprintf(csv,
-              "%d,%lld,%lld,%lld,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,"
-              "%.6g,%.1f,%.3f\n",
-              p, (long long)(cfg->seed + p), (long long)x->iteration, (long long)x->global_step,
-              x->episodes, x->ret_mean, x->ret_min, x->ret_max, x->recent_mean, x->pg_loss,
-              x->v_loss, x->entropy, x->approx_kl, x->clipfrac, x->actor_gnorm, x->critic_gnorm,
-              x->actor_lr, x->critic_lr, sps, wall);
-    }
+    double t = now_s(), wall = wall0 + (t - t0);
+    double sps = t > t0 ? (double)(it + 1 - it0) * spi * P / (t - t0) : 0.0;
+    write_metrics_rows(csv, cfg, m, sps, wall);
     fflush(csv);
-    if (!o->quiet) {
-      double rsum = 0;
-      int rc2 = 0;
-      for (int p = 0; p < P; p++)
-        if (isfinite(m[p].recent_mean)) {
-          rsum += m[p].recent_mean;
-          rc2++;
-        }
-      char eta[32], el[32];
-      double remain = sps > 0 ? (double)(total - (it + 1) * spi) * P / sps : NAN;
-      fmt_duration(remain, eta, sizeof(eta));
-      fmt_duration(wall, el, sizeof(el));
-      int last = it + 1 == iters;
-      if (tty && (t - last_print > 0.1 || last)) {
-        fprintf(stderr, "\r  step %lld/%lld  %.0f SPS  return(last100) %8.2f  elapsed %s  ETA %s  ",
-                (long long)((it + 1) * spi), (long long)total, sps, rc2 ? rsum / rc2 : NAN, el,
-                eta);
-        if (last)
-          fputc('\n', stderr);
-        last_print = t;
-      } else if (!tty && ((it + 1) % cfg->log_every == 0 || last)) {
-        fprintf(stderr, "  step %lld/%lld  %.0f SPS  return(last100) %.2f  elapsed %s  ETA %s\n",
-                (long long)((it + 1) * spi), (long long)total, sps, rc2 ? rsum / rc2 : NAN, el,
-                eta);
+    for (int p = 0; p < P && !fault; p++) {
+      float v;
+      const char *q = non_finite_metric(&m[p], cfg->algo, &v);
+      if (q) {
+        fprintf(stderr,
+                "\nblpo-gpu: numerical fault: %s is %g for agent %d (seed %lld) at iteration "
+                "%lld; stopping.\n",
+                q, v, p, (long long)(cfg->seed + p), (long long)(it + 1));
+        fault = 1;
       }
     }
+    if (fault)
+      break;
+    int last = it + 1 == iters;
+    int every = cfg->checkpoint_every > 0 && (it + 1) % cfg->checkpoint_every == 0;
+    if (last || every || g_stop_signal) {
+      if (blpo_checkpoint_save(tr, cfg, dir, wall, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\nblpo-gpu: checkpoint at iteration %lld not written: %s\n",
+                (long long)(it + 1), err);
+        fault = strstr(err, "non-finite") != NULL;
+        rc = 1;
+        if (fault)
+          break;
+      } else {
+        last_ckpt = it + 1;
+      }
+    }
+    if (cfg->debug_nan_iteration > 0 && it + 1 == cfg->debug_nan_iteration)
+      blpo_trainer_debug_poison_critic(tr);
+    if (!o->quiet && ((tty && (t - last_print > 0.1 || last)) ||
+                      (!tty && ((it + 1) % cfg->log_every == 0 || last)))) {
+      print_progress(cfg, m, tty, (it + 1) * spi, total, sps, wall, last);
+      last_print = t;
+    }
+    if (g_stop_signal) {
+      stopped = g_stop_signal;
+      break;
+    }
   }
-  double wall = now_s() - t0;
+  restore_signals();
+  double wall = wall0 + (now_s() - t0);
   int csv_err = ferror(csv);
   if (fclose(csv) != 0 || csv_err) {
-    fprintf(stderr, "blpo-gpu: error writing %s/metrics.csv\n", dir);
+    fprintf(stderr, "blpo-gpu: error writing %s\n", path);
     rc = 1;
   }
-
-  float **recent = calloc((size_t)P, sizeof(float *));
-  int *recent_n = calloc((size_t)P, sizeof(int));
-  for (int p = 0; p < P; p++) {
-    recent[p] = calloc(BLPO_RECENT_EPISODES, sizeof(float));
-    recent_n[p] = blpo_trainer_recent_returns(tr, p, recent[p]);
-  }
-  summary_ctx sc = {cfg, be->name, m, recent, recent_n, total, wall};
-  snprintf(path, sizeof(path), "%s/summary.json", dir);
-  if (write_atomic(path, write_summary_cb, &sc) != 0) {
-    fprintf(stderr, "blpo-gpu: cannot write %s\n", path);
-    rc = 1;
-  }
-  if (!o->quiet) {
-    fprintf(stderr, "blpo-gpu: done in %.1fs (%.0f env steps/s).", wall,
-            wall > 0 ? (double)total * P / wall : 0.0);
-    fprintf(stderr, " Mean return of the last 100 episodes:");
+  if (fault) {
+    if (last_ckpt >= 0)
+      fprintf(stderr,
+              "blpo-gpu: the last good checkpoint is %s (iteration %lld); metrics up to the "
+              "fault are in %s\n",
+              ckpt, (long long)last_ckpt, path);
+    else
+      fprintf(stderr, "blpo-gpu: no checkpoint was written before the fault\n");
+    rc = 3;
+  } else if (stopped) {
+    fprintf(stderr,
+            "\nblpo-gpu: interrupted at iteration %lld of %lld; checkpoint written to %s\n"
+            "blpo-gpu: resume with: blpo-gpu --resume %s\n",
+            (long long)last_ckpt, (long long)iters, ckpt, dir);
+    rc = 128 + stopped;
+  } else {
+    float **recent = calloc((size_t)P, sizeof(float *));
+    int *recent_n = calloc((size_t)P, sizeof(int));
+    for (int p = 0; p < P; p++) {
+      recent[p] = calloc(BLPO_RECENT_EPISODES, sizeof(float));
+      recent_n[p] = blpo_trainer_recent_returns(tr, p, recent[p]);
+    }
+    summary_ctx sc = {cfg, be->name, m, recent, recent_n, total, wall};
+    snprintf(path, sizeof(path), "%s/summary.json", dir);
+    if (write_atomic(path, write_summary_cb, &sc) != 0) {
+      fprintf(stderr, "blpo-gpu: cannot write %s\n", path);
+      rc = 1;
+    }
+    if (!o->quiet) {
+      fprintf(stderr, "blpo-gpu: done in %.1fs (%.0f env steps/s this process).", wall,
+              now_s() > t0 ? (double)(iters - it0) * spi * P / (now_s() - t0) : 0.0);
+      fprintf(stderr, " Mean return of the last 100 episodes:");
+      for (int p = 0; p < P; p++)
+        fprintf(stderr, " %.2f", m[p].recent_mean);
+      fprintf(stderr, "\nblpo-gpu: outputs in %s (config.yaml, metrics.csv, summary.json, %s)\n",
+              dir, BLPO_CHECKPOINT_FILE);
+    }
     for (int p = 0; p < P; p++)
-      fprintf(stderr, " %.2f", m[p].recent_mean);
-    fprintf(stderr, "\nblpo-gpu: outputs in %s (config.yaml, metrics.csv, summary.json)\n", dir);
+      free(recent[p]);
+    free(recent);
+    free(recent_n);
   }
-  for (int p = 0; p < P; p++)
-    free(recent[p]);
-  free(recent);
-  free(recent_n);
   free(m);
   blpo_trainer_destroy(tr);
   return rc;

@@ -6,10 +6,10 @@
 #include "blpo/trainer.h"
 
 #include <math.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blpo/rng.h"
 #include "trainer_internal.h"
@@ -17,7 +17,7 @@
 /* struct blpo_trainer: src/trainer_internal.h */
 
 const char *const blpo_phase_names[BLPO_PHASE_COUNT] = {
-    "rollout", "targets",    "ppo_update", "gather",     "nested_critic", "actor_loss",
+    "rollout",  "targets",    "ppo_update", "gather",     "nested_critic", "actor_loss",
     "hvp_rows", "core_solve", "mixed_term", "actor_step", "metrics"};
 
 static double wall_now(void) {
@@ -83,8 +83,8 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
       cfg->normalize_reward == BLPO_TRI_AUTO ? !info->discrete : cfg->normalize_reward;
   tr->num_iters = cfg->total_steps / ((int64_t)d->N * d->T);
 
-  blpo_mlp_init_shape(&tr->actor, d->obs_dim, cfg->actor_hidden, cfg->actor_num_hidden,
-                      d->head_dim, cfg->activation, d->discrete ? 0 : d->act_dim);
+  blpo_mlp_init_shape(&tr->actor, d->obs_dim, cfg->actor_hidden, cfg->actor_num_hidden, d->head_dim,
+                      cfg->activation, d->discrete ? 0 : d->act_dim);
   blpo_mlp_init_shape(&tr->critic, d->obs_dim, cfg->critic_hidden, cfg->critic_num_hidden, 1,
                       cfg->activation, 0);
 
@@ -93,8 +93,8 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   size_t PN = (size_t)P * N, TPN = (size_t)T * PN;
   tr->mb_rows = (int)((int64_t)T * N / cfg->num_minibatches);
   tr->ws_rows = tr->mb_rows > N ? tr->mb_rows : N;
-  int maxw = tr->actor.max_width > tr->critic.max_width ? tr->actor.max_width
-                                                        : tr->critic.max_width;
+  int maxw =
+      tr->actor.max_width > tr->critic.max_width ? tr->actor.max_width : tr->critic.max_width;
   int f = 0;
   const size_t F = sizeof(float);
   tr->actor_params = be_alloc(tr, P * Na * F, &f);
@@ -149,9 +149,12 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   tr->recent_head = calloc((size_t)P, sizeof(int));
   if (f || !tr->h_idx || !tr->h_eret || !tr->h_stats || !tr->recent || !tr->recent_n ||
       !tr->recent_head) {
-    size_t need = (P * (Na + Nc) * 4 + (TPN + PN) * O + TPN * (A + 7) +
-                   P * W * (tr->actor.act_floats_per_row + tr->critic.act_floats_per_row + 2 * maxw) +
-                   P * n * (O + A + 6 + Y)) * F + PN * sizeof(blpo_env_state);
+    size_t need =
+        (P * (Na + Nc) * 4 + (TPN + PN) * O + TPN * (A + 7) +
+         P * W * (tr->actor.act_floats_per_row + tr->critic.act_floats_per_row + 2 * maxw) +
+         P * n * (O + A + 6 + Y)) *
+            F +
+        PN * sizeof(blpo_env_state);
     snprintf(err, errlen,
              "out of %s memory: this config needs about %.1f MiB; lower env.num_envs, "
              "env.num_steps or run.num_seeds",
@@ -316,14 +319,17 @@ static void ppo_update(blpo_trainer *tr) {
       be->sumsq(be, P, tr->critic_grad, Nc, tr->sumsq_c);
       be->clip_scale(be, P, tr->sumsq_a, tr->sumsq_c, c->max_grad_norm, tr->stats, tr->scale);
       tr->adam_t++;
-      blpo_adam_step_params sp = {c->actor_lr * frac, 0.9f, 0.999f, c->adam_eps,
+      blpo_adam_step_params sp = {c->actor_lr * frac,
+                                  0.9f,
+                                  0.999f,
+                                  c->adam_eps,
                                   1.0f - powf(0.9f, (float)tr->adam_t),
                                   1.0f - powf(0.999f, (float)tr->adam_t)};
       be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, tr->scale,
                sp);
       sp.lr = c->critic_lr * frac;
-      be->adam(be, P, Nc, tr->critic_params, tr->critic_grad, tr->critic_m, tr->critic_v,
-               tr->scale, sp);
+      be->adam(be, P, Nc, tr->critic_params, tr->critic_grad, tr->critic_m, tr->critic_v, tr->scale,
+               sp);
     }
   }
 }
@@ -423,6 +429,115 @@ void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics) {
   tr->iter++;
 }
 
+int blpo_trainer_evaluate(blpo_trainer *tr, int episodes, int deterministic, double *mean,
+                          double *std, double *mn, double *mx) {
+  blpo_backend *be = tr->be;
+  blpo_dims ed = tr->d; /* own reset streams, apart from training's */
+  ed.seed += 0x9E3779B1ull;
+  int P = ed.P, N = ed.N, O = ed.obs_dim, A = ed.act_dim;
+  size_t PN = (size_t)P * N;
+  int E = episodes < N ? episodes : N;
+  int per_env = (episodes + E - 1) / E;
+  const blpo_env_info *info = blpo_env_get_info((blpo_env_id)ed.env_id);
+  int64_t max_steps = (int64_t)info->max_steps * (per_env + 1);
+  float *obs = tr->roll_obs, *next = tr->roll_obs + PN * O;
+  float *act = tr->roll_act, *logp = tr->roll_logp, *rew = tr->roll_rew, *done = tr->roll_done;
+  float *eret = tr->roll_eret;
+  float *h_eret = tr->h_eret; /* (P,N) of the (T,P,N) host mirror */
+  double *ret = calloc((size_t)P * E * per_env, sizeof(double));
+  int *cnt = calloc((size_t)P * E, sizeof(int));
+  if (!ret || !cnt) {
+    free(ret);
+    free(cnt);
+    return -1;
+  }
+  be->env_reset(be, &ed, tr->env_states, obs);
+  if (tr->normalize_obs)
+    be->obs_norm(be, &ed, tr->obs_stats, obs, 0);
+  size_t a_stride = (size_t)N * tr->actor.act_floats_per_row;
+  float *a_head = blpo_head_of(&tr->actor, tr->actor_acts, N);
+  int remaining = P * E;
+  int64_t step = 0;
+  for (; step < max_steps && remaining > 0; step++) {
+    be->mlp_forward(be, &tr->actor, P, tr->actor_params, obs, N, tr->actor_acts);
+    if (deterministic)
+      be->policy_mode(be, &ed, a_head, a_stride, act);
+    else
+      be->policy_sample(be, &ed, &tr->actor, tr->actor_params, a_head, a_stride,
+                        (1ull << 40) + (uint64_t)step, act, logp);
+    be->env_step(be, &ed, tr->env_states, act, next, rew, done, eret, NULL, NULL);
+    if (tr->normalize_obs)
+      be->obs_norm(be, &ed, tr->obs_stats, next, 0);
+    be->copy_blocks(be, 1, PN * O, obs, 0, next, 0);
+    be->download(be, h_eret, eret, PN * sizeof(float));
+    for (int p = 0; p < P; p++)
+      for (int i = 0; i < E; i++) {
+        float r = h_eret[(size_t)p * N + i];
+        int *c = &cnt[(size_t)p * E + i];
+        if (isnan(r) || *c >= per_env)
+          continue;
+        ret[((size_t)p * E + i) * per_env + *c] = r;
+        if (++*c == per_env)
+          remaining--;
+      }
+  }
+  (void)A;
+  for (int p = 0; p < P; p++) {
+    /* env-major: env 0's episodes, then env 1's, ... the first `episodes` */
+    double s = 0, s2 = 0, lo = INFINITY, hi = -INFINITY;
+    for (int k = 0; k < episodes; k++) {
+      int i = k / per_env, j = k % per_env;
+      double r = ret[((size_t)p * E + i) * per_env + j];
+      s += r;
+      lo = fmin(lo, r);
+      hi = fmax(hi, r);
+    }
+    double mu = s / episodes;
+    for (int k = 0; k < episodes; k++) {
+      int i = k / per_env, j = k % per_env;
+      double e = ret[((size_t)p * E + i) * per_env + j] - mu;
+      s2 += e * e;
+    }
+    mean[p] = mu;
+    std[p] = sqrt(s2 / episodes);
+    mn[p] = lo;
+    mx[p] = hi;
+  }
+  free(ret);
+  free(cnt);
+  return remaining == 0 ? 0 : -1;
+}
+
+int blpo_trainer_obs_dim(const blpo_trainer *tr) { return tr->d.obs_dim; }
+int blpo_trainer_head_dim(const blpo_trainer *tr) { return tr->d.head_dim; }
+
+int blpo_trainer_actor_output(blpo_trainer *tr, int agent, const float *obs, float *out) {
+  blpo_backend *be = tr->be;
+  const blpo_mlp *m = &tr->actor;
+  int P = tr->d.P, O = tr->d.obs_dim, Y = tr->d.head_dim;
+  /* every agent sees the same row; one population-wide forward pass */
+  float *h_x = malloc((size_t)P * O * sizeof(float));
+  float *x = be->alloc(be, (size_t)P * O * sizeof(float));
+  float *acts = be->alloc(be, (size_t)P * m->act_floats_per_row * sizeof(float));
+  int rc = -1;
+  if (h_x && x && acts) {
+    for (int p = 0; p < P; p++)
+      memcpy(h_x + (size_t)p * O, obs, (size_t)O * sizeof(float));
+    be->upload(be, x, h_x, (size_t)P * O * sizeof(float));
+    be->mlp_forward(be, m, P, tr->actor_params, x, 1, acts);
+    /* with one row per agent, agent p's head starts at p * act_floats_per_row */
+    const float *head = blpo_head_of(m, acts, 1) + (size_t)agent * m->act_floats_per_row;
+    be->download(be, out, head, (size_t)Y * sizeof(float));
+    rc = 0;
+  }
+  if (acts)
+    be->release(be, acts);
+  if (x)
+    be->release(be, x);
+  free(h_x);
+  return rc;
+}
+
 void blpo_trainer_get_params(blpo_trainer *tr, int agent, float *actor, float *critic) {
   size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
   if (actor)
@@ -444,14 +559,15 @@ void blpo_trainer_destroy(blpo_trainer *tr) {
   if (!tr)
     return;
   blpo_backend *be = tr->be;
-  void *bufs[] = {tr->actor_params, tr->actor_grad, tr->actor_m,   tr->actor_v,   tr->critic_params,
-                  tr->critic_grad,  tr->critic_m,   tr->critic_v,  tr->env_states, tr->obs_stats,
-                  tr->rew_stats,    tr->ret_acc,    tr->roll_obs,  tr->roll_act,  tr->roll_logp,
-                  tr->roll_val,     tr->roll_rew,   tr->roll_done, tr->roll_eret, tr->last_val,
-                  tr->adv,          tr->ret,        tr->final_obs, tr->trunc,     tr->actor_acts,
-                  tr->critic_acts,  tr->scratch,    tr->idx,       tr->mb_obs,    tr->mb_act,
-                  tr->mb_logp,      tr->mb_adv,     tr->mb_ret,    tr->mb_val,    tr->dhead,
-                  tr->dvalue,       tr->sumsq_a,    tr->sumsq_c,   tr->scale,     tr->stats};
+  void *bufs[] = {
+      tr->actor_params, tr->actor_grad, tr->actor_m,   tr->actor_v,    tr->critic_params,
+      tr->critic_grad,  tr->critic_m,   tr->critic_v,  tr->env_states, tr->obs_stats,
+      tr->rew_stats,    tr->ret_acc,    tr->roll_obs,  tr->roll_act,   tr->roll_logp,
+      tr->roll_val,     tr->roll_rew,   tr->roll_done, tr->roll_eret,  tr->last_val,
+      tr->adv,          tr->ret,        tr->final_obs, tr->trunc,      tr->actor_acts,
+      tr->critic_acts,  tr->scratch,    tr->idx,       tr->mb_obs,     tr->mb_act,
+      tr->mb_logp,      tr->mb_adv,     tr->mb_ret,    tr->mb_val,     tr->dhead,
+      tr->dvalue,       tr->sumsq_a,    tr->sumsq_c,   tr->scale,      tr->stats};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i])
       be->release(be, bufs[i]);

@@ -20,6 +20,7 @@ check "config.yaml written" "[ -s '$tmp/run/config.yaml' ]"
 check "summary.json written" "grep -q '\"final_return_mean_over_agents\"' '$tmp/run/summary.json'"
 # 384 / (8*16) = 3 iterations x 2 agents + header
 check "metrics.csv has 6 rows" "[ \$(wc -l < '$tmp/run/metrics.csv') -eq 7 ]"
+check "every metrics row has the header's column count" "[ \$(awk -F, '{print NF}' '$tmp/run/metrics.csv' | sort -u | wc -l) -eq 1 ]"
 check "no temporary files left" "[ -z \"\$(ls '$tmp/run' | grep tmp)\" ]"
 "$bin" --config "$tmp/run/config.yaml" --print-config >"$tmp/reprint" 2>&1
 check "effective config loads back identically" "cmp -s '$tmp/run/config.yaml' '$tmp/reprint'"

@@ -509,6 +509,8 @@ static void test_round_trip(void) {
                         "run.name='x: #y'",
                         "run.log_every=3",
                         "run.threads=5",
+                        "run.checkpoint_every=7",
+                        "run.debug_nan_iteration=3",
                         "algo.name=nested",
                         "algo.gamma=0.999",
                         "algo.gae_lambda=0.1",

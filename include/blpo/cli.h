@@ -19,6 +19,7 @@ typedef struct {
   int num_sets;
   const char *seed;    /* --seed N as given; NULL if absent */
   const char *out_dir; /* --out DIR: the exact run directory; NULL if absent */
+  const char *resume;  /* --resume RUN_DIR; NULL if absent */
   int device;          /* blpo_device from --device (default auto) */
   int force;           /* --force: allow a non-empty --out directory */
   int quiet;           /* --quiet: no progress output */

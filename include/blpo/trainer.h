@@ -13,11 +13,11 @@
 /* What one iteration reports for one agent (host values). */
 typedef struct {
   int agent;
-  int64_t iteration;   /* 1-based */
-  int64_t global_step; /* env steps of this agent so far */
-  int episodes;        /* episodes finished during this iteration */
+  int64_t iteration;                /* 1-based */
+  int64_t global_step;              /* env steps of this agent so far */
+  int episodes;                     /* episodes finished during this iteration */
   float ret_mean, ret_min, ret_max; /* of those episodes; NaN if none */
-  float recent_mean;   /* mean of the last 100 finished episodes; NaN if none */
+  float recent_mean;                /* mean of the last 100 finished episodes; NaN if none */
   int recent_count;
   float pg_loss, v_loss, entropy, approx_kl, clipfrac;
   float actor_gnorm, critic_gnorm; /* before clipping, mean over minibatches */
@@ -67,6 +67,23 @@ void blpo_trainer_get_params(blpo_trainer *tr, int agent, float *actor, float *c
 /* The last <= 100 finished episode returns of agent p, oldest first; returns count. */
 int blpo_trainer_recent_returns(const blpo_trainer *tr, int agent, float *out);
 void blpo_trainer_destroy(blpo_trainer *tr);
+
+/* Evaluates the current policies (observation statistics frozen) on fresh
+ * episodes from an evaluation reset stream: per agent, the first `episodes`
+ * returns, taken as an equal number of consecutive episodes from each of
+ * min(N, episodes) envs so that short episodes are not favoured. Writes
+ * mean/std/min/max per agent (P entries each). Returns 0, or -1 if some env
+ * did not finish its episodes within max_steps * (episodes per env + 1). */
+int blpo_trainer_evaluate(blpo_trainer *tr, int episodes, int deterministic, double *mean,
+                          double *std, double *min, double *max);
+/* Agent `agent`'s actor network on one input obs (obs_dim floats, taken as
+ * the network's input, i.e. already normalised where the run normalises
+ * observations): writes the head output (logits, or the Gaussian mean;
+ * head_dim floats) to out. Runs through the backend's own forward pass.
+ * Returns 0, or -1 when out of memory. */
+int blpo_trainer_obs_dim(const blpo_trainer *tr);
+int blpo_trainer_head_dim(const blpo_trainer *tr);
+int blpo_trainer_actor_output(blpo_trainer *tr, int agent, const float *obs, float *out);
 /* Profile mode: synchronise the backend around each phase and accumulate
  * its wall time (seconds) into phase_seconds (BLPO_PHASE_COUNT entries). */
 void blpo_trainer_set_profile(blpo_trainer *tr, int on);
