@@ -26,9 +26,8 @@ fi
 
 build="${BLPO_BUILD_DIR:-$root/build}"
 cuda="${BLPO_CUDA:-AUTO}"
-if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBLPO_CUDA="$cuda" >/dev/null
-fi
+# Configure every time (cheap): picks up libraries installed since the last run.
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBLPO_CUDA="$cuda" >/dev/null
 cmake --build "$build" -j "$(nproc)" 2>&1 | grep -Ev '^\[ *[0-9]+%\]|^-- ' || true
 test -x "$build/blpo-gpu"
 echo "setup: built $build/blpo-gpu"
