@@ -20,23 +20,29 @@ static blpo_backend *pick_backend(const blpo_cli *cli, const blpo_config *cfg, i
 #ifdef BLPO_WITH_CUDA
   ndev = blpo_cuda_device_count(why, sizeof(why));
 #endif
-  if (cli->device == BLPO_DEVICE_CUDA) {
-    if (ndev == 0)
-      fprintf(stderr, "blpo-gpu: --device cuda: no usable CUDA device: %s\n", why);
-    else
-      fprintf(stderr,
-              "blpo-gpu: --device cuda: the CUDA backend is not implemented in this version "
-              "yet; use --device cpu\n");
+  if (cli->device == BLPO_DEVICE_CUDA && ndev == 0) {
+    fprintf(stderr, "blpo-gpu: --device cuda: no usable CUDA device: %s\n", why);
     return NULL;
   }
-  if (cli->device == BLPO_DEVICE_AUTO && !quiet) {
-    if (ndev == 0)
-      fprintf(stderr, "blpo-gpu: running on the CPU (%s)\n", why);
-    else
-      fprintf(stderr,
-              "blpo-gpu: running on the CPU (a CUDA device is present, but the CUDA backend is "
-              "not implemented in this version yet)\n");
+#ifdef BLPO_WITH_CUDA
+  if (cli->device != BLPO_DEVICE_CPU && ndev > 0) {
+    blpo_backend *gpu = blpo_backend_cuda_create(why, sizeof(why));
+    if (gpu) {
+      if (!quiet) {
+        char name[256];
+        blpo_cuda_device_name(name, sizeof(name));
+        fprintf(stderr, "blpo-gpu: running on %s (CUDA)\n", name);
+      }
+      return gpu;
+    }
+    if (cli->device == BLPO_DEVICE_CUDA) {
+      fprintf(stderr, "blpo-gpu: --device cuda: %s\n", why);
+      return NULL;
+    }
   }
+#endif
+  if (cli->device == BLPO_DEVICE_AUTO && !quiet)
+    fprintf(stderr, "blpo-gpu: running on the CPU (%s)\n", why);
   blpo_backend *be = blpo_backend_cpu_create(cfg->threads);
   if (!be)
     fprintf(stderr, "blpo-gpu: out of host memory creating the CPU backend\n");

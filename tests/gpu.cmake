@@ -13,7 +13,7 @@ endif()
 # targets, losses, optimiser; test_gpu_second_order: nested critic and BLPO
 # operations), and whole training runs on the GPU (gpu_learning).
 if(BLPO_HAVE_CUDA)
-  foreach(t test_gpu_ops test_gpu_second_order)
+  foreach(t test_gpu_ops test_gpu_second_order test_gpu_update)
     if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${t}.c)
       blpo_test_exe(${t})
       target_link_libraries(${t} PRIVATE CUDA::cudart)
@@ -22,4 +22,18 @@ if(BLPO_HAVE_CUDA)
       set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu")
     endif()
   endforeach()
+endif()
+
+# Short training runs on the GPU that must learn CartPole (same thresholds as
+# the CPU's short learning tests).
+if(BLPO_HAVE_CUDA)
+  set(BLPO_CONFIGS ${CMAKE_SOURCE_DIR}/configs)
+  add_test(NAME gpu_learning_ppo_cartpole
+           COMMAND test_learning ${BLPO_CONFIGS}/cartpole.yaml 150 0 algo.name=ppo
+                   run.num_seeds=2 run.total_steps=1500000)
+  add_test(NAME gpu_learning_blpo_cartpole
+           COMMAND test_learning ${BLPO_CONFIGS}/cartpole.yaml 300 0 run.num_seeds=1
+                   run.total_steps=1000000)
+  set_tests_properties(gpu_learning_ppo_cartpole gpu_learning_blpo_cartpole PROPERTIES
+                       ENVIRONMENT BLPO_TEST_DEVICE=cuda SKIP_RETURN_CODE 77 LABELS "gpu;learning")
 endif()

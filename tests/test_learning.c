@@ -3,7 +3,9 @@
  * episodes to reach a threshold.
  *   test_learning CONFIG THRESHOLD MIN_AGENTS [key=value ...]
  * MIN_AGENTS: how many agents must reach it (0 = all), or "mean": the mean
- * over agents must reach it. */
+ * over agents must reach it. With the environment variable
+ * BLPO_TEST_DEVICE=cuda it trains on the CUDA backend, and exits 77 with the
+ * reason when there is no usable device. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +30,24 @@ int main(int argc, char **argv) {
   if (blpo_config_validate(&c, &src) != 0)
     return 2;
   double threshold = atof(argv[2]);
-  blpo_backend *be = blpo_backend_cpu_create(0);
+  blpo_backend *be = NULL;
+  const char *dev = getenv("BLPO_TEST_DEVICE");
+  if (dev && !strcmp(dev, "cuda")) {
+#ifdef BLPO_WITH_CUDA
+    char why[256];
+    be = blpo_backend_cuda_create(why, sizeof(why));
+    if (!be) {
+      printf("SKIP: no usable CUDA device: %s\n", why);
+      return 77;
+    }
+#else
+    printf("SKIP: this build has no CUDA backend\n");
+    return 77;
+#endif
+  } else {
+    be = blpo_backend_cpu_create(0);
+  }
+  printf("backend: %s\n", be->name);
   char err[256];
   blpo_trainer *tr = blpo_trainer_create(&c, be, err, sizeof(err));
   if (!tr) {

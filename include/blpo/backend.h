@@ -17,12 +17,16 @@
 #include "mlp.h"
 #include "optim.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Facts about the task and population that most operations need. */
 typedef struct {
   int P, N, T;
   int env_id;
-  int obs_dim;     /* O */
-  int act_dim;     /* A: 1 for discrete */
+  int obs_dim; /* O */
+  int act_dim; /* A: 1 for discrete */
   int discrete;
   int num_actions; /* discrete */
   int head_dim;    /* Y: num_actions (logits) or act_dim (mean) */
@@ -115,6 +119,12 @@ struct blpo_backend {
                         const float *actor_params, const float *head, size_t head_stride,
                         uint64_t counter, float *actions, float *logp);
 
+  /* The policy's mode for evaluation: argmax of the logits, or the Gaussian
+   * mean (the env clips). head (P,N,Y) with agent stride head_stride;
+   * actions (P,N,A). */
+  void (*policy_mode)(blpo_backend *be, const blpo_dims *d, const float *head, size_t head_stride,
+                      float *actions);
+
   /* ---- targets ---- */
   /* reward, done, value (T,P,N), last_value (P,N) -> adv, ret (T,P,N).
    * Rollout buffers are time-major with agents inside, so that step t of the
@@ -143,7 +153,8 @@ struct blpo_backend {
    * actor_grad's extra part, and adds loss sums to stats (P,BLPO_STAT_COUNT). */
   void (*ppo_loss)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                    const float *actor_params, int n, const float *head, size_t head_stride,
-                   const float *value, size_t value_stride, const float *actions, const float *logp_old, const float *adv, const float *ret,
+                   const float *value, size_t value_stride, const float *actions,
+                   const float *logp_old, const float *adv, const float *ret,
                    const float *value_old, blpo_ppo_params pp, float *dhead, float *dvalue,
                    float *actor_grad, float *stats);
 
@@ -155,8 +166,8 @@ struct blpo_backend {
   void (*clip_scale)(blpo_backend *be, int P, const float *sumsq_a, const float *sumsq_c,
                      float max_norm, float *stats, float *scale);
   /* Adam on (P,count) with gradients multiplied by scale[p] (NULL: 1). */
-  void (*adam)(blpo_backend *be, int P, size_t count, float *params, const float *grad,
-               float *m, float *v, const float *scale, blpo_adam_step_params sp);
+  void (*adam)(blpo_backend *be, int P, size_t count, float *params, const float *grad, float *m,
+               float *v, const float *scale, blpo_adam_step_params sp);
 
   /* ---- nested critic and BLPO (blpo.md step 4) ---- */
   /* dst (P,count) += alpha * src (P,count). */
@@ -174,29 +185,28 @@ struct blpo_backend {
    *   rho, adv, alpha_f (clip_f surrogate), resid = G - V: (P,n) for the mixed term.
    * Adds L to stats. */
   void (*blpo_actor)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
-                     const float *actor_params, int T, int m, const float *head,
-                     size_t head_stride, const float *value, size_t value_stride,
-                     const float *value_last, size_t last_stride, const float *actions,
-                     const float *logp_old, const float *reward, const float *done,
-                     const float *target, float gamma, float lambda, float clip_eps,
-                     float clip_f, float *dhead, float *actor_grad, float *vbar,
-                     float *vbar_last, float *rho, float *adv, float *alpha_f, float *resid,
-                     float *stats);
+                     const float *actor_params, int T, int m, const float *head, size_t head_stride,
+                     const float *value, size_t value_stride, const float *value_last,
+                     size_t last_stride, const float *actions, const float *logp_old,
+                     const float *reward, const float *done, const float *target, float gamma,
+                     float lambda, float clip_eps, float clip_f, float *dhead, float *actor_grad,
+                     float *vbar, float *vbar_last, float *rho, float *adv, float *alpha_f,
+                     float *resid, float *stats);
   /* The mixed term's head gradient: from Vdot (P,n) and Vdot_last (P,m)
    * (critic tangents along x) forms cdot (P,n) (blpo.md step d) and writes
    * dhead (P,n,Y) = cdot * d log pi / d head, and the extra (log_std) part of
    * p_grad. The actor backward of dhead then gives p. */
   void (*mixed_head)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
-                     const float *actor_params, int T, int m, const float *head,
-                     size_t head_stride, const float *actions, const float *done,
-                     const float *vdot, const float *vdot_last, const float *rho,
-                     const float *adv, const float *alpha_f, const float *resid, float gamma,
-                     float lambda, float *cdot, float *dhead, float *p_grad);
+                     const float *actor_params, int T, int m, const float *head, size_t head_stride,
+                     const float *actions, const float *done, const float *vdot,
+                     const float *vdot_last, const float *rho, const float *adv,
+                     const float *alpha_f, const float *resid, float gamma, float lambda,
+                     float *cdot, float *dhead, float *p_grad);
   /* Forward-mode tangent of an MLP along K directions dirs (P,K,Np) on n rows:
    * ry (P,K,n,d_L); work as sized by mlp_tangent_work. */
   void (*mlp_tangent)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
-                      const float *x, int n, const float *acts, int K, const float *dirs,
-                      float *ry, float *work);
+                      const float *x, int n, const float *acts, int K, const float *dirs, float *ry,
+                      float *work);
   size_t (*mlp_tangent_work)(const blpo_mlp *m, int n, int K); /* floats per agent */
   /* Rows C (P,K,Np) = H[idx,:] of the critic loss g on n rows (target (P,n)),
    * idx (P,K) parameter indices; one batched pass over the K directions. */
@@ -219,9 +229,8 @@ struct blpo_backend {
    * stops when |r| <= tol |v|. cg (P, 4 Np) scratch. Records the final
    * relative residual in stats. */
   void (*cg_solve)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
-                   const float *x_in, int n, const float *acts, const float *target,
-                   const float *v, float rho, int iters, float tol, float *x, float *cg,
-                   float *work, float *stats);
+                   const float *x_in, int n, const float *acts, const float *target, const float *v,
+                   float rho, int iters, float tol, float *x, float *cg, float *work, float *stats);
   /* Dense solve (H + rho I) x = v with H (P,Np,Np); H is overwritten. */
   void (*dense_solve)(blpo_backend *be, int P, size_t np, float *hess, const float *v, float rho,
                       float *x);
@@ -240,5 +249,13 @@ struct blpo_backend {
 
 /* CPU reference backend (BLAS + OpenMP). threads <= 0: all cores. */
 blpo_backend *blpo_backend_cpu_create(int threads);
+
+/* CUDA backend on device 0 with one stream (kernels/backend_cuda.cu; only in
+ * builds with BLPO_WITH_CUDA). NULL on failure, with the reason in why. */
+blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

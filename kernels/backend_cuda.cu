@@ -1,0 +1,732 @@
+// The CUDA backend: device 0, one stream, one cuBLAS and one cuSOLVER handle.
+// Every operation is queued on the stream; only download and sync wait for it.
+// Each kernel runs the same BLPO_HD per-element functions as the CPU backend
+// (src/backend_cpu.c), so both compute the same numbers up to float rounding
+// (FMA contraction, libdevice vs libm ulps, reduction order). Reductions are
+// deterministic: one block of BLPO_CUDA_THREADS threads per agent, summed in
+// double in a fixed tree order (no atomics).
+//
+// Kernels here are the simple first version: one thread per element, one
+// block per agent for reductions.
+#include <stdio.h>
+#include <string.h>
+
+#include "blpo/cuda_envs.h"
+#include "blpo/gae.h"
+#include "blpo/heads.h"
+#include "blpo/optim.h"
+#include "blpo/ppo_loss.h"
+#include "blpo/rng.h"
+#include "cuda_ops.h"
+
+// ---- errors ------------------------------------------------------------------
+
+void blpo_cuda_fail(const char *lib, const char *call, const char *err, const char *file,
+                    int line) {
+  fprintf(stderr, "blpo-gpu: %s error %s in %s at %s:%d\n", lib, err, call, file, line);
+  fflush(stderr);
+  exit(4);
+}
+
+const char *blpo_cublas_status_name(cublasStatus_t s) {
+  switch (s) {
+  case CUBLAS_STATUS_SUCCESS:
+    return "CUBLAS_STATUS_SUCCESS";
+  case CUBLAS_STATUS_NOT_INITIALIZED:
+    return "CUBLAS_STATUS_NOT_INITIALIZED";
+  case CUBLAS_STATUS_ALLOC_FAILED:
+    return "CUBLAS_STATUS_ALLOC_FAILED";
+  case CUBLAS_STATUS_INVALID_VALUE:
+    return "CUBLAS_STATUS_INVALID_VALUE";
+  case CUBLAS_STATUS_ARCH_MISMATCH:
+    return "CUBLAS_STATUS_ARCH_MISMATCH";
+  case CUBLAS_STATUS_MAPPING_ERROR:
+    return "CUBLAS_STATUS_MAPPING_ERROR";
+  case CUBLAS_STATUS_EXECUTION_FAILED:
+    return "CUBLAS_STATUS_EXECUTION_FAILED";
+  case CUBLAS_STATUS_INTERNAL_ERROR:
+    return "CUBLAS_STATUS_INTERNAL_ERROR";
+  case CUBLAS_STATUS_NOT_SUPPORTED:
+    return "CUBLAS_STATUS_NOT_SUPPORTED";
+  case CUBLAS_STATUS_LICENSE_ERROR:
+    return "CUBLAS_STATUS_LICENSE_ERROR";
+  default:
+    return "CUBLAS_STATUS_UNKNOWN";
+  }
+}
+
+const char *blpo_cusolver_status_name(cusolverStatus_t s) {
+  switch (s) {
+  case CUSOLVER_STATUS_SUCCESS:
+    return "CUSOLVER_STATUS_SUCCESS";
+  case CUSOLVER_STATUS_NOT_INITIALIZED:
+    return "CUSOLVER_STATUS_NOT_INITIALIZED";
+  case CUSOLVER_STATUS_ALLOC_FAILED:
+    return "CUSOLVER_STATUS_ALLOC_FAILED";
+  case CUSOLVER_STATUS_INVALID_VALUE:
+    return "CUSOLVER_STATUS_INVALID_VALUE";
+  case CUSOLVER_STATUS_ARCH_MISMATCH:
+    return "CUSOLVER_STATUS_ARCH_MISMATCH";
+  case CUSOLVER_STATUS_MAPPING_ERROR:
+    return "CUSOLVER_STATUS_MAPPING_ERROR";
+  case CUSOLVER_STATUS_EXECUTION_FAILED:
+    return "CUSOLVER_STATUS_EXECUTION_FAILED";
+  case CUSOLVER_STATUS_INTERNAL_ERROR:
+    return "CUSOLVER_STATUS_INTERNAL_ERROR";
+  case CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED:
+    return "CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED";
+  case CUSOLVER_STATUS_NOT_SUPPORTED:
+    return "CUSOLVER_STATUS_NOT_SUPPORTED";
+  case CUSOLVER_STATUS_ZERO_PIVOT:
+    return "CUSOLVER_STATUS_ZERO_PIVOT";
+  case CUSOLVER_STATUS_INVALID_LICENSE:
+    return "CUSOLVER_STATUS_INVALID_LICENSE";
+  default:
+    return "CUSOLVER_STATUS_UNKNOWN";
+  }
+}
+
+namespace {
+
+const int kT = BLPO_CUDA_THREADS;
+
+inline cudaStream_t stream_of(blpo_backend *be) { return blpo_cuda(be)->stream; }
+
+// ---- buffers -----------------------------------------------------------------
+
+void *cuda_alloc(blpo_backend *be, size_t bytes) {
+  void *p = NULL;
+  size_t want = bytes ? bytes : 1;
+  cudaError_t e = cudaMalloc(&p, want);
+  if (e != cudaSuccess) {
+    fprintf(stderr, "blpo-gpu: cudaMalloc of %zu bytes failed: %s (%s)\n", want,
+            cudaGetErrorName(e), cudaGetErrorString(e));
+    cudaGetLastError(); // an allocation failure is not sticky: clear it
+    return NULL;
+  }
+  cudaCheck(cudaMemsetAsync(p, 0, want, stream_of(be)));
+  return p;
+}
+
+void cuda_release(blpo_backend *be, void *p) {
+  (void)be;
+  if (p)
+    cudaCheck(cudaFree(p)); // synchronises with the device: no kernel still uses p
+}
+
+// Pageable host memory: cudaMemcpyAsync returns once src has been staged, so
+// the caller may overwrite src right away.
+void cuda_upload(blpo_backend *be, void *dst, const void *src, size_t bytes) {
+  if (bytes)
+    cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_of(be)));
+}
+
+void cuda_download(blpo_backend *be, void *dst, const void *src, size_t bytes) {
+  if (bytes)
+    cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_of(be)));
+  cudaCheck(cudaStreamSynchronize(stream_of(be)));
+}
+
+// dst (count) = value.
+__global__ void fill_kernel(float *__restrict__ dst, float value, size_t count) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < count)
+    dst[i] = value;
+}
+
+void cuda_fill(blpo_backend *be, float *dst, float value, size_t count) {
+  if (!count)
+    return;
+  fill_kernel<<<blpo_cuda_blocks(count, kT), kT, 0, stream_of(be)>>>(dst, value, count);
+  cudaCheckLaunch("fill_kernel");
+}
+
+void cuda_sync(blpo_backend *be) { cudaCheck(cudaStreamSynchronize(stream_of(be))); }
+
+// ---- envs --------------------------------------------------------------------
+
+// states (P,N); obs (P,N,O).
+void cuda_env_reset(blpo_backend *be, const blpo_dims *d, blpo_env_state *states, float *obs) {
+  cudaCheck((cudaError_t)blpo_cuda_env_reset(d->env_id, d->P, d->N, d->seed, states, obs,
+                                             (void *)stream_of(be)));
+}
+
+// states (P,N); actions (P,N,A); obs (P,N,O); reward, done, ep_ret (P,N);
+// final_obs (P,N,O) and trunc (P,N) optional.
+void cuda_env_step(blpo_backend *be, const blpo_dims *d, blpo_env_state *states,
+                   const float *actions, float *obs, float *reward, float *done, float *ep_ret,
+                   float *final_obs, float *trunc) {
+  cudaCheck((cudaError_t)blpo_cuda_env_step(d->env_id, d->P, d->N, d->seed, states, actions, obs,
+                                            reward, done, ep_ret, NULL, final_obs, trunc,
+                                            (void *)stream_of(be)));
+}
+
+// ---- observation / reward normalisation --------------------------------------
+
+// One block per agent p: Chan et al.'s update of stats (P, 2*dim+1) = [mean
+// (dim) | var (dim) | count] with the batch x (P, rows, dim), as the CPU's
+// running_moments_update: double sums, the batch mean first, then the
+// centred second moment. Thread 0 alone reads and writes the stats.
+__global__ void moments_update_kernel(int dim, int rows, float *__restrict__ stats,
+                                      const float *__restrict__ x) {
+  __shared__ double sh[BLPO_CUDA_THREADS];
+  const int p = blockIdx.x;
+  float *mean = stats + (size_t)p * (2 * dim + 1), *var = mean + dim, *count = mean + 2 * dim;
+  const float *xp = x + (size_t)p * rows * dim;
+  for (int j = 0; j < dim; j++) {
+    double s = 0;
+    for (int i = threadIdx.x; i < rows; i += blockDim.x)
+      s += xp[(size_t)i * dim + j];
+    s = blpo_block_sum(s, sh);
+    double bm = s / rows;
+    double s2 = 0;
+    for (int i = threadIdx.x; i < rows; i += blockDim.x) {
+      double e = xp[(size_t)i * dim + j] - bm;
+      s2 += e * e;
+    }
+    s2 = blpo_block_sum(s2, sh);
+    if (threadIdx.x == 0) {
+      double bv = s2 / rows, c = *count, tot = c + rows;
+      double delta = bm - mean[j];
+      double m2 = (double)var[j] * c + bv * rows + delta * delta * c * rows / tot;
+      mean[j] = (float)(mean[j] + delta * rows / tot);
+      var[j] = (float)(m2 / tot);
+    }
+  }
+  if (threadIdx.x == 0)
+    *count += (float)rows;
+}
+
+// obs (P,N,O) normalised in place with stats (P, 2*O+1).
+__global__ void obs_normalise_kernel(int P, int N, int O, const float *__restrict__ stats,
+                                     float *__restrict__ obs) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * N * O)
+    return;
+  size_t p = e / ((size_t)N * O);
+  int j = (int)(e % O);
+  const float *st = stats + p * (2 * O + 1);
+  obs[e] = (obs[e] - st[j]) / sqrtf(st[O + j] + 1e-8f);
+}
+
+void cuda_obs_norm(blpo_backend *be, const blpo_dims *d, float *stats, float *obs, int update) {
+  if (d->P <= 0 || d->N <= 0)
+    return;
+  cudaStream_t s = stream_of(be);
+  if (update) {
+    moments_update_kernel<<<d->P, kT, 0, s>>>(d->obs_dim, d->N, stats, obs);
+    cudaCheckLaunch("moments_update_kernel");
+  }
+  size_t cnt = (size_t)d->P * d->N * d->obs_dim;
+  obs_normalise_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, s>>>(d->P, d->N, d->obs_dim, stats, obs);
+  cudaCheckLaunch("obs_normalise_kernel");
+}
+
+// ret_acc (count) = ret_acc * gamma * (1 - done) + reward.
+__global__ void ret_acc_kernel(size_t count, float *__restrict__ ret_acc,
+                               const float *__restrict__ reward, const float *__restrict__ done,
+                               float gamma) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e < count)
+    ret_acc[e] = ret_acc[e] * gamma * (1.0f - done[e]) + reward[e];
+}
+
+// reward (P,N) /= sqrt(var_p + 1e-8) with stats (P,3).
+__global__ void reward_scale_kernel(int P, int N, const float *__restrict__ stats,
+                                    float *__restrict__ reward) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * N)
+    return;
+  float inv = 1.0f / sqrtf(stats[(e / N) * 3 + 1] + 1e-8f);
+  reward[e] *= inv;
+}
+
+// stats (P,3); ret_acc, reward, done (P,N).
+void cuda_reward_norm(blpo_backend *be, const blpo_dims *d, float *stats, float *ret_acc,
+                      float *reward, const float *done, float gamma) {
+  if (d->P <= 0 || d->N <= 0)
+    return;
+  cudaStream_t s = stream_of(be);
+  size_t cnt = (size_t)d->P * d->N;
+  ret_acc_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, s>>>(cnt, ret_acc, reward, done, gamma);
+  cudaCheckLaunch("ret_acc_kernel");
+  // dim 1: stats (P, 2*1+1) = (mean, var, count), the batch ret_acc (P,N,1)
+  moments_update_kernel<<<d->P, kT, 0, s>>>(1, d->N, stats, ret_acc);
+  cudaCheckLaunch("moments_update_kernel");
+  reward_scale_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, s>>>(d->P, d->N, stats, reward);
+  cudaCheckLaunch("reward_scale_kernel");
+}
+
+// ---- policy ------------------------------------------------------------------
+
+// One thread per env e = p*N + i. head (P,N,Y) with agent stride head_stride;
+// actor_params (P,np) with log_std at num_mlp; actions (P,N,A); logp (P,N).
+__global__ void policy_sample_kernel(blpo_dims d, size_t np, size_t num_mlp,
+                                     const float *__restrict__ actor_params,
+                                     const float *__restrict__ head, size_t head_stride,
+                                     uint64_t counter, float *__restrict__ actions,
+                                     float *__restrict__ logp) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)d.P * d.N)
+    return;
+  const int Y = d.head_dim, A = d.act_dim;
+  const int p = (int)(e / d.N), i = (int)(e % d.N);
+  const float *log_std = actor_params + (size_t)p * np + num_mlp;
+  blpo_key key = blpo_make_key(d.seed + (uint64_t)p, BLPO_STREAM_ACTION, (uint32_t)i);
+  uint32_t r[4];
+  blpo_rand4(key, (uint32_t)(counter >> 32), (uint32_t)counter, r);
+  const float *z = head + (size_t)p * head_stride + (size_t)i * Y;
+  float *act = actions + e * A;
+  if (d.discrete) {
+    int a = blpo_cat_sample(z, d.num_actions, blpo_u01(r[0]));
+    act[0] = (float)a;
+    float lp;
+    blpo_cat_stats(z, d.num_actions, a, &lp, NULL, NULL);
+    logp[e] = lp;
+  } else {
+    float av[BLPO_ENV_MAX_ACT];
+    for (int j = 0; j < A; j++) {
+      // one Philox block gives two normals; A <= 2 per block (as the CPU)
+      uint32_t rr[4];
+      if (j == 0) {
+        rr[0] = r[0];
+        rr[1] = r[1];
+        rr[2] = r[2];
+        rr[3] = r[3];
+      } else {
+        blpo_rand4(key, (uint32_t)(counter >> 32) ^ (0x80000000u | (uint32_t)j), (uint32_t)counter,
+                   rr);
+      }
+      float eps = blpo_std_normal(blpo_u01_open0(rr[0]), blpo_u01(rr[1]));
+      av[j] = z[j] + expf(log_std[j]) * eps;
+      act[j] = av[j];
+    }
+    logp[e] = blpo_gauss_logp(z, log_std, av, A);
+  }
+}
+
+void cuda_policy_sample(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                        const float *actor_params, const float *head, size_t head_stride,
+                        uint64_t counter, float *actions, float *logp) {
+  size_t cnt = (size_t)d->P * d->N;
+  if (!cnt)
+    return;
+  policy_sample_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(
+      *d, actor->num_params, actor->num_mlp_params, actor_params, head, head_stride, counter,
+      actions, logp);
+  cudaCheckLaunch("policy_sample_kernel");
+}
+
+// head (P,N,Y) with agent stride head_stride -> actions (P,N,A).
+__global__ void policy_mode_kernel(blpo_dims d, const float *__restrict__ head, size_t head_stride,
+                                   float *__restrict__ actions) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)d.P * d.N)
+    return;
+  const int Y = d.head_dim, A = d.act_dim;
+  const size_t p = e / d.N, i = e % d.N;
+  const float *z = head + p * head_stride + i * Y;
+  float *act = actions + e * A;
+  if (d.discrete) {
+    int best = 0;
+    for (int k = 1; k < d.num_actions; k++)
+      if (z[k] > z[best])
+        best = k;
+    act[0] = (float)best;
+  } else {
+    for (int k = 0; k < A; k++)
+      act[k] = z[k];
+  }
+}
+
+void cuda_policy_mode(blpo_backend *be, const blpo_dims *d, const float *head, size_t head_stride,
+                      float *actions) {
+  size_t cnt = (size_t)d->P * d->N;
+  if (!cnt)
+    return;
+  policy_mode_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(*d, head, head_stride,
+                                                                          actions);
+  cudaCheckLaunch("policy_mode_kernel");
+}
+
+// ---- targets -----------------------------------------------------------------
+
+// One thread per env column e < PN of the time-major (T,P,N) buffers reward,
+// done, value, adv, ret; last_value (P,N).
+__global__ void gae_kernel(int PN, int T, const float *__restrict__ reward,
+                           const float *__restrict__ done, const float *__restrict__ value,
+                           const float *__restrict__ last_value, float gamma, float lambda,
+                           float *__restrict__ adv, float *__restrict__ ret) {
+  int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= PN)
+    return;
+  blpo_gae_column(reward + e, done + e, value + e, last_value[e], T, PN, gamma, lambda, adv + e,
+                  ret ? ret + e : NULL);
+}
+
+void cuda_gae(blpo_backend *be, const blpo_dims *d, const float *reward, const float *done,
+              const float *value, const float *last_value, float gamma, float lambda, float *adv,
+              float *ret) {
+  int PN = d->P * d->N;
+  if (PN <= 0)
+    return;
+  gae_kernel<<<blpo_cuda_blocks((size_t)PN, kT), kT, 0, stream_of(be)>>>(
+      PN, d->T, reward, done, value, last_value, gamma, lambda, adv, ret);
+  cudaCheckLaunch("gae_kernel");
+}
+
+// ---- minibatches -------------------------------------------------------------
+
+// dst (P,n,width): row i of agent p = src row idx[p*idx_stride + i] (a row of
+// the whole src buffer, width floats per row); idx int32 (P, idx_stride).
+__global__ void gather_rows_kernel(int P, const int32_t *__restrict__ idx, size_t idx_stride, int n,
+                                   const float *__restrict__ src, int width,
+                                   float *__restrict__ dst) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  size_t per = (size_t)n * width;
+  if (e >= (size_t)P * per)
+    return;
+  size_t p = e / per, k = e % per, i = k / width, c = k % width;
+  dst[e] = src[(size_t)idx[p * idx_stride + i] * width + c];
+}
+
+void cuda_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t idx_stride, int n,
+                      const float *src, int width, float *dst) {
+  size_t cnt = (size_t)(P > 0 ? P : 0) * (size_t)(n > 0 ? n : 0) * (size_t)(width > 0 ? width : 0);
+  if (!cnt)
+    return;
+  gather_rows_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(P, idx, idx_stride, n,
+                                                                          src, width, dst);
+  cudaCheckLaunch("gather_rows_kernel");
+}
+
+// P blocks of count floats: dst[p*dst_stride + k] = src[p*src_stride + k].
+__global__ void copy_blocks_kernel(int P, size_t count, float *__restrict__ dst, size_t dst_stride,
+                                   const float *__restrict__ src, size_t src_stride) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * count)
+    return;
+  size_t p = e / count, k = e % count;
+  dst[p * dst_stride + k] = src[p * src_stride + k];
+}
+
+void cuda_copy_blocks(blpo_backend *be, int P, size_t count, float *dst, size_t dst_stride,
+                      const float *src, size_t src_stride) {
+  if (P <= 0 || !count)
+    return;
+  size_t cnt = (size_t)P * count;
+  copy_blocks_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(P, count, dst, dst_stride,
+                                                                          src, src_stride);
+  cudaCheckLaunch("copy_blocks_kernel");
+}
+
+// reward, trunc (count = P*N); value (P, agent stride value_stride_agent, N floats).
+__global__ void bootstrap_truncated_kernel(size_t count, float *__restrict__ reward,
+                                           const float *__restrict__ trunc,
+                                           const float *__restrict__ value,
+                                           size_t value_stride_agent, int N, float gamma) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= count)
+    return;
+  if (trunc[e] != 0.0f)
+    reward[e] += gamma * value[(e / N) * value_stride_agent + e % N];
+}
+
+void cuda_bootstrap_truncated(blpo_backend *be, size_t count, float *reward, const float *trunc,
+                              const float *value, size_t value_stride_agent, int N, float gamma) {
+  if (!count)
+    return;
+  bootstrap_truncated_kernel<<<blpo_cuda_blocks(count, kT), kT, 0, stream_of(be)>>>(
+      count, reward, trunc, value, value_stride_agent, N, gamma);
+  cudaCheckLaunch("bootstrap_truncated_kernel");
+}
+
+// ---- losses ------------------------------------------------------------------
+
+// One block per agent p, rows i strided over the threads; the per-agent sums
+// (advantage moments, loss statistics, log_std gradient) are block reductions
+// in double. Inputs (P,n,.): head (agent stride head_stride, Y per row),
+// value (agent stride value_stride), actions (A per row), logp_old, adv, ret,
+// value_old. Outputs: dhead (P,n,Y), dvalue (P,n) written; actor_grad
+// (P,np): log_std part [num_mlp, num_mlp + A) written for continuous heads;
+// stats (P,BLPO_STAT_COUNT) accumulated.
+__global__ void ppo_loss_kernel(
+    blpo_dims d, size_t np, size_t num_mlp, const float *__restrict__ actor_params, int n,
+    const float *__restrict__ head, size_t head_stride, const float *__restrict__ value,
+    size_t value_stride, const float *__restrict__ actions, const float *__restrict__ logp_old,
+    const float *__restrict__ adv, const float *__restrict__ ret,
+    const float *__restrict__ value_old, blpo_ppo_params pp, float *__restrict__ dhead,
+    float *__restrict__ dvalue, float *__restrict__ actor_grad, float *__restrict__ stats) {
+  __shared__ double sh[BLPO_CUDA_THREADS];
+  const int p = blockIdx.x;
+  const int Y = d.head_dim, A = d.act_dim;
+  const float inv_n = 1.0f / (float)n;
+  const size_t o = (size_t)p * n;
+  const float *log_std = actor_params + (size_t)p * np + num_mlp;
+  // advantage normalisation (PureJaxRL: population std, + 1e-8)
+  double amean = 0, astd = 1;
+  if (pp.norm_adv) {
+    double s = 0, s2 = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+      s += adv[o + i];
+    s = blpo_block_sum(s, sh);
+    amean = s / n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+      s2 += (adv[o + i] - amean) * (adv[o + i] - amean);
+    s2 = blpo_block_sum(s2, sh);
+    astd = sqrt(s2 / n) + 1e-8;
+  }
+  double pg = 0, vl = 0, ent = 0, kl = 0, cf = 0;
+  double gls[BLPO_ENV_MAX_ACT];
+  for (int j = 0; j < BLPO_ENV_MAX_ACT; j++)
+    gls[j] = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    size_t r = o + i;
+    const float *z = head + (size_t)p * head_stride + (size_t)i * Y;
+    float *dz = dhead + r * Y;
+    float val = value[(size_t)p * value_stride + i];
+    float a_n = (float)((adv[r] - amean) / astd);
+    float lp, h;
+    if (d.discrete) {
+      int a = (int)actions[r * A];
+      blpo_cat_stats(z, d.num_actions, a, &lp, &h, NULL);
+    } else {
+      lp = blpo_gauss_logp(z, log_std, actions + r * A, A);
+      h = blpo_gauss_entropy(log_std, A);
+    }
+    float dlogp, clipped;
+    float l = blpo_clip_surrogate(lp, logp_old[r], a_n, pp.clip_eps, &dlogp, &clipped);
+    float dv;
+    float vloss = blpo_value_loss(val, value_old[r], ret[r], pp.clip_eps, pp.clip_value, &dv);
+    dvalue[r] = pp.vf_coef * dv * inv_n;
+    float c_logp = dlogp * inv_n, c_ent = -pp.ent_coef * inv_n;
+    if (d.discrete) {
+      blpo_cat_grad(z, d.num_actions, (int)actions[r * A], c_logp, c_ent, dz);
+    } else {
+      float dls[BLPO_ENV_MAX_ACT];
+      blpo_gauss_grad(z, log_std, actions + r * A, A, c_logp, c_ent, dz, dls);
+      for (int j = 0; j < A; j++)
+        gls[j] += dls[j];
+    }
+    float logratio = lp - logp_old[r];
+    pg += l;
+    vl += vloss;
+    ent += h;
+    kl += (expf(logratio) - 1.0f) - logratio;
+    cf += clipped;
+  }
+  pg = blpo_block_sum(pg, sh);
+  vl = blpo_block_sum(vl, sh);
+  ent = blpo_block_sum(ent, sh);
+  kl = blpo_block_sum(kl, sh);
+  cf = blpo_block_sum(cf, sh);
+  if (!d.discrete)
+    for (int j = 0; j < A; j++) // A is the same in every thread: all reach the sync
+      gls[j] = blpo_block_sum(gls[j], sh);
+  if (threadIdx.x == 0) {
+    if (!d.discrete) {
+      float *g_log_std = actor_grad + (size_t)p * np + num_mlp;
+      for (int j = 0; j < A; j++)
+        g_log_std[j] = (float)gls[j];
+    }
+    float *st = stats + (size_t)p * BLPO_STAT_COUNT;
+    st[BLPO_STAT_PG_LOSS] += (float)(pg / n);
+    st[BLPO_STAT_V_LOSS] += (float)(vl / n);
+    st[BLPO_STAT_ENTROPY] += (float)(ent / n);
+    st[BLPO_STAT_APPROX_KL] += (float)(kl / n);
+    st[BLPO_STAT_CLIPFRAC] += (float)(cf / n);
+    st[BLPO_STAT_COUNT_MB] += 1.0f;
+  }
+}
+
+void cuda_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                   const float *actor_params, int n, const float *head, size_t head_stride,
+                   const float *value, size_t value_stride, const float *actions,
+                   const float *logp_old, const float *adv, const float *ret,
+                   const float *value_old, blpo_ppo_params pp, float *dhead, float *dvalue,
+                   float *actor_grad, float *stats) {
+  if (d->P <= 0)
+    return;
+  ppo_loss_kernel<<<d->P, kT, 0, stream_of(be)>>>(
+      *d, actor->num_params, actor->num_mlp_params, actor_params, n, head, head_stride, value,
+      value_stride, actions, logp_old, adv, ret, value_old, pp, dhead, dvalue, actor_grad, stats);
+  cudaCheckLaunch("ppo_loss_kernel");
+}
+
+// ---- optimiser ---------------------------------------------------------------
+
+// One block per agent: out (P) = sum of squares of x (P,count), in double.
+__global__ void sumsq_kernel(const float *__restrict__ x, size_t count, float *__restrict__ out) {
+  __shared__ double sh[BLPO_CUDA_THREADS];
+  const float *xp = x + (size_t)blockIdx.x * count;
+  double s = 0;
+  for (size_t i = threadIdx.x; i < count; i += blockDim.x)
+    s += (double)xp[i] * xp[i];
+  s = blpo_block_sum(s, sh);
+  if (threadIdx.x == 0)
+    out[blockIdx.x] = (float)s;
+}
+
+void cuda_sumsq(blpo_backend *be, int P, const float *x, size_t count, float *out) {
+  if (P <= 0)
+    return;
+  sumsq_kernel<<<P, kT, 0, stream_of(be)>>>(x, count, out);
+  cudaCheckLaunch("sumsq_kernel");
+}
+
+// sa, sc, scale (P); stats (P,BLPO_STAT_COUNT) accumulated.
+__global__ void clip_scale_kernel(int P, const float *__restrict__ sa, const float *__restrict__ sc,
+                                  float max_norm, float *__restrict__ stats,
+                                  float *__restrict__ scale) {
+  int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= P)
+    return;
+  float *st = stats + (size_t)p * BLPO_STAT_COUNT;
+  st[BLPO_STAT_ACTOR_GNORM] += sqrtf(sa[p]);
+  st[BLPO_STAT_CRITIC_GNORM] += sqrtf(sc[p]);
+  scale[p] = blpo_clip_scale(sqrtf(sa[p] + sc[p]), max_norm);
+}
+
+void cuda_clip_scale(blpo_backend *be, int P, const float *sa, const float *sc, float max_norm,
+                     float *stats, float *scale) {
+  if (P <= 0)
+    return;
+  clip_scale_kernel<<<blpo_cuda_blocks((size_t)P, kT), kT, 0, stream_of(be)>>>(P, sa, sc, max_norm,
+                                                                               stats, scale);
+  cudaCheckLaunch("clip_scale_kernel");
+}
+
+// params, grad, m, v (P,count); scale (P) or NULL.
+__global__ void adam_kernel(int P, size_t count, float *__restrict__ params,
+                            const float *__restrict__ grad, float *__restrict__ m,
+                            float *__restrict__ v, const float *__restrict__ scale,
+                            blpo_adam_step_params sp) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * count)
+    return;
+  float s = scale ? scale[e / count] : 1.0f;
+  blpo_adam_update(&params[e], &m[e], &v[e], grad[e] * s, sp);
+}
+
+void cuda_adam(blpo_backend *be, int P, size_t count, float *params, const float *grad, float *m,
+               float *v, const float *scale, blpo_adam_step_params sp) {
+  if (P <= 0 || !count)
+    return;
+  size_t cnt = (size_t)P * count;
+  adam_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(P, count, params, grad, m, v,
+                                                                   scale, sp);
+  cudaCheckLaunch("adam_kernel");
+}
+
+// ---- lifetime ----------------------------------------------------------------
+
+void cuda_destroy(blpo_backend *be) {
+  if (!be)
+    return;
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  if (impl) {
+    cudaCheck(cudaStreamSynchronize(impl->stream));
+    blpo_cuda_free_solver(impl);
+    cusolverCheck(cusolverDnDestroy(impl->cusolver));
+    cublasCheck(cublasDestroy(impl->cublas));
+    cudaCheck(cudaStreamDestroy(impl->stream));
+    free(impl);
+  }
+  free(be);
+}
+
+void set_why(char *why, size_t why_len, const char *what, const char *err) {
+  if (why && why_len)
+    snprintf(why, why_len, "%s: %s", what, err);
+}
+
+} // namespace
+
+extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
+  if (why && why_len)
+    why[0] = 0;
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    if (why && why_len)
+      snprintf(why, why_len, "cudaGetDeviceCount: %s (%s)", cudaGetErrorName(e),
+               cudaGetErrorString(e));
+    cudaGetLastError();
+    return NULL;
+  }
+  if (count <= 0) {
+    set_why(why, why_len, "no CUDA device found", "cudaGetDeviceCount returned 0");
+    return NULL;
+  }
+  e = cudaSetDevice(0);
+  if (e != cudaSuccess) {
+    set_why(why, why_len, "cudaSetDevice(0)", cudaGetErrorString(e));
+    cudaGetLastError();
+    return NULL;
+  }
+  blpo_backend *be = (blpo_backend *)calloc(1, sizeof(*be));
+  blpo_cuda_impl *impl = (blpo_cuda_impl *)calloc(1, sizeof(*impl));
+  if (!be || !impl) {
+    free(be);
+    free(impl);
+    set_why(why, why_len, "calloc", "out of host memory");
+    return NULL;
+  }
+  // A blocking stream: it still orders against any legacy default-stream work.
+  e = cudaStreamCreate(&impl->stream);
+  if (e != cudaSuccess) {
+    set_why(why, why_len, "cudaStreamCreate", cudaGetErrorString(e));
+    cudaGetLastError();
+    free(be);
+    free(impl);
+    return NULL;
+  }
+  cublasStatus_t bs = cublasCreate(&impl->cublas);
+  if (bs != CUBLAS_STATUS_SUCCESS) {
+    set_why(why, why_len, "cublasCreate", blpo_cublas_status_name(bs));
+    cudaStreamDestroy(impl->stream);
+    free(be);
+    free(impl);
+    return NULL;
+  }
+  cusolverStatus_t ss = cusolverDnCreate(&impl->cusolver);
+  if (ss != CUSOLVER_STATUS_SUCCESS) {
+    set_why(why, why_len, "cusolverDnCreate", blpo_cusolver_status_name(ss));
+    cublasDestroy(impl->cublas);
+    cudaStreamDestroy(impl->stream);
+    free(be);
+    free(impl);
+    return NULL;
+  }
+  cublasCheck(cublasSetStream(impl->cublas, impl->stream));
+  // FP32 GEMMs stay FP32 (no TF32 tensor-op downconversion) to match the CPU.
+  cublasCheck(cublasSetMathMode(impl->cublas, CUBLAS_DEFAULT_MATH));
+  cusolverCheck(cusolverDnSetStream(impl->cusolver, impl->stream));
+
+  be->impl = impl;
+  be->name = "cuda";
+  be->alloc = cuda_alloc;
+  be->release = cuda_release;
+  be->upload = cuda_upload;
+  be->download = cuda_download;
+  be->fill = cuda_fill;
+  be->sync = cuda_sync;
+  be->env_reset = cuda_env_reset;
+  be->env_step = cuda_env_step;
+  be->obs_norm = cuda_obs_norm;
+  be->reward_norm = cuda_reward_norm;
+  blpo_cuda_install_mlp(be); // mlp_forward, mlp_backward
+  be->policy_sample = cuda_policy_sample;
+  be->policy_mode = cuda_policy_mode;
+  be->gae = cuda_gae;
+  be->gather_rows = cuda_gather_rows;
+  be->copy_blocks = cuda_copy_blocks;
+  be->bootstrap_truncated = cuda_bootstrap_truncated;
+  be->ppo_loss = cuda_ppo_loss;
+  be->sumsq = cuda_sumsq;
+  be->clip_scale = cuda_clip_scale;
+  be->adam = cuda_adam;
+  be->destroy = cuda_destroy;
+  blpo_cuda_install_second_order(be);
+  return be;
+}

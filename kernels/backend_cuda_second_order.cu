@@ -1,0 +1,767 @@
+// CUDA backend operations of the nested critic and the BLPO hypergradient
+// (blpo.md step 4), with the semantics of src/backend_cpu_blpo.c line by line:
+// axpy, dot, value_loss, blpo_actor (GAE and its adjoint per trajectory),
+// mixed_head, mlp_tangent, critic_hvp(_rows) (kernels/second_order_cuda.cu),
+// the Nystrom solve (cuSOLVER syevd + getrf/getrs), CG, the dense solve and
+// the norm bound. Per-element math comes from the BLPO_HD headers shared with
+// the CPU. Per-agent sums are deterministic block reductions in double (one
+// block of BLPO_CUDA_THREADS per agent, blpo_block_sum). Nothing here
+// synchronises with the host: solver failures (devInfo) are read on the
+// device and folded into the outputs / the CORE_FAULTS stat by small kernels.
+//
+// The solvers loop over the agents (the seam's reserve_solver does not know
+// P, so, like the CPU backend, the workspaces are sized for one agent and
+// reused agent after agent in stream order).
+#include <math.h>
+
+#include "blpo/blpo_math.h"
+#include "blpo/gae.h"
+#include "blpo/heads.h"
+#include "cuda_ops.h"
+#include "second_order_cuda.h"
+
+namespace {
+
+const int kThreads = BLPO_CUDA_THREADS;
+
+// Solver workspaces (impl->solver), one agent's worth; sized by reserve_solver
+// and grown by the ops if a call needs more.
+typedef struct {
+  int k;       // reserved rank
+  size_t np;   // reserved parameter count
+  int dense;   // dense_ipiv reserved
+  float *core; // (k, k) core M, then its eigenvectors (column a = eigenvector a)
+  float *lam;  // (k) eigenvalues, ascending
+  float *mask; // (k) 1 kept / 0 cut
+  float *B;    // (k, np) row-major B = U^T C, rows of cut eigenpairs 0
+  float *S;    // (k, k) Woodbury system
+  float *bv;   // (k) B v, then S^-1 B v
+  float *t;    // (np) B^T S^-1 B v
+  float *work; // cuSOLVER workspace (lwork floats): syevd / getrf
+  int lwork;
+  int *ipiv;  // (k) Nystrom pivots
+  int *dipiv; // (np) dense pivots
+  int *info;  // [0] syevd, [1] getrf, [2] getrs, [3] kept rank r
+  double *cg; // (cg_cap, 4) per-agent CG state: rr, |v|, active, unused
+  int cg_cap;
+} so_solver;
+
+so_solver *solver_of(blpo_backend *be) { return (so_solver *)blpo_cuda(be)->solver; }
+
+void launch_check(const char *name) {
+  (void)name;
+  cudaCheckLaunch(name);
+}
+
+// ---- elementwise and per-agent reductions -----------------------------------
+
+// dst (total) += alpha * src (total).
+__global__ void axpy_kernel(size_t total, float alpha, const float *src, float *dst) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < total)
+    dst[i] += alpha * src[i];
+}
+
+// out (P) = <a, b> over (P, count); block p = agent p.
+__global__ void dot_kernel(size_t count, const float *a, const float *b, float *out) {
+  __shared__ double sh[kThreads];
+  size_t p = blockIdx.x;
+  const float *x = a + p * count, *y = b + p * count;
+  double s = 0;
+  for (size_t i = threadIdx.x; i < count; i += blockDim.x)
+    s += (double)x[i] * y[i];
+  s = blpo_block_sum(s, sh);
+  if (threadIdx.x == 0)
+    out[p] = (float)s;
+}
+
+// value (P, stride vstride) (n), target (P, n) -> dvalue (P, n); loss to
+// stats (P, BLPO_STAT_COUNT)[slot] (slot < 0: not recorded).
+__global__ void value_loss_kernel(int n, const float *value, size_t vstride, const float *target,
+                                  float *dvalue, float *stats, int slot) {
+  __shared__ double sh[kThreads];
+  size_t p = blockIdx.x;
+  double s = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    float e = target[p * n + i] - value[p * vstride + i];
+    dvalue[p * n + i] = -2.0f * e / (float)n;
+    s += (double)e * e;
+  }
+  s = blpo_block_sum(s, sh);
+  if (threadIdx.x == 0 && slot >= 0)
+    stats[p * BLPO_STAT_COUNT + slot] += (float)(s / n);
+}
+
+// log pi(a|s) and d log pi / d head (scaled by c) for one sample, as
+// head_logp_grad in src/backend_cpu_blpo.c. dls gets the log_std part
+// (continuous); dz may be NULL.
+__device__ float head_logp_grad(const blpo_dims &d, const float *z, const float *log_std,
+                                const float *a, float c, float *dz, float *dls) {
+  float lp;
+  if (d.discrete) {
+    int ai = (int)a[0];
+    blpo_cat_stats(z, d.num_actions, ai, &lp, NULL, NULL);
+    if (dz)
+      blpo_cat_grad(z, d.num_actions, ai, c, 0.0f, dz);
+  } else {
+    lp = blpo_gauss_logp(z, log_std, a, d.act_dim);
+    if (dz)
+      blpo_gauss_grad(z, log_std, a, d.act_dim, c, 0.0f, dz, dls);
+  }
+  return lp;
+}
+
+// GAE forward per trajectory, one thread per (p, j): reward, done (P, n)
+// time-major rows t*m + j; value (P, stride vstride) (n); value_last (P,
+// stride lstride) (m); adv (P, n).
+__global__ void gae_cols_kernel(int P, int T, int m, const float *reward, const float *done,
+                                const float *value, size_t vstride, const float *value_last,
+                                size_t lstride, float gamma, float lambda, float *adv) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * m)
+    return;
+  size_t p = e / m, j = e % m, o = p * (size_t)T * m;
+  blpo_gae_column(reward + o + j, done + o + j, value + p * vstride + j,
+                  value_last[p * lstride + j], T, m, gamma, lambda, adv + o + j, NULL);
+}
+
+// The per-row part of blpo_actor, block p = agent p over its n rows:
+// head (P, stride hstride) (n, Y); actor_params (P, Np); actions (P, n, A);
+// logp_old, adv, target (P, n); value (P, stride vstride) (n).
+// Writes dhead (P, n, Y), vbar (P, n) (= abar, before the adjoint), rho,
+// alpha_f, resid (P, n), actor_grad's log_std part (continuous) and adds the
+// loss to stats (P, BLPO_STAT_COUNT).
+__global__ void actor_rows_kernel(blpo_dims d, size_t anp, size_t anm, int n, const float *head,
+                                  size_t hstride, const float *actor_params, const float *actions,
+                                  const float *logp_old, const float *adv, const float *target,
+                                  const float *value, size_t vstride, float clip_eps, float clip_f,
+                                  float *dhead, float *actor_grad, float *vbar, float *rho,
+                                  float *alpha_f, float *resid, float *stats) {
+  __shared__ double sh[kThreads];
+  size_t p = blockIdx.x;
+  int Y = d.head_dim, A = d.act_dim;
+  float inv_n = 1.0f / (float)n;
+  size_t o = p * (size_t)n;
+  const float *val = value + p * vstride;
+  const float *log_std = actor_params + p * anp + anm;
+  double lsum = 0, gls[BLPO_ENV_MAX_ACT];
+  for (int k = 0; k < BLPO_ENV_MAX_ACT; k++)
+    gls[k] = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    size_t r = o + i;
+    const float *z = head + p * hstride + (size_t)i * Y;
+    float lp = head_logp_grad(d, z, log_std, actions + r * A, 0.0f, NULL, NULL);
+    float ratio = expf(lp - logp_old[r]);
+    float alpha, mcoef, af, unused;
+    lsum += blpo_min_surrogate(ratio, adv[r], clip_eps, &alpha, &mcoef);
+    blpo_min_surrogate(ratio, adv[r], clip_f, &af, &unused);
+    float dls[BLPO_ENV_MAX_ACT];
+    head_logp_grad(d, z, log_std, actions + r * A, -inv_n * alpha * ratio * adv[r], dhead + r * Y,
+                   dls);
+    if (!d.discrete)
+      for (int k = 0; k < A; k++)
+        gls[k] += dls[k];
+    vbar[r] = -inv_n * mcoef; // abar, turned into vbar in place by the adjoint
+    rho[r] = ratio;
+    alpha_f[r] = af;
+    resid[r] = target[r] - val[i];
+  }
+  lsum = blpo_block_sum(lsum, sh);
+  if (threadIdx.x == 0)
+    stats[p * BLPO_STAT_COUNT + BLPO_STAT_ACTOR_LOSS] += (float)(-lsum / n);
+  if (!d.discrete) {
+    float *g_log_std = actor_grad + p * anp + anm;
+    for (int k = 0; k < A; k++) {
+      double s = blpo_block_sum(gls[k], sh);
+      if (threadIdx.x == 0)
+        g_log_std[k] = (float)s;
+    }
+  }
+}
+
+// GAE adjoint per trajectory, in place: vbar (P, n) holds abar on entry;
+// vbar_last (P, m).
+__global__ void gae_adjoint_kernel(int P, int T, int m, float *vbar, const float *done, float gamma,
+                                   float lambda, float *vbar_last) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * m)
+    return;
+  size_t p = e / m, j = e % m, o = p * (size_t)T * m;
+  blpo_gae_adjoint_column(vbar + o + j, done + o + j, T, m, gamma, lambda, vbar + o + j,
+                          &vbar_last[p * m + j]);
+}
+
+// The mixed term's per-trajectory weights, one thread per (p, j): vdot,
+// done, resid, adv, rho, alpha_f (P, n) time-major; vdot_last (P, m);
+// cdot (P, n) (adot first, overwritten in place in the same pass).
+__global__ void mixed_cols_kernel(int P, int T, int m, const float *vdot, const float *vdot_last,
+                                  const float *done, const float *resid, const float *adv,
+                                  const float *rho, const float *alpha_f, float gamma, float lambda,
+                                  float inv_n, float *cdot) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * m)
+    return;
+  size_t p = e / m, j = e % m, o = p * (size_t)T * m;
+  blpo_gae_tangent_column(vdot + o + j, vdot_last[p * m + j], done + o + j, T, m, gamma, lambda,
+                          cdot + o + j);
+  blpo_mixed_coef_column(resid + o + j, vdot + o + j, adv + o + j, cdot + o + j, rho + o + j,
+                         alpha_f + o + j, T, m, inv_n, cdot + o + j);
+}
+
+// dhead (P, n, Y) = cdot * d log pi / d head, block p = agent p; head (P,
+// stride hstride) (n, Y); actions (P, n, A); p_grad (P, Np) log_std part
+// (continuous only).
+__global__ void mixed_rows_kernel(blpo_dims d, size_t anp, size_t anm, int n, const float *head,
+                                  size_t hstride, const float *actor_params, const float *actions,
+                                  const float *cdot, float *dhead, float *p_grad) {
+  __shared__ double sh[kThreads];
+  size_t p = blockIdx.x;
+  int Y = d.head_dim, A = d.act_dim;
+  size_t o = p * (size_t)n;
+  const float *log_std = actor_params + p * anp + anm;
+  double gls[BLPO_ENV_MAX_ACT];
+  for (int k = 0; k < BLPO_ENV_MAX_ACT; k++)
+    gls[k] = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    size_t r = o + i;
+    const float *z = head + p * hstride + (size_t)i * Y;
+    float dls[BLPO_ENV_MAX_ACT];
+    head_logp_grad(d, z, log_std, actions + r * A, cdot[r], dhead + r * Y, dls);
+    if (!d.discrete)
+      for (int k = 0; k < A; k++)
+        gls[k] += dls[k];
+  }
+  if (!d.discrete) {
+    float *pg = p_grad + p * anp + anm;
+    for (int k = 0; k < A; k++) {
+      double s = blpo_block_sum(gls[k], sh);
+      if (threadIdx.x == 0)
+        pg[k] = (float)s;
+    }
+  }
+}
+
+// g (P, count) <- g - s p with s = min(1, beta |g| / (|p| + 1e-8)); stats.
+__global__ void hypergrad_kernel(size_t count, float *g, const float *pv, float beta,
+                                 float *stats) {
+  __shared__ double sh[kThreads];
+  size_t a = blockIdx.x;
+  float *ga = g + a * count;
+  const float *pa = pv + a * count;
+  double gg = 0, pp = 0, gp = 0;
+  for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
+    gg += (double)ga[i] * ga[i];
+    pp += (double)pa[i] * pa[i];
+    gp += (double)ga[i] * pa[i];
+  }
+  gg = blpo_block_sum(gg, sh);
+  pp = blpo_block_sum(pp, sh);
+  gp = blpo_block_sum(gp, sh);
+  double gn = sqrt(gg), pn = sqrt(pp);
+  double s = beta * gn / (pn + 1e-8);
+  if (s > 1.0)
+    s = 1.0;
+  float sf = (float)s;
+  for (size_t i = threadIdx.x; i < count; i += blockDim.x)
+    ga[i] -= sf * pa[i];
+  if (threadIdx.x == 0) {
+    float *st = stats + a * BLPO_STAT_COUNT;
+    st[BLPO_STAT_G_NORM] += (float)gn;
+    st[BLPO_STAT_P_NORM] += (float)pn;
+    st[BLPO_STAT_SCALE] += sf;
+    st[BLPO_STAT_COS] += (gn > 0 && pn > 0) ? (float)(gp / (gn * pn)) : 0.0f;
+  }
+}
+
+// ---- Nystrom (one agent per launch) ------------------------------------------
+
+// core M (k, k) = 0.5 (C[a, idx[b]] + C[b, idx[a]]); C (k, np); ix (k).
+__global__ void nys_core_kernel(int k, size_t np, const float *C, const int32_t *ix, float *M) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)k * k)
+    return;
+  size_t a = e / k, b = e % k;
+  M[e] = 0.5f * (C[a * np + ix[b]] + C[b * np + ix[a]]);
+}
+
+// After syevd: the eigen cut-off |lambda| > tol max|lambda| (none kept when
+// syevd failed), the stats RANK/EIG_MAX/EIG_MIN (st: this agent's
+// BLPO_STAT_COUNT stats), mask (k), info[3] = kept rank, and the cut
+// eigenvectors (rows a of the row-major view of M (k, k)) zeroed so that B's
+// rows of cut pairs are exactly 0. One block.
+__global__ void nys_select_kernel(int k, const float *lam, int *info, float tol, float *M,
+                                  float *mask, float *st) {
+  if (threadIdx.x == 0) {
+    float lmax = 0.0f;
+    for (int a = 0; a < k; a++)
+      lmax = fmaxf(lmax, fabsf(lam[a]));
+    int r = 0;
+    float lmin_kept = INFINITY;
+    for (int a = 0; a < k; a++) {
+      int keep = info[0] == 0 && fabsf(lam[a]) > tol * lmax && lmax > 0.0f;
+      mask[a] = keep ? 1.0f : 0.0f;
+      if (keep) {
+        r++;
+        lmin_kept = fminf(lmin_kept, fabsf(lam[a]));
+      }
+    }
+    info[3] = r;
+    st[BLPO_STAT_RANK] += (float)r;
+    st[BLPO_STAT_EIG_MAX] += lmax;
+    st[BLPO_STAT_EIG_MIN] += r ? lmin_kept : 0.0f;
+  }
+  __syncthreads();
+  for (size_t e = threadIdx.x; e < (size_t)k * k; e += blockDim.x)
+    if (mask[e / k] == 0.0f)
+      M[e] = 0.0f;
+}
+
+// S (k, k) += diag(rho (lambda_a + ridge)) on kept a, 1 on cut a (whose rows
+// and columns of B B^T are exactly 0, so the kept block is the CPU's r x r
+// system and the cut unknowns solve to 0).
+__global__ void nys_diag_kernel(int k, const float *lam, const float *mask, float rho, float ridge,
+                                float *S) {
+  int a = blockIdx.x * blockDim.x + threadIdx.x;
+  if (a >= k)
+    return;
+  S[(size_t)a * k + a] += mask[a] != 0.0f ? rho * (lam[a] + ridge) : 1.0f;
+}
+
+// x (np) = (v - t) / rho, or v / rho when nothing was kept or S was singular
+// (then one CORE_FAULTS counted in st).
+__global__ void nys_final_kernel(size_t np, const float *v, const float *t, const int *info,
+                                 float rho, float *x, float *st) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= np)
+    return;
+  int fault = info[3] == 0 || info[1] != 0;
+  float inv_rho = 1.0f / rho;
+  x[i] = fault ? v[i] * inv_rho : (v[i] - t[i]) * inv_rho;
+  if (i == 0 && fault)
+    st[BLPO_STAT_CORE_FAULTS] += 1.0f;
+}
+
+// ---- dense (one agent per launch) --------------------------------------------
+
+// H (np, np) += rho I.
+__global__ void dense_diag_kernel(size_t np, float *H, float rho) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < np)
+    H[i * np + i] += rho;
+}
+
+// x (np) = NaN where getrf reported a singular matrix (info[1] != 0).
+__global__ void dense_nan_kernel(size_t np, const int *info, float *x) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < np && info[1] != 0)
+    x[i] = NAN;
+}
+
+// ---- CG (all agents, block p = agent p) --------------------------------------
+// cg (P, 4 np): r | dir | hd | unused; st (P, 4) doubles: rr, |v|, active.
+
+__global__ void cg_init_kernel(size_t np, const float *v, float *x, float *cg, double *state,
+                               int iters, float tol) {
+  __shared__ double sh[kThreads];
+  size_t p = blockIdx.x;
+  const float *vp = v + p * np;
+  float *xp = x + p * np, *r = cg + p * 4 * np, *dir = r + np;
+  double vn = 0;
+  for (size_t i = threadIdx.x; i < np; i += blockDim.x) {
+    xp[i] = 0.0f;
+    r[i] = dir[i] = vp[i];
+    vn += (double)vp[i] * vp[i];
+  }
+  vn = blpo_block_sum(vn, sh);
+  if (threadIdx.x == 0) {
+    double *st = state + p * 4;
+    double vnorm = sqrt(vn);
+    st[0] = vn;
+    st[1] = vnorm;
+    st[2] = (iters > 0 && sqrt(vn) > tol * vnorm) ? 1.0 : 0.0;
+  }
+}
+
+// One CG iteration of the active agents, given hd = H dir.
+__global__ void cg_iter_kernel(size_t np, float rho, float tol, float *cg, float *x,
+                               double *state) {
+  __shared__ double sh[kThreads];
+  size_t p = blockIdx.x;
+  double *st = state + p * 4;
+  double rr = st[0], vnorm = st[1];
+  if (st[2] == 0.0) // the same for the whole block
+    return;
+  float *r = cg + p * 4 * np, *dir = r + np, *hd = r + 2 * np, *xp = x + p * np;
+  double part = 0;
+  for (size_t i = threadIdx.x; i < np; i += blockDim.x) {
+    hd[i] += rho * dir[i];
+    part += (double)dir[i] * hd[i];
+  }
+  double dhd = blpo_block_sum(part, sh);
+  if (dhd <= 0) { // H + rho I not positive along dir: stop with what we have
+    if (threadIdx.x == 0)
+      st[2] = 0.0;
+    return;
+  }
+  float alpha = (float)(rr / dhd);
+  part = 0;
+  for (size_t i = threadIdx.x; i < np; i += blockDim.x) {
+    xp[i] += alpha * dir[i];
+    r[i] -= alpha * hd[i];
+    part += (double)r[i] * r[i];
+  }
+  double rr_new = blpo_block_sum(part, sh);
+  float beta = (float)(rr_new / rr);
+  for (size_t i = threadIdx.x; i < np; i += blockDim.x)
+    dir[i] = r[i] + beta * dir[i];
+  if (threadIdx.x == 0) {
+    st[0] = rr_new;
+    st[2] = sqrt(rr_new) > tol * vnorm ? 1.0 : 0.0;
+  }
+}
+
+// stats (P, BLPO_STAT_COUNT)[CG_RESID] += final |r| / |v|.
+__global__ void cg_final_kernel(int P, const double *state, float *stats) {
+  int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= P)
+    return;
+  const double *st = state + (size_t)p * 4;
+  double vnorm = st[1];
+  stats[(size_t)p * BLPO_STAT_COUNT + BLPO_STAT_CG_RESID] +=
+      vnorm > 0 ? (float)(sqrt(st[0]) / vnorm) : 0.0f;
+}
+
+// ---- solver workspaces --------------------------------------------------------
+
+void free_solver(so_solver *s) {
+  if (!s)
+    return;
+  void *ptrs[] = {s->core, s->lam,  s->mask, s->B,     s->S,    s->bv,
+                  s->t,    s->work, s->ipiv, s->dipiv, s->info, s->cg};
+  for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++)
+    if (ptrs[i])
+      cudaFree(ptrs[i]);
+  free(s);
+}
+
+int dev_alloc(void **p, size_t bytes) {
+  *p = NULL;
+  if (cudaMalloc(p, bytes ? bytes : 4) != cudaSuccess) {
+    cudaGetLastError();
+    *p = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+// Allocates the workspaces for rank k, np parameters and (dense) the dense
+// solve; replaces any previous ones. 0 on success.
+int reserve(blpo_backend *be, int k, size_t np, int dense) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  if (impl->solver) {
+    cudaCheck(cudaStreamSynchronize(impl->stream)); // queued work may still use them
+    free_solver((so_solver *)impl->solver);
+    impl->solver = NULL;
+  }
+  so_solver *s = (so_solver *)calloc(1, sizeof(so_solver));
+  if (!s)
+    return -1;
+  s->k = k < 0 ? 0 : k;
+  s->np = np;
+  s->dense = dense;
+  size_t kk = (size_t)s->k, F = sizeof(float);
+  int fail = 0;
+  fail |= dev_alloc((void **)&s->core, F * kk * kk);
+  fail |= dev_alloc((void **)&s->lam, F * kk);
+  fail |= dev_alloc((void **)&s->mask, F * kk);
+  fail |= dev_alloc((void **)&s->B, F * kk * np);
+  fail |= dev_alloc((void **)&s->S, F * kk * kk);
+  fail |= dev_alloc((void **)&s->bv, F * kk);
+  fail |= dev_alloc((void **)&s->t, F * np);
+  fail |= dev_alloc((void **)&s->ipiv, sizeof(int) * kk);
+  fail |= dev_alloc((void **)&s->info, sizeof(int) * 4);
+  s->cg_cap = 64;
+  fail |= dev_alloc((void **)&s->cg, sizeof(double) * 4 * (size_t)s->cg_cap);
+  if (dense)
+    fail |= dev_alloc((void **)&s->dipiv, sizeof(int) * (np ? np : 1));
+  if (fail) {
+    free_solver(s);
+    return -1;
+  }
+  // cuSOLVER workspace: the largest of syevd (k), getrf (k) and getrf (np, dense).
+  int lw = 1;
+  if (s->k > 0) {
+    int q = 0;
+    cusolverCheck(cusolverDnSsyevd_bufferSize(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR,
+                                              CUBLAS_FILL_MODE_UPPER, s->k, s->core, s->k, s->lam,
+                                              &q));
+    lw = q > lw ? q : lw;
+    cusolverCheck(cusolverDnSgetrf_bufferSize(impl->cusolver, s->k, s->k, s->S, s->k, &q));
+    lw = q > lw ? q : lw;
+  }
+  if (dense && np > 0) {
+    int q = 0;
+    // the query only reads the shape; the pointer is any valid device buffer
+    cusolverCheck(cusolverDnSgetrf_bufferSize(impl->cusolver, (int)np, (int)np, s->t, (int)np, &q));
+    lw = q > lw ? q : lw;
+  }
+  s->lwork = lw;
+  if (dev_alloc((void **)&s->work, F * (size_t)lw)) {
+    free_solver(s);
+    return -1;
+  }
+  impl->solver = s;
+  return 0;
+}
+
+// The workspaces for this call, grown (rarely: the trainer reserves once) if
+// the reserved ones are too small.
+so_solver *ensure(blpo_backend *be, int k, size_t np, int dense) {
+  so_solver *s = solver_of(be);
+  if (!s || s->k < k || s->np < np || (dense && !s->dense)) {
+    int k2 = s && s->k > k ? s->k : k;
+    size_t np2 = s && s->np > np ? s->np : np;
+    int d2 = dense || (s && s->dense);
+    if (reserve(be, k2, np2, d2) != 0)
+      blpo_cuda_fail("blpo", "reserve_solver", "out of device memory", __FILE__, __LINE__);
+    s = solver_of(be);
+  }
+  return s;
+}
+
+// ---- the seam's operations ------------------------------------------------------
+
+void cuda_axpy(blpo_backend *be, int P, size_t count, float alpha, const float *src, float *dst) {
+  size_t total = (size_t)P * count;
+  axpy_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, blpo_cuda(be)->stream>>>(
+      total, alpha, src, dst);
+  launch_check("axpy_kernel");
+}
+
+void cuda_dot(blpo_backend *be, int P, size_t count, const float *a, const float *b, float *out) {
+  dot_kernel<<<P, kThreads, 0, blpo_cuda(be)->stream>>>(count, a, b, out);
+  launch_check("dot_kernel");
+}
+
+void cuda_value_loss(blpo_backend *be, int P, int n, const float *value, size_t vstride,
+                     const float *target, float *dvalue, float *stats, int slot) {
+  value_loss_kernel<<<P, kThreads, 0, blpo_cuda(be)->stream>>>(n, value, vstride, target, dvalue,
+                                                               stats, slot);
+  launch_check("value_loss_kernel");
+}
+
+void cuda_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                     const float *actor_params, int T, int m, const float *head, size_t head_stride,
+                     const float *value, size_t value_stride, const float *value_last,
+                     size_t last_stride, const float *actions, const float *logp_old,
+                     const float *reward, const float *done, const float *target, float gamma,
+                     float lambda, float clip_eps, float clip_f, float *dhead, float *actor_grad,
+                     float *vbar, float *vbar_last, float *rho, float *adv, float *alpha_f,
+                     float *resid, float *stats) {
+  cudaStream_t st = blpo_cuda(be)->stream;
+  int P = d->P, n = T * m;
+  unsigned cols = blpo_cuda_blocks((size_t)P * m, kThreads);
+  gae_cols_kernel<<<cols, kThreads, 0, st>>>(P, T, m, reward, done, value, value_stride, value_last,
+                                             last_stride, gamma, lambda, adv);
+  launch_check("gae_cols_kernel");
+  actor_rows_kernel<<<P, kThreads, 0, st>>>(*d, actor->num_params, actor->num_mlp_params, n, head,
+                                            head_stride, actor_params, actions, logp_old, adv,
+                                            target, value, value_stride, clip_eps, clip_f, dhead,
+                                            actor_grad, vbar, rho, alpha_f, resid, stats);
+  launch_check("actor_rows_kernel");
+  gae_adjoint_kernel<<<cols, kThreads, 0, st>>>(P, T, m, vbar, done, gamma, lambda, vbar_last);
+  launch_check("gae_adjoint_kernel");
+}
+
+void cuda_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                     const float *actor_params, int T, int m, const float *head, size_t head_stride,
+                     const float *actions, const float *done, const float *vdot,
+                     const float *vdot_last, const float *rho, const float *adv,
+                     const float *alpha_f, const float *resid, float gamma, float lambda,
+                     float *cdot, float *dhead, float *p_grad) {
+  cudaStream_t st = blpo_cuda(be)->stream;
+  int P = d->P, n = T * m;
+  float inv_n = 1.0f / (float)n;
+  mixed_cols_kernel<<<blpo_cuda_blocks((size_t)P * m, kThreads), kThreads, 0, st>>>(
+      P, T, m, vdot, vdot_last, done, resid, adv, rho, alpha_f, gamma, lambda, inv_n, cdot);
+  launch_check("mixed_cols_kernel");
+  mixed_rows_kernel<<<P, kThreads, 0, st>>>(*d, actor->num_params, actor->num_mlp_params, n, head,
+                                            head_stride, actor_params, actions, cdot, dhead,
+                                            p_grad);
+  launch_check("mixed_rows_kernel");
+}
+
+void cuda_mlp_tangent(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                      const float *x, int n, const float *acts, int K, const float *dirs, float *ry,
+                      float *work) {
+  blpo_cuda_tangent(blpo_cuda(be), m, P, params, x, n, acts, K, dirs, work, ry);
+}
+
+size_t cuda_mlp_tangent_work(const blpo_mlp *m, int n, int K) {
+  return (size_t)K * n * m->act_floats_per_row;
+}
+
+void cuda_critic_hvp_rows(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                          const float *x, int n, const float *acts, const float *target, int K,
+                          const int32_t *idx, float *rows, float *work) {
+  size_t stride = (size_t)K * m->num_params;
+  blpo_cuda_critic_hvp_pass(blpo_cuda(be), m, P, params, x, n, acts, target, K, NULL, 0, idx, rows,
+                            stride, work);
+}
+
+void cuda_critic_hvp(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                     const float *x, int n, const float *acts, const float *target, int K,
+                     const float *dirs, float *hv, float *work) {
+  size_t stride = (size_t)K * m->num_params;
+  blpo_cuda_critic_hvp_pass(blpo_cuda(be), m, P, params, x, n, acts, target, K, dirs, stride, NULL,
+                            hv, stride, work);
+}
+
+size_t cuda_critic_hvp_work(const blpo_mlp *m, int n, int K) {
+  return blpo_cuda_hvp_work_floats(m, n, K);
+}
+
+void cuda_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *rows,
+                        const int32_t *idx, const float *v, float rho, float ridge, float tol,
+                        float *x, float *stats) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  cudaStream_t st = impl->stream;
+  so_solver *s = ensure(be, k, np, 0);
+  {
+    int q = 0; // host-side size query, no device work
+    cusolverCheck(cusolverDnSsyevd_bufferSize(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR,
+                                              CUBLAS_FILL_MODE_UPPER, k, s->core, k, s->lam, &q));
+    if (q > s->lwork) { // only when k changed since reserve_solver
+      cudaCheck(cudaStreamSynchronize(st));
+      cudaCheck(cudaFree(s->work));
+      s->work = NULL;
+      if (dev_alloc((void **)&s->work, sizeof(float) * (size_t)q))
+        blpo_cuda_fail("blpo", "nystrom_solve", "out of device memory", __FILE__, __LINE__);
+      s->lwork = q;
+    }
+  }
+  unsigned kk_blocks = blpo_cuda_blocks((size_t)k * k, kThreads);
+  unsigned np_blocks = blpo_cuda_blocks(np, kThreads);
+  for (int p = 0; p < P; p++) {
+    const float *C = rows + (size_t)p * k * np; // (k, np)
+    const int32_t *ix = idx + (size_t)p * k;    // (k)
+    const float *vp = v + (size_t)p * np;       // (np)
+    float *xp = x + (size_t)p * np;             // (np)
+    float *stp = stats + (size_t)p * BLPO_STAT_COUNT;
+    // core M = C[:, idx], symmetrised; symmetric, so row- and column-major agree
+    nys_core_kernel<<<kk_blocks, kThreads, 0, st>>>(k, np, C, ix, s->core);
+    launch_check("nys_core_kernel");
+    cusolverCheck(cusolverDnSsyevd(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER,
+                                   k, s->core, k, s->lam, s->work, s->lwork, s->info));
+    nys_select_kernel<<<1, kThreads, 0, st>>>(k, s->lam, s->info, tol, s->core, s->mask, stp);
+    launch_check("nys_select_kernel");
+    // B (k x np) = U^T C: row a of the row-major view of the eigenvector
+    // buffer is eigenvector a (cut ones zeroed), so B = Mbuf C row-major.
+    blpo_cuda_gemm_rm(impl, 0, 0, k, (int)np, k, s->core, k, 0, C, (int)np, 0, 0.0f, s->B, (int)np,
+                      0, 1);
+    // S = B B^T; bv = B v
+    blpo_cuda_gemm_rm(impl, 0, 1, k, k, (int)np, s->B, (int)np, 0, s->B, (int)np, 0, 0.0f, s->S, k,
+                      0, 1);
+    blpo_cuda_gemm_rm(impl, 0, 0, k, 1, (int)np, s->B, (int)np, 0, vp, 1, 0, 0.0f, s->bv, 1, 0, 1);
+    nys_diag_kernel<<<blpo_cuda_blocks((size_t)k, kThreads), kThreads, 0, st>>>(k, s->lam, s->mask,
+                                                                                rho, ridge, s->S);
+    launch_check("nys_diag_kernel");
+    cusolverCheck(cusolverDnSgetrf(impl->cusolver, k, k, s->S, k, s->work, s->ipiv, s->info + 1));
+    cusolverCheck(cusolverDnSgetrs(impl->cusolver, CUBLAS_OP_N, k, 1, s->S, k, s->ipiv, s->bv, k,
+                                   s->info + 2));
+    // t (1 x np) = y^T B; x = (v - t) / rho, or the fallback
+    blpo_cuda_gemm_rm(impl, 0, 0, 1, (int)np, k, s->bv, k, 0, s->B, (int)np, 0, 0.0f, s->t, (int)np,
+                      0, 1);
+    nys_final_kernel<<<np_blocks, kThreads, 0, st>>>(np, vp, s->t, s->info, rho, xp, stp);
+    launch_check("nys_final_kernel");
+  }
+}
+
+void cuda_cg_solve(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                   const float *x_in, int n, const float *acts, const float *target, const float *v,
+                   float rho, int iters, float tol, float *x, float *cg, float *work,
+                   float *stats) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  cudaStream_t st = impl->stream;
+  size_t np = m->num_params;
+  so_solver *s = ensure(be, 0, 0, 0);
+  if (s->cg_cap < P) {
+    cudaCheck(cudaStreamSynchronize(st));
+    cudaCheck(cudaFree(s->cg));
+    s->cg = NULL;
+    if (dev_alloc((void **)&s->cg, sizeof(double) * 4 * (size_t)P))
+      blpo_cuda_fail("blpo", "cg_solve", "out of device memory", __FILE__, __LINE__);
+    s->cg_cap = P;
+  }
+  cg_init_kernel<<<P, kThreads, 0, st>>>(np, v, x, cg, s->cg, iters, tol);
+  launch_check("cg_init_kernel");
+  // A fixed count of iterations; an agent that has converged (or met a
+  // non-positive curvature) is inactive and its iterations change nothing.
+  for (int it = 0; it < iters; it++) {
+    blpo_cuda_critic_hvp_pass(impl, m, P, params, x_in, n, acts, target, 1, cg + np, 4 * np, NULL,
+                              cg + 2 * np, 4 * np, work);
+    cg_iter_kernel<<<P, kThreads, 0, st>>>(np, rho, tol, cg, x, s->cg);
+    launch_check("cg_iter_kernel");
+  }
+  cg_final_kernel<<<blpo_cuda_blocks((size_t)P, kThreads), kThreads, 0, st>>>(P, s->cg, stats);
+  launch_check("cg_final_kernel");
+}
+
+void cuda_dense_solve(blpo_backend *be, int P, size_t np, float *hess, const float *v, float rho,
+                      float *x) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  cudaStream_t st = impl->stream;
+  so_solver *s = ensure(be, 0, np, 1);
+  unsigned np_blocks = blpo_cuda_blocks(np, kThreads);
+  int nn = (int)np;
+  for (int p = 0; p < P; p++) {
+    float *H = hess + (size_t)p * np * np; // (np, np) row-major: LAPACK sees H^T, as on the CPU
+    float *xp = x + (size_t)p * np;
+    dense_diag_kernel<<<np_blocks, kThreads, 0, st>>>(np, H, rho);
+    launch_check("dense_diag_kernel");
+    cudaCheck(
+        cudaMemcpyAsync(xp, v + (size_t)p * np, sizeof(float) * np, cudaMemcpyDeviceToDevice, st));
+    cusolverCheck(cusolverDnSgetrf(impl->cusolver, nn, nn, H, nn, s->work, s->dipiv, s->info + 1));
+    cusolverCheck(
+        cusolverDnSgetrs(impl->cusolver, CUBLAS_OP_N, nn, 1, H, nn, s->dipiv, xp, nn, s->info + 2));
+    dense_nan_kernel<<<np_blocks, kThreads, 0, st>>>(np, s->info, xp);
+    launch_check("dense_nan_kernel");
+  }
+}
+
+void cuda_hypergrad_combine(blpo_backend *be, int P, size_t count, float *g, const float *p,
+                            float beta, float *stats) {
+  hypergrad_kernel<<<P, kThreads, 0, blpo_cuda(be)->stream>>>(count, g, p, beta, stats);
+  launch_check("hypergrad_kernel");
+}
+
+int cuda_reserve_solver(blpo_backend *be, int k, size_t np, int dense) {
+  return reserve(be, k, np, dense);
+}
+
+} // namespace
+
+void blpo_cuda_install_second_order(blpo_backend *be) {
+  be->reserve_solver = cuda_reserve_solver;
+  be->axpy = cuda_axpy;
+  be->dot = cuda_dot;
+  be->value_loss = cuda_value_loss;
+  be->blpo_actor = cuda_blpo_actor;
+  be->mixed_head = cuda_mixed_head;
+  be->mlp_tangent = cuda_mlp_tangent;
+  be->mlp_tangent_work = cuda_mlp_tangent_work;
+  be->critic_hvp_rows = cuda_critic_hvp_rows;
+  be->critic_hvp = cuda_critic_hvp;
+  be->critic_hvp_work = cuda_critic_hvp_work;
+  be->nystrom_solve = cuda_nystrom_solve;
+  be->cg_solve = cuda_cg_solve;
+  be->dense_solve = cuda_dense_solve;
+  be->hypergrad_combine = cuda_hypergrad_combine;
+}
+
+void blpo_cuda_free_solver(blpo_cuda_impl *impl) {
+  if (!impl || !impl->solver)
+    return;
+  free_solver((so_solver *)impl->solver);
+  impl->solver = NULL;
+}

@@ -1,0 +1,66 @@
+// State and helpers shared by the CUDA backend's files (kernels/backend_cuda*.cu).
+// Everything runs on one stream per backend; only `download` synchronises.
+#ifndef BLPO_CUDA_BACKEND_INTERNAL_H
+#define BLPO_CUDA_BACKEND_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cusolverDn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "blpo/backend.h"
+
+// Every CUDA / cuBLAS / cuSOLVER call goes through one of these: on failure
+// they print the call, file:line and the library's error name, then exit(4).
+void blpo_cuda_fail(const char *lib, const char *call, const char *err, const char *file, int line);
+const char *blpo_cublas_status_name(cublasStatus_t s);
+const char *blpo_cusolver_status_name(cusolverStatus_t s);
+
+#define cudaCheck(call)                                                                            \
+  do {                                                                                             \
+    cudaError_t e_ = (call);                                                                       \
+    if (e_ != cudaSuccess)                                                                         \
+      blpo_cuda_fail("CUDA", #call, cudaGetErrorName(e_), __FILE__, __LINE__);                     \
+  } while (0)
+#define cublasCheck(call)                                                                          \
+  do {                                                                                             \
+    cublasStatus_t s_ = (call);                                                                    \
+    if (s_ != CUBLAS_STATUS_SUCCESS)                                                               \
+      blpo_cuda_fail("cuBLAS", #call, blpo_cublas_status_name(s_), __FILE__, __LINE__);            \
+  } while (0)
+#define cusolverCheck(call)                                                                        \
+  do {                                                                                             \
+    cusolverStatus_t s_ = (call);                                                                  \
+    if (s_ != CUSOLVER_STATUS_SUCCESS)                                                             \
+      blpo_cuda_fail("cuSOLVER", #call, blpo_cusolver_status_name(s_), __FILE__, __LINE__);        \
+  } while (0)
+// After every kernel launch.
+#define cudaCheckLaunch(name) cudaCheck(cudaPeekAtLastError())
+
+typedef struct {
+  cudaStream_t stream;
+  cublasHandle_t cublas;
+  cusolverDnHandle_t cusolver;
+  // Second-order solver workspaces, sized by reserve_solver
+  // (kernels/backend_cuda_second_order.cu owns them).
+  void *solver;
+} blpo_cuda_impl;
+
+static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
+
+// Grid size for `count` threads of `threads` per block.
+static inline unsigned blpo_cuda_blocks(size_t count, int threads) {
+  size_t b = (count + (size_t)threads - 1) / (size_t)threads;
+  return (unsigned)(b ? b : 1);
+}
+
+// Installs the nested-critic / BLPO operations (axpy, value_loss, blpo_actor,
+// mixed_head, mlp_tangent(_work), critic_hvp_rows, critic_hvp(_work),
+// nystrom_solve, cg_solve, dense_solve, hypergrad_combine, reserve_solver,
+// dot) into be; defined in kernels/backend_cuda_second_order.cu. Also frees
+// what reserve_solver allocated when called with be->impl's solver on destroy.
+void blpo_cuda_install_second_order(blpo_backend *be);
+void blpo_cuda_free_solver(blpo_cuda_impl *impl);
+
+#endif

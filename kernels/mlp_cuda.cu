@@ -1,0 +1,189 @@
+// The MLP passes of the CUDA backend: the layer GEMMs are cuBLAS strided
+// batched GEMMs over the P agents, bias/activation/column sums small kernels.
+// Same semantics as cpu_mlp_forward / cpu_mlp_backward (src/backend_cpu.c).
+//
+// Row-major <-> column-major mapping (used by every GEMM below, written once):
+// the CPU calls cblas_sgemm(CblasRowMajor, ...). cuBLAS is column-major. A
+// row-major (r x c) matrix X with leading dimension c occupies memory exactly
+// like the column-major (c x r) matrix X^T with the same leading dimension.
+// So a row-major product C = op(A) op(B) is computed as the column-major
+// product C^T = op(B)^T op(A)^T: swap the operands, keep each one's
+// transpose flag, swap m and n, keep the leading dimensions.
+//   forward   z (n x dout)    = h (n x din) W^T + z     [W is (dout x din)]
+//     => z^T  (dout x n, ld dout) = W (op T of the col-major din x dout view, ld din)
+//                                   * h^T (op N, din x n, ld din)
+//        cublasSgemm(T, N, m=dout, n=n, k=din, W, lda=din, h, ldb=din, beta=1, z, ldc=dout)
+//   backward  dW (dout x din) = g^T (dout x n) h (n x din)
+//     => dW^T (din x dout, ld din) = h^T (op N, din x n, ld din) * g (op T of the
+//        col-major dout x n view, ld dout)
+//        cublasSgemm(N, T, m=din, n=dout, k=n, h, lda=din, g, ldb=dout, beta=0, dW, ldc=din)
+//   backward  g_prev (n x din) = g (n x dout) W (dout x din)
+//     => g_prev^T (din x n, ld din) = W^T (op N, din x dout, ld din) * g^T (op N, dout x n, ld
+//     dout)
+//        cublasSgemm(N, N, m=din, n=n, k=dout, W, lda=din, g, ldb=dout, beta=0, g_prev, ldc=din)
+#include "cuda_ops.h"
+
+namespace {
+
+// Offset of layer `layer`'s (1..L) activations inside one agent's
+// [h_1 (n x d_1) | ... | y (n x d_L)] workspace; as blpo_mlp_act_offset (src/mlp.c),
+// repeated here so the CUDA library needs nothing from blpo_core.
+size_t act_off(const blpo_mlp *m, int layer, int n) {
+  size_t off = 0;
+  for (int l = 1; l < layer; l++)
+    off += (size_t)n * m->dims[l];
+  return off;
+}
+
+void sgemm_batched(blpo_cuda_impl *impl, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                   int k, const float *A, int lda, long long sA, const float *B, int ldb,
+                   long long sB, float beta, float *C, int ldc, long long sC, int batch) {
+  const float one = 1.0f;
+  cublasCheck(cublasSgemmStridedBatched(impl->cublas, ta, tb, m, n, k, &one, A, lda, sA, B, ldb, sB,
+                                        &beta, C, ldc, sC, batch));
+}
+
+// out (P, agent stride out_stride): rows r < n of the (n x dout) block get the
+// bias b (P, agent stride np, dout floats) broadcast.
+__global__ void bias_rows_kernel(int P, int n, int dout, const float *__restrict__ b, size_t np,
+                                 float *__restrict__ out, size_t out_stride) {
+  size_t per = (size_t)n * dout;
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * per)
+    return;
+  size_t p = e / per, k = e % per;
+  out[p * out_stride + k] = b[p * np + k % dout];
+}
+
+// h (P, agent stride stride), cnt floats per agent: h = phi(h) in place.
+__global__ void activation_kernel(int P, size_t cnt, float *__restrict__ h, size_t stride,
+                                  int activation) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * cnt)
+    return;
+  float *x = h + (e / cnt) * stride + e % cnt;
+  if (activation == BLPO_ACT_TANH)
+    *x = tanhf(*x);
+  else
+    *x = *x > 0.0f ? *x : 0.0f;
+}
+
+// g (P, agent stride g_stride), cnt floats per agent: g *= phi'(z) given
+// h = phi(z) (P, agent stride h_stride).
+__global__ void act_deriv_kernel(int P, size_t cnt, float *__restrict__ g, size_t g_stride,
+                                 const float *__restrict__ h, size_t h_stride, int activation) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * cnt)
+    return;
+  size_t p = e / cnt, k = e % cnt;
+  float hv = h[p * h_stride + k];
+  float *x = g + p * g_stride + k;
+  if (activation == BLPO_ACT_TANH)
+    *x *= 1.0f - hv * hv;
+  else
+    *x = hv > 0.0f ? *x : 0.0f;
+}
+
+// db (P, agent stride np, dout floats) = column sums of g (P, agent stride
+// g_stride, n x dout row-major), one thread per (agent, column), rows summed
+// in order as the CPU's col_sums.
+__global__ void col_sums_kernel(int P, int n, int dout, const float *__restrict__ g,
+                                size_t g_stride, float *__restrict__ db, size_t np) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * dout)
+    return;
+  size_t p = e / dout;
+  int j = (int)(e % dout);
+  const float *gp = g + p * g_stride;
+  float s = 0.0f;
+  for (int r = 0; r < n; r++)
+    s += gp[(size_t)r * dout + j];
+  db[p * np + j] = s;
+}
+
+// params (P,Np); x (P,n,d_0); acts (P,n,act_floats_per_row) = [h_1|...|y].
+void cuda_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                      const float *x, int n, float *acts) {
+  if (P <= 0 || n <= 0)
+    return;
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  const int T = BLPO_CUDA_THREADS;
+  const long long np = (long long)m->num_params;
+  const long long a_stride = (long long)n * (long long)m->act_floats_per_row;
+  const float *in = x;
+  long long in_stride = (long long)n * m->dims[0];
+  for (int l = 0; l < m->num_layers; l++) {
+    int din = m->dims[l], dout = m->dims[l + 1];
+    float *out = acts + act_off(m, l + 1, n); // agent p's block at + p * a_stride
+    size_t cnt = (size_t)n * dout;
+    bias_rows_kernel<<<blpo_cuda_blocks((size_t)P * cnt, T), T, 0, impl->stream>>>(
+        P, n, dout, params + m->b_off[l], (size_t)np, out, (size_t)a_stride);
+    cudaCheckLaunch("bias_rows_kernel");
+    // z = in W^T + z (see the mapping at the top of the file)
+    sgemm_batched(impl, CUBLAS_OP_T, CUBLAS_OP_N, dout, n, din, params + m->w_off[l], din, np, in,
+                  din, in_stride, 1.0f, out, dout, a_stride, P);
+    if (l < m->num_layers - 1) {
+      activation_kernel<<<blpo_cuda_blocks((size_t)P * cnt, T), T, 0, impl->stream>>>(
+          P, cnt, out, (size_t)a_stride, m->activation);
+      cudaCheckLaunch("activation_kernel");
+    }
+    in = out;
+    in_stride = a_stride;
+  }
+}
+
+// grad (P,Np) (MLP part only, overwritten) = d/dparams of sum(dy . y);
+// params (P,Np); x (P,n,d_0); acts (P,n,act_floats_per_row); dy (P,n,d_L);
+// scratch (P, 2*n*max_width).
+void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                       const float *x, int n, const float *acts, const float *dy, float *grad,
+                       float *scratch) {
+  if (P <= 0)
+    return;
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  const int T = BLPO_CUDA_THREADS;
+  const long long np = (long long)m->num_params;
+  const long long a_stride = (long long)n * (long long)m->act_floats_per_row;
+  const long long s_stride = 2LL * n * m->max_width;
+  float *s0 = scratch, *s1 = scratch + (size_t)n * m->max_width;
+  const float *g = dy;
+  long long g_stride = (long long)n * m->dims[m->num_layers];
+  for (int l = m->num_layers - 1; l >= 0; l--) {
+    int din = m->dims[l], dout = m->dims[l + 1];
+    const float *hin = l == 0 ? x : acts + act_off(m, l, n);
+    long long h_stride = l == 0 ? (long long)n * m->dims[0] : a_stride;
+    if (n > 0) {
+      // dW = g^T h_in (overwrites W's gradient)
+      sgemm_batched(impl, CUBLAS_OP_N, CUBLAS_OP_T, din, dout, n, hin, din, h_stride, g, dout,
+                    g_stride, 0.0f, grad + m->w_off[l], din, np, P);
+    } else {
+      // no rows: the CPU's GEMM with k = 0 and beta = 0 writes zeros
+      for (int p = 0; p < P; p++)
+        cudaCheck(cudaMemsetAsync(grad + (size_t)p * np + m->w_off[l], 0,
+                                  sizeof(float) * (size_t)din * dout, impl->stream));
+    }
+    // db = colsum(g)
+    col_sums_kernel<<<blpo_cuda_blocks((size_t)P * dout, T), T, 0, impl->stream>>>(
+        P, n, dout, g, (size_t)g_stride, grad + m->b_off[l], (size_t)np);
+    cudaCheckLaunch("col_sums_kernel");
+    if (l > 0 && n > 0) {
+      float *gprev = (g == s0) ? s1 : s0;
+      // g_prev = g W, then times phi'(z_l) from h_l = hin
+      sgemm_batched(impl, CUBLAS_OP_N, CUBLAS_OP_N, din, n, dout, params + m->w_off[l], din, np, g,
+                    dout, g_stride, 0.0f, gprev, din, s_stride, P);
+      size_t cnt = (size_t)n * din;
+      act_deriv_kernel<<<blpo_cuda_blocks((size_t)P * cnt, T), T, 0, impl->stream>>>(
+          P, cnt, gprev, (size_t)s_stride, hin, (size_t)h_stride, m->activation);
+      cudaCheckLaunch("act_deriv_kernel");
+      g = gprev;
+      g_stride = s_stride;
+    }
+  }
+}
+
+} // namespace
+
+void blpo_cuda_install_mlp(blpo_backend *be) {
+  be->mlp_forward = cuda_mlp_forward;
+  be->mlp_backward = cuda_mlp_backward;
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs on a GPU machine from the repository root, with .gpucarry/bundle.tar.xz
+# made by tools/gpu_bundle.sh: the gpu-labelled tests, the same tests under
+# compute-sanitizer memcheck, the main job on the GPU and the benchmark.
+# Logs go to $OUT (or ./gpu-out). usage: tools/gpu_check.sh [STAGE...]
+# stages: tests memcheck train bench (default: all, in that order)
+set -uo pipefail
+root="$(pwd)"
+out="${OUT:-$root/gpu-out}"
+mkdir -p "$out"
+tar -xJf .gpucarry/bundle.tar.xz
+export LD_LIBRARY_PATH="$root/libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# CTest files hold the absolute paths of the machine that built them.
+if [ "$root" != /work/main ] && [ ! -e /work/main ]; then
+  mkdir -p /work && ln -s "$root" /work/main
+fi
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+export BLPO_COMMIT="$commit"
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(tests memcheck train bench)
+{
+  date -u +"date %Y-%m-%dT%H:%M:%SZ"
+  echo "commit $commit"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nproc
+} | tee "$out/device.txt"
+rc=0
+for s in "${stages[@]}"; do
+  case "$s" in
+  tests)
+    ctest --test-dir build-gpu -L gpu --timeout 300 --output-on-failure 2>&1 | tee "$out/gpu_tests.log" || rc=1
+    ;;
+  memcheck)
+    for t in build-gpu/tests/test_gpu_*; do
+      echo "== compute-sanitizer --tool memcheck $t"
+      compute-sanitizer --tool memcheck --error-exitcode 99 --leak-check full "$t" 2>&1 | tail -n 25
+      r=${PIPESTATUS[0]}
+      echo "== exit $r"
+      [ $r -eq 0 ] || rc=1
+    done >"$out/memcheck.log" 2>&1
+    grep -E "^== |ERROR SUMMARY" "$out/memcheck.log"
+    ;;
+  train)
+    t0=$SECONDS
+    run="$(mktemp -d)/cartpole"
+    build-gpu/blpo-gpu --config cartpole.yaml --device cuda --out "$run" --force \
+      >"$out/train_cartpole.log" 2>&1 || rc=1
+    echo "wall $((SECONDS - t0)) s" >>"$out/train_cartpole.log"
+    cp "$run/summary.json" "$out/train_cartpole_summary.json" 2>/dev/null
+    cp "$run/metrics.csv" "$out/train_cartpole_metrics.csv" 2>/dev/null
+    tail -4 "$out/train_cartpole.log"
+    ;;
+  bench)
+    for n in 1024 4096 16384; do
+      build-gpu/blpo-bench --device cuda --iters "${BENCH_ITERS:-3}" --warmup 1 --set env.num_envs=$n \
+        --label "num_envs $n" 2>&1 | tee -a "$out/bench.md" || rc=1
+      echo | tee -a "$out/bench.md"
+    done
+    ;;
+  *) echo "unknown stage $s"; rc=2 ;;
+  esac
+done
+exit $rc
