@@ -14,7 +14,7 @@ export LD_LIBRARY_PATH="$root/libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if [ "$root" != /work/main ] && [ ! -e /work/main ]; then
   mkdir -p /work && ln -s "$root" /work/main
 fi
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+commit="${BLPO_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 export BLPO_COMMIT="$commit"
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(tests memcheck train bench)
