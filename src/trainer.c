@@ -13,6 +13,9 @@
 
 #include "blpo/rng.h"
 #include "trainer_internal.h"
+#ifdef BLPO_WITH_CUDA
+#include <nvtx3/nvToolsExt.h> /* header-only NVTX v3: phase ranges for Nsight */
+#endif
 
 /* struct blpo_trainer: src/trainer_internal.h */
 
@@ -26,21 +29,35 @@ static double wall_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void blpo_phase_begin(blpo_trainer *tr) {
-  if (!tr->profile)
+/* Closes the phase in progress: its NVTX range, and in profile mode its time. */
+static void phase_close(blpo_trainer *tr) {
+  if (tr->phase_cur < 0)
     return;
-  tr->be->sync(tr->be);
-  tr->phase_t0 = wall_now();
+#ifdef BLPO_WITH_CUDA
+  nvtxRangePop();
+#endif
+  if (tr->profile) {
+    tr->be->sync(tr->be);
+    double t = wall_now();
+    tr->phase_s[tr->phase_cur] += t - tr->phase_t0;
+    tr->phase_t0 = t;
+  }
+  tr->phase_cur = -1;
 }
 
-void blpo_phase_end(blpo_trainer *tr, int phase) {
-  if (!tr->profile)
-    return;
-  tr->be->sync(tr->be);
-  double t = wall_now();
-  tr->phase_s[phase] += t - tr->phase_t0;
-  tr->phase_t0 = t;
+void blpo_phase_mark(blpo_trainer *tr, int phase) {
+  phase_close(tr);
+  if (tr->profile) {
+    tr->be->sync(tr->be);
+    tr->phase_t0 = wall_now();
+  }
+#ifdef BLPO_WITH_CUDA
+  nvtxRangePushA(blpo_phase_names[phase]);
+#endif
+  tr->phase_cur = phase;
 }
+
+void blpo_phase_done(blpo_trainer *tr) { phase_close(tr); }
 
 void blpo_trainer_set_profile(blpo_trainer *tr, int on) { tr->profile = on; }
 
@@ -65,6 +82,7 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   }
   tr->cfg = *cfg;
   tr->be = be;
+  tr->phase_cur = -1;
   int env_id = blpo_env_from_name(cfg->env_id);
   const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
   blpo_dims *d = &tr->d;
@@ -408,21 +426,21 @@ void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics) {
   const blpo_dims *d = &tr->d;
   size_t PN = (size_t)d->P * d->N;
   be->fill(be, tr->stats, 0.0f, (size_t)d->P * BLPO_STAT_COUNT);
-  blpo_phase_begin(tr);
+  blpo_phase_mark(tr, BLPO_PHASE_ROLLOUT);
   rollout(tr);
-  blpo_phase_end(tr, BLPO_PHASE_ROLLOUT);
   /* targets with the pre-update critic: fixed for the whole iteration */
+  blpo_phase_mark(tr, BLPO_PHASE_TARGETS);
   be->gae(be, d, tr->roll_rew, tr->roll_done, tr->roll_val, tr->last_val, tr->cfg.gamma,
           tr->cfg.gae_lambda, tr->adv, tr->ret);
-  blpo_phase_end(tr, BLPO_PHASE_TARGETS);
   if (tr->cfg.algo == BLPO_ALGO_PPO) {
+    blpo_phase_mark(tr, BLPO_PHASE_PPO);
     ppo_update(tr);
-    blpo_phase_end(tr, BLPO_PHASE_PPO);
   } else {
-    blpo_update_blpo(tr);
+    blpo_update_blpo(tr); /* marks its own phases */
   }
+  blpo_phase_mark(tr, BLPO_PHASE_METRICS);
   collect_metrics(tr, metrics);
-  blpo_phase_end(tr, BLPO_PHASE_METRICS);
+  blpo_phase_done(tr);
   /* the last obs opens the next rollout */
   be->copy_blocks(be, 1, PN * d->obs_dim, tr->roll_obs, 0,
                   tr->roll_obs + (size_t)d->T * PN * d->obs_dim, 0);

@@ -29,15 +29,15 @@ struct blpo_trainer {
   float *ret_acc;             /* (P, N) */
 
   /* rollout, time-major with agents inside */
-  float *roll_obs;  /* (T+1, P, N, O): slot T is last_obs */
-  float *roll_act;  /* (T, P, N, A) */
-  float *roll_logp; /* (T, P, N) */
-  float *roll_val;  /* (T, P, N) */
-  float *roll_rew;  /* (T, P, N) */
-  float *roll_done; /* (T, P, N) */
-  float *roll_eret; /* (T, P, N): NaN unless an episode ended */
-  float *last_val;  /* (P, N) */
-  float *adv, *ret; /* (T, P, N) */
+  float *roll_obs;          /* (T+1, P, N, O): slot T is last_obs */
+  float *roll_act;          /* (T, P, N, A) */
+  float *roll_logp;         /* (T, P, N) */
+  float *roll_val;          /* (T, P, N) */
+  float *roll_rew;          /* (T, P, N) */
+  float *roll_done;         /* (T, P, N) */
+  float *roll_eret;         /* (T, P, N): NaN unless an episode ended */
+  float *last_val;          /* (P, N) */
+  float *adv, *ret;         /* (T, P, N) */
   float *final_obs, *trunc; /* (P, N, O), (P, N): bootstrap_truncated only */
 
   /* activation workspaces, sized for max(N, minibatch rows) */
@@ -47,12 +47,12 @@ struct blpo_trainer {
   float *scratch;     /* (P, 2 ws_rows max_width) */
 
   /* minibatch */
-  int mb_rows;                /* n */
-  int32_t *h_idx, *idx;       /* (P, T*N) host and backend */
+  int mb_rows;                                                 /* n */
+  int32_t *h_idx, *idx;                                        /* (P, T*N) host and backend */
   float *mb_obs, *mb_act, *mb_logp, *mb_adv, *mb_ret, *mb_val; /* (P, n, .) */
-  float *dhead, *dvalue;      /* (P, n, Y), (P, n) */
-  float *sumsq_a, *sumsq_c, *scale; /* (P) */
-  float *stats;               /* (P, BLPO_STAT_COUNT) */
+  float *dhead, *dvalue;                                       /* (P, n, Y), (P, n) */
+  float *sumsq_a, *sumsq_c, *scale;                            /* (P) */
+  float *stats;                                                /* (P, BLPO_STAT_COUNT) */
 
   /* nested / blpo minibatches of m whole trajectories (rows t*m + j) */
   int traj_per_mb;            /* m = N / M */
@@ -68,25 +68,26 @@ struct blpo_trainer {
   float *last_acts;           /* (P, m, critic apr): critic on last_obs rows */
   float *vbar, *vbar_last;    /* (P, n), (P, m) */
   float *rho_t, *alpha_f, *resid, *cdot; /* (P, n) */
-  float *v_vec, *v_last_grad; /* (P, Nc): v = dL/dw, and the last_obs part */
-  float *x_vec;               /* (P, Nc): the IHVP solution */
-  float *p_vec;               /* (P, Na): the mixed term */
-  float *vdot, *vdot_last;    /* (P, n), (P, m) */
-  float *tan_work;            /* (P, tangent work) */
-  int32_t *h_sketch, *sketch_idx; /* (P, k) */
-  float *hvp_rows;            /* (P, k, Nc) */
-  float *hvp_work;            /* (P, hvp work) */
-  float *cg_buf;              /* (P, 4 Nc) cg only */
-  float *hess;                /* (P, Nc, Nc) exact or check mode */
-  float *x_exact;             /* (P, Nc) check mode */
-  float *eye_chunk;           /* (P, chunk, Nc) unit directions for the dense Hessian */
+  float *v_vec, *v_last_grad;            /* (P, Nc): v = dL/dw, and the last_obs part */
+  float *x_vec;                          /* (P, Nc): the IHVP solution */
+  float *p_vec;                          /* (P, Na): the mixed term */
+  float *vdot, *vdot_last;               /* (P, n), (P, m) */
+  float *tan_work;                       /* (P, tangent work) */
+  int32_t *h_sketch, *sketch_idx;        /* (P, k) */
+  float *hvp_rows;                       /* (P, k, Nc) */
+  float *hvp_work;                       /* (P, hvp work) */
+  float *cg_buf;                         /* (P, 4 Nc) cg only */
+  float *hess;                           /* (P, Nc, Nc) exact or check mode */
+  float *x_exact;                        /* (P, Nc) check mode */
+  float *eye_chunk;                      /* (P, chunk, Nc) unit directions for the dense Hessian */
   int hess_chunk;
-  float *h_check;             /* (2P) host: check-mode norms */
+  float *h_check; /* (2P) host: check-mode norms */
 
   /* profile mode */
   int profile;
   double phase_s[BLPO_PHASE_COUNT];
   double phase_t0;
+  int phase_cur; /* phase in progress (-1: none) */
 
   /* host mirrors for the per-iteration metrics */
   float *h_eret;  /* (T, P, N) */
@@ -95,10 +96,13 @@ struct blpo_trainer {
   int *recent_n, *recent_head;
 };
 
-/* Profile mode: blpo_phase_begin() then blpo_phase_end(tr, phase) charges
- * the time in between to phase (both sync the backend); no-ops otherwise. */
-void blpo_phase_begin(blpo_trainer *tr);
-void blpo_phase_end(blpo_trainer *tr, int phase);
+/* Phase marks: blpo_phase_mark(tr, X) says that the work queued from here on
+ * belongs to phase X, until the next mark or blpo_phase_done(tr). Each phase
+ * is an NVTX range in CUDA builds (named as in blpo_phase_names, for Nsight
+ * Systems); in profile mode every mark also synchronises the backend and
+ * charges the wall time since the last mark to the phase that ended. */
+void blpo_phase_mark(blpo_trainer *tr, int phase);
+void blpo_phase_done(blpo_trainer *tr);
 
 /* Head (last layer) output inside an activation workspace of `rows` rows. */
 float *blpo_head_of(const blpo_mlp *m, float *acts, int rows);

@@ -20,11 +20,11 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
   size_t Na = tr->actor.num_params, Nc = tr->critic.num_params, F = sizeof(float);
   tr->traj_per_mb = m;
   int fail = 0;
-#define ALLOC(ptr, bytes)                                                                       \
-  do {                                                                                          \
-    (ptr) = be->alloc(be, (bytes));                                                             \
-    if (!(ptr))                                                                                 \
-      fail = 1;                                                                                 \
+#define ALLOC(ptr, bytes)                                                                          \
+  do {                                                                                             \
+    (ptr) = be->alloc(be, (bytes));                                                                \
+    if (!(ptr))                                                                                    \
+      fail = 1;                                                                                    \
   } while (0)
   tr->h_env_perm = malloc(sizeof(int32_t) * (size_t)P * N);
   tr->h_rows = malloc(sizeof(int32_t) * (size_t)P * T * N);
@@ -99,11 +99,11 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
 
 void blpo_update_blpo_free(blpo_trainer *tr) {
   blpo_backend *be = tr->be;
-  void *bufs[] = {tr->rows_idx, tr->last_idx, tr->mb_last_obs, tr->mb_rew,      tr->mb_done,
-                  tr->last_acts, tr->vbar,    tr->vbar_last,   tr->rho_t,       tr->alpha_f,
-                  tr->resid,    tr->cdot,     tr->v_vec,       tr->v_last_grad, tr->x_vec,
-                  tr->p_vec,    tr->vdot,     tr->vdot_last,   tr->tan_work,    tr->sketch_idx,
-                  tr->hvp_rows, tr->hvp_work, tr->cg_buf,      tr->hess,        tr->x_exact,
+  void *bufs[] = {tr->rows_idx,  tr->last_idx, tr->mb_last_obs, tr->mb_rew,      tr->mb_done,
+                  tr->last_acts, tr->vbar,     tr->vbar_last,   tr->rho_t,       tr->alpha_f,
+                  tr->resid,     tr->cdot,     tr->v_vec,       tr->v_last_grad, tr->x_vec,
+                  tr->p_vec,     tr->vdot,     tr->vdot_last,   tr->tan_work,    tr->sketch_idx,
+                  tr->hvp_rows,  tr->hvp_work, tr->cg_buf,      tr->hess,        tr->x_exact,
                   tr->iota};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i])
@@ -180,6 +180,7 @@ static void solve_ihvp(blpo_trainer *tr, int n) {
   const blpo_dims *d = &tr->d;
   int P = d->P;
   size_t Nc = tr->critic.num_params;
+  blpo_phase_mark(tr, BLPO_PHASE_HVP_ROWS);
   switch (c->hg_method) {
   case BLPO_HG_NYSTROM: {
     int k = c->hg_rank;
@@ -190,28 +191,27 @@ static void solve_ihvp(blpo_trainer *tr, int n) {
     be->upload(be, tr->sketch_idx, tr->h_sketch, sizeof(int32_t) * (size_t)P * k);
     be->critic_hvp_rows(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
                         tr->mb_ret, k, tr->sketch_idx, tr->hvp_rows, tr->hvp_work);
-    blpo_phase_end(tr, BLPO_PHASE_HVP_ROWS);
-    be->nystrom_solve(be, P, Nc, k, tr->hvp_rows, tr->sketch_idx, tr->v_vec, c->hg_rho,
-                      c->hg_ridge, c->hg_cutoff * (float)k, tr->x_vec, tr->stats);
-    blpo_phase_end(tr, BLPO_PHASE_CORE_SOLVE);
+    blpo_phase_mark(tr, BLPO_PHASE_CORE_SOLVE);
+    be->nystrom_solve(be, P, Nc, k, tr->hvp_rows, tr->sketch_idx, tr->v_vec, c->hg_rho, c->hg_ridge,
+                      c->hg_cutoff * (float)k, tr->x_vec, tr->stats);
     break;
   }
   case BLPO_HG_CG:
-    be->cg_solve(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
-                 tr->mb_ret, tr->v_vec, c->hg_rho, c->hg_cg_iters, c->hg_cg_tol, tr->x_vec,
-                 tr->cg_buf, tr->hvp_work, tr->stats);
-    blpo_phase_end(tr, BLPO_PHASE_HVP_ROWS);
+    be->cg_solve(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts, tr->mb_ret,
+                 tr->v_vec, c->hg_rho, c->hg_cg_iters, c->hg_cg_tol, tr->x_vec, tr->cg_buf,
+                 tr->hvp_work, tr->stats);
     break;
   case BLPO_HG_EXACT:
     dense_hessian(tr, n);
-    blpo_phase_end(tr, BLPO_PHASE_HVP_ROWS);
+    blpo_phase_mark(tr, BLPO_PHASE_CORE_SOLVE);
     be->dense_solve(be, P, Nc, tr->hess, tr->v_vec, c->hg_rho, tr->x_vec);
-    blpo_phase_end(tr, BLPO_PHASE_CORE_SOLVE);
     break;
   }
   if (c->hg_check) {
     /* Opt-in diagnostic: the exact solve on the same minibatch, and the
-     * relative error of x. Reads two scalars per agent back to the host. */
+     * relative error of x. Reads two scalars per agent back to the host.
+     * Its time is charged to the core solve. */
+    blpo_phase_mark(tr, BLPO_PHASE_CORE_SOLVE);
     dense_hessian(tr, n);
     be->dense_solve(be, P, Nc, tr->hess, tr->v_vec, c->hg_rho, tr->x_exact);
     float *xx = tr->cg_buf; /* (2P) scratch: <xe,xe>, then <x-xe, x-xe> */
@@ -246,6 +246,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
   int hyper = c->algo == BLPO_ALGO_BLPO;
 
   for (int epoch = 0; epoch < c->num_epochs; epoch++) {
+    blpo_phase_mark(tr, BLPO_PHASE_GATHER);
     /* rows of every minibatch of this epoch: sample (t, j) of minibatch mb is
      * row t*m + j, env perm[mb*m + j]; its rollout row is (t*P + p)*N + env */
     for (int p = 0; p < P; p++) {
@@ -257,14 +258,15 @@ void blpo_update_blpo(blpo_trainer *tr) {
           for (int t = 0; t < T; t++)
             tr->h_rows[(size_t)p * TN + (size_t)mb * n + (size_t)t * m + j] =
                 (int32_t)(((int64_t)t * P + p) * N + env);
-          tr->h_last[(size_t)p * N + (size_t)mb * m + j] = (int32_t)(((int64_t)T * P + p) * N + env);
+          tr->h_last[(size_t)p * N + (size_t)mb * m + j] =
+              (int32_t)(((int64_t)T * P + p) * N + env);
         }
     }
     be->upload(be, tr->rows_idx, tr->h_rows, sizeof(int32_t) * (size_t)P * TN);
     be->upload(be, tr->last_idx, tr->h_last, sizeof(int32_t) * (size_t)P * N);
 
-    blpo_phase_end(tr, BLPO_PHASE_GATHER);
     for (int mb = 0; mb < M; mb++) {
+      blpo_phase_mark(tr, BLPO_PHASE_GATHER);
       const int32_t *ix = tr->rows_idx + (size_t)mb * n;
       const int32_t *lx = tr->last_idx + (size_t)mb * m;
       be->gather_rows(be, P, ix, TN, n, tr->roll_obs, O, tr->mb_obs);
@@ -275,8 +277,8 @@ void blpo_update_blpo(blpo_trainer *tr) {
       be->gather_rows(be, P, ix, TN, n, tr->roll_done, 1, tr->mb_done);
       be->gather_rows(be, P, ix, TN, n, tr->ret, 1, tr->mb_ret);
 
-      blpo_phase_end(tr, BLPO_PHASE_GATHER);
       /* a. nested critic: K_c Adam steps on g(w) = (1/n) sum (G - V)^2 */
+      blpo_phase_mark(tr, BLPO_PHASE_NESTED);
       blpo_adam_step_params sp = {c->critic_lr * frac, 0.9f, 0.999f, c->adam_eps, 1, 1};
       for (int k = 0; k < c->nested_updates; k++) {
         be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
@@ -294,15 +296,15 @@ void blpo_update_blpo(blpo_trainer *tr) {
       be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts);
       be->value_loss(be, P, n, c_head, c_stride, tr->mb_ret, tr->dvalue, tr->stats,
                      BLPO_STAT_CRITIC_LOSS_AFTER);
-      blpo_phase_end(tr, BLPO_PHASE_NESTED);
 
       /* b. actor loss with the current critic: g_theta, and dL/dV for v */
+      blpo_phase_mark(tr, BLPO_PHASE_ACTOR_LOSS);
       be->mlp_forward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts);
-      be->blpo_actor(be, d, &tr->actor, tr->actor_params, T, m, a_head, a_stride, c_head,
-                     c_stride, l_head, l_stride, tr->mb_act, tr->mb_logp, tr->mb_rew,
-                     tr->mb_done, tr->mb_ret, c->gamma, c->gae_lambda, c->clip_eps, c->hg_clip_f,
-                     tr->dhead, tr->actor_grad, tr->vbar, tr->vbar_last, tr->rho_t, tr->mb_adv,
-                     tr->alpha_f, tr->resid, tr->stats);
+      be->blpo_actor(be, d, &tr->actor, tr->actor_params, T, m, a_head, a_stride, c_head, c_stride,
+                     l_head, l_stride, tr->mb_act, tr->mb_logp, tr->mb_rew, tr->mb_done, tr->mb_ret,
+                     c->gamma, c->gae_lambda, c->clip_eps, c->hg_clip_f, tr->dhead, tr->actor_grad,
+                     tr->vbar, tr->vbar_last, tr->rho_t, tr->mb_adv, tr->alpha_f, tr->resid,
+                     tr->stats);
       be->mlp_backward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts,
                        tr->dhead, tr->actor_grad, tr->scratch);
 
@@ -310,35 +312,35 @@ void blpo_update_blpo(blpo_trainer *tr) {
         /* v = dL/dw through V(s_t) and V(last_obs) */
         be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
                          tr->vbar, tr->v_vec, tr->scratch);
-        be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m,
-                         tr->last_acts, tr->vbar_last, tr->v_last_grad, tr->scratch);
+        be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts,
+                         tr->vbar_last, tr->v_last_grad, tr->scratch);
         be->axpy(be, P, Nc, 1.0f, tr->v_last_grad, tr->v_vec);
-        blpo_phase_end(tr, BLPO_PHASE_ACTOR_LOSS);
-        /* c. x ~ (H + rho I)^-1 v */
+        /* c. x ~ (H + rho I)^-1 v (marks its own phases) */
         solve_ihvp(tr, n);
+        blpo_phase_mark(tr, BLPO_PHASE_MIXED);
         /* d. p = d/de grad_theta f2(theta, w + e x): critic tangents along x,
          * the mixed weights cdot, one actor backward pass */
         be->mlp_tangent(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts, 1,
                         tr->x_vec, tr->vdot, tr->tan_work);
-        be->mlp_tangent(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m,
-                        tr->last_acts, 1, tr->x_vec, tr->vdot_last, tr->tan_work);
+        be->mlp_tangent(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts, 1,
+                        tr->x_vec, tr->vdot_last, tr->tan_work);
         be->mixed_head(be, d, &tr->actor, tr->actor_params, T, m, a_head, a_stride, tr->mb_act,
                        tr->mb_done, tr->vdot, tr->vdot_last, tr->rho_t, tr->mb_adv, tr->alpha_f,
                        tr->resid, c->gamma, c->gae_lambda, tr->cdot, tr->dhead, tr->p_vec);
         be->mlp_backward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts,
                          tr->dhead, tr->p_vec, tr->scratch);
-        blpo_phase_end(tr, BLPO_PHASE_MIXED);
-      } else {
-        blpo_phase_end(tr, BLPO_PHASE_ACTOR_LOSS);
       }
       /* e. norm bound, h = g - s p, Adam on the actor (p = 0 for nested) */
+      blpo_phase_mark(tr, BLPO_PHASE_ACTOR_STEP);
       be->hypergrad_combine(be, P, Na, tr->actor_grad, tr->p_vec, c->hg_ihvp_bound, tr->stats);
       tr->actor_t++;
-      blpo_adam_step_params sa = {c->actor_lr * frac, 0.9f, 0.999f, c->adam_eps,
+      blpo_adam_step_params sa = {c->actor_lr * frac,
+                                  0.9f,
+                                  0.999f,
+                                  c->adam_eps,
                                   1.0f - powf(0.9f, (float)tr->actor_t),
                                   1.0f - powf(0.999f, (float)tr->actor_t)};
       be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, NULL, sa);
-      blpo_phase_end(tr, BLPO_PHASE_ACTOR_STEP);
     }
   }
 }
