@@ -35,9 +35,17 @@ if [ -n "$nsys" ]; then
   echo "== Nsight Systems ($nsys)"
   "$nsys" profile --trace=cuda,nvtx,cublas --force-overwrite true -o "$out/timeline" \
     "$bin" "${args[@]}" --out "$(mktemp -d)/run" >"$out/nsys.log" 2>&1 || rc=1
-  "$nsys" stats --report nvtx_sum,cuda_gpu_kern_sum --format column "$out/timeline.nsys-rep" \
-    >"$out/nsys_summary.txt" 2>>"$out/nsys.log" || rc=1
-  head -n 40 "$out/nsys_summary.txt"
+  if [ -f "$out/timeline.nsys-rep" ]; then
+    "$nsys" stats --report nvtx_sum,cuda_gpu_kern_sum --format column "$out/timeline.nsys-rep" \
+      >"$out/nsys_summary.txt" 2>>"$out/nsys.log" || rc=1
+    head -n 40 "$out/nsys_summary.txt"
+  else
+    # seen with the nsys bundled in some Nsight Compute installs: it records a
+    # .qdstrm but lacks the importer that turns it into a report
+    echo "nsys wrote no report (only $(ls "$out"/timeline.* 2>/dev/null | xargs -n1 basename));" \
+      "import the .qdstrm with a full Nsight Systems install (QdstrmImporter)"
+    rc=1
+  fi
 else
   echo "== Nsight Systems: nsys not found (install Nsight Systems); skipped"
 fi
