@@ -211,9 +211,11 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
     be->upload(be, tr->rew_stats + 3 * p, hr, sizeof(hr));
   if (cfg->algo != BLPO_ALGO_PPO && blpo_update_blpo_alloc(tr) != 0) {
     snprintf(err, errlen,
-             "out of %s memory for the hypergradient buffers: lower algo.hypergrad.rank, "
-             "env.num_envs/algo.num_minibatches (minibatch size) or run.num_seeds",
-             be->name);
+             "out of %s memory for the nested/BLPO buffers (they need %.1f MiB beyond the "
+             "rollout's): lower algo.hypergrad.rank, the minibatch size "
+             "(env.num_envs * env.num_steps / algo.num_minibatches), run.num_seeds, or use "
+             "algo.hypergrad.method nystrom instead of exact",
+             be->name, (double)tr->blpo_bytes / (1024.0 * 1024.0));
     blpo_trainer_destroy(tr);
     return NULL;
   }

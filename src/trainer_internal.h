@@ -87,7 +87,8 @@ struct blpo_trainer {
   int profile;
   double phase_s[BLPO_PHASE_COUNT];
   double phase_t0;
-  int phase_cur; /* phase in progress (-1: none) */
+  int phase_cur;     /* phase in progress (-1: none) */
+  size_t blpo_bytes; /* backend bytes the nested/BLPO buffers asked for */
 
   /* host mirrors for the per-iteration metrics */
   float *h_eret;  /* (T, P, N) */

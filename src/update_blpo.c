@@ -22,6 +22,7 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
   int fail = 0;
 #define ALLOC(ptr, bytes)                                                                          \
   do {                                                                                             \
+    tr->blpo_bytes += (bytes);                                                                     \
     (ptr) = be->alloc(be, (bytes));                                                                \
     if (!(ptr))                                                                                    \
       fail = 1;                                                                                    \

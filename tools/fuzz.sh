@@ -9,7 +9,18 @@ set -euo pipefail
 secs="${1:-60}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bd="$root/build-fuzz"
-command -v clang >/dev/null || { echo "fuzz.sh: clang not found (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 2; }
+# clang with its libFuzzer/sanitizer runtime; installed here when missing (root)
+if ! command -v clang >/dev/null || ! dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null |
+  grep -q "install ok installed"; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "fuzz.sh: installing clang and libclang-rt-14-dev"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-14-dev >/dev/null
+  else
+    echo "fuzz.sh: needs clang and its runtime: sudo apt-get install clang libclang-rt-14-dev" >&2
+    exit 2
+  fi
+fi
 CC=clang cmake -S "$root" -B "$bd" -DBLPO_FUZZ=ON -DBLPO_CUDA=OFF -DBUILD_TESTING=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$bd" --target fuzz_safetensors fuzz_config -j"${JOBS:-1}"
