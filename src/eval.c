@@ -11,7 +11,7 @@
 static int eval_usage(const char *msg) {
   fprintf(stderr,
           "blpo-gpu eval: %s\nusage: blpo-gpu eval RUN_DIR [--episodes N] [--deterministic] "
-          "[--device cpu]\n",
+          "[--device cpu|cuda]\n",
           msg);
   return 2;
 }
@@ -56,7 +56,7 @@ static int actor_output(blpo_trainer *tr, blpo_backend *be, const char *list, in
 
 int blpo_eval_main(int argc, char **argv) {
   const char *dir = NULL;
-  int episodes = 100, deterministic = 0, agent = 0;
+  int episodes = 100, deterministic = 0, agent = 0, cuda = 0;
   const char *actor_obs = NULL;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -78,10 +78,12 @@ int blpo_eval_main(int argc, char **argv) {
       agent = (int)v;
     } else if (!strcmp(a, "--device") && i + 1 < argc) {
       const char *d = argv[++i];
-      if (strcmp(d, "cpu") && strcmp(d, "auto"))
-        return eval_usage("only the CPU backend is implemented in this version (--device cpu)");
+      if (!strcmp(d, "cuda"))
+        cuda = 1;
+      else if (strcmp(d, "cpu") && strcmp(d, "auto"))
+        return eval_usage("--device expects cpu, cuda or auto (auto: the CPU)");
     } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      printf("usage: blpo-gpu eval RUN_DIR [--episodes N] [--deterministic] [--device cpu]\n"
+      printf("usage: blpo-gpu eval RUN_DIR [--episodes N] [--deterministic] [--device cpu|cuda]\n"
              "Loads RUN_DIR/checkpoint.safetensors with RUN_DIR/config.yaml and reports, per\n"
              "agent, mean, std, min and max return over N fresh episodes (default 100),\n"
              "sampling actions, or taking the most likely action / Gaussian mean with\n"
@@ -110,7 +112,22 @@ int blpo_eval_main(int argc, char **argv) {
   blpo_config_defaults(&c);
   if (blpo_config_load_file(&c, &src, path) != 0 || blpo_config_validate(&c, &src) != 0)
     return 2;
-  blpo_backend *be = blpo_backend_cpu_create(c.threads);
+  blpo_backend *be = NULL;
+  if (cuda) {
+#ifdef BLPO_WITH_CUDA
+    char why[256];
+    be = blpo_backend_cuda_create(why, sizeof(why));
+    if (!be) {
+      fprintf(stderr, "blpo-gpu eval: --device cuda: %s\n", why);
+      return 2;
+    }
+#else
+    fprintf(stderr, "blpo-gpu eval: --device cuda: this build has no CUDA support\n");
+    return 2;
+#endif
+  } else {
+    be = blpo_backend_cpu_create(c.threads);
+  }
   char err[1024];
   blpo_trainer *tr = be ? blpo_trainer_create(&c, be, err, sizeof(err)) : NULL;
   if (!tr) {

@@ -8,14 +8,16 @@
 #  - an injected NaN stops the run naming quantity, agent and iteration,
 #    keeping a loadable last good checkpoint.
 #   resume.sh BLPO_GPU TEST_CKPT_COMPARE ALGO NUM_SEEDS
+# BLPO_RESUME_DEVICE=cuda runs every step on the CUDA backend instead of cpu.
 set -u
 bin="$1" cmp="$2" algo="$3" seeds="$4"
+dev="${BLPO_RESUME_DEVICE:-cpu}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 fails=0 passes=0
 check() { if eval "$2"; then passes=$((passes + 1)); echo "ok   $1"; else fails=$((fails + 1)); echo "FAIL $1"; fi; }
 
-args=(--config cartpole.yaml --device cpu --quiet --set "algo.name=$algo" --set "run.num_seeds=$seeds"
+args=(--config cartpole.yaml --device "$dev" --quiet --set "algo.name=$algo" --set "run.num_seeds=$seeds"
       --set env.num_envs=32 --set env.num_steps=32 --set algo.num_minibatches=4
       --set run.total_steps=$((32 * 32 * 150)) --set run.checkpoint_every=7 --set run.seed=3)
 learning_cols() { cut -d, -f1-31 "$1"; } # all but sps and wall_time_s
@@ -37,9 +39,9 @@ check "SIGINT exits 130 (got $rc)" "[ $rc -eq 130 ]"
 check "SIGINT says where the checkpoint is and how to resume" "grep -q -- '--resume $tmp/b' '$tmp/b.err'"
 rows_at_stop=$(($(wc -l < "$tmp/b/metrics.csv") - 1))
 check "stopped mid-run ($rows_at_stop of $((150 * seeds)) rows)" "[ $rows_at_stop -lt $((150 * seeds)) ]"
-"$bin" eval "$tmp/b" --episodes 3 --deterministic >"$tmp/eval.out" 2>&1
+"$bin" eval "$tmp/b" --episodes 3 --deterministic --device "$dev" >"$tmp/eval.out" 2>&1
 check "the interrupted run's checkpoint loads (eval)" "[ $? -eq 0 ] && grep -q 'mean' '$tmp/eval.out'"
-"$bin" --resume "$tmp/b" --quiet >/dev/null 2>"$tmp/b2.err"
+"$bin" --resume "$tmp/b" --device "$dev" --quiet >/dev/null 2>"$tmp/b2.err"
 check "resume completes" "[ $? -eq 0 ]"
 check "resumed metrics identical to the uninterrupted run" \
   "cmp -s <(learning_cols '$tmp/a/metrics.csv') <(learning_cols '$tmp/b/metrics.csv')"
@@ -58,7 +60,7 @@ check "SIGTERM exits 143" "[ $? -eq 143 ]"
 ck="$tmp/a/checkpoint.safetensors"
 mk() { rm -rf "$tmp/$1"; cp -r "$tmp/a" "$tmp/$1"; }
 refused() { # NAME PATTERN
-  "$bin" --resume "$tmp/$1" --quiet >/dev/null 2>"$tmp/$1.err"
+  "$bin" --resume "$tmp/$1" --device "$dev" --quiet >/dev/null 2>"$tmp/$1.err"
   local rc=$?
   check "$1 refused (exit $rc): $(head -c 160 "$tmp/$1.err")" "[ $rc -eq 2 ] && grep -Eq -- '$2' '$tmp/$1.err'"
 }
@@ -94,7 +96,7 @@ check "NaN stops the run with exit 3 (got $rc)" "[ $rc -eq 3 ]"
 check "the message names quantity, agent and iteration: $(grep -m1 fault "$tmp/nan.err")" \
   "grep -Eq 'numerical fault: [a-z_]+.* is (nan|-nan|inf).* agent [0-9]+.* iteration 10' '$tmp/nan.err'"
 check "it points at the last good checkpoint (iteration 7)" "grep -q 'iteration 7)' '$tmp/nan.err'"
-"$bin" eval "$tmp/nan" --episodes 2 >/dev/null 2>&1
+"$bin" eval "$tmp/nan" --episodes 2 --device "$dev" >/dev/null 2>&1
 check "the last good checkpoint loads" "[ $? -eq 0 ]"
 
 echo "$passes passed, $fails failed"

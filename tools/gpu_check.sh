@@ -3,7 +3,7 @@
 # made by tools/gpu_bundle.sh: the gpu-labelled tests, the same tests under
 # compute-sanitizer memcheck, the main job on the GPU and the benchmark.
 # Logs go to $OUT (or ./gpu-out). usage: tools/gpu_check.sh [STAGE...]
-# stages: tests memcheck train bench (default: all, in that order)
+# stages: tests memcheck train bench resume check (default: the first four)
 set -uo pipefail
 root="$(pwd)"
 out="${OUT:-$root/gpu-out}"
@@ -56,6 +56,22 @@ for s in "${stages[@]}"; do
         --label "num_envs $n" 2>&1 | tee -a "$out/bench.md" || rc=1
       echo | tee -a "$out/bench.md"
     done
+    ;;
+  resume)
+    # exact resume, interruption, bad checkpoints and the NaN stop, on the GPU
+    for a in ppo blpo; do
+      BLPO_RESUME_DEVICE=cuda bash tests/resume.sh build-gpu/blpo-gpu \
+        build-gpu/tests/test_ckpt_compare "$a" 2 || rc=1
+    done 2>&1 | tee "$out/resume_gpu.log"
+    ;;
+  check)
+    # the Nystrom sketch against the exact solve on every minibatch
+    # (ihvp_relerr column), paper CartPole settings, first CHECK_ITERS iterations
+    run="$(mktemp -d)/check"
+    build-gpu/blpo-gpu --config configs/paper/cartpole.yaml --device cuda --set run.num_seeds=1 \
+      --set algo.hypergrad.check=true --set run.total_steps=$((512 * ${CHECK_ITERS:-100})) \
+      --out "$run" --force --quiet || rc=1
+    cp "$run/metrics.csv" "$out/check_cartpole_metrics.csv"
     ;;
   *) echo "unknown stage $s"; rc=2 ;;
   esac
