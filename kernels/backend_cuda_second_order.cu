@@ -2,16 +2,17 @@
 // (blpo.md step 4), with the semantics of src/backend_cpu_blpo.c line by line:
 // axpy, dot, value_loss, blpo_actor (GAE and its adjoint per trajectory),
 // mixed_head, mlp_tangent, critic_hvp(_rows) (kernels/second_order_cuda.cu),
-// the Nystrom solve (cuSOLVER syevd + getrf/getrs), CG, the dense solve and
+// the Nystrom solve (batched over the population: cuSOLVER syevjBatched for
+// k <= 32, else syevd per agent; cuBLAS batched LU), CG, the dense solve and
 // the norm bound. Per-element math comes from the BLPO_HD headers shared with
 // the CPU. Per-agent sums are deterministic block reductions in double (one
 // block of BLPO_CUDA_THREADS per agent, blpo_block_sum). Nothing here
 // synchronises with the host: solver failures (devInfo) are read on the
 // device and folded into the outputs / the CORE_FAULTS stat by small kernels.
 //
-// The solvers loop over the agents (the seam's reserve_solver does not know
-// P, so, like the CPU backend, the workspaces are sized for one agent and
-// reused agent after agent in stream order).
+// The Nystrom workspaces hold the whole population (reserve_solver is given
+// P), so one launch per step serves every agent; CG is batched by nature; the
+// dense solve (tests and small networks only) loops over the agents.
 #include <math.h>
 
 #include "blpo/blpo_math.h"
@@ -24,27 +25,37 @@ namespace {
 
 const int kThreads = BLPO_CUDA_THREADS;
 
-// Solver workspaces (impl->solver), one agent's worth; sized by reserve_solver
-// and grown by the ops if a call needs more.
+// Solver workspaces (impl->solver) for P agents; sized by reserve_solver and
+// grown by the ops if a call needs more.
 typedef struct {
-  int k;       // reserved rank
-  size_t np;   // reserved parameter count
-  int dense;   // dense_ipiv reserved
-  float *core; // (k, k) core M, then its eigenvectors (column a = eigenvector a)
-  float *lam;  // (k) eigenvalues, ascending
-  float *mask; // (k) 1 kept / 0 cut
-  float *B;    // (k, np) row-major B = U^T C, rows of cut eigenpairs 0
-  float *S;    // (k, k) Woodbury system
-  float *bv;   // (k) B v, then S^-1 B v
-  float *t;    // (np) B^T S^-1 B v
-  float *work; // cuSOLVER workspace (lwork floats): syevd / getrf
+  int P;          // reserved agents
+  int k;          // reserved rank
+  size_t np;      // reserved parameter count
+  int dense;      // dense_ipiv reserved
+  float *core;    // (P, k, k) cores M, then their eigenvectors (column a = eigenvector a)
+  float *lam;     // (P, k) eigenvalues, ascending
+  float *mask;    // (P, k) 1 kept / 0 cut
+  float *B;       // (P, k, np) row-major B = U^T C, rows of cut eigenpairs 0
+  float *S;       // (P, k, k) Woodbury systems, then their LU factors
+  float *bv;      // (P, k) B v, then S^-1 B v
+  float *t;       // (P, np) B^T S^-1 B v; (np) scratch of the dense solve's query
+  float **S_ptr;  // (P) device pointers to each S, for cuBLAS's batched LU
+  float **bv_ptr; // (P) device pointers to each bv
+  float *work;    // cuSOLVER workspace (lwork floats): syevjBatched or syevd, dense getrf
   int lwork;
-  int *ipiv;  // (k) Nystrom pivots
-  int *dipiv; // (np) dense pivots
-  int *info;  // [0] syevd, [1] getrf, [2] getrs, [3] kept rank r
-  double *cg; // (cg_cap, 4) per-agent CG state: rr, |v|, active, unused
+  syevjInfo_t syevj; // batched Jacobi settings (defaults: tolerance eps, 100 sweeps)
+  int *ipiv;         // (P, k) Nystrom pivots
+  int *eig_info;     // (P) eigensolver status (0 ok; > 0 failed / not converged)
+  int *lu_info;      // (P) LU status (0 ok; > 0 singular)
+  int *rank;         // (P) kept rank r
+  int *dipiv;        // (np) dense pivots
+  int *info;         // [1] dense getrf, [2] dense getrs
+  double *cg;        // (cg_cap, 4) per-agent CG state: rr, |v|, active, unused
   int cg_cap;
 } so_solver;
+
+// syevjBatched handles matrices up to 32 x 32; larger cores go agent by agent.
+const int kBatchedEigMax = 32;
 
 so_solver *solver_of(blpo_backend *be) { return (so_solver *)blpo_cuda(be)->solver; }
 
@@ -275,37 +286,47 @@ __global__ void hypergrad_kernel(size_t count, float *g, const float *pv, float 
 
 // ---- Nystrom (one agent per launch) ------------------------------------------
 
-// core M (k, k) = 0.5 (C[a, idx[b]] + C[b, idx[a]]); C (k, np); ix (k).
-__global__ void nys_core_kernel(int k, size_t np, const float *C, const int32_t *ix, float *M) {
+// cores M (P, k, k): M_p[a, b] = 0.5 (C_p[a, idx_p[b]] + C_p[b, idx_p[a]]);
+// C (P, k, np); ix (P, k).
+__global__ void nys_core_kernel(int P, int k, size_t np, const float *C, const int32_t *ix,
+                                float *M) {
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= (size_t)k * k)
+  size_t kk = (size_t)k * k;
+  if (e >= (size_t)P * kk)
     return;
-  size_t a = e / k, b = e % k;
-  M[e] = 0.5f * (C[a * np + ix[b]] + C[b * np + ix[a]]);
+  size_t p = e / kk, a = (e % kk) / k, b = e % k;
+  const float *Cp = C + p * k * np;
+  const int32_t *ip = ix + p * k;
+  M[e] = 0.5f * (Cp[a * np + ip[b]] + Cp[b * np + ip[a]]);
 }
 
-// After syevd: the eigen cut-off |lambda| > tol max|lambda| (none kept when
-// syevd failed), the stats RANK/EIG_MAX/EIG_MIN (st: this agent's
-// BLPO_STAT_COUNT stats), mask (k), info[3] = kept rank, and the cut
-// eigenvectors (rows a of the row-major view of M (k, k)) zeroed so that B's
-// rows of cut pairs are exactly 0. One block.
-__global__ void nys_select_kernel(int k, const float *lam, int *info, float tol, float *M,
-                                  float *mask, float *st) {
+// After the eigensolver, one block per agent p: the eigen cut-off
+// |lambda| > tol max|lambda| (none kept when the solver failed), the stats
+// RANK/EIG_MAX/EIG_MIN, mask (k), rank[p], and the cut eigenvectors (rows a
+// of the row-major view of M_p (k, k)) zeroed so that B's rows of cut pairs
+// are exactly 0. lam (P, k); M (P, k, k); stats (P, BLPO_STAT_COUNT).
+__global__ void nys_select_kernel(int k, const float *lam_all, const int *eig_info, float tol,
+                                  float *M_all, float *mask_all, int *rank, float *stats) {
+  int p = blockIdx.x;
+  const float *lam = lam_all + (size_t)p * k;
+  float *M = M_all + (size_t)p * k * k;
+  float *mask = mask_all + (size_t)p * k;
   if (threadIdx.x == 0) {
+    float *st = stats + (size_t)p * BLPO_STAT_COUNT;
     float lmax = 0.0f;
     for (int a = 0; a < k; a++)
       lmax = fmaxf(lmax, fabsf(lam[a]));
     int r = 0;
     float lmin_kept = INFINITY;
     for (int a = 0; a < k; a++) {
-      int keep = info[0] == 0 && fabsf(lam[a]) > tol * lmax && lmax > 0.0f;
+      int keep = eig_info[p] == 0 && fabsf(lam[a]) > tol * lmax && lmax > 0.0f;
       mask[a] = keep ? 1.0f : 0.0f;
       if (keep) {
         r++;
         lmin_kept = fminf(lmin_kept, fabsf(lam[a]));
       }
     }
-    info[3] = r;
+    rank[p] = r;
     st[BLPO_STAT_RANK] += (float)r;
     st[BLPO_STAT_EIG_MAX] += lmax;
     st[BLPO_STAT_EIG_MIN] += r ? lmin_kept : 0.0f;
@@ -316,29 +337,38 @@ __global__ void nys_select_kernel(int k, const float *lam, int *info, float tol,
       M[e] = 0.0f;
 }
 
-// S (k, k) += diag(rho (lambda_a + ridge)) on kept a, 1 on cut a (whose rows
-// and columns of B B^T are exactly 0, so the kept block is the CPU's r x r
-// system and the cut unknowns solve to 0).
-__global__ void nys_diag_kernel(int k, const float *lam, const float *mask, float rho, float ridge,
-                                float *S) {
-  int a = blockIdx.x * blockDim.x + threadIdx.x;
-  if (a >= k)
+// S_p (k, k) += diag(rho (lambda_a + ridge)) on kept a, 1 on cut a (whose
+// rows and columns of B B^T are exactly 0, so the kept block is the CPU's
+// r x r system and the cut unknowns solve to 0). S (P, k, k); lam, mask (P, k).
+__global__ void nys_diag_kernel(int P, int k, const float *lam, const float *mask, float rho,
+                                float ridge, float *S) {
+  int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= P * k)
     return;
-  S[(size_t)a * k + a] += mask[a] != 0.0f ? rho * (lam[a] + ridge) : 1.0f;
+  int p = e / k, a = e % k;
+  S[(size_t)p * k * k + (size_t)a * k + a] += mask[e] != 0.0f ? rho * (lam[e] + ridge) : 1.0f;
 }
 
-// x (np) = (v - t) / rho, or v / rho when nothing was kept or S was singular
-// (then one CORE_FAULTS counted in st).
-__global__ void nys_final_kernel(size_t np, const float *v, const float *t, const int *info,
-                                 float rho, float *x, float *st) {
-  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= np)
+// x_p (np) = (v_p - t_p) / rho, or v_p / rho when nothing was kept or S_p was
+// singular (then one CORE_FAULTS counted for agent p). v, t, x (P, np).
+__global__ void nys_final_kernel(int P, size_t np, const float *v, const float *t, const int *rank,
+                                 const int *lu_info, float rho, float *x, float *stats) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * np)
     return;
-  int fault = info[3] == 0 || info[1] != 0;
+  size_t p = e / np, i = e % np;
+  int fault = rank[p] == 0 || lu_info[p] != 0;
   float inv_rho = 1.0f / rho;
-  x[i] = fault ? v[i] * inv_rho : (v[i] - t[i]) * inv_rho;
+  x[e] = fault ? v[e] * inv_rho : (v[e] - t[e]) * inv_rho;
   if (i == 0 && fault)
-    st[BLPO_STAT_CORE_FAULTS] += 1.0f;
+    stats[p * BLPO_STAT_COUNT + BLPO_STAT_CORE_FAULTS] += 1.0f;
+}
+
+// ptrs[p] = base + p * stride, for cuBLAS's batched LU.
+__global__ void batch_ptrs_kernel(int P, float *base, size_t stride, float **ptrs) {
+  int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p < P)
+    ptrs[p] = base + (size_t)p * stride;
 }
 
 // ---- dense (one agent per launch) --------------------------------------------
@@ -436,11 +466,14 @@ __global__ void cg_final_kernel(int P, const double *state, float *stats) {
 void free_solver(so_solver *s) {
   if (!s)
     return;
-  void *ptrs[] = {s->core, s->lam,  s->mask, s->B,     s->S,    s->bv,
-                  s->t,    s->work, s->ipiv, s->dipiv, s->info, s->cg};
+  void *ptrs[] = {s->core,    s->lam,   s->mask,   s->B,    s->S,    s->bv,
+                  s->t,       s->S_ptr, s->bv_ptr, s->work, s->ipiv, s->eig_info,
+                  s->lu_info, s->rank,  s->dipiv,  s->info, s->cg};
   for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++)
     if (ptrs[i])
       cudaFree(ptrs[i]);
+  if (s->syevj)
+    cusolverDnDestroySyevjInfo(s->syevj);
   free(s);
 }
 
@@ -454,9 +487,9 @@ int dev_alloc(void **p, size_t bytes) {
   return 0;
 }
 
-// Allocates the workspaces for rank k, np parameters and (dense) the dense
-// solve; replaces any previous ones. 0 on success.
-int reserve(blpo_backend *be, int k, size_t np, int dense) {
+// Allocates the workspaces for P agents, rank k, np parameters and (dense)
+// the dense solve; replaces any previous ones. 0 on success.
+int reserve(blpo_backend *be, int P, int k, size_t np, int dense) {
   blpo_cuda_impl *impl = blpo_cuda(be);
   if (impl->solver) {
     cudaCheck(cudaStreamSynchronize(impl->stream)); // queued work may still use them
@@ -466,21 +499,27 @@ int reserve(blpo_backend *be, int k, size_t np, int dense) {
   so_solver *s = (so_solver *)calloc(1, sizeof(so_solver));
   if (!s)
     return -1;
+  s->P = P < 1 ? 1 : P;
   s->k = k < 0 ? 0 : k;
   s->np = np;
   s->dense = dense;
-  size_t kk = (size_t)s->k, F = sizeof(float);
+  size_t Pn = (size_t)s->P, kk = (size_t)s->k, F = sizeof(float);
   int fail = 0;
-  fail |= dev_alloc((void **)&s->core, F * kk * kk);
-  fail |= dev_alloc((void **)&s->lam, F * kk);
-  fail |= dev_alloc((void **)&s->mask, F * kk);
-  fail |= dev_alloc((void **)&s->B, F * kk * np);
-  fail |= dev_alloc((void **)&s->S, F * kk * kk);
-  fail |= dev_alloc((void **)&s->bv, F * kk);
-  fail |= dev_alloc((void **)&s->t, F * np);
-  fail |= dev_alloc((void **)&s->ipiv, sizeof(int) * kk);
+  fail |= dev_alloc((void **)&s->core, F * Pn * kk * kk);
+  fail |= dev_alloc((void **)&s->lam, F * Pn * kk);
+  fail |= dev_alloc((void **)&s->mask, F * Pn * kk);
+  fail |= dev_alloc((void **)&s->B, F * Pn * kk * np);
+  fail |= dev_alloc((void **)&s->S, F * Pn * kk * kk);
+  fail |= dev_alloc((void **)&s->bv, F * Pn * kk);
+  fail |= dev_alloc((void **)&s->t, F * Pn * (np ? np : 1));
+  fail |= dev_alloc((void **)&s->S_ptr, sizeof(float *) * Pn);
+  fail |= dev_alloc((void **)&s->bv_ptr, sizeof(float *) * Pn);
+  fail |= dev_alloc((void **)&s->ipiv, sizeof(int) * Pn * (kk ? kk : 1));
+  fail |= dev_alloc((void **)&s->eig_info, sizeof(int) * Pn);
+  fail |= dev_alloc((void **)&s->lu_info, sizeof(int) * Pn);
+  fail |= dev_alloc((void **)&s->rank, sizeof(int) * Pn);
   fail |= dev_alloc((void **)&s->info, sizeof(int) * 4);
-  s->cg_cap = 64;
+  s->cg_cap = s->P > 64 ? s->P : 64;
   fail |= dev_alloc((void **)&s->cg, sizeof(double) * 4 * (size_t)s->cg_cap);
   if (dense)
     fail |= dev_alloc((void **)&s->dipiv, sizeof(int) * (np ? np : 1));
@@ -488,15 +527,29 @@ int reserve(blpo_backend *be, int k, size_t np, int dense) {
     free_solver(s);
     return -1;
   }
-  // cuSOLVER workspace: the largest of syevd (k), getrf (k) and getrf (np, dense).
+  if (kk > 0) {
+    batch_ptrs_kernel<<<blpo_cuda_blocks(Pn, kThreads), kThreads, 0, impl->stream>>>(
+        s->P, s->S, kk * kk, s->S_ptr);
+    launch_check("batch_ptrs_kernel");
+    batch_ptrs_kernel<<<blpo_cuda_blocks(Pn, kThreads), kThreads, 0, impl->stream>>>(s->P, s->bv,
+                                                                                     kk, s->bv_ptr);
+    launch_check("batch_ptrs_kernel");
+  }
+  // cuSOLVER workspace: the eigensolver's (batched Jacobi for k <= 32, else
+  // syevd for one agent at a time) and the dense solve's getrf.
   int lw = 1;
-  if (s->k > 0) {
+  if (s->k > 0 && s->k <= kBatchedEigMax) {
+    cusolverCheck(cusolverDnCreateSyevjInfo(&s->syevj));
+    int q = 0;
+    cusolverCheck(cusolverDnSsyevjBatched_bufferSize(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR,
+                                                     CUBLAS_FILL_MODE_UPPER, s->k, s->core, s->k,
+                                                     s->lam, &q, s->syevj, s->P));
+    lw = q > lw ? q : lw;
+  } else if (s->k > 0) {
     int q = 0;
     cusolverCheck(cusolverDnSsyevd_bufferSize(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR,
                                               CUBLAS_FILL_MODE_UPPER, s->k, s->core, s->k, s->lam,
                                               &q));
-    lw = q > lw ? q : lw;
-    cusolverCheck(cusolverDnSgetrf_bufferSize(impl->cusolver, s->k, s->k, s->S, s->k, &q));
     lw = q > lw ? q : lw;
   }
   if (dense && np > 0) {
@@ -516,13 +569,17 @@ int reserve(blpo_backend *be, int k, size_t np, int dense) {
 
 // The workspaces for this call, grown (rarely: the trainer reserves once) if
 // the reserved ones are too small.
-so_solver *ensure(blpo_backend *be, int k, size_t np, int dense) {
+so_solver *ensure(blpo_backend *be, int P, int k, size_t np, int dense) {
   so_solver *s = solver_of(be);
-  if (!s || s->k < k || s->np < np || (dense && !s->dense)) {
-    int k2 = s && s->k > k ? s->k : k;
+  // a rank change moves the eigensolver across the batched/per-agent line
+  int k_ok =
+      s && (k == 0 || s->k == k || (s->k > k && (s->k <= kBatchedEigMax) == (k <= kBatchedEigMax)));
+  if (!s || s->P < P || !k_ok || s->np < np || (dense && !s->dense)) {
+    int P2 = s && s->P > P ? s->P : P;
+    int k2 = k > 0 ? k : (s ? s->k : 0);
     size_t np2 = s && s->np > np ? s->np : np;
     int d2 = dense || (s && s->dense);
-    if (reserve(be, k2, np2, d2) != 0)
+    if (reserve(be, P2, k2, np2, d2) != 0)
       blpo_cuda_fail("blpo", "reserve_solver", "out of device memory", __FILE__, __LINE__);
     s = solver_of(be);
   }
@@ -626,55 +683,51 @@ void cuda_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *
                         float *x, float *stats) {
   blpo_cuda_impl *impl = blpo_cuda(be);
   cudaStream_t st = impl->stream;
-  so_solver *s = ensure(be, k, np, 0);
-  {
-    int q = 0; // host-side size query, no device work
-    cusolverCheck(cusolverDnSsyevd_bufferSize(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR,
-                                              CUBLAS_FILL_MODE_UPPER, k, s->core, k, s->lam, &q));
-    if (q > s->lwork) { // only when k changed since reserve_solver
-      cudaCheck(cudaStreamSynchronize(st));
-      cudaCheck(cudaFree(s->work));
-      s->work = NULL;
-      if (dev_alloc((void **)&s->work, sizeof(float) * (size_t)q))
-        blpo_cuda_fail("blpo", "nystrom_solve", "out of device memory", __FILE__, __LINE__);
-      s->lwork = q;
-    }
+  so_solver *s = ensure(be, P, k, np, 0);
+  size_t kk = (size_t)k * k;
+  long long kn = (long long)k * (long long)np;
+  // cores M_p = C_p[:, idx_p], symmetrised; symmetric, so row- and
+  // column-major agree
+  nys_core_kernel<<<blpo_cuda_blocks((size_t)P * kk, kThreads), kThreads, 0, st>>>(P, k, np, rows,
+                                                                                   idx, s->core);
+  launch_check("nys_core_kernel");
+  if (k <= kBatchedEigMax) {
+    cusolverCheck(cusolverDnSsyevjBatched(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR,
+                                          CUBLAS_FILL_MODE_UPPER, k, s->core, k, s->lam, s->work,
+                                          s->lwork, s->eig_info, s->syevj, P));
+  } else {
+    for (int p = 0; p < P; p++)
+      cusolverCheck(cusolverDnSsyevd(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR,
+                                     CUBLAS_FILL_MODE_UPPER, k, s->core + (size_t)p * kk, k,
+                                     s->lam + (size_t)p * k, s->work, s->lwork, s->eig_info + p));
   }
-  unsigned kk_blocks = blpo_cuda_blocks((size_t)k * k, kThreads);
-  unsigned np_blocks = blpo_cuda_blocks(np, kThreads);
-  for (int p = 0; p < P; p++) {
-    const float *C = rows + (size_t)p * k * np; // (k, np)
-    const int32_t *ix = idx + (size_t)p * k;    // (k)
-    const float *vp = v + (size_t)p * np;       // (np)
-    float *xp = x + (size_t)p * np;             // (np)
-    float *stp = stats + (size_t)p * BLPO_STAT_COUNT;
-    // core M = C[:, idx], symmetrised; symmetric, so row- and column-major agree
-    nys_core_kernel<<<kk_blocks, kThreads, 0, st>>>(k, np, C, ix, s->core);
-    launch_check("nys_core_kernel");
-    cusolverCheck(cusolverDnSsyevd(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER,
-                                   k, s->core, k, s->lam, s->work, s->lwork, s->info));
-    nys_select_kernel<<<1, kThreads, 0, st>>>(k, s->lam, s->info, tol, s->core, s->mask, stp);
-    launch_check("nys_select_kernel");
-    // B (k x np) = U^T C: row a of the row-major view of the eigenvector
-    // buffer is eigenvector a (cut ones zeroed), so B = Mbuf C row-major.
-    blpo_cuda_gemm_rm(impl, 0, 0, k, (int)np, k, s->core, k, 0, C, (int)np, 0, 0.0f, s->B, (int)np,
-                      0, 1);
-    // S = B B^T; bv = B v
-    blpo_cuda_gemm_rm(impl, 0, 1, k, k, (int)np, s->B, (int)np, 0, s->B, (int)np, 0, 0.0f, s->S, k,
-                      0, 1);
-    blpo_cuda_gemm_rm(impl, 0, 0, k, 1, (int)np, s->B, (int)np, 0, vp, 1, 0, 0.0f, s->bv, 1, 0, 1);
-    nys_diag_kernel<<<blpo_cuda_blocks((size_t)k, kThreads), kThreads, 0, st>>>(k, s->lam, s->mask,
-                                                                                rho, ridge, s->S);
-    launch_check("nys_diag_kernel");
-    cusolverCheck(cusolverDnSgetrf(impl->cusolver, k, k, s->S, k, s->work, s->ipiv, s->info + 1));
-    cusolverCheck(cusolverDnSgetrs(impl->cusolver, CUBLAS_OP_N, k, 1, s->S, k, s->ipiv, s->bv, k,
-                                   s->info + 2));
-    // t (1 x np) = y^T B; x = (v - t) / rho, or the fallback
-    blpo_cuda_gemm_rm(impl, 0, 0, 1, (int)np, k, s->bv, k, 0, s->B, (int)np, 0, 0.0f, s->t, (int)np,
-                      0, 1);
-    nys_final_kernel<<<np_blocks, kThreads, 0, st>>>(np, vp, s->t, s->info, rho, xp, stp);
-    launch_check("nys_final_kernel");
-  }
+  nys_select_kernel<<<P, kThreads, 0, st>>>(k, s->lam, s->eig_info, tol, s->core, s->mask, s->rank,
+                                            stats);
+  launch_check("nys_select_kernel");
+  // B_p (k x np) = U_p^T C_p: row a of the row-major view of an eigenvector
+  // buffer is eigenvector a (cut ones zeroed), so B_p = Mbuf_p C_p row-major.
+  blpo_cuda_gemm_rm(impl, 0, 0, k, (int)np, k, s->core, k, (long long)kk, rows, (int)np, kn, 0.0f,
+                    s->B, (int)np, kn, P);
+  // S_p = B_p B_p^T; bv_p = B_p v_p
+  blpo_cuda_gemm_rm(impl, 0, 1, k, k, (int)np, s->B, (int)np, kn, s->B, (int)np, kn, 0.0f, s->S, k,
+                    (long long)kk, P);
+  blpo_cuda_gemm_rm(impl, 0, 0, k, 1, (int)np, s->B, (int)np, kn, v, 1, (long long)np, 0.0f, s->bv,
+                    1, k, P);
+  nys_diag_kernel<<<blpo_cuda_blocks((size_t)P * k, kThreads), kThreads, 0, st>>>(
+      P, k, s->lam, s->mask, rho, ridge, s->S);
+  launch_check("nys_diag_kernel");
+  // y_p = S_p^-1 bv_p, all agents in one batched LU (S_p is symmetric, so the
+  // column-major factorisation solves the same system)
+  cublasCheck(cublasSgetrfBatched(impl->cublas, k, s->S_ptr, k, s->ipiv, s->lu_info, P));
+  int arg_info = 0; // argument check only (host); singular systems show in lu_info
+  cublasCheck(cublasSgetrsBatched(impl->cublas, CUBLAS_OP_N, k, 1, (const float *const *)s->S_ptr,
+                                  k, s->ipiv, s->bv_ptr, k, &arg_info, P));
+  // t_p (1 x np) = y_p^T B_p; x_p = (v_p - t_p) / rho, or the fallback
+  blpo_cuda_gemm_rm(impl, 0, 0, 1, (int)np, k, s->bv, k, k, s->B, (int)np, kn, 0.0f, s->t, (int)np,
+                    (long long)np, P);
+  nys_final_kernel<<<blpo_cuda_blocks((size_t)P * np, kThreads), kThreads, 0, st>>>(
+      P, np, v, s->t, s->rank, s->lu_info, rho, x, stats);
+  launch_check("nys_final_kernel");
 }
 
 void cuda_cg_solve(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
@@ -684,7 +737,7 @@ void cuda_cg_solve(blpo_backend *be, const blpo_mlp *m, int P, const float *para
   blpo_cuda_impl *impl = blpo_cuda(be);
   cudaStream_t st = impl->stream;
   size_t np = m->num_params;
-  so_solver *s = ensure(be, 0, 0, 0);
+  so_solver *s = ensure(be, P, 0, 0, 0);
   if (s->cg_cap < P) {
     cudaCheck(cudaStreamSynchronize(st));
     cudaCheck(cudaFree(s->cg));
@@ -711,7 +764,7 @@ void cuda_dense_solve(blpo_backend *be, int P, size_t np, float *hess, const flo
                       float *x) {
   blpo_cuda_impl *impl = blpo_cuda(be);
   cudaStream_t st = impl->stream;
-  so_solver *s = ensure(be, 0, np, 1);
+  so_solver *s = ensure(be, 1, 0, np, 1);
   unsigned np_blocks = blpo_cuda_blocks(np, kThreads);
   int nn = (int)np;
   for (int p = 0; p < P; p++) {
@@ -735,8 +788,8 @@ void cuda_hypergrad_combine(blpo_backend *be, int P, size_t count, float *g, con
   launch_check("hypergrad_kernel");
 }
 
-int cuda_reserve_solver(blpo_backend *be, int k, size_t np, int dense) {
-  return reserve(be, k, np, dense);
+int cuda_reserve_solver(blpo_backend *be, int P, int k, size_t np, int dense) {
+  return reserve(be, P, k, np, dense);
 }
 
 } // namespace

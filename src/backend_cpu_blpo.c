@@ -83,8 +83,8 @@ static void cpu_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
                            const float *logp_old, const float *reward, const float *done,
                            const float *target, float gamma, float lambda, float clip_eps,
                            float clip_f, float *dhead, float *actor_grad, float *vbar,
-                           float *vbar_last, float *rho, float *adv, float *alpha_f,
-                           float *resid, float *stats) {
+                           float *vbar_last, float *rho, float *adv, float *alpha_f, float *resid,
+                           float *stats) {
   (void)be;
   int n = T * m, Y = d->head_dim, A = d->act_dim;
   float inv_n = 1.0f / (float)n;
@@ -107,8 +107,8 @@ static void cpu_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
       lsum += blpo_min_surrogate(ratio, adv[r], clip_eps, &alpha, &mcoef);
       blpo_min_surrogate(ratio, adv[r], clip_f, &af, &unused);
       float dls[BLPO_ENV_MAX_ACT];
-      head_logp_grad(d, z, log_std, actions + r * A, -inv_n * alpha * ratio * adv[r],
-                     dhead + r * Y, dls);
+      head_logp_grad(d, z, log_std, actions + r * A, -inv_n * alpha * ratio * adv[r], dhead + r * Y,
+                     dls);
       if (!d->discrete)
         for (int k = 0; k < A; k++)
           gls[k] += dls[k];
@@ -132,8 +132,8 @@ static void cpu_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
                            const float *actor_params, int T, int m, const float *head,
                            size_t head_stride, const float *actions, const float *done,
                            const float *vdot, const float *vdot_last, const float *rho,
-                           const float *adv, const float *alpha_f, const float *resid,
-                           float gamma, float lambda, float *cdot, float *dhead, float *p_grad) {
+                           const float *adv, const float *alpha_f, const float *resid, float gamma,
+                           float lambda, float *cdot, float *dhead, float *p_grad) {
   (void)be;
   int n = T * m, Y = d->head_dim, A = d->act_dim;
   float inv_n = 1.0f / (float)n;
@@ -143,8 +143,8 @@ static void cpu_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
 #pragma omp parallel for schedule(static) if (m >= 512)
     for (int j = 0; j < m; j++) {
       /* adot into cdot, then cdot overwritten in place (same index, same pass) */
-      blpo_gae_tangent_column(vdot + o + j, vdot_last[(size_t)p * m + j], done + o + j, T, m,
-                              gamma, lambda, cdot + o + j);
+      blpo_gae_tangent_column(vdot + o + j, vdot_last[(size_t)p * m + j], done + o + j, T, m, gamma,
+                              lambda, cdot + o + j);
       blpo_mixed_coef_column(resid + o + j, vdot + o + j, adv + o + j, cdot + o + j, rho + o + j,
                              alpha_f + o + j, T, m, inv_n, cdot + o + j);
     }
@@ -167,8 +167,8 @@ static void cpu_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
 }
 
 static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *rows,
-                              const int32_t *idx, const float *v, float rho, float ridge,
-                              float tol, float *x, float *stats) {
+                              const int32_t *idx, const float *v, float rho, float ridge, float tol,
+                              float *x, float *stats) {
   (void)be;
   blpo_cpu_impl *impl = be->impl;
   float *M = impl->nys_core, *lam = impl->nys_lambda, *B = impl->nys_b, *S = impl->nys_s;
@@ -373,7 +373,7 @@ static void cpu_hypergrad_combine(blpo_backend *be, int P, size_t count, float *
   }
 }
 
-static int cpu_reserve_solver(blpo_backend *be, int k, size_t np, int dense);
+static int cpu_reserve_solver(blpo_backend *be, int P, int k, size_t np, int dense);
 
 void blpo_cpu_free_solver(blpo_cpu_impl *impl) {
   free(impl->nys_core);
@@ -407,7 +407,9 @@ int blpo_cpu_register_blpo_ops(blpo_backend *be) {
   return 0;
 }
 
-static int cpu_reserve_solver(blpo_backend *be, int k, size_t np, int dense) {
+/* The CPU solves one agent at a time in one set of workspaces: P unused. */
+static int cpu_reserve_solver(blpo_backend *be, int P, int k, size_t np, int dense) {
+  (void)P;
   blpo_cpu_impl *impl = be->impl;
   int lwork = -1, liwork = -1, info = 0, iw = 0;
   float wq = 0;
@@ -438,7 +440,8 @@ static int cpu_reserve_solver(blpo_backend *be, int k, size_t np, int dense) {
   impl->nys_ipiv = malloc(sizeof(int) * (size_t)k + 4);
   impl->dense_ipiv = dense ? malloc(sizeof(int) * np + 4) : NULL;
   if (!impl->nys_core || !impl->nys_lambda || !impl->nys_b || !impl->nys_s || !impl->nys_bv ||
-      !impl->nys_work || !impl->nys_iwork || !impl->nys_ipiv || !impl->nys_keep || (dense && !impl->dense_ipiv))
+      !impl->nys_work || !impl->nys_iwork || !impl->nys_ipiv || !impl->nys_keep ||
+      (dense && !impl->dense_ipiv))
     return -1;
   return 0;
 }

@@ -91,7 +91,7 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
       be->upload(be, tr->iota, h, sizeof(int32_t) * Nc);
       free(h);
     }
-    if (!fail && be->reserve_solver(be, k, Nc, dense) != 0)
+    if (!fail && be->reserve_solver(be, P, k, Nc, dense) != 0)
       fail = 1;
   }
 #undef ALLOC

@@ -56,3 +56,9 @@ foreach(algo ppo blpo)
     set_tests_properties(resume_${algo}_P${P} PROPERTIES LABELS "cpu;checkpoint;cli")
   endforeach()
 endforeach()
+
+# The benchmark works (not timed here): one tiny training iteration per
+# algorithm and a few env steps, on the CPU.
+add_test(NAME bench_smoke
+         COMMAND sh -c "$<TARGET_FILE:blpo-bench> --iters 1 --warmup 0 --set env.num_envs=16 --set env.num_steps=8 --set algo.num_minibatches=2 && $<TARGET_FILE:blpo-bench> --env-rate --config pendulum.yaml --set env.num_envs=64 --iters 20")
+set_tests_properties(bench_smoke PROPERTIES LABELS "cpu;bench")

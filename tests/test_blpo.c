@@ -347,7 +347,7 @@ static void test_solvers(blpo_backend *be) {
     xe[a] = v[a];
   }
   solve_d(A, xe, np);
-  if (be->reserve_solver(be, np, (size_t)np, 1) != 0) {
+  if (be->reserve_solver(be, 1, np, (size_t)np, 1) != 0) {
     CHECK(0, "reserve_solver failed");
     return;
   }
@@ -405,7 +405,7 @@ static void test_cutoff(blpo_backend *be) {
       rows[a * np + b] = (float)H[idx[a] * np + b];
   for (int i = 0; i < np; i++)
     v[i] = (float)nrand();
-  if (be->reserve_solver(be, k, np, 0) != 0) {
+  if (be->reserve_solver(be, 1, k, np, 0) != 0) {
     CHECK(0, "reserve_solver");
     return;
   }

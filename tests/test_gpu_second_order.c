@@ -588,12 +588,15 @@ static void orthogonal(int k, double *Q) {
  * -> rank k; agent 2: a zero core -> nothing kept, x = v / rho, one fault.
  * With ridge 3, rho (lambda + ridge) >= rho for every kept lambda, so the
  * Woodbury system is well conditioned (cond ~ 1e2). */
-static void test_nystrom(pair *st, const float *init) {
-  op_t o = op_begin("nystrom_solve (k = 12, np = 203)");
-  enum { K = 12, NP = 203 };
+static void test_nystrom(pair *st, const float *init, int K) {
+  /* k <= 32: batched Jacobi eigensolver; k > 32: syevd agent by agent */
+  char name[64];
+  snprintf(name, sizeof name, "nystrom_solve (k = %d, np = 203)", K);
+  op_t o = op_begin(name);
+  enum { NP = 203 };
   float *C = h_normal((size_t)P * K * NP, 0.1);
-  int32_t idx[P * K];
-  double Q[K * K], lam[K];
+  int32_t *idx = malloc(sizeof(int32_t) * P * K);
+  double *Q = malloc(sizeof(double) * K * K), *lam = malloc(sizeof(double) * K);
   for (int p = 0; p < P; p++) {
     int32_t *ix = idx + p * K;
     distinct(K, NP, ix);
@@ -618,6 +621,7 @@ static void test_nystrom(pair *st, const float *init) {
   pair rows = pair_new((size_t)P * K * NP, C);
   free(C);
   ipair ix = ipair_new(P * K, idx);
+  free(idx), free(Q), free(lam);
   pair v = rand_pair((size_t)P * NP, 1.0), x = pair_new((size_t)P * NP, NULL);
   const float rho = 0.5f, ridge = 3.0f, tol = 1e-3f;
   cpu->nystrom_solve(cpu, P, NP, K, rows.c, ix.c, v.c, rho, ridge, tol, x.c, st->c);
@@ -822,8 +826,8 @@ int main(void) {
     return 1;
   }
   /* rank 12, the critic's 369 parameters (>= the Nystrom case's 203), dense */
-  CHECK(cpu->reserve_solver(cpu, 12, 369, 1) == 0, "cpu reserve_solver");
-  CHECK(gpu->reserve_solver(gpu, 12, 369, 1) == 0, "gpu reserve_solver");
+  CHECK(cpu->reserve_solver(cpu, 3, 12, 369, 1) == 0, "cpu reserve_solver");
+  CHECK(gpu->reserve_solver(gpu, 3, 12, 369, 1) == 0, "gpu reserve_solver");
 
   pair st = pair_new((size_t)P * BLPO_STAT_COUNT, NULL);
   float *init = stats_init(&st);
@@ -839,7 +843,10 @@ int main(void) {
   test_tangent(BLPO_ACT_RELU, 3);
   test_critic_hvp(BLPO_ACT_TANH);
   test_critic_hvp(BLPO_ACT_RELU);
-  test_nystrom(&st, init);
+  test_nystrom(&st, init, 12);
+  CHECK(cpu->reserve_solver(cpu, P, 40, 369, 1) == 0, "cpu reserve_solver k = 40");
+  CHECK(gpu->reserve_solver(gpu, P, 40, 369, 1) == 0, "gpu reserve_solver k = 40");
+  test_nystrom(&st, init, 40);
   test_cg(&st, init);
   test_dense();
   test_hypergrad(&st, init);

@@ -6,6 +6,8 @@
  *   blpo-bench [--config FILE] [--algos ppo,nested,blpo] [--iters N]
  *              [--warmup W] [--device cpu|cuda] [--set key=value]...
  *              [--label TEXT] [--markdown]
+ *   blpo-bench --env-rate [--config FILE] [--device cpu|cuda] [--set ...]
+ *              [--iters STEPS]
  *
  * The end-to-end figure is wall-clock time over N iterations run as in
  * training (each iteration ends by reading its metrics, which synchronises
@@ -24,6 +26,7 @@
 #include "blpo/backend.h"
 #include "blpo/cli.h"
 #include "blpo/config_load.h"
+#include "blpo/env.h"
 #include "blpo/trainer.h"
 #ifdef BLPO_WITH_CUDA
 #include "blpo/cuda_device.h"
@@ -70,12 +73,79 @@ static blpo_backend *make_backend(int cuda, int threads) {
 #endif
 }
 
+/* --env-rate: the env kernels alone. Every env of the config's population
+ * steps `steps` times with actions drawn once up front (uniform discrete
+ * indices, or N(0,1) for continuous tasks) and cycled through 64 sets, so the
+ * figure is env stepping plus auto-reset, with no policy and no transfers. */
+static int env_rate(const blpo_config *c, int cuda, int steps, const char *config) {
+  int id = blpo_env_from_name(c->env_id);
+  const blpo_env_info *info = blpo_env_get_info((blpo_env_id)id);
+  blpo_dims d = {0};
+  d.P = c->num_seeds, d.N = c->num_envs, d.T = 1, d.env_id = id;
+  d.obs_dim = info->obs_dim, d.act_dim = info->action_dim, d.discrete = info->discrete;
+  d.num_actions = info->num_actions;
+  d.head_dim = info->discrete ? info->num_actions : info->action_dim;
+  d.seed = c->seed;
+  size_t PN = (size_t)d.P * d.N, F = sizeof(float);
+  const int sets = 64;
+  blpo_backend *be = make_backend(cuda, c->threads);
+  if (!be)
+    return 1;
+  blpo_env_state *st = be->alloc(be, PN * sizeof(blpo_env_state));
+  float *obs = be->alloc(be, PN * d.obs_dim * F), *rew = be->alloc(be, PN * F);
+  float *done = be->alloc(be, PN * F), *eret = be->alloc(be, PN * F);
+  float *act = be->alloc(be, (size_t)sets * PN * d.act_dim * F);
+  float *h = malloc((size_t)sets * PN * d.act_dim * F);
+  if (!st || !obs || !rew || !done || !eret || !act || !h) {
+    fprintf(stderr, "blpo-bench: out of memory for %zu envs\n", PN);
+    return 1;
+  }
+  uint64_t r = 0x9E3779B97F4A7C15ull;
+  for (size_t i = 0; i < (size_t)sets * PN * d.act_dim; i++) {
+    r ^= r >> 12, r ^= r << 25, r ^= r >> 27;
+    double u = (double)((r * 2685821657736338717ull) >> 11) * (1.0 / 9007199254740992.0);
+    h[i] = d.discrete ? (float)(int)(u * d.num_actions) : (float)(2.0 * u - 1.0) * 1.7f;
+  }
+  be->upload(be, act, h, (size_t)sets * PN * d.act_dim * F);
+  be->env_reset(be, &d, st, obs);
+  float probe;
+  for (int w = 0; w < 10; w++)
+    be->env_step(be, &d, st, act + (size_t)(w % sets) * PN * d.act_dim, obs, rew, done, eret, NULL,
+                 NULL);
+  be->download(be, &probe, rew, F);
+  double t0 = now_s();
+  for (int k = 0; k < steps; k++)
+    be->env_step(be, &d, st, act + (size_t)(k % sets) * PN * d.act_dim, obs, rew, done, eret, NULL,
+                 NULL);
+  be->download(be, &probe, rew, F); /* waits for the device */
+  double dt = now_s() - t0;
+  char dev[300] = "CPU backend";
+#ifdef BLPO_WITH_CUDA
+  if (cuda) {
+    char name[256];
+    blpo_cuda_device_name(name, sizeof(name));
+    snprintf(dev, sizeof(dev), "CUDA backend on %s", name);
+  }
+#endif
+  printf("| %s | %s | %s | %d x %d | %d | %.3f | %.3g |\n", dev, config, c->env_id, d.P, d.N, steps,
+         dt, (double)PN * steps / dt);
+  be->release(be, st), be->release(be, obs), be->release(be, rew), be->release(be, done);
+  be->release(be, eret), be->release(be, act);
+  free(h);
+  be->destroy(be);
+  return 0;
+}
+
 static void usage(FILE *f) {
   fprintf(f, "usage: blpo-bench [--config FILE] [--algos ppo,nested,blpo] [--iters N] "
              "[--warmup W] [--device cpu|cuda] [--set key=value]... [--label TEXT] [--markdown]\n"
+             "       blpo-bench --env-rate [--config FILE] [--device cpu|cuda] [--set ...] "
+             "[--iters STEPS]\n"
              "Times ppo, nested and blpo on the same config (default cartpole.yaml) on one\n"
              "backend (default cpu) and prints per-iteration cost, cost per env step relative\n"
-             "to ppo, and the split of the iteration into its phases.\n");
+             "to ppo, and the split of the iteration into its phases. With --env-rate it\n"
+             "times the env kernels alone (random actions, STEPS steps, default 1000) and\n"
+             "prints one table row: config, task, agents x envs, steps, seconds, env steps/s.\n");
 }
 
 typedef struct {
@@ -89,13 +159,15 @@ typedef struct {
 int main(int argc, char **argv) {
   const char *config = "cartpole.yaml", *algos = "ppo,nested,blpo", *label = "";
   const char *sets[64];
-  int nsets = 0, iters = 5, warmup = 1, markdown = 0, cuda = 0;
+  int nsets = 0, iters = -1, warmup = 1, markdown = 0, cuda = 0, envs_only = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       return 0;
+    } else if (!strcmp(a, "--env-rate")) {
+      envs_only = 1;
     } else if (!strcmp(a, "--markdown")) {
       markdown = 1;
     } else if (v && !strcmp(a, "--config")) {
@@ -122,6 +194,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  if (iters == -1)
+    iters = envs_only ? 1000 : 5; /* env steps with --env-rate, else iterations */
   if (iters < 1 || warmup < 0) {
     fprintf(stderr, "blpo-bench: --iters must be >= 1 and --warmup >= 0\n");
     return 2;
@@ -130,6 +204,20 @@ int main(int argc, char **argv) {
   if (blpo_resolve_config_path(config, path, sizeof(path)) != 0)
     return 2;
 
+  if (envs_only) {
+    blpo_config c;
+    blpo_config_src src;
+    memset(&src, 0, sizeof(src));
+    blpo_config_defaults(&c);
+    if (blpo_config_load_file(&c, &src, path) != 0)
+      return 2;
+    for (int s = 0; s < nsets; s++)
+      if (blpo_config_apply_set(&c, &src, sets[s]) != 0)
+        return 2;
+    if (blpo_config_validate(&c, &src) != 0)
+      return 2;
+    return env_rate(&c, cuda, iters, config);
+  }
   result res[3];
   int nres = 0;
   char list[64];

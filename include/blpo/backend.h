@@ -238,9 +238,10 @@ struct blpo_backend {
    * g (P,count) <- g - s p; records |g|, |p|, s, cos(g,p) in stats. */
   void (*hypergrad_combine)(blpo_backend *be, int P, size_t count, float *g, const float *p,
                             float beta, float *stats);
-  /* Sizes the solver workspaces once, before training: rank k, critic
-   * parameter count np, and whether the dense solver is used. 0 on success. */
-  int (*reserve_solver)(blpo_backend *be, int k, size_t np, int dense);
+  /* Sizes the solver workspaces once, before training: P agents, rank k,
+   * critic parameter count np, and whether the dense solver is used. 0 on
+   * success. */
+  int (*reserve_solver)(blpo_backend *be, int P, int k, size_t np, int dense);
   /* Per-agent dot products out (P) = <a, b>. */
   void (*dot)(blpo_backend *be, int P, size_t count, const float *a, const float *b, float *out);
 
