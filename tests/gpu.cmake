@@ -29,7 +29,7 @@ endif()
 if(BLPO_HAVE_CUDA)
   set(BLPO_CONFIGS ${CMAKE_SOURCE_DIR}/configs)
   add_test(NAME gpu_learning_ppo_cartpole
-           COMMAND test_learning ${BLPO_CONFIGS}/cartpole.yaml 150 0 algo.name=ppo
+           COMMAND test_learning ${BLPO_CONFIGS}/cartpole.yaml 100 0 algo.name=ppo
                    run.num_seeds=2 run.total_steps=1500000)
   add_test(NAME gpu_learning_blpo_cartpole
            COMMAND test_learning ${BLPO_CONFIGS}/cartpole.yaml 300 0 run.num_seeds=1
