@@ -57,6 +57,26 @@ static void cpu_model(char *out, size_t n) {
   fclose(f);
 }
 
+/* The config file with the --set overrides and, when algo != NULL,
+ * algo.name=algo, not yet validated. 0 on success (errors already printed). */
+static int load_config(blpo_config *c, blpo_config_src *src, const char *path,
+                       const char *const *sets, int nsets, const char *algo) {
+  memset(src, 0, sizeof(*src));
+  blpo_config_defaults(c);
+  if (blpo_config_load_file(c, src, path) != 0)
+    return -1;
+  for (int s = 0; s < nsets; s++)
+    if (blpo_config_apply_set(c, src, sets[s]) != 0)
+      return -1;
+  if (algo) {
+    char set_algo[48];
+    snprintf(set_algo, sizeof(set_algo), "algo.name=%s", algo);
+    if (blpo_config_apply_set(c, src, set_algo) != 0)
+      return -1;
+  }
+  return 0;
+}
+
 /* cuda: 1 for the CUDA backend (only in CUDA builds). */
 static blpo_backend *make_backend(int cuda, int threads) {
   if (!cuda)
@@ -207,14 +227,7 @@ int main(int argc, char **argv) {
   if (envs_only) {
     blpo_config c;
     blpo_config_src src;
-    memset(&src, 0, sizeof(src));
-    blpo_config_defaults(&c);
-    if (blpo_config_load_file(&c, &src, path) != 0)
-      return 2;
-    for (int s = 0; s < nsets; s++)
-      if (blpo_config_apply_set(&c, &src, sets[s]) != 0)
-        return 2;
-    if (blpo_config_validate(&c, &src) != 0)
+    if (load_config(&c, &src, path, sets, nsets, NULL) != 0 || blpo_config_validate(&c, &src) != 0)
       return 2;
     return env_rate(&c, cuda, iters, config);
   }
@@ -226,16 +239,7 @@ int main(int argc, char **argv) {
   for (char *tok = strtok(list, ","); tok && nres < 3; tok = strtok(NULL, ",")) {
     blpo_config c;
     blpo_config_src src;
-    memset(&src, 0, sizeof(src));
-    blpo_config_defaults(&c);
-    if (blpo_config_load_file(&c, &src, path) != 0)
-      return 2;
-    for (int s = 0; s < nsets; s++)
-      if (blpo_config_apply_set(&c, &src, sets[s]) != 0)
-        return 2;
-    char set_algo[48];
-    snprintf(set_algo, sizeof(set_algo), "algo.name=%s", tok);
-    if (blpo_config_apply_set(&c, &src, set_algo) != 0)
+    if (load_config(&c, &src, path, sets, nsets, tok) != 0)
       return 2;
     /* enough steps for the requested iterations, whatever the file says */
     c.total_steps = (int64_t)(warmup + 2 * iters) * c.num_envs * c.num_steps;
