@@ -57,6 +57,20 @@ static void cpu_model(char *out, size_t n) {
   fclose(f);
 }
 
+/* "CPU backend" or "CUDA backend on <device name>", for the tables. */
+static void device_label(int cuda, char *out, size_t n) {
+  snprintf(out, n, "CPU backend");
+#ifdef BLPO_WITH_CUDA
+  if (cuda) {
+    char name[256];
+    blpo_cuda_device_name(name, sizeof(name));
+    snprintf(out, n, "CUDA backend on %s", name);
+  }
+#else
+  (void)cuda;
+#endif
+}
+
 /* The config file with the --set overrides and, when algo != NULL,
  * algo.name=algo, not yet validated. 0 on success (errors already printed). */
 static int load_config(blpo_config *c, blpo_config_src *src, const char *path,
@@ -139,14 +153,8 @@ static int env_rate(const blpo_config *c, int cuda, int steps, const char *confi
                  NULL);
   be->download(be, &probe, rew, F); /* waits for the device */
   double dt = now_s() - t0;
-  char dev[300] = "CPU backend";
-#ifdef BLPO_WITH_CUDA
-  if (cuda) {
-    char name[256];
-    blpo_cuda_device_name(name, sizeof(name));
-    snprintf(dev, sizeof(dev), "CUDA backend on %s", name);
-  }
-#endif
+  char dev[300];
+  device_label(cuda, dev, sizeof(dev));
   printf("| %s | %s | %s | %d x %d | %d | %.3f | %.3g |\n", dev, config, c->env_id, d.P, d.N, steps,
          dt, (double)PN * steps / dt);
   be->release(be, st), be->release(be, obs), be->release(be, rew), be->release(be, done);
@@ -288,14 +296,8 @@ int main(int argc, char **argv) {
   time_t t = time(NULL);
   strftime(date, sizeof(date), "%Y-%m-%d", gmtime(&t));
   const char *commit = getenv("BLPO_COMMIT") ? getenv("BLPO_COMMIT") : "unknown";
-  char dev[300] = "CPU backend";
-#ifdef BLPO_WITH_CUDA
-  if (cuda) {
-    char name[256];
-    blpo_cuda_device_name(name, sizeof(name));
-    snprintf(dev, sizeof(dev), "CUDA backend on %s", name);
-  }
-#endif
+  char dev[300];
+  device_label(cuda, dev, sizeof(dev));
   printf("%sblpo-bench: %s, %ld cores (%s %s), %s, date %s, commit %s%s%s\n", markdown ? "" : "",
          cpu, sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.machine, dev, date, commit,
          label[0] ? ", " : "", label);
