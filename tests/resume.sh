@@ -46,7 +46,8 @@ check "resume completes" "[ $? -eq 0 ]"
 check "resumed metrics identical to the uninterrupted run" \
   "cmp -s <(learning_cols '$tmp/a/metrics.csv') <(learning_cols '$tmp/b/metrics.csv')"
 "$cmp" "$tmp/a/checkpoint.safetensors" "$tmp/b/checkpoint.safetensors" >"$tmp/cmp.out"
-check "final parameters, optimiser and env states bit-identical ($(cat "$tmp/cmp.out"))" "[ $? -eq 0 ]"
+rc=$? # taken at once: the $(cat) below would reset $?
+check "final parameters, optimiser and env states bit-identical ($(cat "$tmp/cmp.out"))" "[ $rc -eq 0 ]"
 
 # SIGTERM
 "$bin" "${args[@]}" --out "$tmp/t" >/dev/null 2>&1 &
