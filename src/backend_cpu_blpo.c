@@ -4,6 +4,7 @@
  * dense solve and the norm bound. Per-element math comes from the BLPO_HD
  * headers shared with the CUDA kernels; sums run in a fixed order. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,19 @@ extern void ssyevd_(const char *jobz, const char *uplo, const int *n, float *a, 
                     int *info);
 extern void sgesv_(const int *n, const int *nrhs, float *a, const int *lda, int *ipiv, float *b,
                    const int *ldb, int *info);
+
+/* OpenBLAS's LAPACK splits even a 5x5 ssyevd over the OpenMP threads (the
+ * ssymv/ssyr2 inside ssytrd add up per-thread partial sums), so the last bits
+ * of the eigenvectors, and with them the whole BLPO run, depended on
+ * run.threads. The Nystrom core is k x k: one thread costs nothing there, and
+ * the result then depends only on the seed. */
+static int lapack_serial_begin(void) {
+  int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  return saved;
+}
+
+static void lapack_serial_end(int saved) { omp_set_num_threads(saved); }
 
 static void cpu_axpy(blpo_backend *be, int P, size_t count, float alpha, const float *src,
                      float *dst) {
@@ -186,7 +200,9 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
       for (int b = 0; b < k; b++)
         M[(size_t)a * k + b] = 0.5f * (C[(size_t)a * np + ix[b]] + C[(size_t)b * np + ix[a]]);
     int info = 0, lwork = impl->nys_lwork, liwork = impl->nys_liwork;
+    int threads = lapack_serial_begin();
     ssyevd_("V", "U", &k, M, &k, lam, work, &lwork, iwork, &liwork, &info);
+    lapack_serial_end(threads);
     float lmax = 0.0f;
     for (int a = 0; a < k; a++)
       lmax = fmaxf(lmax, fabsf(lam[a]));
@@ -236,7 +252,9 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
       S[(size_t)a * r + a] += rho * (lam[keep[a]] + ridge);
     }
     int one = 1;
+    threads = lapack_serial_begin();
     sgesv_(&r, &one, S, &r, ipiv, bv, &r, &info);
+    lapack_serial_end(threads);
     if (info != 0) { /* singular S: fall back to (rho I)^-1 v */
       for (size_t i = 0; i < np; i++)
         xp[i] = vp[i] * inv_rho;

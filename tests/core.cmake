@@ -57,6 +57,12 @@ foreach(algo ppo blpo)
   endforeach()
 endforeach()
 
+# Results depend on the seed, not on run.threads (1 vs 2, every algorithm).
+add_test(NAME thread_independence
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/threads.sh $<TARGET_FILE:blpo-gpu>
+                 $<TARGET_FILE:test_ckpt_compare>)
+set_tests_properties(thread_independence PROPERTIES LABELS "cpu;population;cli")
+
 # The benchmark works (not timed here): one tiny training iteration per
 # algorithm and a few env steps, on the CPU.
 add_test(NAME bench_smoke

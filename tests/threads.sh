@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# A run's results depend on its seed, never on run.threads: the same short
+# run on 1 and on 2 CPU threads must give bit-identical metrics (timing
+# columns excepted) and checkpoints, for every algorithm and hypergradient
+# method. (OpenBLAS's LAPACK once made BLPO's Nystrom core thread-dependent.)
+#   threads.sh PATH/TO/blpo-gpu PATH/TO/test_ckpt_compare
+set -u
+bin="$1" cmp="$2"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+fails=0 passes=0
+check() { if eval "$2"; then passes=$((passes + 1)); echo "ok   $1"; else fails=$((fails + 1)); echo "FAIL $1"; fi; }
+learning_cols() { cut -d, -f1-31 "$1"; } # all but sps and wall_time_s
+
+base=(--config cartpole.yaml --device cpu --quiet --set env.num_envs=32 --set env.num_steps=32
+      --set algo.num_minibatches=4 --set run.total_steps=$((32 * 32 * 8)) --set run.num_seeds=2
+      --set run.seed=3)
+variant() {
+  local name="$1"
+  shift
+  for t in 1 2; do
+    "$bin" "${base[@]}" "$@" --set run.threads=$t --out "$tmp/$name.$t" >/dev/null 2>"$tmp/$name.$t.err"
+    check "$name on $t thread(s) completes" "[ $? -eq 0 ]"
+  done
+  check "$name: metrics identical on 1 and 2 threads" \
+    "cmp -s <(learning_cols '$tmp/$name.1/metrics.csv') <(learning_cols '$tmp/$name.2/metrics.csv')"
+  "$cmp" "$tmp/$name.1/checkpoint.safetensors" "$tmp/$name.2/checkpoint.safetensors" >"$tmp/$name.cmp"
+  local rc=$? # taken at once: the $(cat) below would reset $?
+  check "$name: checkpoints bit-identical ($(cat "$tmp/$name.cmp"))" "[ $rc -eq 0 ]"
+}
+variant ppo --set algo.name=ppo
+variant nested --set algo.name=nested
+variant blpo_nystrom --set algo.name=blpo --set algo.hypergrad.method=nystrom
+variant blpo_nystrom_k40 --set algo.name=blpo --set algo.hypergrad.method=nystrom --set algo.hypergrad.rank=40
+variant blpo_cg --set algo.name=blpo --set algo.hypergrad.method=cg
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
