@@ -14,6 +14,7 @@
 #include "blpo/ppo_loss.h"
 #include "blpo/rng.h"
 #include "cpu_backend_internal.h"
+#include "cpu_tanh.h"
 #include "envs.h"
 
 static void *cpu_alloc(blpo_backend *be, size_t bytes) {
@@ -150,9 +151,7 @@ static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
       if (l < m->num_layers - 1) {
         size_t cnt = (size_t)n * dout;
         if (m->activation == BLPO_ACT_TANH) {
-#pragma omp parallel for schedule(static) if (cnt >= 16384)
-          for (size_t i = 0; i < cnt; i++)
-            out[i] = tanhf(out[i]);
+          blpo_cpu_tanh_inplace(out, cnt);
         } else {
 #pragma omp parallel for schedule(static) if (cnt >= 16384)
           for (size_t i = 0; i < cnt; i++)
