@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,34 +132,66 @@ static void cpu_reward_norm(blpo_backend *be, const blpo_dims *d, float *stats, 
 
 /* ---- networks ---------------------------------------------------------- */
 
+/* Row chunks of the MLP passes. A minibatch's rows are cut into a number of
+ * chunks that depends on n alone (never on the thread count); threads take
+ * whole chunks, each running its GEMMs single-threaded, and the weight
+ * gradient is the sum of the chunks' partial sums in chunk order. One
+ * parallel region per pass instead of one per layer and GEMM, no serial
+ * column sums, and results that depend on the seed only. Below 256 rows there
+ * is one chunk: the plain whole-batch pass. */
+#define BLPO_CPU_CHUNK_ROWS 128
+#define BLPO_CPU_MAX_CHUNKS 16
+
+static int row_chunks(int n) {
+  int c = n / BLPO_CPU_CHUNK_ROWS;
+  return c < 1 ? 1 : (c > BLPO_CPU_MAX_CHUNKS ? BLPO_CPU_MAX_CHUNKS : c);
+}
+
+static void chunk_rows(int n, int chunks, int c, int *r0, int *r1) {
+  *r0 = (int)((int64_t)n * c / chunks);
+  *r1 = (int)((int64_t)n * (c + 1) / chunks);
+}
+
+/* Rows [r0, r1) of one agent's forward pass: w (Np); x (n, d_0); a (n, A). */
+static void forward_rows(const blpo_mlp *m, const float *w, const float *x, int n, float *a, int r0,
+                         int r1) {
+  int nr = r1 - r0;
+  const float *in = x + (size_t)r0 * m->dims[0];
+  for (int l = 0; l < m->num_layers; l++) {
+    int din = m->dims[l], dout = m->dims[l + 1];
+    float *out = a + blpo_mlp_act_offset(m, l + 1, n) + (size_t)r0 * dout; // (nr, dout)
+    const float *b = w + m->b_off[l];
+    /* z = in W^T + b (bias broadcast first, then beta = 1) */
+    for (int r = 0; r < nr; r++)
+      memcpy(out + (size_t)r * dout, b, sizeof(float) * dout);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, dout, din, 1.0f, in, din,
+                w + m->w_off[l], din, 1.0f, out, dout);
+    if (l < m->num_layers - 1) {
+      size_t cnt = (size_t)nr * dout;
+      if (m->activation == BLPO_ACT_TANH) {
+        blpo_cpu_tanh_inplace(out, cnt);
+      } else {
+        for (size_t i = 0; i < cnt; i++)
+          out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+      }
+    }
+    in = out;
+  }
+}
+
 static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                             const float *x, int n, float *acts) {
   (void)be;
+  int chunks = row_chunks(n);
   for (int p = 0; p < P; p++) {
     const float *w = params + (size_t)p * m->num_params;
     const float *in = x + (size_t)p * n * m->dims[0];
     float *a = acts + (size_t)p * n * m->act_floats_per_row;
-    for (int l = 0; l < m->num_layers; l++) {
-      int din = m->dims[l], dout = m->dims[l + 1];
-      float *out = a + blpo_mlp_act_offset(m, l + 1, n);
-      const float *b = w + m->b_off[l];
-      /* z = in W^T + b (bias broadcast first, then beta = 1) */
-#pragma omp parallel for schedule(static) if (n >= 512)
-      for (int r = 0; r < n; r++)
-        memcpy(out + (size_t)r * dout, b, sizeof(float) * dout);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, dout, din, 1.0f, in, din,
-                  w + m->w_off[l], din, 1.0f, out, dout);
-      if (l < m->num_layers - 1) {
-        size_t cnt = (size_t)n * dout;
-        if (m->activation == BLPO_ACT_TANH) {
-          blpo_cpu_tanh_inplace(out, cnt);
-        } else {
-#pragma omp parallel for schedule(static) if (cnt >= 16384)
-          for (size_t i = 0; i < cnt; i++)
-            out[i] = out[i] > 0.0f ? out[i] : 0.0f;
-        }
-      }
-      in = out;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int c = 0; c < chunks; c++) {
+      int r0, r1;
+      chunk_rows(n, chunks, c, &r0, &r1);
+      forward_rows(m, w, in, n, a, r0, r1);
     }
   }
 }
@@ -166,11 +199,9 @@ static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
 /* g *= phi'(z) given h = phi(z). */
 static void mul_act_deriv(int activation, float *g, const float *h, size_t cnt) {
   if (activation == BLPO_ACT_TANH) {
-#pragma omp parallel for schedule(static) if (cnt >= 16384)
     for (size_t i = 0; i < cnt; i++)
       g[i] *= 1.0f - h[i] * h[i];
   } else {
-#pragma omp parallel for schedule(static) if (cnt >= 16384)
     for (size_t i = 0; i < cnt; i++)
       g[i] = h[i] > 0.0f ? g[i] : 0.0f;
   }
@@ -185,31 +216,76 @@ static void col_sums(const float *g, int n, int dout, float *out) {
       out[j] += g[(size_t)r * dout + j];
 }
 
+/* Rows [r0, r1) of one agent's backward pass into gw (Nm): w (Np); x (n, d_0);
+ * a (n, A); dy (n, d_L); s0, s1 (n, max_width) scratch (rows r0..r1 used). */
+static void backward_rows(const blpo_mlp *m, const float *w, const float *x, int n, const float *a,
+                          const float *dy, float *gw, float *s0, float *s1, int r0, int r1) {
+  int nr = r1 - r0;
+  size_t mw = (size_t)m->max_width;
+  float *c0 = s0 + (size_t)r0 * mw, *c1 = s1 + (size_t)r0 * mw;
+  const float *g = dy + (size_t)r0 * m->dims[m->num_layers]; // (nr, d_L)
+  for (int l = m->num_layers - 1; l >= 0; l--) {
+    int din = m->dims[l], dout = m->dims[l + 1];
+    const float *hin = (l == 0 ? x : a + blpo_mlp_act_offset(m, l, n)) + (size_t)r0 * din;
+    /* dW = g^T h_in, db = colsum(g) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dout, din, nr, 1.0f, g, dout, hin, din,
+                0.0f, gw + m->w_off[l], din);
+    col_sums(g, nr, dout, gw + m->b_off[l]);
+    if (l > 0) {
+      float *gprev = (g == c0) ? c1 : c0; // (nr, din)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, din, dout, 1.0f, g, dout,
+                  w + m->w_off[l], din, 0.0f, gprev, din);
+      mul_act_deriv(m->activation, gprev, hin, (size_t)nr * din);
+      g = gprev;
+    }
+  }
+}
+
+/* Grow-only buffer for the chunks' partial weight gradients. */
+static float *grad_parts(blpo_backend *be, size_t floats) {
+  blpo_cpu_impl *impl = be->impl;
+  if (floats > impl->grad_parts_floats) {
+    free(impl->grad_parts);
+    impl->grad_parts = malloc(sizeof(float) * floats);
+    impl->grad_parts_floats = impl->grad_parts ? floats : 0;
+    if (!impl->grad_parts) {
+      fprintf(stderr, "blpo-gpu: out of host memory for %zu MiB of gradient partial sums\n",
+              sizeof(float) * floats >> 20);
+      exit(1);
+    }
+  }
+  return impl->grad_parts;
+}
+
 static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                              const float *x, int n, const float *acts, const float *dy, float *grad,
                              float *scratch) {
-  (void)be;
+  int chunks = row_chunks(n);
+  size_t nm = m->num_mlp_params;
+  float *parts = chunks > 1 ? grad_parts(be, (size_t)chunks * nm) : NULL; // (chunks, Nm)
   for (int p = 0; p < P; p++) {
     const float *w = params + (size_t)p * m->num_params;
     const float *in0 = x + (size_t)p * n * m->dims[0];
     const float *a = acts + (size_t)p * n * m->act_floats_per_row;
+    const float *g = dy + (size_t)p * n * m->dims[m->num_layers];
     float *gw = grad + (size_t)p * m->num_params;
     float *s0 = scratch + (size_t)p * 2 * n * m->max_width, *s1 = s0 + (size_t)n * m->max_width;
-    const float *g = dy + (size_t)p * n * m->dims[m->num_layers];
-    for (int l = m->num_layers - 1; l >= 0; l--) {
-      int din = m->dims[l], dout = m->dims[l + 1];
-      const float *hin = l == 0 ? in0 : a + blpo_mlp_act_offset(m, l, n);
-      /* dW = g^T h_in, db = colsum(g) */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dout, din, n, 1.0f, g, dout, hin, din,
-                  0.0f, gw + m->w_off[l], din);
-      col_sums(g, n, dout, gw + m->b_off[l]);
-      if (l > 0) {
-        float *gprev = (g == s0) ? s1 : s0;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, din, dout, 1.0f, g, dout,
-                    w + m->w_off[l], din, 0.0f, gprev, din);
-        mul_act_deriv(m->activation, gprev, hin, (size_t)n * din);
-        g = gprev;
-      }
+    if (chunks == 1) {
+      backward_rows(m, w, in0, n, a, g, gw, s0, s1, 0, n);
+      continue;
+    }
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < chunks; c++) {
+      int r0, r1;
+      chunk_rows(n, chunks, c, &r0, &r1);
+      backward_rows(m, w, in0, n, a, g, parts + (size_t)c * nm, s0, s1, r0, r1);
+    }
+#pragma omp parallel for schedule(static) if (nm >= 16384)
+    for (size_t j = 0; j < nm; j++) {
+      float s = parts[j];
+      for (int c = 1; c < chunks; c++)
+        s += parts[(size_t)c * nm + j];
+      gw[j] = s;
     }
   }
 }

@@ -404,6 +404,7 @@ void blpo_cpu_free_solver(blpo_cpu_impl *impl) {
   free(impl->nys_ipiv);
   free(impl->dense_ipiv);
   free(impl->nys_keep);
+  free(impl->grad_parts);
 }
 
 int blpo_cpu_register_blpo_ops(blpo_backend *be) {

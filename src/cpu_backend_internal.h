@@ -1,5 +1,6 @@
 /* State private to the CPU backend: LAPACK workspaces of the core solves,
- * sized once before training (blpo_cpu_reserve_solver). */
+ * sized once before training (blpo_cpu_reserve_solver), and the MLP
+ * backward's per-chunk gradient buffer (grown on first use). */
 #ifndef BLPO_CPU_BACKEND_INTERNAL_H
 #define BLPO_CPU_BACKEND_INTERNAL_H
 
@@ -16,9 +17,11 @@ typedef struct {
   float *nys_work;   /* ssyevd work */
   int *nys_iwork;
   int *nys_ipiv;
-  int *dense_ipiv;   /* (Np) exact solver */
-  int *nys_keep;     /* (k) indices of kept eigenpairs */
+  int *dense_ipiv; /* (Np) exact solver */
+  int *nys_keep;   /* (k) indices of kept eigenpairs */
   int nys_lwork, nys_liwork;
+  float *grad_parts; /* (chunks, Nm) partial weight gradients of the MLP backward */
+  size_t grad_parts_floats;
 } blpo_cpu_impl;
 
 int blpo_cpu_register_blpo_ops(blpo_backend *be);

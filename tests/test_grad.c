@@ -13,8 +13,10 @@
 
 /* ---- double reference ---------------------------------------------------- */
 
+#define MLP_TEST_MAX_ROWS 520
+
 static void ref_forward(const blpo_mlp *m, const double *w, const double *x, int n, double *y) {
-  double a[64 * 64], b[64 * 64];
+  static double a[MLP_TEST_MAX_ROWS * 64], b[MLP_TEST_MAX_ROWS * 64];
   const double *in = x;
   for (int l = 0; l < m->num_layers; l++) {
     int din = m->dims[l], dout = m->dims[l + 1];
@@ -42,7 +44,7 @@ static void to_float(const double *a, float *b, size_t n) {
 
 static double mlp_objective(const blpo_mlp *m, const double *w, const double *x, int n,
                             const double *dy) {
-  double y[64 * 8];
+  double y[2 * MLP_TEST_MAX_ROWS];
   ref_forward(m, w, x, n, y);
   double s = 0;
   for (int i = 0; i < n * m->dims[m->num_layers]; i++)
@@ -50,13 +52,17 @@ static double mlp_objective(const blpo_mlp *m, const double *w, const double *x,
   return s;
 }
 
-static void test_mlp_backward(blpo_backend *be, int activation) {
-  const int hidden[2] = {5, 4}, n = 6, P = 2;
+/* n = 6: one pass over all rows; n = 517: the CPU backend's row chunks
+ * (4 uneven chunks) and their partial sums. */
+static void test_mlp_backward(blpo_backend *be, int activation, int n) {
+  enum { R = MLP_TEST_MAX_ROWS };
+  const int hidden[2] = {5, 4}, P = 2;
   blpo_mlp m;
   blpo_mlp_init_shape(&m, 3, hidden, 2, 2, activation, 0);
   size_t np = m.num_params;
-  double w[2][200], x[2][64], dy[2][64];
-  float wf[400], xf[128], dyf[128], grad[400], acts[2 * 6 * 11], scratch[2 * 2 * 6 * 5];
+  static double w[2][200], x[2][3 * R], dy[2][2 * R];
+  static float wf[400], xf[2 * 3 * R], dyf[2 * 2 * R], grad[400], acts[2 * R * 11],
+      scratch[2 * 2 * R * 5];
   for (int p = 0; p < P; p++) {
     for (size_t i = 0; i < np; i++)
       w[p][i] = (float)(0.6 * nrand());
@@ -74,11 +80,11 @@ static void test_mlp_backward(blpo_backend *be, int activation) {
   be->mlp_backward(be, &m, P, wf, xf, n, acts, dyf, grad, scratch);
   for (int p = 0; p < P; p++) {
     /* forward output against the reference */
-    double yref[12];
+    static double yref[2 * R];
     ref_forward(&m, w[p], x[p], n, yref);
     const float *y = acts + p * n * m.act_floats_per_row + blpo_mlp_act_offset(&m, 3, n);
-    CHECK(rel_err_d(y, yref, n * 2, 1e-3) < 1e-5, "forward act %d agent %d err %g", activation, p,
-          rel_err_d(y, yref, n * 2, 1e-3));
+    CHECK(rel_err_d(y, yref, n * 2, 1e-3) < 1e-5, "forward act %d n %d agent %d err %g", activation,
+          n, p, rel_err_d(y, yref, n * 2, 1e-3));
     double fd[200];
     for (size_t i = 0; i < np; i++) {
       double h = 1e-6, save = w[p][i];
@@ -90,7 +96,7 @@ static void test_mlp_backward(blpo_backend *be, int activation) {
       fd[i] = (fp - fm) / (2 * h);
     }
     double e = rel_err_d(grad + p * np, fd, np, 1e-3);
-    CHECK(e < 2e-5, "mlp backward act %d agent %d: rel err %g", activation, p, e);
+    CHECK(e < 2e-5, "mlp backward act %d n %d agent %d: rel err %g", activation, n, p, e);
   }
 }
 
@@ -320,8 +326,8 @@ static void test_adam(blpo_backend *be) {
   for (int t = 1; t <= 3; t++) {
     for (int i = 0; i < P * C; i++)
       g[i] = (float)nrand();
-    blpo_adam_step_params sp = {1e-2f, 0.9f, 0.999f, 1e-5f, 1.0f - powf(0.9f, (float)t),
-                                1.0f - powf(0.999f, (float)t)};
+    blpo_adam_step_params sp = {
+        1e-2f, 0.9f, 0.999f, 1e-5f, 1.0f - powf(0.9f, (float)t), 1.0f - powf(0.999f, (float)t)};
     be->adam(be, P, C, w, g, m, v, scale, sp);
     for (int i = 0; i < P * C; i++) {
       double gi = (double)g[i] * scale[i / C];
@@ -399,8 +405,10 @@ static void test_policy_sample(blpo_backend *be) {
 
 int main(void) {
   blpo_backend *be = blpo_backend_cpu_create(0);
-  test_mlp_backward(be, BLPO_ACT_TANH);
-  test_mlp_backward(be, BLPO_ACT_RELU);
+  test_mlp_backward(be, BLPO_ACT_TANH, 6);
+  test_mlp_backward(be, BLPO_ACT_RELU, 6);
+  test_mlp_backward(be, BLPO_ACT_TANH, 517);
+  test_mlp_backward(be, BLPO_ACT_RELU, 517);
   test_ppo_loss(be, 1);
   test_ppo_loss(be, 0);
   test_gae(be);
