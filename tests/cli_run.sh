@@ -6,10 +6,7 @@
 #   cli_run.sh PATH/TO/blpo-gpu ALGO
 set -u
 bin="$1" algo="$2"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-check() { if eval "$2"; then passes=$((passes + 1)); echo "ok   $1"; else fails=$((fails + 1)); echo "FAIL $1"; fi; }
+. "$(dirname "$0")/check_lib.sh"
 
 args=(--config cartpole.yaml --set env.num_envs=8 --set env.num_steps=16 --set algo.num_minibatches=2
       --set run.total_steps=384 --set run.num_seeds=2 --set "algo.name=$algo" --device cpu)
@@ -31,5 +28,4 @@ check "existing --out refused with exit 2" "[ $rc -eq 2 ] && grep -q -- '--force
 check "--force reuses the directory" "[ $? -eq 0 ]"
 "$bin" "${args[@]}" --print-config --out "$tmp/never" >/dev/null 2>&1
 check "--print-config creates nothing" "[ ! -e '$tmp/never' ]"
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+check_summary

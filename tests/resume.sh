@@ -12,10 +12,7 @@
 set -u
 bin="$1" cmp="$2" algo="$3" seeds="$4"
 dev="${BLPO_RESUME_DEVICE:-cpu}"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-check() { if eval "$2"; then passes=$((passes + 1)); echo "ok   $1"; else fails=$((fails + 1)); echo "FAIL $1"; fi; }
+. "$(dirname "$0")/check_lib.sh"
 
 args=(--config cartpole.yaml --device "$dev" --quiet --set "algo.name=$algo" --set "run.num_seeds=$seeds"
       --set env.num_envs=32 --set env.num_steps=32 --set algo.num_minibatches=4
@@ -100,5 +97,4 @@ check "it points at the last good checkpoint (iteration 7)" "grep -q 'iteration 
 "$bin" eval "$tmp/nan" --episodes 2 --device "$dev" >/dev/null 2>&1
 check "the last good checkpoint loads" "[ $? -eq 0 ]"
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+check_summary

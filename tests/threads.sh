@@ -6,10 +6,7 @@
 #   threads.sh PATH/TO/blpo-gpu PATH/TO/test_ckpt_compare
 set -u
 bin="$1" cmp="$2"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-check() { if eval "$2"; then passes=$((passes + 1)); echo "ok   $1"; else fails=$((fails + 1)); echo "FAIL $1"; fi; }
+. "$(dirname "$0")/check_lib.sh"
 learning_cols() { cut -d, -f1-31 "$1"; } # all but sps and wall_time_s
 
 base=(--config cartpole.yaml --device cpu --quiet --set env.num_envs=32 --set env.num_steps=32
@@ -33,5 +30,4 @@ variant nested --set algo.name=nested
 variant blpo_nystrom --set algo.name=blpo --set algo.hypergrad.method=nystrom
 variant blpo_nystrom_k40 --set algo.name=blpo --set algo.hypergrad.method=nystrom --set algo.hypergrad.rank=40
 variant blpo_cg --set algo.name=blpo --set algo.hypergrad.method=cg
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+check_summary
