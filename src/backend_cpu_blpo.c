@@ -188,6 +188,7 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
   float *M = impl->nys_core, *lam = impl->nys_lambda, *B = impl->nys_b, *S = impl->nys_s;
   float *bv = impl->nys_bv, *work = impl->nys_work;
   int *iwork = impl->nys_iwork, *ipiv = impl->nys_ipiv;
+  int threads = lapack_serial_begin(); /* the whole solve is serial code around LAPACK */
   for (int p = 0; p < P; p++) {
     const float *C = rows + (size_t)p * k * np;
     const int32_t *ix = idx + (size_t)p * k;
@@ -200,9 +201,7 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
       for (int b = 0; b < k; b++)
         M[(size_t)a * k + b] = 0.5f * (C[(size_t)a * np + ix[b]] + C[(size_t)b * np + ix[a]]);
     int info = 0, lwork = impl->nys_lwork, liwork = impl->nys_liwork;
-    int threads = lapack_serial_begin();
     ssyevd_("V", "U", &k, M, &k, lam, work, &lwork, iwork, &liwork, &info);
-    lapack_serial_end(threads);
     float lmax = 0.0f;
     for (int a = 0; a < k; a++)
       lmax = fmaxf(lmax, fabsf(lam[a]));
@@ -252,9 +251,7 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
       S[(size_t)a * r + a] += rho * (lam[keep[a]] + ridge);
     }
     int one = 1;
-    threads = lapack_serial_begin();
     sgesv_(&r, &one, S, &r, ipiv, bv, &r, &info);
-    lapack_serial_end(threads);
     if (info != 0) { /* singular S: fall back to (rho I)^-1 v */
       for (size_t i = 0; i < np; i++)
         xp[i] = vp[i] * inv_rho;
@@ -269,6 +266,7 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
       xp[i] = s * inv_rho;
     }
   }
+  lapack_serial_end(threads);
 }
 
 static void cpu_critic_hvp_rows(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
