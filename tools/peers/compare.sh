@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # blpo-gpu's PPO against rejax's PPO (tools/peers/rejax_ppo.py) on the same
 # machine in the same run: CartPole-v1, the same num_envs, num_steps, epochs,
-# minibatches, learning rate, clip and entropy settings and step budget.
+# minibatches, learning rate, clip and entropy settings and step budget. One
+# difference: blpo-gpu anneals the learning rate linearly to 0 (cartpole.yaml's
+# anneal_lr), rejax 0.1.3's PPO keeps it constant.
 # Prints a markdown table: training env steps per second of each (blpo-gpu's
 # whole process wall time; rejax's training with compilation excluded, which
 # favours rejax; the faster of REPEATS runs each), their ratio, and each
@@ -31,7 +33,8 @@ fi
 echo "# PPO against rejax: device $dev ($cpu_name), date $(date -u +%Y-%m-%d), commit $commit"
 echo
 echo "CartPole-v1, 64-64 tanh actor and critic, num_steps 32, 4 epochs, 32 minibatches,"
-echo "lr 5e-4, ent_coef 0, max_grad_norm 0.5, $steps env steps per run, fastest of $repeats."
+echo "lr 5e-4 (blpo-gpu annealed to 0, rejax constant), ent_coef 0, max_grad_norm 0.5,"
+echo "$steps env steps per run, fastest of $repeats."
 echo
 echo "| num_envs | blpo-gpu ppo env steps/s | rejax ppo env steps/s | ratio | rejax compile s | blpo-gpu return | rejax return |"
 echo "|---:|---:|---:|---:|---:|---:|---:|"
