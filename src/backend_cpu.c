@@ -1,8 +1,7 @@
-/* The CPU reference backend: BLAS for the layer GEMMs, OpenMP over envs for
+/* The CPU reference backend: src/cpu_gemm.c for the layer GEMMs, OpenMP over envs for
  * the per-element work. Agents are processed one after another and every
  * reduction runs in a fixed order, so agent p's numbers never depend on the
  * population size or the thread count. */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include "blpo/ppo_loss.h"
 #include "blpo/rng.h"
 #include "cpu_backend_internal.h"
+#include "cpu_gemm.h"
 #include "cpu_tanh.h"
 #include "envs.h"
 
@@ -152,20 +152,26 @@ static void chunk_rows(int n, int chunks, int c, int *r0, int *r1) {
   *r1 = (int)((int64_t)n * (c + 1) / chunks);
 }
 
-/* Rows [r0, r1) of one agent's forward pass: w (Np); x (n, d_0); a (n, A). */
-static void forward_rows(const blpo_mlp *m, const float *w, const float *x, int n, float *a, int r0,
-                         int r1) {
+/* Rows [r0, r1) of one agent's forward pass: w (Np); x (n, d_0); a (n, A);
+ * wt (Nm): layer l's W^T (d_l x d_{l+1}) at w_off[l] for the layers at least
+ * one vector wide (the others read W as it is, in the narrow kernel). */
+static void forward_rows(const blpo_mlp *m, const float *w, const float *wt, const float *x, int n,
+                         float *a, int r0, int r1) {
   int nr = r1 - r0;
   const float *in = x + (size_t)r0 * m->dims[0];
   for (int l = 0; l < m->num_layers; l++) {
     int din = m->dims[l], dout = m->dims[l + 1];
     float *out = a + blpo_mlp_act_offset(m, l + 1, n) + (size_t)r0 * dout; // (nr, dout)
     const float *b = w + m->b_off[l];
-    /* z = in W^T + b (bias broadcast first, then beta = 1) */
+    /* z = in W^T + b (bias broadcast first, then accumulate) */
     for (int r = 0; r < nr; r++)
       memcpy(out + (size_t)r * dout, b, sizeof(float) * dout);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, dout, din, 1.0f, in, din,
-                w + m->w_off[l], din, 1.0f, out, dout);
+    if (dout >= 16)
+      blpo_cpu_sgemm(BLPO_GEMM_N, BLPO_GEMM_N, nr, dout, din, in, din, wt + m->w_off[l], dout, 1,
+                     out, dout);
+    else
+      blpo_cpu_sgemm(BLPO_GEMM_N, BLPO_GEMM_T, nr, dout, din, in, din, w + m->w_off[l], din, 1, out,
+                     dout);
     if (l < m->num_layers - 1) {
       size_t cnt = (size_t)nr * dout;
       if (m->activation == BLPO_ACT_TANH) {
@@ -179,24 +185,52 @@ static void forward_rows(const blpo_mlp *m, const float *w, const float *x, int 
   }
 }
 
+/* Grow-only host buffer of at least `floats` floats in *buf (size in *cap). */
+static float *grow_buffer(float **buf, size_t *cap, size_t floats, const char *what) {
+  if (floats > *cap) {
+    free(*buf);
+    *buf = malloc(sizeof(float) * floats);
+    *cap = *buf ? floats : 0;
+    if (!*buf) {
+      fprintf(stderr, "blpo-gpu: out of host memory for %zu MiB of %s\n",
+              sizeof(float) * floats >> 20, what);
+      exit(1);
+    }
+  }
+  return *buf;
+}
+
 static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                             const float *x, int n, float *acts) {
-  (void)be;
+  blpo_cpu_impl *impl = be->impl;
   int chunks = row_chunks(n);
+  float *wt = grow_buffer(&impl->wt, &impl->wt_floats, m->num_mlp_params, "transposed weights");
   for (int p = 0; p < P; p++) {
     const float *w = params + (size_t)p * m->num_params;
     const float *in = x + (size_t)p * n * m->dims[0];
     float *a = acts + (size_t)p * n * m->act_floats_per_row;
+    /* W^T once per pass, so that no row chunk transposes W again */
+    for (int l = 0; l < m->num_layers; l++) {
+      int din = m->dims[l], dout = m->dims[l + 1];
+      if (dout < 16)
+        continue;
+      const float *wl = w + m->w_off[l];
+      float *tl = wt + m->w_off[l];
+      for (int o = 0; o < dout; o++)
+        for (int i = 0; i < din; i++)
+          tl[(size_t)i * dout + o] = wl[(size_t)o * din + i];
+    }
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int c = 0; c < chunks; c++) {
       int r0, r1;
       chunk_rows(n, chunks, c, &r0, &r1);
-      forward_rows(m, w, in, n, a, r0, r1);
+      forward_rows(m, w, wt, in, n, a, r0, r1);
     }
   }
 }
 
 /* g *= phi'(z) given h = phi(z). */
+BLPO_CPU_VECTOR_CLONES
 static void mul_act_deriv(int activation, float *g, const float *h, size_t cnt) {
   if (activation == BLPO_ACT_TANH) {
     for (size_t i = 0; i < cnt; i++)
@@ -208,6 +242,7 @@ static void mul_act_deriv(int activation, float *g, const float *h, size_t cnt) 
 }
 
 /* Column sums of a (n x dout) matrix into out, in a fixed order. */
+BLPO_CPU_VECTOR_CLONES
 static void col_sums(const float *g, int n, int dout, float *out) {
   for (int j = 0; j < dout; j++)
     out[j] = 0.0f;
@@ -228,33 +263,39 @@ static void backward_rows(const blpo_mlp *m, const float *w, const float *x, int
     int din = m->dims[l], dout = m->dims[l + 1];
     const float *hin = (l == 0 ? x : a + blpo_mlp_act_offset(m, l, n)) + (size_t)r0 * din;
     /* dW = g^T h_in, db = colsum(g) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dout, din, nr, 1.0f, g, dout, hin, din,
-                0.0f, gw + m->w_off[l], din);
+    blpo_cpu_sgemm(BLPO_GEMM_T, BLPO_GEMM_N, dout, din, nr, g, dout, hin, din, 0, gw + m->w_off[l],
+                   din);
     col_sums(g, nr, dout, gw + m->b_off[l]);
     if (l > 0) {
       float *gprev = (g == c0) ? c1 : c0; // (nr, din)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, din, dout, 1.0f, g, dout,
-                  w + m->w_off[l], din, 0.0f, gprev, din);
+      blpo_cpu_sgemm(BLPO_GEMM_N, BLPO_GEMM_N, nr, din, dout, g, dout, w + m->w_off[l], din, 0,
+                     gprev, din);
       mul_act_deriv(m->activation, gprev, hin, (size_t)nr * din);
       g = gprev;
     }
   }
 }
 
+/* Elementwise loops are cut into spans of this many floats for the threads. */
+#define SPAN 2048
+
+/* gw[j] = parts[0][j] + parts[1][j] + ... in chunk order, j in [j0, j1);
+ * parts (chunks, nm). */
+BLPO_CPU_VECTOR_CLONES
+static void sum_chunk_parts(const float *parts, int chunks, size_t nm, size_t j0, size_t j1,
+                            float *gw) {
+  for (size_t j = j0; j < j1; j++) {
+    float s = parts[j];
+    for (int c = 1; c < chunks; c++)
+      s += parts[(size_t)c * nm + j];
+    gw[j] = s;
+  }
+}
+
 /* Grow-only buffer for the chunks' partial weight gradients. */
 static float *grad_parts(blpo_backend *be, size_t floats) {
   blpo_cpu_impl *impl = be->impl;
-  if (floats > impl->grad_parts_floats) {
-    free(impl->grad_parts);
-    impl->grad_parts = malloc(sizeof(float) * floats);
-    impl->grad_parts_floats = impl->grad_parts ? floats : 0;
-    if (!impl->grad_parts) {
-      fprintf(stderr, "blpo-gpu: out of host memory for %zu MiB of gradient partial sums\n",
-              sizeof(float) * floats >> 20);
-      exit(1);
-    }
-  }
-  return impl->grad_parts;
+  return grow_buffer(&impl->grad_parts, &impl->grad_parts_floats, floats, "gradient partial sums");
 }
 
 static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
@@ -274,18 +315,21 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
       backward_rows(m, w, in0, n, a, g, gw, s0, s1, 0, n);
       continue;
     }
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < chunks; c++) {
-      int r0, r1;
-      chunk_rows(n, chunks, c, &r0, &r1);
-      backward_rows(m, w, in0, n, a, g, parts + (size_t)c * nm, s0, s1, r0, r1);
-    }
-#pragma omp parallel for schedule(static) if (nm >= 16384)
-    for (size_t j = 0; j < nm; j++) {
-      float s = parts[j];
-      for (int c = 1; c < chunks; c++)
-        s += parts[(size_t)c * nm + j];
-      gw[j] = s;
+    /* one parallel region: the chunks, then their sum in chunk order */
+    int spans = (int)((nm + SPAN - 1) / SPAN);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+      for (int c = 0; c < chunks; c++) {
+        int r0, r1;
+        chunk_rows(n, chunks, c, &r0, &r1);
+        backward_rows(m, w, in0, n, a, g, parts + (size_t)c * nm, s0, s1, r0, r1);
+      }
+#pragma omp for schedule(static)
+      for (int b = 0; b < spans; b++) {
+        size_t j0 = (size_t)b * SPAN, j1 = j0 + SPAN < nm ? j0 + SPAN : nm;
+        sum_chunk_parts(parts, chunks, nm, j0, j1, gw);
+      }
     }
   }
 }
@@ -366,12 +410,22 @@ static void cpu_gae(blpo_backend *be, const blpo_dims *d, const float *reward, c
 static void cpu_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t idx_stride, int n,
                             const float *src, int width, float *dst) {
   (void)be;
+  /* plain loops, not a memcpy call per row: rows are 1 to 8 floats wide */
   for (int p = 0; p < P; p++) {
     const int32_t *ix = idx + (size_t)p * idx_stride;
     float *o = dst + (size_t)p * n * width;
-#pragma omp parallel for schedule(static) if (n >= 512)
-    for (int i = 0; i < n; i++)
-      memcpy(o + (size_t)i * width, src + (size_t)ix[i] * width, sizeof(float) * width);
+    if (width == 1) {
+#pragma omp parallel for schedule(static) if (n >= 4096)
+      for (int i = 0; i < n; i++)
+        o[i] = src[ix[i]];
+    } else {
+#pragma omp parallel for schedule(static) if (n >= 2048)
+      for (int i = 0; i < n; i++) {
+        const float *r = src + (size_t)ix[i] * width;
+        for (int c = 0; c < width; c++)
+          o[(size_t)i * width + c] = r[c];
+      }
+    }
   }
 }
 
@@ -393,6 +447,59 @@ static void cpu_bootstrap_truncated(blpo_backend *be, size_t count, float *rewar
 
 /* ---- losses ------------------------------------------------------------ */
 
+/* Sums of one chunk of PPO loss rows (combined over chunks in chunk order). */
+typedef struct {
+  double pg, vl, ent, kl, cf;
+  double gls[BLPO_ENV_MAX_ACT];
+} ppo_loss_sums;
+
+/* Rows [r0, r1) of agent p's minibatch: per-row gradients written, sums
+ * into *out. Arguments as cpu_ppo_loss, with the advantage moments. */
+static void ppo_loss_rows(const blpo_dims *d, const float *log_std, int n, const float *head,
+                          const float *value, const float *actions, const float *logp_old,
+                          const float *adv, const float *ret, const float *value_old,
+                          blpo_ppo_params pp, double amean, double astd, float *dhead,
+                          float *dvalue, int r0, int r1, ppo_loss_sums *out) {
+  int Y = d->head_dim, A = d->act_dim;
+  float inv_n = 1.0f / (float)n;
+  ppo_loss_sums s;
+  memset(&s, 0, sizeof(s));
+  for (int i = r0; i < r1; i++) {
+    const float *z = head + (size_t)i * Y;
+    float *dz = dhead + (size_t)i * Y;
+    float a_n = (float)((adv[i] - amean) / astd);
+    float lp, h;
+    if (d->discrete) {
+      int a = (int)actions[(size_t)i * A];
+      blpo_cat_stats(z, d->num_actions, a, &lp, &h, NULL);
+    } else {
+      lp = blpo_gauss_logp(z, log_std, actions + (size_t)i * A, A);
+      h = blpo_gauss_entropy(log_std, A);
+    }
+    float dlogp, clipped;
+    float l = blpo_clip_surrogate(lp, logp_old[i], a_n, pp.clip_eps, &dlogp, &clipped);
+    float dv;
+    float vloss = blpo_value_loss(value[i], value_old[i], ret[i], pp.clip_eps, pp.clip_value, &dv);
+    dvalue[i] = pp.vf_coef * dv * inv_n;
+    float c_logp = dlogp * inv_n, c_ent = -pp.ent_coef * inv_n;
+    if (d->discrete) {
+      blpo_cat_grad(z, d->num_actions, (int)actions[(size_t)i * A], c_logp, c_ent, dz);
+    } else {
+      float dls[BLPO_ENV_MAX_ACT];
+      blpo_gauss_grad(z, log_std, actions + (size_t)i * A, A, c_logp, c_ent, dz, dls);
+      for (int j = 0; j < A; j++)
+        s.gls[j] += dls[j];
+    }
+    float logratio = lp - logp_old[i];
+    s.pg += l;
+    s.vl += vloss;
+    s.ent += h;
+    s.kl += (expf(logratio) - 1.0f) - logratio;
+    s.cf += clipped;
+  }
+  *out = s;
+}
+
 static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                          const float *actor_params, int n, const float *head, size_t head_stride,
                          const float *value, size_t value_stride, const float *actions,
@@ -401,7 +508,9 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
                          float *actor_grad, float *stats) {
   (void)be;
   int Y = d->head_dim, A = d->act_dim;
-  float inv_n = 1.0f / (float)n;
+  /* the MLP passes' row chunks: the sums depend on n, never on the threads */
+  int chunks = row_chunks(n);
+  ppo_loss_sums part[BLPO_CPU_MAX_CHUNKS];
   for (int p = 0; p < d->P; p++) {
     size_t o = (size_t)p * n;
     const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
@@ -417,52 +526,33 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
         s2 += (adv[o + i] - amean) * (adv[o + i] - amean);
       astd = sqrt(s2 / n) + 1e-8;
     }
-    double pg = 0, vl = 0, ent = 0, kl = 0, cf = 0;
-    double gls[BLPO_ENV_MAX_ACT] = {0};
-    for (int i = 0; i < n; i++) {
-      size_t r = o + i;
-      const float *z = head + p * head_stride + (size_t)i * Y;
-      float *dz = dhead + r * Y;
-      float val = value[p * value_stride + i];
-      float a_n = (float)((adv[r] - amean) / astd);
-      float lp, h;
-      if (d->discrete) {
-        int a = (int)actions[r * A];
-        blpo_cat_stats(z, d->num_actions, a, &lp, &h, NULL);
-      } else {
-        lp = blpo_gauss_logp(z, log_std, actions + r * A, A);
-        h = blpo_gauss_entropy(log_std, A);
-      }
-      float dlogp, clipped;
-      float l = blpo_clip_surrogate(lp, logp_old[r], a_n, pp.clip_eps, &dlogp, &clipped);
-      float dv;
-      float vloss = blpo_value_loss(val, value_old[r], ret[r], pp.clip_eps, pp.clip_value, &dv);
-      dvalue[r] = pp.vf_coef * dv * inv_n;
-      float c_logp = dlogp * inv_n, c_ent = -pp.ent_coef * inv_n;
-      if (d->discrete) {
-        blpo_cat_grad(z, d->num_actions, (int)actions[r * A], c_logp, c_ent, dz);
-      } else {
-        float dls[BLPO_ENV_MAX_ACT];
-        blpo_gauss_grad(z, log_std, actions + r * A, A, c_logp, c_ent, dz, dls);
-        for (int j = 0; j < A; j++)
-          gls[j] += dls[j];
-      }
-      float logratio = lp - logp_old[r];
-      pg += l;
-      vl += vloss;
-      ent += h;
-      kl += (expf(logratio) - 1.0f) - logratio;
-      cf += clipped;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int c = 0; c < chunks; c++) {
+      int r0, r1;
+      chunk_rows(n, chunks, c, &r0, &r1);
+      ppo_loss_rows(d, log_std, n, head + p * head_stride, value + p * value_stride,
+                    actions + o * A, logp_old + o, adv + o, ret + o, value_old + o, pp, amean, astd,
+                    dhead + o * Y, dvalue + o, r0, r1, &part[c]);
+    }
+    ppo_loss_sums t = part[0];
+    for (int c = 1; c < chunks; c++) {
+      t.pg += part[c].pg;
+      t.vl += part[c].vl;
+      t.ent += part[c].ent;
+      t.kl += part[c].kl;
+      t.cf += part[c].cf;
+      for (int j = 0; j < A; j++)
+        t.gls[j] += part[c].gls[j];
     }
     if (!d->discrete)
       for (int j = 0; j < A; j++)
-        g_log_std[j] = (float)gls[j];
+        g_log_std[j] = (float)t.gls[j];
     float *st = stats + (size_t)p * BLPO_STAT_COUNT;
-    st[BLPO_STAT_PG_LOSS] += (float)(pg / n);
-    st[BLPO_STAT_V_LOSS] += (float)(vl / n);
-    st[BLPO_STAT_ENTROPY] += (float)(ent / n);
-    st[BLPO_STAT_APPROX_KL] += (float)(kl / n);
-    st[BLPO_STAT_CLIPFRAC] += (float)(cf / n);
+    st[BLPO_STAT_PG_LOSS] += (float)(t.pg / n);
+    st[BLPO_STAT_V_LOSS] += (float)(t.vl / n);
+    st[BLPO_STAT_ENTROPY] += (float)(t.ent / n);
+    st[BLPO_STAT_APPROX_KL] += (float)(t.kl / n);
+    st[BLPO_STAT_CLIPFRAC] += (float)(t.cf / n);
     st[BLPO_STAT_COUNT_MB] += 1.0f;
   }
 }
@@ -491,21 +581,34 @@ static void cpu_clip_scale(blpo_backend *be, int P, const float *sa, const float
   }
 }
 
+/* Adam on elements [i0, i1) with gradients times s. */
+BLPO_CPU_VECTOR_CLONES
+static void adam_span(float *params, const float *grad, float *m, float *v, float s,
+                      blpo_adam_step_params sp, size_t i0, size_t i1) {
+  for (size_t i = i0; i < i1; i++)
+    blpo_adam_update(&params[i], &m[i], &v[i], grad[i] * s, sp);
+}
+
 static void cpu_adam(blpo_backend *be, int P, size_t count, float *params, const float *grad,
                      float *m, float *v, const float *scale, blpo_adam_step_params sp) {
   (void)be;
+  size_t spans = (count + SPAN - 1) / SPAN;
   for (int p = 0; p < P; p++) {
     size_t o = (size_t)p * count;
     float s = scale ? scale[p] : 1.0f;
-#pragma omp parallel for schedule(static) if (count >= 16384)
-    for (size_t i = 0; i < count; i++)
-      blpo_adam_update(&params[o + i], &m[o + i], &v[o + i], grad[o + i] * s, sp);
+#pragma omp parallel for schedule(static) if (spans > 1)
+    for (size_t b = 0; b < spans; b++) {
+      size_t i0 = b * SPAN, i1 = i0 + SPAN < count ? i0 + SPAN : count;
+      adam_span(params + o, grad + o, m + o, v + o, s, sp, i0, i1);
+    }
   }
 }
 
 static void cpu_sync(blpo_backend *be) { (void)be; /* every CPU op is synchronous */ }
 
 static void cpu_destroy(blpo_backend *be) {
+  blpo_cpu_impl *impl = be->impl;
+  free(impl->wt);
   blpo_cpu_free_solver(be->impl);
   free(be->impl);
   free(be);

@@ -22,7 +22,20 @@ typedef struct {
   int nys_lwork, nys_liwork;
   float *grad_parts; /* (chunks, Nm) partial weight gradients of the MLP backward */
   size_t grad_parts_floats;
+  float *wt; /* (Nm) transposed weights of the MLP forward pass */
+  size_t wt_floats;
 } blpo_cpu_impl;
+
+/* Loops over independent floats, compiled for AVX-512, AVX2 and the
+ * baseline and picked when the program loads (function multiversioning).
+ * Vectorising across independent elements changes no element's arithmetic
+ * (the build is ISO C: no FMA contraction), so results are the same bits on
+ * every machine; only the speed differs. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__gnu_linux__)
+#define BLPO_CPU_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BLPO_CPU_VECTOR_CLONES
+#endif
 
 int blpo_cpu_register_blpo_ops(blpo_backend *be);
 void blpo_cpu_free_solver(blpo_cpu_impl *impl);

@@ -3,13 +3,14 @@
  * (derivatives.md). All K directions go through one pass: the R-quantities
  * are stacked (n, K, d) (see include/blpo/second_order.h) so that each line
  * of the recurrences is one GEMM over all directions; agents run one after
- * another and OpenBLAS threads each GEMM. */
+ * another and each GEMM splits its output between the threads
+ * (blpo_cpu_sgemm_mt). */
 #include "blpo/second_order.h"
 
-#include <cblas.h>
 #include <string.h>
 
 #include "blpo/config.h"
+#include "cpu_gemm.h"
 
 /* Where direction k's U_l (d_l x d_{l-1}, row-major) and c_l (d_l) live:
  * either the caller's (K, Np) array, or the packed layout of the HVP
@@ -51,17 +52,17 @@ static void tangent_agent(const blpo_mlp *m, const float *w, const float *x, int
     /* R{h_{l-1}} W_l^T: the weight is shared, so all n*K stacked rows at once
      * (R{h_0} = 0: skipped on the first layer). */
     if (rhin)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n * K, dout, din, 1.0f, rhin, din,
-                  w + m->w_off[l], din, 1.0f, rout, dout);
+      blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_T, n * K, dout, din, rhin, din, w + m->w_off[l], din,
+                        1, rout, dout);
     /* h_{l-1} [U^(1); ...; U^(K)]^T: (n x din)(din x K*dout) lands as (n, K, dout). */
     if (dv.packed || K == 1) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K * dout, din, 1.0f, hin, din,
-                  dir_w(m, dv, K, l, 0), din, 1.0f, rout, K * dout);
+      blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_T, n, K * dout, din, hin, din, dir_w(m, dv, K, l, 0),
+                        din, 1, rout, K * dout);
     } else {
       /* Unpacked dirs are Np apart, not d_l*d_{l-1}: one GEMM per column block. */
       for (int k = 0; k < K; k++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, dout, din, 1.0f, hin, din,
-                    dir_w(m, dv, K, l, k), din, 1.0f, rout + (size_t)k * dout, K * dout);
+        blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_T, n, dout, din, hin, din, dir_w(m, dv, K, l, k),
+                          din, 1, rout + (size_t)k * dout, K * dout);
     }
     if (l < L - 1) {
       /* R{h_l} = phi'(z_l) R{z_l}, phi' read from h_l = phi(z_l), broadcast over k. */
@@ -206,13 +207,13 @@ static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, 
 
     /* R{dW_l} first term R{g_l}^T h_{l-1}: R{g_l} viewed (n x K*dout) gives all
      * K blocks (K*dout x din) in one GEMM. */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K * dout, din, n, 1.0f, rg, K * dout, hin,
-                din, 0.0f, hw, din);
+    blpo_cpu_sgemm_mt(BLPO_GEMM_T, BLPO_GEMM_N, K * dout, din, n, rg, K * dout, hin, din, 0, hw,
+                      din);
     /* Second term g_l^T R{h_{l-1}}: one GEMM gives (dout, K, din); the
      * direction index sits in the middle, so add it in permuted. */
     if (rhin) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dout, K * din, n, 1.0f, g, dout, rhin,
-                  K * din, 0.0f, tmp, K * din);
+      blpo_cpu_sgemm_mt(BLPO_GEMM_T, BLPO_GEMM_N, dout, K * din, n, g, dout, rhin, K * din, 0, tmp,
+                        K * din);
 #pragma omp parallel for schedule(static)
       for (int k = 0; k < K; k++)
         for (int o = 0; o < dout; o++) {
@@ -234,8 +235,7 @@ static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, 
       break;
 
     /* R{g_l} W_l over all n*K stacked rows -> (n, K, din). */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n * K, din, dout, 1.0f, rg, dout, W, din,
-                0.0f, rgo, din);
+    blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_N, n * K, din, dout, rg, dout, W, din, 0, rgo, din);
     /* g_l U_l for all k: repack U_l from (K, dout, din) to (dout, K, din) so
      * (n x dout)(dout x K*din) lands as (n, K, din). */
 #pragma omp parallel for schedule(static)
@@ -243,11 +243,10 @@ static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, 
       for (int k = 0; k < K; k++)
         memcpy(tmp + ((size_t)o * K + k) * din, uw + ((size_t)k * dout + o) * din,
                sizeof(float) * din);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, K * din, dout, 1.0f, g, dout, tmp,
-                K * din, 1.0f, rgo, K * din);
+    blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_N, n, K * din, dout, g, dout, tmp, K * din, 1, rgo,
+                      K * din);
     /* q = g_l W_l (the first-order backward before phi'). */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, din, dout, 1.0f, g, dout, W, din,
-                0.0f, q, din);
+    blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_N, n, din, dout, g, dout, W, din, 0, q, din);
     /* R{g_{l-1}} = (...) phi'(z) + q phi''(z) R{z}, g_{l-1} = q phi'(z). For tanh
      * phi''(z) R{z} = -2h(1-h^2) R{z} = -2h R{h}, so R{z} is never needed; relu
      * has phi'' = 0. */

@@ -1,3 +1,9 @@
+# The CPU SGEMM, bit for bit against a naive loop on every kernel this CPU has.
+blpo_test_exe(test_gemm)
+target_include_directories(test_gemm PRIVATE ${CMAKE_SOURCE_DIR}/src)
+add_test(NAME gemm_cpu COMMAND test_gemm)
+set_tests_properties(gemm_cpu PROPERTIES LABELS "cpu;derivatives")
+
 blpo_test_exe(test_grad)
 add_test(NAME grad_cpu COMMAND test_grad)
 set_tests_properties(grad_cpu PROPERTIES LABELS "cpu;derivatives")
