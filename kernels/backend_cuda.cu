@@ -15,14 +15,27 @@
 #include "blpo/gae.h"
 #include "blpo/heads.h"
 #include "blpo/optim.h"
+#include "blpo/permute.h"
+#include "blpo/policy.h"
 #include "blpo/ppo_loss.h"
 #include "blpo/rng.h"
 #include "cuda_ops.h"
 
 // ---- errors ------------------------------------------------------------------
 
+blpo_cuda_capture_state blpo_cuda_capture = {0, 0, {0}};
+
 void blpo_cuda_fail(const char *lib, const char *call, const char *err, const char *file,
                     int line) {
+  if (blpo_cuda_capture.active) {
+    // Inside a graph capture nothing has run: remember the first failure
+    // (capture_end reports it and the trainer runs the work directly).
+    if (!blpo_cuda_capture.failed)
+      snprintf(blpo_cuda_capture.first, sizeof(blpo_cuda_capture.first),
+               "%s error %s in %s at %s:%d", lib, err, call, file, line);
+    blpo_cuda_capture.failed = 1;
+    return;
+  }
   fprintf(stderr, "blpo-gpu: %s error %s in %s at %s:%d\n", lib, err, call, file, line);
   fflush(stderr);
   exit(4);
@@ -264,50 +277,22 @@ void cuda_reward_norm(blpo_backend *be, const blpo_dims *d, float *stats, float 
 __global__ void policy_sample_kernel(blpo_dims d, size_t np, size_t num_mlp,
                                      const float *__restrict__ actor_params,
                                      const float *__restrict__ head, size_t head_stride,
-                                     uint64_t counter, float *__restrict__ actions,
+                                     blpo_counter ctr, float *__restrict__ actions,
                                      float *__restrict__ logp) {
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)d.P * d.N)
     return;
-  const int Y = d.head_dim, A = d.act_dim;
+  const uint64_t counter = (uint64_t)blpo_counter_at(ctr, blpo_clock_read(ctr.clock));
   const int p = (int)(e / d.N), i = (int)(e % d.N);
   const float *log_std = actor_params + (size_t)p * np + num_mlp;
-  blpo_key key = blpo_make_key(d.seed + (uint64_t)p, BLPO_STREAM_ACTION, (uint32_t)i);
-  uint32_t r[4];
-  blpo_rand4(key, (uint32_t)(counter >> 32), (uint32_t)counter, r);
-  const float *z = head + (size_t)p * head_stride + (size_t)i * Y;
-  float *act = actions + e * A;
-  if (d.discrete) {
-    int a = blpo_cat_sample(z, d.num_actions, blpo_u01(r[0]));
-    act[0] = (float)a;
-    float lp;
-    blpo_cat_stats(z, d.num_actions, a, &lp, NULL, NULL);
-    logp[e] = lp;
-  } else {
-    float av[BLPO_ENV_MAX_ACT];
-    for (int j = 0; j < A; j++) {
-      // one Philox block gives two normals; A <= 2 per block (as the CPU)
-      uint32_t rr[4];
-      if (j == 0) {
-        rr[0] = r[0];
-        rr[1] = r[1];
-        rr[2] = r[2];
-        rr[3] = r[3];
-      } else {
-        blpo_rand4(key, (uint32_t)(counter >> 32) ^ (0x80000000u | (uint32_t)j), (uint32_t)counter,
-                   rr);
-      }
-      float eps = blpo_std_normal(blpo_u01_open0(rr[0]), blpo_u01(rr[1]));
-      av[j] = z[j] + expf(log_std[j]) * eps;
-      act[j] = av[j];
-    }
-    logp[e] = blpo_gauss_logp(z, log_std, av, A);
-  }
+  const float *z = head + (size_t)p * head_stride + (size_t)i * d.head_dim;
+  logp[e] = blpo_policy_draw(d.discrete, d.num_actions, d.act_dim, z, log_std,
+                             blpo_action_key(d.seed, p, i), counter, actions + e * d.act_dim);
 }
 
 void cuda_policy_sample(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                         const float *actor_params, const float *head, size_t head_stride,
-                        uint64_t counter, float *actions, float *logp) {
+                        blpo_counter counter, float *actions, float *logp) {
   size_t cnt = (size_t)d->P * d->N;
   if (!cnt)
     return;
@@ -418,6 +403,82 @@ void cuda_copy_blocks(blpo_backend *be, int P, size_t count, float *dst, size_t 
   copy_blocks_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(P, count, dst, dst_stride,
                                                                           src, src_stride);
   cudaCheckLaunch("copy_blocks_kernel");
+}
+
+// One thread per (agent p, position i < T*N): idx (P, T*N), as
+// cpu_shuffle_samples (src/backend_cpu.c); the counter read from the clock.
+__global__ void shuffle_samples_kernel(int P, int N, int T, uint64_t seed, blpo_counter ctr,
+                                       int32_t *__restrict__ idx) {
+  const size_t TN = (size_t)T * N;
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * TN)
+    return;
+  const int p = (int)(e / TN);
+  const uint32_t c = (uint32_t)blpo_counter_at(ctr, blpo_clock_read(ctr.clock));
+  blpo_perm pm = blpo_perm_make(blpo_samples_key(seed, p), c, (uint32_t)TN);
+  idx[e] = blpo_sample_row(&pm, P, N, p, (uint32_t)(e % TN));
+}
+
+void cuda_shuffle_samples(blpo_backend *be, const blpo_dims *d, blpo_counter counter,
+                          int32_t *idx) {
+  size_t cnt = (size_t)d->P * d->T * d->N;
+  if (!cnt)
+    return;
+  shuffle_samples_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(
+      d->P, d->N, d->T, d->seed, counter, idx);
+  cudaCheckLaunch("shuffle_samples_kernel");
+}
+
+// One thread per (agent p, env slot < N) of the trajectory minibatches: rows
+// (P, T*N), last (P, N), as cpu_shuffle_trajectories.
+__global__ void shuffle_trajectories_kernel(int P, int N, int T, int m, uint64_t seed,
+                                            blpo_counter ctr, int32_t *__restrict__ rows,
+                                            int32_t *__restrict__ last) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * N)
+    return;
+  const int p = (int)(e / N), slot = (int)(e % N);
+  const int mb = slot / m, j = slot % m;
+  const uint32_t c = (uint32_t)blpo_counter_at(ctr, blpo_clock_read(ctr.clock));
+  blpo_perm pm = blpo_perm_make(blpo_trajectories_key(seed, p), c, (uint32_t)N);
+  const int env = (int)blpo_perm_at(&pm, (uint32_t)slot);
+  const size_t TN = (size_t)T * N;
+  for (int t = 0; t < T; t++)
+    rows[(size_t)p * TN + (size_t)mb * T * m + (size_t)t * m + j] =
+        (int32_t)(((int64_t)t * P + p) * N + env);
+  last[(size_t)p * N + slot] = (int32_t)(((int64_t)T * P + p) * N + env);
+}
+
+void cuda_shuffle_trajectories(blpo_backend *be, const blpo_dims *d, int m, blpo_counter counter,
+                               int32_t *rows, int32_t *last) {
+  size_t cnt = (size_t)d->P * d->N;
+  if (!cnt || m <= 0)
+    return;
+  shuffle_trajectories_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(
+      d->P, d->N, d->T, m, d->seed, counter, rows, last);
+  cudaCheckLaunch("shuffle_trajectories_kernel");
+}
+
+// One thread per (agent p, draw i < k): idx (P, k), as cpu_sketch_indices.
+__global__ void sketch_indices_kernel(int P, uint64_t seed, uint32_t np, int k, blpo_counter ctr,
+                                      int32_t *__restrict__ idx) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (size_t)P * k)
+    return;
+  const int p = (int)(e / k);
+  const uint32_t c = (uint32_t)blpo_counter_at(ctr, blpo_clock_read(ctr.clock));
+  blpo_perm pm = blpo_perm_make(blpo_sketch_key(seed, p), c, np);
+  idx[e] = (int32_t)blpo_perm_at(&pm, (uint32_t)(e % k));
+}
+
+void cuda_sketch_indices(blpo_backend *be, const blpo_dims *d, size_t np, int k,
+                         blpo_counter counter, int32_t *idx) {
+  size_t cnt = (size_t)d->P * (size_t)(k > 0 ? k : 0);
+  if (!cnt)
+    return;
+  sketch_indices_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(
+      d->P, d->seed, (uint32_t)np, k, counter, idx);
+  cudaCheckLaunch("sketch_indices_kernel");
 }
 
 // reward, trunc (count = P*N); value (P, agent stride value_stride_agent, N floats).
@@ -596,11 +657,16 @@ void cuda_clip_scale(blpo_backend *be, int P, const float *sa, const float *sc, 
   cudaCheckLaunch("clip_scale_kernel");
 }
 
-// params, grad, m, v (P,count); scale (P) or NULL.
+// params, grad, m, v (P,count); scale (P) or NULL. The step constants are
+// resolved from the clock once per block.
 __global__ void adam_kernel(int P, size_t count, float *__restrict__ params,
                             const float *__restrict__ grad, float *__restrict__ m,
                             float *__restrict__ v, const float *__restrict__ scale,
-                            blpo_adam_step_params sp) {
+                            blpo_adam_sched sched) {
+  __shared__ blpo_adam_step_params sp;
+  if (threadIdx.x == 0)
+    sp = blpo_adam_resolve(sched, blpo_clock_read(sched.step.clock));
+  __syncthreads();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * count)
     return;
@@ -609,12 +675,12 @@ __global__ void adam_kernel(int P, size_t count, float *__restrict__ params,
 }
 
 void cuda_adam(blpo_backend *be, int P, size_t count, float *params, const float *grad, float *m,
-               float *v, const float *scale, blpo_adam_step_params sp) {
+               float *v, const float *scale, blpo_adam_sched sched) {
   if (P <= 0 || !count)
     return;
   size_t cnt = (size_t)P * count;
   adam_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(P, count, params, grad, m, v,
-                                                                   scale, sp);
+                                                                   scale, sched);
   cudaCheckLaunch("adam_kernel");
 }
 
@@ -629,6 +695,8 @@ void cuda_destroy(blpo_backend *be) {
     blpo_cuda_free_solver(impl);
     cusolverCheck(cusolverDnDestroy(impl->cusolver));
     cublasCheck(cublasDestroy(impl->cublas));
+    if (impl->cublas_ws)
+      cudaCheck(cudaFree(impl->cublas_ws));
     cudaCheck(cudaStreamDestroy(impl->stream));
     free(impl);
   }
@@ -721,6 +789,9 @@ extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
   be->gae = cuda_gae;
   be->gather_rows = cuda_gather_rows;
   be->copy_blocks = cuda_copy_blocks;
+  be->shuffle_samples = cuda_shuffle_samples;
+  be->shuffle_trajectories = cuda_shuffle_trajectories;
+  be->sketch_indices = cuda_sketch_indices;
   be->bootstrap_truncated = cuda_bootstrap_truncated;
   be->ppo_loss = cuda_ppo_loss;
   be->sumsq = cuda_sumsq;
@@ -728,5 +799,7 @@ extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
   be->adam = cuda_adam;
   be->destroy = cuda_destroy;
   blpo_cuda_install_second_order(be);
+  blpo_cuda_install_graph(be); // capture_begin/_end, graph_launch/_free/_count, precision
+  blpo_cuda_install_rollout_fused(be);
   return be;
 }

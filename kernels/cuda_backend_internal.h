@@ -35,6 +35,15 @@ const char *blpo_cusolver_status_name(cusolverStatus_t s);
     if (s_ != CUSOLVER_STATUS_SUCCESS)                                                             \
       blpo_cuda_fail("cuSOLVER", #call, blpo_cusolver_status_name(s_), __FILE__, __LINE__);        \
   } while (0)
+// While a graph capture is active (kernels/graph_cuda.cu) a failing call does
+// not exit: nothing has run yet, so the first failure is kept here, the
+// capture is discarded, and the trainer runs the iteration directly.
+typedef struct {
+  int active, failed;
+  char first[256];
+} blpo_cuda_capture_state;
+extern blpo_cuda_capture_state blpo_cuda_capture;
+
 // After every kernel launch.
 #define cudaCheckLaunch(name) cudaCheck(cudaPeekAtLastError())
 
@@ -45,6 +54,9 @@ typedef struct {
   // Second-order solver workspaces, sized by reserve_solver
   // (kernels/backend_cuda_second_order.cu owns them).
   void *solver;
+  // cuBLAS's own workspace, set explicitly so that a captured GEMM never
+  // allocates (kernels/graph_cuda.cu).
+  void *cublas_ws;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
@@ -62,5 +74,13 @@ static inline unsigned blpo_cuda_blocks(size_t count, int threads) {
 // what reserve_solver allocated when called with be->impl's solver on destroy.
 void blpo_cuda_install_second_order(blpo_backend *be);
 void blpo_cuda_free_solver(blpo_cuda_impl *impl);
+
+// Installs the optional replay and precision operations (capture_begin,
+// capture_end, graph_launch, graph_free, graph_count, set_gemm_precision);
+// kernels/graph_cuda.cu. Also sets the cuBLAS workspace.
+void blpo_cuda_install_graph(blpo_backend *be);
+
+// Installs rollout_fused_supported and rollout_fused (kernels/rollout_fused_cuda.cu).
+void blpo_cuda_install_rollout_fused(blpo_backend *be);
 
 #endif

@@ -11,6 +11,8 @@
 #include "blpo/backend.h"
 #include "blpo/gae.h"
 #include "blpo/heads.h"
+#include "blpo/permute.h"
+#include "blpo/policy.h"
 #include "blpo/ppo_loss.h"
 #include "blpo/rng.h"
 #include "cpu_backend_internal.h"
@@ -338,37 +340,18 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
 
 static void cpu_policy_sample(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                               const float *actor_params, const float *head, size_t head_stride,
-                              uint64_t counter, float *actions, float *logp) {
+                              blpo_counter ctr, float *actions, float *logp) {
   (void)be;
   int Y = d->head_dim, A = d->act_dim;
+  uint64_t counter = (uint64_t)blpo_counter_at(ctr, blpo_clock_read(ctr.clock));
   for (int p = 0; p < d->P; p++) {
     const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
 #pragma omp parallel for schedule(static) if (d->N >= 512)
     for (int i = 0; i < d->N; i++) {
       size_t e = (size_t)p * d->N + i;
-      blpo_key key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_ACTION, (uint32_t)i);
-      uint32_t r[4];
-      blpo_rand4(key, (uint32_t)(counter >> 32), (uint32_t)counter, r);
-      const float *z = head + p * head_stride + (size_t)i * Y;
-      float *act = actions + e * A;
-      if (d->discrete) {
-        int a = blpo_cat_sample(z, d->num_actions, blpo_u01(r[0]));
-        act[0] = (float)a;
-        blpo_cat_stats(z, d->num_actions, a, &logp[e], NULL, NULL);
-      } else {
-        for (int j = 0; j < A; j++) {
-          /* one Philox block gives two normals; A <= 2 per block */
-          uint32_t rr[4];
-          if (j == 0)
-            memcpy(rr, r, sizeof(rr));
-          else
-            blpo_rand4(key, (uint32_t)(counter >> 32) ^ (0x80000000u | (uint32_t)j),
-                       (uint32_t)counter, rr);
-          float eps = blpo_std_normal(blpo_u01_open0(rr[0]), blpo_u01(rr[1]));
-          act[j] = z[j] + expf(log_std[j]) * eps;
-        }
-        logp[e] = blpo_gauss_logp(z, log_std, act, A);
-      }
+      logp[e] =
+          blpo_policy_draw(d->discrete, d->num_actions, A, head + p * head_stride + (size_t)i * Y,
+                           log_std, blpo_action_key(d->seed, p, i), counter, actions + e * A);
     }
   }
 }
@@ -426,6 +409,51 @@ static void cpu_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t 
           o[(size_t)i * width + c] = r[c];
       }
     }
+  }
+}
+
+static void cpu_shuffle_samples(blpo_backend *be, const blpo_dims *d, blpo_counter counter,
+                                int32_t *idx) {
+  (void)be;
+  uint32_t ctr = (uint32_t)blpo_counter_at(counter, blpo_clock_read(counter.clock));
+  int64_t total = (int64_t)d->T * d->N;
+  for (int p = 0; p < d->P; p++) {
+    blpo_perm pm = blpo_perm_make(blpo_samples_key(d->seed, p), ctr, (uint32_t)total);
+    int32_t *o = idx + (size_t)p * total;
+#pragma omp parallel for schedule(static) if (total >= 8192)
+    for (int64_t i = 0; i < total; i++)
+      o[i] = blpo_sample_row(&pm, d->P, d->N, p, (uint32_t)i);
+  }
+}
+
+static void cpu_shuffle_trajectories(blpo_backend *be, const blpo_dims *d, int m,
+                                     blpo_counter counter, int32_t *rows, int32_t *last) {
+  (void)be;
+  uint32_t ctr = (uint32_t)blpo_counter_at(counter, blpo_clock_read(counter.clock));
+  int P = d->P, N = d->N, T = d->T;
+  size_t TN = (size_t)T * N;
+  for (int p = 0; p < P; p++) {
+    blpo_perm pm = blpo_perm_make(blpo_trajectories_key(d->seed, p), ctr, (uint32_t)N);
+#pragma omp parallel for schedule(static) if (N >= 1024)
+    for (int slot = 0; slot < N; slot++) {
+      int mb = slot / m, j = slot % m;
+      int env = (int)blpo_perm_at(&pm, (uint32_t)slot);
+      for (int t = 0; t < T; t++)
+        rows[(size_t)p * TN + (size_t)mb * T * m + (size_t)t * m + j] =
+            (int32_t)(((int64_t)t * P + p) * N + env);
+      last[(size_t)p * N + slot] = (int32_t)(((int64_t)T * P + p) * N + env);
+    }
+  }
+}
+
+static void cpu_sketch_indices(blpo_backend *be, const blpo_dims *d, size_t np, int k,
+                               blpo_counter counter, int32_t *idx) {
+  (void)be;
+  uint32_t ctr = (uint32_t)blpo_counter_at(counter, blpo_clock_read(counter.clock));
+  for (int p = 0; p < d->P; p++) {
+    blpo_perm pm = blpo_perm_make(blpo_sketch_key(d->seed, p), ctr, (uint32_t)np);
+    for (int i = 0; i < k; i++)
+      idx[(size_t)p * k + i] = (int32_t)blpo_perm_at(&pm, (uint32_t)i);
   }
 }
 
@@ -590,8 +618,9 @@ static void adam_span(float *params, const float *grad, float *m, float *v, floa
 }
 
 static void cpu_adam(blpo_backend *be, int P, size_t count, float *params, const float *grad,
-                     float *m, float *v, const float *scale, blpo_adam_step_params sp) {
+                     float *m, float *v, const float *scale, blpo_adam_sched sched) {
   (void)be;
+  blpo_adam_step_params sp = blpo_adam_resolve(sched, blpo_clock_read(sched.step.clock));
   size_t spans = (count + SPAN - 1) / SPAN;
   for (int p = 0; p < P; p++) {
     size_t o = (size_t)p * count;
@@ -643,6 +672,9 @@ blpo_backend *blpo_backend_cpu_create(int threads) {
   be->gae = cpu_gae;
   be->gather_rows = cpu_gather_rows;
   be->copy_blocks = cpu_copy_blocks;
+  be->shuffle_samples = cpu_shuffle_samples;
+  be->shuffle_trajectories = cpu_shuffle_trajectories;
+  be->sketch_indices = cpu_sketch_indices;
   be->bootstrap_truncated = cpu_bootstrap_truncated;
   be->ppo_loss = cpu_ppo_loss;
   be->sumsq = cpu_sumsq;
@@ -650,5 +682,6 @@ blpo_backend *blpo_backend_cpu_create(int threads) {
   be->adam = cpu_adam;
   be->destroy = cpu_destroy;
   blpo_cpu_register_blpo_ops(be);
+  blpo_cpu_install_rollout_fused(be);
   return be;
 }

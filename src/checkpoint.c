@@ -29,6 +29,10 @@ uint64_t blpo_config_hash(const blpo_config *c) {
   k.threads = d.threads;
   k.checkpoint_every = d.checkpoint_every;
   k.debug_nan_iteration = d.debug_nan_iteration;
+  k.cuda_graph = d.cuda_graph;
+  k.precision = d.precision;
+  k.fused_rollout = d.fused_rollout;
+  k.debug_emulate_replay = d.debug_emulate_replay;
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);

@@ -11,6 +11,7 @@
 static const char *const algo_names[] = {"ppo", "nested", "blpo", NULL};
 static const char *const hg_names[] = {"nystrom", "cg", "exact", NULL};
 static const char *const act_names[] = {"tanh", "relu", NULL};
+static const char *const precision_names[] = {"fp32", "tf32", NULL};
 
 /* 2^53: every integer up to here is exact in the double bounds. */
 #define I53 9007199254740992.0
@@ -55,6 +56,22 @@ const blpo_config_key blpo_config_keys[] = {
      "0",
      "Testing hook: after this iteration, poison the critic with NaN so the next one faults; "
      "0 = off."},
+    {"run.cuda_graph", BLPO_KEY_BOOL, FIELD(cuda_graph), 0, 0, 0, 0, 0, 0, NULL, "true",
+     "CUDA backend: record the second iteration as a CUDA graph and replay it for every later "
+     "one (one launch per iteration instead of thousands; same results). Off in profile and "
+     "check mode; if the capture fails the run says why and launches kernel by kernel. No "
+     "effect on the CPU."},
+    {"run.precision", BLPO_KEY_ENUM, FIELD(precision), 0, 0, 0, 0, 0, 0, precision_names, "fp32",
+     "GEMM precision on the CUDA backend: fp32, or tf32 (tensor cores, 10-bit mantissa "
+     "inputs, fp32 accumulation). The CPU always computes in fp32."},
+    {"run.fused_rollout", BLPO_KEY_TRISTATE, FIELD(fused_rollout), 0, 0, 0, 0, 0, 0, NULL, "auto",
+     "One kernel per rollout step (actor and critic forward, sampling, env step) instead of "
+     "separate GEMM, sampling and env launches; auto = when both networks fit (hidden widths "
+     "<= 128, parameters in shared memory). Both backends."},
+    {"run.debug_emulate_replay", BLPO_KEY_BOOL, FIELD(debug_emulate_replay), 0, 0, 0, 0, 0, 0, NULL,
+     "false",
+     "Testing hook: run every iteration after the first with the trainer's host state frozen "
+     "as a graph replay would (any backend)."},
 
     /* algo */
     {"algo.name", BLPO_KEY_ENUM, FIELD(algo), 0, 0, 0, 0, 0, 0, algo_names, "ppo",

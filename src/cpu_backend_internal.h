@@ -38,6 +38,8 @@ typedef struct {
 #endif
 
 int blpo_cpu_register_blpo_ops(blpo_backend *be);
+/* rollout_fused_supported and rollout_fused (src/cpu_rollout_fused.c). */
+void blpo_cpu_install_rollout_fused(blpo_backend *be);
 void blpo_cpu_free_solver(blpo_cpu_impl *impl);
 
 #endif

@@ -43,6 +43,9 @@ static blpo_backend *pick_backend(const blpo_cli *cli, const blpo_config *cfg, i
 #endif
   if (cli->device == BLPO_DEVICE_AUTO && !quiet)
     fprintf(stderr, "blpo-gpu: running on the CPU (%s)\n", why);
+  if (cfg->precision == BLPO_PREC_TF32 && !quiet)
+    fprintf(stderr, "blpo-gpu: run.precision tf32 applies to the CUDA backend's GEMMs; the CPU "
+                    "computes in fp32\n");
   blpo_backend *be = blpo_backend_cpu_create(cfg->threads);
   if (!be)
     fprintf(stderr, "blpo-gpu: out of host memory creating the CPU backend\n");

@@ -400,8 +400,18 @@ int blpo_run(const blpo_config *cfg, const blpo_run_opts *o, blpo_backend *be) {
   double t0 = now_s(), last_print = t0;
   int64_t last_ckpt = o->resume ? it0 : -1;
   int stopped = 0, fault = 0;
+  int replay_said = 0;
   for (int64_t it = it0; it < iters; it++) {
     blpo_trainer_iterate(tr, m);
+    if (!replay_said && blpo_trainer_replaying(tr)) {
+      size_t nodes = 0, kernels = blpo_trainer_graph_kernels(tr, &nodes);
+      if (!o->quiet)
+        fprintf(stderr,
+                "%sblpo-gpu: CUDA graph: iteration captured (%zu kernels, %zu nodes), replayed "
+                "from iteration %lld on\n",
+                tty ? "\r\033[K" : "", kernels, nodes, (long long)(it + 1));
+      replay_said = 1;
+    }
     double t = now_s(), wall = wall0 + (t - t0);
     double sps = t > t0 ? (double)(it + 1 - it0) * spi * P / (t - t0) : 0.0;
     write_metrics_rows(csv, cfg, m, sps, wall);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blpo/fused_rollout.h"
 #include "blpo/rng.h"
 #include "trainer_internal.h"
 #ifdef BLPO_WITH_CUDA
@@ -73,6 +74,87 @@ static void *be_alloc(blpo_trainer *tr, size_t bytes, int *fail) {
   return p;
 }
 
+/* max |a - b| relative to max |b| over n host floats (NaN where either is). */
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t k = 0; k < n; k++) {
+    if (isnan(a[k]) || isnan(b[k]))
+      return INFINITY;
+    num = fmax(num, fabs((double)a[k] - b[k]));
+    den = fmax(den, fabs((double)b[k]));
+  }
+  return den > 0 ? num / den : num;
+}
+
+/* Before a run uses the fused rollout step on its own choice (auto), one
+ * step of it from the fresh episodes, on copies, against the separate ops:
+ * values and log-probs within 1e-4, the same actions (up to one in a
+ * thousand: near-ties may round either way), else the run keeps the
+ * separate ops. A guard against a device on which the kernel was never
+ * checked; the tests (test_gpu_ops) are the proof. 1 if it agrees (or the
+ * check could not be set up), 0 with the reason in why. */
+static int fused_self_check(blpo_trainer *tr, char *why, size_t why_len) {
+  blpo_backend *be = tr->be;
+  blpo_dims d = tr->d;
+  d.T = 1;
+  size_t PN = (size_t)d.P * d.N, O = (size_t)d.obs_dim, A = (size_t)d.act_dim;
+  size_t sb = PN * sizeof(blpo_env_state), F = sizeof(float);
+  /* two sets: [states | obs (2,P,N,O) | act | logp | val | rew | done | eret] */
+  size_t per = PN * (2 * O + A + 5);
+  blpo_env_state *st[2] = {be->alloc(be, sb), be->alloc(be, sb)};
+  float *buf[2] = {be->alloc(be, per * F), be->alloc(be, per * F)};
+  float *h[2] = {malloc(per * F), malloc(per * F)};
+  int ok = 1;
+  if (st[0] && st[1] && buf[0] && buf[1] && h[0] && h[1]) {
+    float *o[2], *a[2], *lp[2], *v[2], *r[2], *dn[2], *er[2];
+    for (int k = 0; k < 2; k++) {
+      be->copy_blocks(be, 1, sb / F, (float *)st[k], 0, (const float *)tr->env_states, 0);
+      o[k] = buf[k];
+      be->copy_blocks(be, 1, PN * O, o[k], 0, tr->roll_obs, 0);
+      a[k] = o[k] + 2 * PN * O;
+      lp[k] = a[k] + PN * A;
+      v[k] = lp[k] + PN;
+      r[k] = v[k] + PN;
+      dn[k] = r[k] + PN;
+      er[k] = dn[k] + PN;
+    }
+    blpo_counter c0 = {NULL, 0, 0};
+    be->rollout_fused(be, &d, &tr->actor, tr->actor_params, &tr->critic, tr->critic_params, 0, 1,
+                      c0, st[0], o[0], a[0], lp[0], v[0], r[0], dn[0], er[0], NULL, NULL);
+    size_t a_stride = (size_t)d.N * tr->actor.act_floats_per_row;
+    size_t c_stride = (size_t)d.N * tr->critic.act_floats_per_row;
+    be->mlp_forward(be, &tr->actor, d.P, tr->actor_params, o[1], d.N, tr->actor_acts);
+    be->mlp_forward(be, &tr->critic, d.P, tr->critic_params, o[1], d.N, tr->critic_acts);
+    be->copy_blocks(be, d.P, d.N, v[1], d.N, blpo_head_of(&tr->critic, tr->critic_acts, d.N),
+                    c_stride);
+    be->policy_sample(be, &d, &tr->actor, tr->actor_params,
+                      blpo_head_of(&tr->actor, tr->actor_acts, d.N), a_stride, c0, a[1], lp[1]);
+    be->env_step(be, &d, st[1], a[1], o[1] + PN * O, r[1], dn[1], er[1], NULL, NULL);
+    be->download(be, h[0], buf[0], per * F);
+    be->download(be, h[1], buf[1], per * F);
+    size_t ia = 2 * PN * O, ilp = ia + PN * A, iv = ilp + PN;
+    double ev = max_rel_diff(h[0] + iv, h[1] + iv, PN);
+    double el = max_rel_diff(h[0] + ilp, h[1] + ilp, PN);
+    size_t differ = 0;
+    for (size_t k = 0; k < PN * A; k++)
+      differ += d.discrete ? h[0][ia + k] != h[1][ia + k]
+                           : fabs(h[0][ia + k] - h[1][ia + k]) > 1e-4 * (1 + fabs(h[1][ia + k]));
+    if (ev > 1e-4 || el > 1e-4 || differ > PN / 1000) {
+      snprintf(why, why_len, "value error %.2g, log-prob error %.2g, %zu of %zu actions differ", ev,
+               el, differ, PN * A);
+      ok = 0;
+    }
+  }
+  for (int k = 0; k < 2; k++) {
+    if (st[k])
+      be->release(be, st[k]);
+    if (buf[k])
+      be->release(be, buf[k]);
+    free(h[k]);
+  }
+  return ok;
+}
+
 blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char *err,
                                   size_t errlen) {
   blpo_trainer *tr = calloc(1, sizeof(*tr));
@@ -83,6 +165,9 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   tr->cfg = *cfg;
   tr->be = be;
   tr->phase_cur = -1;
+  tr->graph_on = cfg->cuda_graph;
+  if (be->set_gemm_precision)
+    be->set_gemm_precision(be, cfg->precision == BLPO_PREC_TF32);
   int env_id = blpo_env_from_name(cfg->env_id);
   const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
   blpo_dims *d = &tr->d;
@@ -105,6 +190,17 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
                       cfg->activation, d->discrete ? 0 : d->act_dim);
   blpo_mlp_init_shape(&tr->critic, d->obs_dim, cfg->critic_hidden, cfg->critic_num_hidden, 1,
                       cfg->activation, 0);
+  int fused_ok = be->rollout_fused_supported && be->rollout_fused
+                     ? be->rollout_fused_supported(be, &tr->actor, &tr->critic)
+                     : 0;
+  tr->fused = cfg->fused_rollout == BLPO_TRI_ON     ? fused_ok >= 1
+              : cfg->fused_rollout == BLPO_TRI_AUTO ? fused_ok == 2
+                                                    : 0;
+  if (cfg->fused_rollout == BLPO_TRI_ON && !fused_ok)
+    fprintf(stderr,
+            "blpo-gpu: run.fused_rollout: the %s backend cannot run these networks as one "
+            "kernel (hidden widths <= %d); using the separate ops\n",
+            be->name, BLPO_FUSED_MAX_WIDTH);
 
   int P = d->P, N = d->N, T = d->T, O = d->obs_dim, A = d->act_dim, Y = d->head_dim;
   size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
@@ -147,6 +243,7 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   tr->scratch = be_alloc(tr, P * 2 * W * maxw * F, &f);
   size_t n = (size_t)tr->mb_rows;
   tr->idx = be_alloc(tr, (size_t)P * T * N * sizeof(int32_t), &f);
+  tr->clock = be_alloc(tr, sizeof(int64_t), &f);
   tr->mb_obs = be_alloc(tr, P * n * O * F, &f);
   tr->mb_act = be_alloc(tr, P * n * A * F, &f);
   tr->mb_logp = be_alloc(tr, P * n * F, &f);
@@ -159,14 +256,12 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   tr->sumsq_c = be_alloc(tr, (size_t)P * F, &f);
   tr->scale = be_alloc(tr, (size_t)P * F, &f);
   tr->stats = be_alloc(tr, (size_t)P * BLPO_STAT_COUNT * F, &f);
-  tr->h_idx = malloc((size_t)P * T * N * sizeof(int32_t));
   tr->h_eret = malloc(TPN * F);
   tr->h_stats = malloc((size_t)P * BLPO_STAT_COUNT * F);
   tr->recent = calloc((size_t)P * BLPO_RECENT_EPISODES, F);
   tr->recent_n = calloc((size_t)P, sizeof(int));
   tr->recent_head = calloc((size_t)P, sizeof(int));
-  if (f || !tr->h_idx || !tr->h_eret || !tr->h_stats || !tr->recent || !tr->recent_n ||
-      !tr->recent_head) {
+  if (f || !tr->h_eret || !tr->h_stats || !tr->recent || !tr->recent_n || !tr->recent_head) {
     size_t need =
         (P * (Na + Nc) * 4 + (TPN + PN) * O + TPN * (A + 7) +
          P * W * (tr->actor.act_floats_per_row + tr->critic.act_floats_per_row + 2 * maxw) +
@@ -222,6 +317,16 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   be->env_reset(be, d, tr->env_states, tr->roll_obs);
   if (tr->normalize_obs)
     be->obs_norm(be, d, tr->obs_stats, tr->roll_obs, 1);
+  if (tr->fused && !fused_self_check(tr, err, errlen)) {
+    /* auto: the separate ops; on (the user asked for it): a warning only */
+    int keep = cfg->fused_rollout == BLPO_TRI_ON;
+    fprintf(stderr,
+            "blpo-gpu: the fused rollout step disagrees with the separate ops on the %s "
+            "backend (%s); %s\n",
+            be->name, err, keep ? "using it as run.fused_rollout asks" : "using the separate ops");
+    err[0] = 0;
+    tr->fused = keep;
+  }
   return tr;
 }
 
@@ -236,7 +341,9 @@ float *blpo_head_of(const blpo_mlp *m, float *acts, int rows) {
   return acts + blpo_mlp_act_offset(m, m->num_layers, rows);
 }
 
-static void rollout(blpo_trainer *tr) {
+/* Step t of the rollout with the separate ops: both forward passes, the
+ * value copy, the action draw and the env step. */
+static void rollout_step_separate(blpo_trainer *tr, int t) {
   blpo_backend *be = tr->be;
   const blpo_dims *d = &tr->d;
   int P = d->P, N = d->N, O = d->obs_dim, A = d->act_dim;
@@ -245,27 +352,63 @@ static void rollout(blpo_trainer *tr) {
   size_t c_stride = (size_t)N * tr->critic.act_floats_per_row;
   float *a_head = blpo_head_of(&tr->actor, tr->actor_acts, N);
   float *c_head = blpo_head_of(&tr->critic, tr->critic_acts, N);
-  for (int t = 0; t < d->T; t++) {
-    float *obs_t = tr->roll_obs + (size_t)t * PN * O;
-    be->mlp_forward(be, &tr->actor, P, tr->actor_params, obs_t, N, tr->actor_acts);
-    be->mlp_forward(be, &tr->critic, P, tr->critic_params, obs_t, N, tr->critic_acts);
-    be->copy_blocks(be, P, N, tr->roll_val + t * PN, N, c_head, c_stride);
-    uint64_t counter = (uint64_t)tr->iter * d->T + t;
-    be->policy_sample(be, d, &tr->actor, tr->actor_params, a_head, a_stride, counter,
-                      tr->roll_act + t * PN * A, tr->roll_logp + t * PN);
-    float *obs_next = tr->roll_obs + (size_t)(t + 1) * PN * O;
-    float *rew = tr->roll_rew + t * PN, *done = tr->roll_done + t * PN;
-    be->env_step(be, d, tr->env_states, tr->roll_act + t * PN * A, obs_next, rew, done,
-                 tr->roll_eret + t * PN, tr->final_obs, tr->trunc);
-    if (tr->normalize_obs)
-      be->obs_norm(be, d, tr->obs_stats, obs_next, 1);
+  float *obs_t = tr->roll_obs + (size_t)t * PN * O;
+  be->mlp_forward(be, &tr->actor, P, tr->actor_params, obs_t, N, tr->actor_acts);
+  be->mlp_forward(be, &tr->critic, P, tr->critic_params, obs_t, N, tr->critic_acts);
+  be->copy_blocks(be, P, N, tr->roll_val + t * PN, N, c_head, c_stride);
+  blpo_counter counter = {tr->clock, d->T, t}; /* global rollout step */
+  be->policy_sample(be, d, &tr->actor, tr->actor_params, a_head, a_stride, counter,
+                    tr->roll_act + t * PN * A, tr->roll_logp + t * PN);
+  float *obs_next = tr->roll_obs + (size_t)(t + 1) * PN * O;
+  be->env_step(be, d, tr->env_states, tr->roll_act + t * PN * A, obs_next, tr->roll_rew + t * PN,
+               tr->roll_done + t * PN, tr->roll_eret + t * PN, tr->final_obs, tr->trunc);
+}
+
+/* Steps [t0, t1) with the fused op (backend.h rollout_fused). */
+static void rollout_steps_fused(blpo_trainer *tr, int t0, int t1) {
+  blpo_backend *be = tr->be;
+  const blpo_dims *d = &tr->d;
+  be->rollout_fused(be, d, &tr->actor, tr->actor_params, &tr->critic, tr->critic_params, t0, t1,
+                    (blpo_counter){tr->clock, d->T, 0}, tr->env_states, tr->roll_obs, tr->roll_act,
+                    tr->roll_logp, tr->roll_val, tr->roll_rew, tr->roll_done, tr->roll_eret,
+                    tr->final_obs, tr->trunc);
+}
+
+static void rollout(blpo_trainer *tr) {
+  blpo_backend *be = tr->be;
+  const blpo_dims *d = &tr->d;
+  int P = d->P, N = d->N, O = d->obs_dim;
+  size_t PN = (size_t)P * N;
+  size_t c_stride = (size_t)N * tr->critic.act_floats_per_row;
+  float *c_head = blpo_head_of(&tr->critic, tr->critic_acts, N);
+  /* Without observation normalisation and truncation bootstrapping no step
+   * needs a population-wide result of the previous one: the fused op runs
+   * all T steps in one pass; reward normalisation, which only reads the
+   * steps' rewards, follows step by step as it would have. */
+  if (tr->fused && !tr->normalize_obs && !tr->cfg.bootstrap_truncated) {
+    rollout_steps_fused(tr, 0, d->T);
     if (tr->normalize_reward)
-      be->reward_norm(be, d, tr->rew_stats, tr->ret_acc, rew, done, tr->cfg.gamma);
-    if (tr->cfg.bootstrap_truncated) {
+      for (int t = 0; t < d->T; t++)
+        be->reward_norm(be, d, tr->rew_stats, tr->ret_acc, tr->roll_rew + t * PN,
+                        tr->roll_done + t * PN, tr->cfg.gamma);
+  } else {
+    for (int t = 0; t < d->T; t++) {
+      if (tr->fused)
+        rollout_steps_fused(tr, t, t + 1);
+      else
+        rollout_step_separate(tr, t);
+      float *obs_next = tr->roll_obs + (size_t)(t + 1) * PN * O;
+      float *rew = tr->roll_rew + t * PN, *done = tr->roll_done + t * PN;
       if (tr->normalize_obs)
-        be->obs_norm(be, d, tr->obs_stats, tr->final_obs, 0);
-      be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->final_obs, N, tr->critic_acts);
-      be->bootstrap_truncated(be, PN, rew, tr->trunc, c_head, c_stride, N, tr->cfg.gamma);
+        be->obs_norm(be, d, tr->obs_stats, obs_next, 1);
+      if (tr->normalize_reward)
+        be->reward_norm(be, d, tr->rew_stats, tr->ret_acc, rew, done, tr->cfg.gamma);
+      if (tr->cfg.bootstrap_truncated) {
+        if (tr->normalize_obs)
+          be->obs_norm(be, d, tr->obs_stats, tr->final_obs, 0);
+        be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->final_obs, N, tr->critic_acts);
+        be->bootstrap_truncated(be, PN, rew, tr->trunc, c_head, c_stride, N, tr->cfg.gamma);
+      }
     }
   }
   /* V(last_obs) */
@@ -274,51 +417,45 @@ static void rollout(blpo_trainer *tr) {
   be->copy_blocks(be, P, N, tr->last_val, N, c_head, c_stride);
 }
 
-/* Fisher-Yates over T*N samples of agent p from its own permutation stream;
- * writes row indices into the (T,P,N) rollout buffers. */
-static void make_permutation(const blpo_trainer *tr, int p, uint32_t counter, int32_t *out) {
-  const blpo_dims *d = &tr->d;
-  int total = d->T * d->N;
-  blpo_key key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_PERMUTE, 0);
-  for (int i = 0; i < total; i++)
-    out[i] = i;
-  uint32_t r[4];
-  for (int i = total - 1; i > 0; i--) {
-    /* one Philox block serves four consecutive swaps */
-    if ((i & 3) == 3 || i == total - 1)
-      blpo_rand4(key, counter, (uint32_t)i >> 2, r);
-    /* multiply-shift maps 32 random bits onto [0, i]: bias below i/2^32 */
-    uint32_t j = (uint32_t)(((uint64_t)r[i & 3] * (uint64_t)(i + 1)) >> 32);
-    int32_t tmp = out[i];
-    out[i] = out[j];
-    out[j] = tmp;
-  }
-  /* flat sample s = t*N + env -> row (t*P + p)*N + env */
-  for (int i = 0; i < total; i++) {
-    int t = out[i] / d->N, e = out[i] % d->N;
-    out[i] = (int32_t)(((int64_t)t * d->P + p) * d->N + e);
-  }
+int64_t blpo_steps_before(const blpo_trainer *tr, int64_t iter, int per_minibatch) {
+  return iter * tr->cfg.num_epochs * tr->cfg.num_minibatches * per_minibatch;
+}
+
+/* Adam's schedule for the optimiser step `offset` (within the iteration) of an
+ * optimiser taking per_iter steps per iteration. */
+static blpo_adam_sched adam_sched(const blpo_trainer *tr, float lr, int64_t per_iter,
+                                  int64_t offset) {
+  blpo_adam_sched s = blpo_adam_fixed(lr, 0.9f, 0.999f, tr->cfg.adam_eps, 1);
+  s.anneal_iters = tr->cfg.anneal_lr ? tr->num_iters : 0;
+  s.step.clock = tr->clock;
+  s.step.per_iter = per_iter;
+  s.step.offset = offset;
+  return s;
+}
+
+blpo_adam_sched blpo_trainer_adam_sched(const blpo_trainer *tr, float lr, int64_t per_iter,
+                                        int64_t offset) {
+  return adam_sched(tr, lr, per_iter, offset);
 }
 
 static void ppo_update(blpo_trainer *tr) {
   blpo_backend *be = tr->be;
   const blpo_dims *d = &tr->d;
   const blpo_config *c = &tr->cfg;
-  int P = d->P, O = d->obs_dim, A = d->act_dim, n = tr->mb_rows;
+  int P = d->P, O = d->obs_dim, A = d->act_dim, n = tr->mb_rows, E = c->num_epochs;
+  int M = c->num_minibatches;
   size_t TN = (size_t)d->T * d->N;
   size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
-  float frac = c->anneal_lr ? 1.0f - (float)tr->iter / (float)tr->num_iters : 1.0f;
   blpo_ppo_params pp = {c->clip_eps, c->vf_coef, c->ent_coef, c->clip_value, c->norm_adv};
   size_t a_stride = (size_t)n * tr->actor.act_floats_per_row;
   size_t c_stride = (size_t)n * tr->critic.act_floats_per_row;
   float *a_head = blpo_head_of(&tr->actor, tr->actor_acts, n);
   float *c_head = blpo_head_of(&tr->critic, tr->critic_acts, n);
 
-  for (int epoch = 0; epoch < c->num_epochs; epoch++) {
-    for (int p = 0; p < P; p++)
-      make_permutation(tr, p, (uint32_t)(tr->iter * c->num_epochs + epoch), tr->h_idx + p * TN);
-    be->upload(be, tr->idx, tr->h_idx, (size_t)P * TN * sizeof(int32_t));
-    for (int mb = 0; mb < c->num_minibatches; mb++) {
+  for (int epoch = 0; epoch < E; epoch++) {
+    blpo_counter perm = {tr->clock, E, epoch}; /* one permutation per epoch */
+    be->shuffle_samples(be, d, perm, tr->idx);
+    for (int mb = 0; mb < M; mb++) {
       const int32_t *ix = tr->idx + (size_t)mb * n;
       be->gather_rows(be, P, ix, TN, n, tr->roll_obs, O, tr->mb_obs);
       be->gather_rows(be, P, ix, TN, n, tr->roll_act, A, tr->mb_act);
@@ -338,18 +475,12 @@ static void ppo_update(blpo_trainer *tr) {
       be->sumsq(be, P, tr->actor_grad, Na, tr->sumsq_a);
       be->sumsq(be, P, tr->critic_grad, Nc, tr->sumsq_c);
       be->clip_scale(be, P, tr->sumsq_a, tr->sumsq_c, c->max_grad_norm, tr->stats, tr->scale);
-      tr->adam_t++;
-      blpo_adam_step_params sp = {c->actor_lr * frac,
-                                  0.9f,
-                                  0.999f,
-                                  c->adam_eps,
-                                  1.0f - powf(0.9f, (float)tr->adam_t),
-                                  1.0f - powf(0.999f, (float)tr->adam_t)};
+      /* one optimiser step per minibatch, shared by both networks */
+      int64_t step = (int64_t)epoch * M + mb;
       be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, tr->scale,
-               sp);
-      sp.lr = c->critic_lr * frac;
+               adam_sched(tr, c->actor_lr, (int64_t)E * M, step));
       be->adam(be, P, Nc, tr->critic_params, tr->critic_grad, tr->critic_m, tr->critic_v, tr->scale,
-               sp);
+               adam_sched(tr, c->critic_lr, (int64_t)E * M, step));
     }
   }
 }
@@ -423,7 +554,11 @@ static void collect_metrics(blpo_trainer *tr, blpo_iter_metrics *out) {
   }
 }
 
-void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics) {
+/* Everything an iteration queues on the backend, from the stats reset to the
+ * copy of last_obs that opens the next rollout: no host reads, and nothing
+ * that changes between iterations except through the clock, so that one
+ * recording of it can be replayed. */
+static void iteration_body(blpo_trainer *tr) {
   blpo_backend *be = tr->be;
   const blpo_dims *d = &tr->d;
   size_t PN = (size_t)d->P * d->N;
@@ -440,14 +575,89 @@ void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics) {
   } else {
     blpo_update_blpo(tr); /* marks its own phases */
   }
+  /* the last obs opens the next rollout (metrics read only returns and stats) */
+  be->copy_blocks(be, 1, PN * d->obs_dim, tr->roll_obs, 0,
+                  tr->roll_obs + (size_t)d->T * PN * d->obs_dim, 0);
+}
+
+/* Whether this iteration may run as a graph replay: the backend records, the
+ * run wants it, and nothing in the iteration reads back to the host (check
+ * mode) or times its phases (profile mode). The first iteration always runs
+ * directly, so that the libraries' lazy set-up happens outside a capture. */
+static int replay_wanted(const blpo_trainer *tr) {
+  return tr->graph_on && tr->be->capture_begin && !tr->profile && !tr->cfg.hg_check &&
+         tr->eager_iters >= 1;
+}
+
+/* The iteration as the body of a graph: captured once, replayed after. */
+static void iterate_replayed(blpo_trainer *tr) {
+  blpo_backend *be = tr->be;
+  if (!tr->graph) {
+    be->capture_begin(be);
+    iteration_body(tr);
+    blpo_phase_done(tr);
+    char why[256];
+    tr->graph = be->capture_end(be, why, sizeof(why));
+    if (!tr->graph) {
+      /* nothing recorded ran: run this and every later iteration directly */
+      fprintf(stderr,
+              "blpo-gpu: %s backend: the iteration could not be captured as a graph "
+              "(%s); running it kernel by kernel from here on\n",
+              be->name, why);
+      tr->graph_on = 0;
+      iteration_body(tr);
+      return;
+    }
+    tr->graph_nodes = be->graph_count(tr->graph, &tr->graph_kernels);
+  }
+  be->graph_launch(be, tr->graph);
+}
+
+/* Test hook (run.debug_emulate_replay, any backend): run the body with the
+ * trainer's host state frozen as it was at the first replayable iteration,
+ * as a replay would, so that anything the body takes from host state that
+ * changes between iterations shows up as a difference from a direct run. */
+static void iterate_emulated(blpo_trainer *tr) {
+  if (!tr->replay_snapshot) {
+    tr->replay_snapshot = malloc(sizeof(*tr));
+    if (!tr->replay_snapshot) {
+      iteration_body(tr);
+      return;
+    }
+    memcpy(tr->replay_snapshot, tr, sizeof(*tr));
+  }
+  blpo_trainer live;
+  memcpy(&live, tr, sizeof(live));
+  memcpy(tr, tr->replay_snapshot, sizeof(*tr));
+  iteration_body(tr);
+  blpo_phase_done(tr);
+  memcpy(tr, &live, sizeof(*tr));
+}
+
+void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics) {
+  blpo_backend *be = tr->be;
+  be->upload(be, tr->clock, &tr->iter, sizeof(tr->iter));
+  if (replay_wanted(tr))
+    iterate_replayed(tr);
+  else if (tr->cfg.debug_emulate_replay && tr->eager_iters >= 1 && !tr->profile)
+    iterate_emulated(tr);
+  else {
+    iteration_body(tr);
+    tr->eager_iters++;
+  }
   blpo_phase_mark(tr, BLPO_PHASE_METRICS);
   collect_metrics(tr, metrics);
   blpo_phase_done(tr);
-  /* the last obs opens the next rollout */
-  be->copy_blocks(be, 1, PN * d->obs_dim, tr->roll_obs, 0,
-                  tr->roll_obs + (size_t)d->T * PN * d->obs_dim, 0);
   tr->iter++;
 }
+
+size_t blpo_trainer_graph_kernels(const blpo_trainer *tr, size_t *nodes) {
+  if (nodes)
+    *nodes = tr->graph ? tr->graph_nodes : 0;
+  return tr->graph ? tr->graph_kernels : 0;
+}
+
+int blpo_trainer_replaying(const blpo_trainer *tr) { return tr->graph != NULL; }
 
 int blpo_trainer_evaluate(blpo_trainer *tr, int episodes, int deterministic, double *mean,
                           double *std, double *mn, double *mx) {
@@ -484,7 +694,7 @@ int blpo_trainer_evaluate(blpo_trainer *tr, int episodes, int deterministic, dou
       be->policy_mode(be, &ed, a_head, a_stride, act);
     else
       be->policy_sample(be, &ed, &tr->actor, tr->actor_params, a_head, a_stride,
-                        (1ull << 40) + (uint64_t)step, act, logp);
+                        (blpo_counter){NULL, 0, (int64_t)(1ull << 40) + step}, act, logp);
     be->env_step(be, &ed, tr->env_states, act, next, rew, done, eret, NULL, NULL);
     if (tr->normalize_obs)
       be->obs_norm(be, &ed, tr->obs_stats, next, 0);
@@ -587,12 +797,15 @@ void blpo_trainer_destroy(blpo_trainer *tr) {
       tr->adv,          tr->ret,        tr->final_obs, tr->trunc,      tr->actor_acts,
       tr->critic_acts,  tr->scratch,    tr->idx,       tr->mb_obs,     tr->mb_act,
       tr->mb_logp,      tr->mb_adv,     tr->mb_ret,    tr->mb_val,     tr->dhead,
-      tr->dvalue,       tr->sumsq_a,    tr->sumsq_c,   tr->scale,      tr->stats};
+      tr->dvalue,       tr->sumsq_a,    tr->sumsq_c,   tr->scale,      tr->stats,
+      tr->clock};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i])
       be->release(be, bufs[i]);
+  if (tr->graph)
+    be->graph_free(be, tr->graph);
+  free(tr->replay_snapshot);
   blpo_update_blpo_free(tr);
-  free(tr->h_idx);
   free(tr->h_eret);
   free(tr->h_stats);
   free(tr->recent);

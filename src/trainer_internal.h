@@ -15,8 +15,9 @@ struct blpo_trainer {
   blpo_dims d;
   blpo_mlp actor, critic;
   int64_t num_iters, iter;
-  int64_t adam_t; /* optimiser steps taken (same for every agent) */
+  int64_t *clock; /* backend buffer: the iteration being run (schedule.h) */
   int normalize_obs, normalize_reward;
+  int fused; /* rollout steps through rollout_fused (run.fused_rollout) */
 
   /* parameters and optimiser state */
   float *actor_params, *actor_grad, *actor_m, *actor_v;     /* (P, Na) */
@@ -48,32 +49,28 @@ struct blpo_trainer {
 
   /* minibatch */
   int mb_rows;                                                 /* n */
-  int32_t *h_idx, *idx;                                        /* (P, T*N) host and backend */
+  int32_t *idx;                                                /* (P, T*N) shuffled sample rows */
   float *mb_obs, *mb_act, *mb_logp, *mb_adv, *mb_ret, *mb_val; /* (P, n, .) */
   float *dhead, *dvalue;                                       /* (P, n, Y), (P, n) */
   float *sumsq_a, *sumsq_c, *scale;                            /* (P) */
   float *stats;                                                /* (P, BLPO_STAT_COUNT) */
 
   /* nested / blpo minibatches of m whole trajectories (rows t*m + j) */
-  int traj_per_mb;            /* m = N / M */
-  int64_t critic_t, actor_t;  /* Adam step counts of the two optimisers */
-  int64_t sketch_calls;       /* Nystrom draws so far (the sketch stream's counter) */
-  int32_t *h_env_perm;        /* (P, N) host env permutation */
-  int32_t *h_rows, *rows_idx; /* (P, M, T m) rows of each minibatch's samples, host/backend */
-  int32_t *h_last, *last_idx; /* (P, M, m) rows of each minibatch's last_obs */
-  float *mb_last_obs;         /* (P, m, O) */
-  int32_t *h_sketch_pool;     /* (Nc) host scratch of the index draw */
-  int32_t *iota;              /* (Nc) 0..Nc-1: unit-direction indices for dense Hessians */
-  float *mb_rew, *mb_done;    /* (P, n) */
-  float *last_acts;           /* (P, m, critic apr): critic on last_obs rows */
-  float *vbar, *vbar_last;    /* (P, n), (P, m) */
+  int traj_per_mb;         /* m = N / M */
+  int32_t *rows_idx;       /* (P, M, T m) rows of each minibatch's samples */
+  int32_t *last_idx;       /* (P, M, m) rows of each minibatch's last_obs */
+  float *mb_last_obs;      /* (P, m, O) */
+  int32_t *iota;           /* (Nc) 0..Nc-1: unit-direction indices for dense Hessians */
+  float *mb_rew, *mb_done; /* (P, n) */
+  float *last_acts;        /* (P, m, critic apr): critic on last_obs rows */
+  float *vbar, *vbar_last; /* (P, n), (P, m) */
   float *rho_t, *alpha_f, *resid, *cdot; /* (P, n) */
   float *v_vec, *v_last_grad;            /* (P, Nc): v = dL/dw, and the last_obs part */
   float *x_vec;                          /* (P, Nc): the IHVP solution */
   float *p_vec;                          /* (P, Na): the mixed term */
   float *vdot, *vdot_last;               /* (P, n), (P, m) */
   float *tan_work;                       /* (P, tangent work) */
-  int32_t *h_sketch, *sketch_idx;        /* (P, k) */
+  int32_t *sketch_idx;                   /* (P, k) */
   float *hvp_rows;                       /* (P, k, Nc) */
   float *hvp_work;                       /* (P, hvp work) */
   float *cg_buf;                         /* (P, 4 Nc) cg only */
@@ -82,6 +79,13 @@ struct blpo_trainer {
   float *eye_chunk;                      /* (P, chunk, Nc) unit directions for the dense Hessian */
   int hess_chunk;
   float *h_check; /* (2P) host: check-mode norms */
+
+  /* replay (CUDA graphs): the captured iteration, and whether to use one */
+  void *graph;
+  int graph_on;        /* 1 while graphs are wanted and have not failed */
+  int64_t eager_iters; /* iterations run directly (the first warms the libraries up) */
+  size_t graph_nodes, graph_kernels;
+  struct blpo_trainer *replay_snapshot; /* run.debug_emulate_replay: host state at capture */
 
   /* profile mode */
   int profile;
@@ -104,6 +108,16 @@ struct blpo_trainer {
  * charges the wall time since the last mark to the phase that ended. */
 void blpo_phase_mark(blpo_trainer *tr, int phase);
 void blpo_phase_done(blpo_trainer *tr);
+
+/* Optimiser steps taken before `iter` (identical for every agent): PPO's
+ * (one per minibatch), the nested critic's (nested_updates per minibatch)
+ * and the BLPO actor's (one per minibatch). The checkpoint stores them. */
+int64_t blpo_steps_before(const blpo_trainer *tr, int64_t iter, int per_minibatch);
+
+/* Adam's schedule for optimiser step `offset` of the iteration, of an
+ * optimiser that takes per_iter steps per iteration (anneal as configured). */
+blpo_adam_sched blpo_trainer_adam_sched(const blpo_trainer *tr, float lr, int64_t per_iter,
+                                        int64_t offset);
 
 /* Head (last layer) output inside an activation workspace of `rows` rows. */
 float *blpo_head_of(const blpo_mlp *m, float *acts, int rows);

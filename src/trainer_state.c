@@ -155,6 +155,23 @@ static int import_buf(const blpo_st_file *f, blpo_trainer *tr, const char *name,
   return 0;
 }
 
+/* trainer.counters: the iteration, then the optimiser steps and Nystrom
+ * draws taken before it (PPO's Adam; the nested critic's; the BLPO actor's;
+ * the sketch draws). They follow from the iteration (the schedule derives
+ * every step from it); they are stored so that a checkpoint says what state
+ * it is in, and a resume checks them. */
+static void step_counters(const blpo_trainer *tr, int64_t iter, int64_t *c) {
+  const blpo_config *cfg = &tr->cfg;
+  int ppo = cfg->algo == BLPO_ALGO_PPO;
+  c[0] = iter;
+  c[1] = ppo ? blpo_steps_before(tr, iter, 1) : 0;
+  c[2] = ppo ? 0 : blpo_steps_before(tr, iter, cfg->nested_updates);
+  c[3] = ppo ? 0 : blpo_steps_before(tr, iter, 1);
+  c[4] = cfg->algo == BLPO_ALGO_BLPO && cfg->hg_method == BLPO_HG_NYSTROM
+             ? blpo_steps_before(tr, iter, 1)
+             : 0;
+}
+
 int blpo_trainer_export_state(blpo_trainer *tr, blpo_state *s) {
   blpo_backend *be = tr->be;
   const blpo_dims *d = &tr->d;
@@ -212,12 +229,7 @@ int blpo_trainer_export_state(blpo_trainer *tr, blpo_state *s) {
   memcpy(rr->data, tr->recent, rr->nbytes);
   memcpy(rn->data, tr->recent_n, rn->nbytes);
   memcpy(rh->data, tr->recent_head, rh->nbytes);
-  int64_t *c = cn->data;
-  c[0] = tr->iter;
-  c[1] = tr->adam_t;
-  c[2] = tr->critic_t;
-  c[3] = tr->actor_t;
-  c[4] = tr->sketch_calls;
+  step_counters(tr, tr->iter, cn->data);
   return rc ? -1 : 0;
 }
 
@@ -269,11 +281,21 @@ int blpo_trainer_import_state(blpo_trainer *tr, const blpo_st_file *f, char *err
         snprintf(err, errlen, "checkpoint is corrupt: recent-episode buffer of agent %d", p);
         rc = -1;
       }
-    if (!rc && (c[0] < 0 || c[0] > tr->num_iters || c[1] < 0 || c[2] < 0 || c[3] < 0 || c[4] < 0)) {
+    if (!rc && (c[0] < 0 || c[0] > tr->num_iters)) {
       snprintf(err, errlen, "checkpoint is corrupt: iteration %lld outside [0, %lld]",
                (long long)c[0], (long long)tr->num_iters);
       rc = -1;
     }
+    int64_t want[5];
+    if (!rc)
+      step_counters(tr, c[0], want);
+    for (int k = 1; k < 5 && !rc; k++)
+      if (c[k] != want[k]) {
+        snprintf(err, errlen,
+                 "checkpoint is corrupt: step counter %d is %lld, iteration %lld implies %lld", k,
+                 (long long)c[k], (long long)c[0], (long long)want[k]);
+        rc = -1;
+      }
   }
   if (!rc) {
     be->upload(be, tr->actor_params, ha, sizeof(float) * P * Na);
@@ -297,12 +319,7 @@ int blpo_trainer_import_state(blpo_trainer *tr, const blpo_st_file *f, char *err
     memcpy(tr->recent, rr->data, rr->nbytes);
     memcpy(tr->recent_n, rn->data, rn->nbytes);
     memcpy(tr->recent_head, rh->data, rh->nbytes);
-    const int64_t *c = cn->data;
-    tr->iter = c[0];
-    tr->adam_t = c[1];
-    tr->critic_t = c[2];
-    tr->actor_t = c[3];
-    tr->sketch_calls = c[4];
+    tr->iter = ((const int64_t *)cn->data)[0];
   }
   free(ha);
   free(hc);

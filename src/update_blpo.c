@@ -1,7 +1,7 @@
 /* The nested-critic and BLPO update of one iteration (blpo.md step 4), on
  * minibatches of whole trajectories. Written against the backend seam: the
- * host only draws permutations and sketch indices (uploaded, never read
- * back) except in the opt-in check mode. */
+ * permutations and sketch indices are drawn by the backend from the clock,
+ * and nothing is read back to the host except in the opt-in check mode. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +27,6 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
     if (!(ptr))                                                                                    \
       fail = 1;                                                                                    \
   } while (0)
-  tr->h_env_perm = malloc(sizeof(int32_t) * (size_t)P * N);
-  tr->h_rows = malloc(sizeof(int32_t) * (size_t)P * T * N);
-  tr->h_last = malloc(sizeof(int32_t) * (size_t)P * N);
-  tr->h_sketch_pool = malloc(sizeof(int32_t) * Nc);
-  if (!tr->h_env_perm || !tr->h_rows || !tr->h_last || !tr->h_sketch_pool)
-    fail = 1;
   ALLOC(tr->rows_idx, sizeof(int32_t) * (size_t)P * T * N);
   ALLOC(tr->last_idx, sizeof(int32_t) * (size_t)P * N);
   ALLOC(tr->mb_last_obs, F * P * m * O);
@@ -58,9 +52,6 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
     int dense = c->hg_method == BLPO_HG_EXACT || c->hg_check;
     size_t hw = be->critic_hvp_work(&tr->critic, n, 1);
     if (k > 0) {
-      tr->h_sketch = malloc(sizeof(int32_t) * (size_t)P * k);
-      if (!tr->h_sketch)
-        fail = 1;
       ALLOC(tr->sketch_idx, sizeof(int32_t) * (size_t)P * k);
       ALLOC(tr->hvp_rows, F * P * k * Nc);
       size_t w = be->critic_hvp_work(&tr->critic, n, k);
@@ -109,49 +100,7 @@ void blpo_update_blpo_free(blpo_trainer *tr) {
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i])
       be->release(be, bufs[i]);
-  free(tr->h_env_perm);
-  free(tr->h_rows);
-  free(tr->h_last);
-  free(tr->h_sketch_pool);
-  free(tr->h_sketch);
   free(tr->h_check);
-}
-
-/* Env permutation of agent p for one epoch, from its permutation stream
- * (purpose index 1 keeps it apart from PPO's flat-sample permutations). */
-static void env_permutation(const blpo_trainer *tr, int p, uint32_t counter, int32_t *out) {
-  int N = tr->d.N;
-  blpo_key key = blpo_make_key(tr->d.seed + (uint64_t)p, BLPO_STREAM_PERMUTE, 1);
-  for (int i = 0; i < N; i++)
-    out[i] = i;
-  uint32_t r[4];
-  for (int i = N - 1; i > 0; i--) {
-    if ((i & 3) == 3 || i == N - 1)
-      blpo_rand4(key, counter, (uint32_t)i >> 2, r);
-    uint32_t j = (uint32_t)(((uint64_t)r[i & 3] * (uint64_t)(i + 1)) >> 32);
-    int32_t t = out[i];
-    out[i] = out[j];
-    out[j] = t;
-  }
-}
-
-/* k distinct critic parameter indices for agent p: partial Fisher-Yates from
- * the sketch stream (counter 0 for the whole run with fixed_indices). */
-static void sketch_indices(blpo_trainer *tr, int p, uint32_t counter, int k, int32_t *out) {
-  int np = (int)tr->critic.num_params;
-  int32_t *pool = tr->h_sketch_pool;
-  blpo_key key = blpo_make_key(tr->d.seed + (uint64_t)p, BLPO_STREAM_SKETCH, 0);
-  for (int i = 0; i < np; i++)
-    pool[i] = i;
-  for (int i = 0; i < k; i++) {
-    uint32_t r[4];
-    blpo_rand4(key, counter, (uint32_t)i, r);
-    uint32_t j = (uint32_t)i + (uint32_t)(((uint64_t)r[0] * (uint64_t)(np - i)) >> 32);
-    int32_t t = pool[i];
-    pool[i] = pool[j];
-    pool[j] = t;
-    out[i] = pool[i];
-  }
 }
 
 /* The dense Hessian of the critic loss on the current minibatch, one agent at
@@ -174,8 +123,9 @@ static void dense_hessian(blpo_trainer *tr, int n) {
   }
 }
 
-/* x ~ (H + rho I)^-1 v by the configured method. */
-static void solve_ihvp(blpo_trainer *tr, int n) {
+/* x ~ (H + rho I)^-1 v by the configured method; `call` numbers the solve
+ * within the iteration (epoch * M + minibatch). */
+static void solve_ihvp(blpo_trainer *tr, int n, int64_t call) {
   blpo_backend *be = tr->be;
   const blpo_config *c = &tr->cfg;
   const blpo_dims *d = &tr->d;
@@ -185,11 +135,12 @@ static void solve_ihvp(blpo_trainer *tr, int n) {
   switch (c->hg_method) {
   case BLPO_HG_NYSTROM: {
     int k = c->hg_rank;
-    uint32_t counter = c->hg_fixed_indices ? 0u : (uint32_t)tr->sketch_calls;
-    for (int p = 0; p < P; p++)
-      sketch_indices(tr, p, counter, k, tr->h_sketch + (size_t)p * k);
-    tr->sketch_calls++;
-    be->upload(be, tr->sketch_idx, tr->h_sketch, sizeof(int32_t) * (size_t)P * k);
+    /* a fresh draw per solve (counter = solves before this one), or draw 0
+     * for the whole run */
+    blpo_counter draw = {tr->clock, (int64_t)c->num_epochs * c->num_minibatches, call};
+    if (c->hg_fixed_indices)
+      draw = (blpo_counter){NULL, 0, 0};
+    be->sketch_indices(be, d, Nc, k, draw, tr->sketch_idx);
     be->critic_hvp_rows(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
                         tr->mb_ret, k, tr->sketch_idx, tr->hvp_rows, tr->hvp_work);
     blpo_phase_mark(tr, BLPO_PHASE_CORE_SOLVE);
@@ -237,7 +188,6 @@ void blpo_update_blpo(blpo_trainer *tr) {
   int m = tr->traj_per_mb, n = T * m;
   size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
   size_t TN = (size_t)T * N;
-  float frac = c->anneal_lr ? 1.0f - (float)tr->iter / (float)tr->num_iters : 1.0f;
   size_t a_stride = (size_t)n * tr->actor.act_floats_per_row;
   size_t c_stride = (size_t)n * tr->critic.act_floats_per_row;
   size_t l_stride = (size_t)m * tr->critic.act_floats_per_row;
@@ -248,23 +198,9 @@ void blpo_update_blpo(blpo_trainer *tr) {
 
   for (int epoch = 0; epoch < c->num_epochs; epoch++) {
     blpo_phase_mark(tr, BLPO_PHASE_GATHER);
-    /* rows of every minibatch of this epoch: sample (t, j) of minibatch mb is
-     * row t*m + j, env perm[mb*m + j]; its rollout row is (t*P + p)*N + env */
-    for (int p = 0; p < P; p++) {
-      int32_t *perm = tr->h_env_perm + (size_t)p * N;
-      env_permutation(tr, p, (uint32_t)(tr->iter * c->num_epochs + epoch), perm);
-      for (int mb = 0; mb < M; mb++)
-        for (int j = 0; j < m; j++) {
-          int env = perm[mb * m + j];
-          for (int t = 0; t < T; t++)
-            tr->h_rows[(size_t)p * TN + (size_t)mb * n + (size_t)t * m + j] =
-                (int32_t)(((int64_t)t * P + p) * N + env);
-          tr->h_last[(size_t)p * N + (size_t)mb * m + j] =
-              (int32_t)(((int64_t)T * P + p) * N + env);
-        }
-    }
-    be->upload(be, tr->rows_idx, tr->h_rows, sizeof(int32_t) * (size_t)P * TN);
-    be->upload(be, tr->last_idx, tr->h_last, sizeof(int32_t) * (size_t)P * N);
+    /* rows of every minibatch of this epoch (backend.h shuffle_trajectories) */
+    blpo_counter perm = {tr->clock, c->num_epochs, epoch};
+    be->shuffle_trajectories(be, d, m, perm, tr->rows_idx, tr->last_idx);
 
     for (int mb = 0; mb < M; mb++) {
       blpo_phase_mark(tr, BLPO_PHASE_GATHER);
@@ -280,18 +216,17 @@ void blpo_update_blpo(blpo_trainer *tr) {
 
       /* a. nested critic: K_c Adam steps on g(w) = (1/n) sum (G - V)^2 */
       blpo_phase_mark(tr, BLPO_PHASE_NESTED);
-      blpo_adam_step_params sp = {c->critic_lr * frac, 0.9f, 0.999f, c->adam_eps, 1, 1};
+      int64_t call = (int64_t)epoch * M + mb; /* minibatch update within the iteration */
+      int64_t kc = c->nested_updates;
       for (int k = 0; k < c->nested_updates; k++) {
         be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
         be->value_loss(be, P, n, c_head, c_stride, tr->mb_ret, tr->dvalue, tr->stats,
                        k == 0 ? BLPO_STAT_CRITIC_LOSS_BEFORE : -1);
         be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
                          tr->dvalue, tr->critic_grad, tr->scratch);
-        tr->critic_t++;
-        sp.bc1 = 1.0f - powf(0.9f, (float)tr->critic_t);
-        sp.bc2 = 1.0f - powf(0.999f, (float)tr->critic_t);
         be->adam(be, P, Nc, tr->critic_params, tr->critic_grad, tr->critic_m, tr->critic_v, NULL,
-                 sp);
+                 blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)c->num_epochs * M * kc,
+                                         call * kc + k));
       }
       be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
       be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts);
@@ -317,7 +252,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
                          tr->vbar_last, tr->v_last_grad, tr->scratch);
         be->axpy(be, P, Nc, 1.0f, tr->v_last_grad, tr->v_vec);
         /* c. x ~ (H + rho I)^-1 v (marks its own phases) */
-        solve_ihvp(tr, n);
+        solve_ihvp(tr, n, call);
         blpo_phase_mark(tr, BLPO_PHASE_MIXED);
         /* d. p = d/de grad_theta f2(theta, w + e x): critic tangents along x,
          * the mixed weights cdot, one actor backward pass */
@@ -334,14 +269,8 @@ void blpo_update_blpo(blpo_trainer *tr) {
       /* e. norm bound, h = g - s p, Adam on the actor (p = 0 for nested) */
       blpo_phase_mark(tr, BLPO_PHASE_ACTOR_STEP);
       be->hypergrad_combine(be, P, Na, tr->actor_grad, tr->p_vec, c->hg_ihvp_bound, tr->stats);
-      tr->actor_t++;
-      blpo_adam_step_params sa = {c->actor_lr * frac,
-                                  0.9f,
-                                  0.999f,
-                                  c->adam_eps,
-                                  1.0f - powf(0.9f, (float)tr->actor_t),
-                                  1.0f - powf(0.999f, (float)tr->actor_t)};
-      be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, NULL, sa);
+      be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, NULL,
+               blpo_trainer_adam_sched(tr, c->actor_lr, (int64_t)c->num_epochs * M, call));
     }
   }
 }

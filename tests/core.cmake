@@ -69,6 +69,24 @@ add_test(NAME thread_independence
                  $<TARGET_FILE:test_ckpt_compare>)
 set_tests_properties(thread_independence PROPERTIES LABELS "cpu;population;cli")
 
+# A replayed iteration (CUDA graph, or its CPU emulation) computes what a
+# direct one does; tests/gpu.cmake runs the same script with real graphs.
+add_test(NAME replay_emulated
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/replay.sh $<TARGET_FILE:blpo-gpu>
+                 $<TARGET_FILE:test_ckpt_compare>)
+set_tests_properties(replay_emulated PROPERTIES LABELS "cpu;cli")
+
+# The fused rollout step against the separate ops (CPU; test_gpu_ops runs the
+# CUDA kernel against this op).
+blpo_test_exe(test_rollout_fused)
+add_test(NAME rollout_fused_cpu COMMAND test_rollout_fused)
+set_tests_properties(rollout_fused_cpu PROPERTIES LABELS "cpu;envs")
+
+# Counter-based permutations and the index draws built on them.
+blpo_test_exe(test_permute)
+add_test(NAME permute_cpu COMMAND test_permute)
+set_tests_properties(permute_cpu PROPERTIES LABELS "cpu")
+
 # The benchmark works (not timed here): one tiny training iteration per
 # algorithm and a few env steps, on the CPU.
 add_test(NAME bench_smoke

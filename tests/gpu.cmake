@@ -37,3 +37,13 @@ if(BLPO_HAVE_CUDA)
   set_tests_properties(gpu_learning_ppo_cartpole gpu_learning_blpo_cartpole PROPERTIES
                        ENVIRONMENT BLPO_TEST_DEVICE=cuda SKIP_RETURN_CODE 77 LABELS "gpu;learning")
 endif()
+
+# Real CUDA graphs: an iteration replayed from its graph computes what the
+# directly launched one does (tests/replay.sh; the CPU runs its emulation).
+if(BLPO_HAVE_CUDA)
+  add_test(NAME gpu_replay
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/replay.sh $<TARGET_FILE:blpo-gpu>
+                   $<TARGET_FILE:test_ckpt_compare>)
+  set_tests_properties(gpu_replay PROPERTIES ENVIRONMENT BLPO_REPLAY_DEVICE=cuda
+                       SKIP_RETURN_CODE 77 LABELS "gpu;cli")
+endif()

@@ -130,8 +130,7 @@ static void make_problem(problem *pr, double *aw, double *cw) {
 /* ---- analytic pieces through the backend ---------------------------------- */
 
 typedef struct {
-  float aw[MAXP], cw[MAXP], obs[NR * OD], last[MT * OD], act[NR], lpo[NR], rew[NR], done[NR],
-      G[NR];
+  float aw[MAXP], cw[MAXP], obs[NR * OD], last[MT * OD], act[NR], lpo[NR], rew[NR], done[NR], G[NR];
   float aacts[NR * 13], cacts[NR * 12], lacts[MT * 12];
   float dhead[NR * 2], ag[MAXP], vbar[NR], vbl[MT], rho[NR], adv[NR], af[NR], resid[NR];
   float v[MAXP], vl[MAXP], scratch[2 * NR * 8];
@@ -240,8 +239,8 @@ static void test_mixed_term(blpo_backend *be) {
   be->mlp_tangent(be, &pr.cm, 1, an.cw, an.obs, NR, an.cacts, 1, xf, vdot, work);
   be->mlp_tangent(be, &pr.cm, 1, an.cw, an.last, MT, an.lacts, 1, xf, vdl, work);
   const float *ah = an.aacts + blpo_mlp_act_offset(&pr.am, 3, NR);
-  be->mixed_head(be, &an.d, &pr.am, an.aw, T, MT, ah, 0, an.act, an.done, vdot, vdl, an.rho,
-                 an.adv, an.af, an.resid, (float)pr.gamma, (float)pr.lambda, cdot, dhead, p);
+  be->mixed_head(be, &an.d, &pr.am, an.aw, T, MT, ah, 0, an.act, an.done, vdot, vdl, an.rho, an.adv,
+                 an.af, an.resid, (float)pr.gamma, (float)pr.lambda, cdot, dhead, p);
   be->mlp_backward(be, &pr.am, 1, an.aw, an.obs, NR, an.aacts, dhead, p, an.scratch);
   free(work);
   /* V-dot against FD of the double critic along x */

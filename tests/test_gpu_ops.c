@@ -123,6 +123,29 @@ static pair pair_out(size_t n) {
   return b;
 }
 
+/* The trainer's clock (schedule.h) on both backends, at iteration `iter`. */
+typedef struct {
+  int64_t *c, *g;
+} clock_pair;
+
+static clock_pair clock_at(int64_t iter) {
+  clock_pair k;
+  k.c = g_cpu->alloc(g_cpu, sizeof(int64_t));
+  k.g = g_gpu->alloc(g_gpu, sizeof(int64_t));
+  if (!k.c || !k.g) {
+    fprintf(stderr, "clock alloc failed\n");
+    exit(2);
+  }
+  g_cpu->upload(g_cpu, k.c, &iter, sizeof(iter));
+  g_gpu->upload(g_gpu, k.g, &iter, sizeof(iter));
+  return k;
+}
+
+static void clock_free(clock_pair *k) {
+  g_cpu->release(g_cpu, k->c);
+  g_gpu->release(g_gpu, k->g);
+}
+
 /* ---- comparisons ---------------------------------------------------------- */
 
 typedef struct {
@@ -459,13 +482,19 @@ static void test_policy(int env_id) {
   free(hp);
   pair head = pair_normal((size_t)P * hs, 1.5, 0.0);
   pair act = pair_out((size_t)P * N * d.act_dim), logp = pair_out((size_t)P * N);
-  const uint64_t counters[2] = {7u, 0x500000003ull};
+  /* counter 7 without a clock; 0x500000003 = clock 0x50000000 * 16 + 3, read on the device */
+  clock_pair clk = clock_at(0x50000000ll);
   for (int c = 0; c < 2; c++) {
-    case_begin("policy_sample %s (counter %s)", info->name, c ? "0x500000003" : "7");
+    case_begin("policy_sample %s (counter %s)", info->name, c ? "0x500000003 from the clock" : "7");
     pair_poison(&act);
     pair_poison(&logp);
-    g_cpu->policy_sample(g_cpu, &d, &actor, params.c, head.c, hs, counters[c], act.c, logp.c);
-    g_gpu->policy_sample(g_gpu, &d, &actor, params.g, head.g, hs, counters[c], act.g, logp.g);
+    blpo_counter cc = {NULL, 0, 7}, cg = cc;
+    if (c) {
+      cc = (blpo_counter){clk.c, 16, 3};
+      cg = (blpo_counter){clk.g, 16, 3};
+    }
+    g_cpu->policy_sample(g_cpu, &d, &actor, params.c, head.c, hs, cc, act.c, logp.c);
+    g_gpu->policy_sample(g_gpu, &d, &actor, params.g, head.g, hs, cg, act.g, logp.g);
     cmp("actions", &act);
     cmp("logp", &logp);
     case_end();
@@ -679,24 +708,180 @@ static void test_clip_scale(float max_norm, const char *label) {
   case_end();
 }
 
+/* Adam with its step constants resolved on each backend from the clock:
+ * iteration 7 of a run of 20 annealed iterations, step 7 * 128 + 5. */
 static void test_adam(int with_scale) {
   const size_t count = 1001;
-  case_begin("adam (count=1001, scale %s)%s", with_scale ? "(P)" : "NULL", "");
+  case_begin("adam (count=1001, scale %s, schedule from the clock)%s", with_scale ? "(P)" : "NULL",
+             "");
   pair w = pair_normal(P * count, 1.0, 0.0), g = pair_normal(P * count, 1.0, 0.0);
   pair m = pair_normal(P * count, 0.1, 0.0), v = pair_uniform(P * count, 0.001, 0.1);
   pair scale = pair_uniform(P, 0.3, 1.0);
-  blpo_adam_step_params sp = {3e-3f, 0.9f, 0.999f, 1e-5f, 1.0f - 0.729f, 1.0f - 0.997002999f};
-  g_cpu->adam(g_cpu, P, count, w.c, g.c, m.c, v.c, with_scale ? scale.c : NULL, sp);
-  g_gpu->adam(g_gpu, P, count, w.g, g.g, m.g, v.g, with_scale ? scale.g : NULL, sp);
+  clock_pair clk = clock_at(7);
+  blpo_adam_sched sc = blpo_adam_fixed(3e-3f, 0.9f, 0.999f, 1e-5f, 1), sg;
+  sc.anneal_iters = 20;
+  sc.step = (blpo_counter){clk.c, 128, 5};
+  sg = sc;
+  sg.step.clock = clk.g;
+  g_cpu->adam(g_cpu, P, count, w.c, g.c, m.c, v.c, with_scale ? scale.c : NULL, sc);
+  g_gpu->adam(g_gpu, P, count, w.g, g.g, m.g, v.g, with_scale ? scale.g : NULL, sg);
   cmp("params", &w);
   cmp("m", &m);
   cmp("v", &v);
+  case_end();
+  clock_free(&clk);
   pair_free(&w);
   pair_free(&g);
   pair_free(&m);
   pair_free(&v);
   pair_free(&scale);
+}
+
+/* The index draws: exact equality of the int32 outputs (poisoned with -1 on
+ * the GPU), counters read from the clock. */
+static void cmp_indices(const char *what, const int32_t *c, const int32_t *g, size_t n) {
+  int32_t *hc = xmalloc(n * sizeof(int32_t)), *hg = xmalloc(n * sizeof(int32_t));
+  g_cpu->download(g_cpu, hc, c, n * sizeof(int32_t));
+  g_gpu->download(g_gpu, hg, g, n * sizeof(int32_t));
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++)
+    bad += hc[i] != hg[i];
+  CHECK(bad == 0, "%s: %zu of %zu indices differ (first: cpu %d gpu %d)", what, bad, n, hc[0],
+        hg[0]);
+  free(hc);
+  free(hg);
+}
+
+static int32_t *ialloc(blpo_backend *be, size_t n) {
+  int32_t *p = be->alloc(be, n * sizeof(int32_t));
+  if (!p) {
+    fprintf(stderr, "index alloc failed\n");
+    exit(2);
+  }
+  return p;
+}
+
+static void ipoison(int32_t *g, size_t n) {
+  int32_t *h = xmalloc(n * sizeof(int32_t));
+  memset(h, 0xff, n * sizeof(int32_t));
+  g_gpu->upload(g_gpu, g, h, n * sizeof(int32_t));
+  free(h);
+}
+
+static void test_shuffles(void) {
+  blpo_dims d = {0};
+  d.P = P, d.N = 96, d.T = 13, d.seed = 41;
+  int m = 8;
+  size_t TN = (size_t)d.T * d.N;
+  clock_pair clk = clock_at(3);
+  blpo_counter cc = {clk.c, 4, 1}, cg = {clk.g, 4, 1};
+  int32_t *ic = ialloc(g_cpu, P * TN), *ig = ialloc(g_gpu, P * TN);
+  int32_t *lc = ialloc(g_cpu, P * d.N), *lg = ialloc(g_gpu, P * d.N);
+  ipoison(ig, P * TN);
+  g_cpu->shuffle_samples(g_cpu, &d, cc, ic);
+  g_gpu->shuffle_samples(g_gpu, &d, cg, ig);
+  cmp_indices("shuffle_samples", ic, ig, P * TN);
+  ipoison(ig, P * TN);
+  ipoison(lg, P * d.N);
+  g_cpu->shuffle_trajectories(g_cpu, &d, m, cc, ic, lc);
+  g_gpu->shuffle_trajectories(g_gpu, &d, m, cg, ig, lg);
+  cmp_indices("shuffle_trajectories rows", ic, ig, P * TN);
+  cmp_indices("shuffle_trajectories last", lc, lg, P * d.N);
+  const int k = 10;
+  ipoison(ig, P * k);
+  g_cpu->sketch_indices(g_cpu, &d, 4545, k, cc, ic);
+  g_gpu->sketch_indices(g_gpu, &d, 4545, k, cg, ig);
+  cmp_indices("sketch_indices", ic, ig, P * k);
+  printf("shuffle_samples, shuffle_trajectories, sketch_indices: compared\n");
+  g_cpu->release(g_cpu, ic);
+  g_gpu->release(g_gpu, ig);
+  g_cpu->release(g_cpu, lc);
+  g_gpu->release(g_gpu, lg);
+  clock_free(&clk);
+}
+
+/* The fused rollout step: the CUDA kernel against the CPU backend's op
+ * (the same per-element math; test_rollout_fused checks that op against the
+ * separate ops). T = 3 steps in one launch from the same mid-episode states,
+ * the action counter read from the clock; hidden (64,64) tanh and (37,19)
+ * relu; with final_obs/trunc on one step. Both start from the CPU's states
+ * and observations, every output poisoned on the GPU. */
+static void test_rollout_fused(int env_id, int wide, int with_final) {
+  const int N = 67, T = with_final ? 1 : 3;
+  blpo_dims d = make_dims(env_id, N, T);
+  const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
+  size_t PN = (size_t)P * N, O = (size_t)d.obs_dim, A = (size_t)d.act_dim, TPN = (size_t)T * PN;
+  blpo_mlp actor, critic;
+  int h1[2] = {64, 64}, h2[2] = {37, 19};
+  int act_fn = wide ? BLPO_ACT_TANH : BLPO_ACT_RELU;
+  blpo_mlp_init_shape(&actor, d.obs_dim, wide ? h1 : h2, 2, d.head_dim, act_fn,
+                      d.discrete ? 0 : d.act_dim);
+  blpo_mlp_init_shape(&critic, d.obs_dim, wide ? h1 : h2, 2, 1, act_fn, 0);
+  case_begin("rollout_fused %s (%s)", info->name,
+             with_final ? "1 step, final_obs/trunc"
+                        : (wide ? "64-64 tanh, 3 steps" : "37-19 relu, 3 steps"));
+  CHECK(g_gpu->rollout_fused_supported(g_gpu, &actor, &critic) == 2,
+        "the CUDA backend should prefer the fused step for these networks");
+  float *ha = h_actor_params(&actor);
+  pair ap = pair_from(ha, (size_t)P * actor.num_params);
+  free(ha);
+  pair cp = pair_normal((size_t)P * critic.num_params, 0.3, 0.0);
+  size_t sbytes = PN * sizeof(blpo_env_state);
+  blpo_env_state *sc = g_cpu->alloc(g_cpu, sbytes), *sg = g_gpu->alloc(g_gpu, sbytes);
+  blpo_env_state *hs = xmalloc(sbytes);
+  pair obs = pair_new((TPN + PN) * O);
+  /* mid-episode states: reset and 7 random steps on the CPU, then copied */
+  g_cpu->env_reset(g_cpu, &d, sc, obs.c);
+  pair act = pair_out(TPN * A), rew = pair_out(TPN), done = pair_out(TPN), ret = pair_out(TPN);
+  for (int s = 0; s < 7; s++) {
+    float *hact = h_actions(&d, PN);
+    g_cpu->upload(g_cpu, act.c, hact, PN * A * sizeof(float));
+    free(hact);
+    g_cpu->env_step(g_cpu, &d, sc, act.c, obs.c, rew.c, done.c, ret.c, NULL, NULL);
+  }
+  g_cpu->download(g_cpu, hs, sc, sbytes);
+  g_gpu->upload(g_gpu, sg, hs, sbytes);
+  pair_sync_from_cpu(&obs);
+  g_gpu->fill(g_gpu, obs.g + PN * O, NAN, TPN * O); /* the steps' outputs */
+  pair logp = pair_out(TPN), val = pair_out(TPN), fobs = pair_out(PN * O), trunc = pair_out(PN);
+  pair_poison(&act);
+  pair_poison(&rew);
+  pair_poison(&done);
+  g_gpu->fill(g_gpu, ret.g, 12345.0f, TPN); /* NaN is a legal ep_ret */
+  clock_pair clk = clock_at(11);
+  g_cpu->rollout_fused(g_cpu, &d, &actor, ap.c, &critic, cp.c, 0, T, (blpo_counter){clk.c, T, 0},
+                       sc, obs.c, act.c, logp.c, val.c, rew.c, done.c, ret.c,
+                       with_final ? fobs.c : NULL, with_final ? trunc.c : NULL);
+  g_gpu->rollout_fused(g_gpu, &d, &actor, ap.g, &critic, cp.g, 0, T, (blpo_counter){clk.g, T, 0},
+                       sg, obs.g, act.g, logp.g, val.g, rew.g, done.g, ret.g,
+                       with_final ? fobs.g : NULL, with_final ? trunc.g : NULL);
+  cmp("value", &val);
+  cmp("logp", &logp);
+  cmp("actions", &act);
+  cmp("obs", &obs);
+  cmp("reward", &rew);
+  cmp("done", &done);
+  cmp("ep_ret", &ret);
+  if (with_final) {
+    cmp("final_obs", &fobs);
+    cmp("trunc", &trunc);
+  }
+  blpo_env_state *hg = xmalloc(sbytes);
+  g_cpu->download(g_cpu, hs, sc, sbytes);
+  g_gpu->download(g_gpu, hg, sg, sbytes);
+  size_t bad = 0;
+  for (size_t e = 0; e < PN; e++)
+    bad += hs[e].t != hg[e].t || hs[e].resets != hg[e].resets || hs[e].ep_len != hg[e].ep_len;
+  CHECK(bad == 0, "rollout_fused %s: %zu env states' counters differ", info->name, bad);
   case_end();
+  free(hg);
+  free(hs);
+  clock_free(&clk);
+  g_cpu->release(g_cpu, sc);
+  g_gpu->release(g_gpu, sg);
+  pair *ps[] = {&ap, &cp, &obs, &act, &rew, &done, &ret, &logp, &val, &fobs, &trunc};
+  for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
+    pair_free(ps[k]);
 }
 
 int main(void) {
@@ -742,6 +927,12 @@ int main(void) {
   test_clip_scale(0.0f, "0 (off)");
   test_adam(1);
   test_adam(0);
+  test_shuffles();
+  for (int e = 0; e < NUM_ENVS; e++) {
+    test_rollout_fused(k_envs[e], 1, 0);
+    test_rollout_fused(k_envs[e], 0, 0);
+    test_rollout_fused(k_envs[e], 1, 1);
+  }
 
   g_cpu->destroy(g_cpu);
   g_gpu->destroy(g_gpu);

@@ -326,9 +326,7 @@ static void test_adam(blpo_backend *be) {
   for (int t = 1; t <= 3; t++) {
     for (int i = 0; i < P * C; i++)
       g[i] = (float)nrand();
-    blpo_adam_step_params sp = {
-        1e-2f, 0.9f, 0.999f, 1e-5f, 1.0f - powf(0.9f, (float)t), 1.0f - powf(0.999f, (float)t)};
-    be->adam(be, P, C, w, g, m, v, scale, sp);
+    be->adam(be, P, C, w, g, m, v, scale, blpo_adam_fixed(1e-2f, 0.9f, 0.999f, 1e-5f, t));
     for (int i = 0; i < P * C; i++) {
       double gi = (double)g[i] * scale[i / C];
       md[i] = 0.9 * md[i] + 0.1 * gi;
@@ -366,7 +364,7 @@ static void test_policy_sample(blpo_backend *be) {
   const float z[3] = {0.5f, -1.0f, 1.2f};
   for (int i = 0; i < N; i++)
     memcpy(head + 3 * i, z, sizeof(z));
-  be->policy_sample(be, &d, &am, params, head, 0, 3, act, logp);
+  be->policy_sample(be, &d, &am, params, head, 0, (blpo_counter){NULL, 0, 3}, act, logp);
   float pr[3];
   blpo_cat_stats(z, 3, 0, NULL, NULL, pr);
   int cnt[3] = {0};
@@ -389,7 +387,7 @@ static void test_policy_sample(blpo_backend *be) {
   d.head_dim = 1;
   for (int i = 0; i < N; i++)
     head[i] = 1.5f;
-  be->policy_sample(be, &d, &gm, gp, head, 0, 11, act, logp);
+  be->policy_sample(be, &d, &gm, gp, head, 0, (blpo_counter){NULL, 0, 11}, act, logp);
   double s = 0, s2 = 0;
   for (int i = 0; i < N; i++)
     s += act[i];

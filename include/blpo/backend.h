@@ -16,6 +16,7 @@
 #include "env.h"
 #include "mlp.h"
 #include "optim.h"
+#include "schedule.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -114,10 +115,11 @@ struct blpo_backend {
   /* ---- policy ---- */
   /* head (P,N,Y) with head_stride floats between agents (heads are read in
    * place from an activation workspace); actor params (P,Np) for log_std;
-   * counter selects the draw. Writes actions (P,N,A) and logp (P,N). */
+   * the counter's value when the op runs selects the draw. Writes actions
+   * (P,N,A) and logp (P,N). */
   void (*policy_sample)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                         const float *actor_params, const float *head, size_t head_stride,
-                        uint64_t counter, float *actions, float *logp);
+                        blpo_counter counter, float *actions, float *logp);
 
   /* The policy's mode for evaluation: argmax of the logits, or the Gaussian
    * mean (the env clips). head (P,N,Y) with agent stride head_stride;
@@ -134,6 +136,22 @@ struct blpo_backend {
               float *ret);
 
   /* ---- minibatches ---- */
+  /* Index draws from counter-based permutations (include/blpo/permute.h),
+   * each stream at the counter's value when the op runs. PPO: idx (P, T*N)
+   * holds agent p's shuffled samples as (T,P,N) rollout rows,
+   * idx[p*T*N + i] = blpo_sample_row(perm_p, P, N, p, i). */
+  void (*shuffle_samples)(blpo_backend *be, const blpo_dims *d, blpo_counter counter, int32_t *idx);
+  /* Nested/BLPO: a permutation of agent p's N envs cut into minibatches of m
+   * whole trajectories. rows (P, T*N): sample (t, j) of minibatch mb at
+   * p*T*N + mb*T*m + t*m + j is row (t*P + p)*N + env, env =
+   * perm(mb*m + j); last (P, N) at p*N + mb*m + j is row (T*P + p)*N + env
+   * (the trajectory's last_obs in the (T+1,P,N,O) obs buffer). */
+  void (*shuffle_trajectories)(blpo_backend *be, const blpo_dims *d, int m, blpo_counter counter,
+                               int32_t *rows, int32_t *last);
+  /* Nystrom: idx (P, k) = the first k elements of a permutation of [0, np)
+   * per agent: k distinct indices, uniform without replacement. */
+  void (*sketch_indices)(blpo_backend *be, const blpo_dims *d, size_t np, int k,
+                         blpo_counter counter, int32_t *idx);
   /* dst (P,n,width): row i of agent p is src row idx[p*idx_stride + i]
    * (a row index into the whole src buffer). */
   void (*gather_rows)(blpo_backend *be, int P, const int32_t *idx, size_t idx_stride, int n,
@@ -165,9 +183,11 @@ struct blpo_backend {
    * recording both norms in stats (P,BLPO_STAT_COUNT); scale (P) written. */
   void (*clip_scale)(blpo_backend *be, int P, const float *sumsq_a, const float *sumsq_c,
                      float max_norm, float *stats, float *scale);
-  /* Adam on (P,count) with gradients multiplied by scale[p] (NULL: 1). */
+  /* Adam on (P,count) with gradients multiplied by scale[p] (NULL: 1); the
+   * step constants are the schedule's at the clock's iteration when the op
+   * runs (blpo_adam_resolve). */
   void (*adam)(blpo_backend *be, int P, size_t count, float *params, const float *grad, float *m,
-               float *v, const float *scale, blpo_adam_step_params sp);
+               float *v, const float *scale, blpo_adam_sched sched);
 
   /* ---- nested critic and BLPO (blpo.md step 4) ---- */
   /* dst (P,count) += alpha * src (P,count). */
@@ -244,6 +264,38 @@ struct blpo_backend {
   int (*reserve_solver)(blpo_backend *be, int P, int k, size_t np, int dense);
   /* Per-agent dot products out (P) = <a, b>. */
   void (*dot)(blpo_backend *be, int P, size_t count, const float *a, const float *b, float *out);
+
+  /* ---- fused rollout step (include/blpo/fused_rollout.h) ---- */
+  /* 0: cannot run these networks fused; 1: can, but the separate ops are
+   * faster here (the CPU); 2: can, and it is the faster path (CUDA). */
+  int (*rollout_fused_supported)(blpo_backend *be, const blpo_mlp *actor, const blpo_mlp *critic);
+  /* Rollout steps t in [t0, t1), each one pass per env instead of
+   * mlp_forward (actor, critic), copy_blocks, policy_sample and env_step:
+   * the forward passes on obs[t], the action draw at counter + t, the env
+   * step (auto-reset) writing obs[t+1] raw. obs (T+1,P,N,O); act (T,P,N,A);
+   * logp, value, reward, done, ep_ret (T,P,N), slice t written at step t;
+   * final_obs (P,N,O) and trunc (P,N) of the step, if not NULL (then
+   * t1 = t0 + 1). */
+  void (*rollout_fused)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                        const float *actor_params, const blpo_mlp *critic,
+                        const float *critic_params, int t0, int t1, blpo_counter counter,
+                        blpo_env_state *states, float *obs, float *act, float *logp, float *value,
+                        float *reward, float *done, float *ep_ret, float *final_obs, float *trunc);
+
+  /* ---- replay (optional: NULL where the backend has none) ---- */
+  /* Records the operations queued from capture_begin to capture_end instead
+   * of running them; capture_end returns a handle that graph_launch runs
+   * again (reading the clock and every buffer afresh), or NULL with the
+   * reason in why (nothing recorded ran; the caller runs the work directly). */
+  void (*capture_begin)(blpo_backend *be);
+  void *(*capture_end)(blpo_backend *be, char *why, size_t why_len);
+  void (*graph_launch)(blpo_backend *be, void *graph);
+  void (*graph_free)(blpo_backend *be, void *graph);
+  /* The graph's node count; *kernels (if not NULL) gets how many of them are
+   * kernel launches. */
+  size_t (*graph_count)(const void *graph, size_t *kernels);
+  /* GEMM precision: 0 fp32, 1 TF32 tensor cores (optional: NULL = fp32 only). */
+  void (*set_gemm_precision)(blpo_backend *be, int tf32);
 
   void (*destroy)(blpo_backend *be);
 };

@@ -13,6 +13,7 @@ typedef enum { BLPO_ALGO_PPO = 0, BLPO_ALGO_NESTED = 1, BLPO_ALGO_BLPO = 2 } blp
 typedef enum { BLPO_HG_NYSTROM = 0, BLPO_HG_CG = 1, BLPO_HG_EXACT = 2 } blpo_hg_method;
 typedef enum { BLPO_ACT_TANH = 0, BLPO_ACT_RELU = 1 } blpo_activation;
 typedef enum { BLPO_TRI_AUTO = -1, BLPO_TRI_OFF = 0, BLPO_TRI_ON = 1 } blpo_tristate;
+typedef enum { BLPO_PREC_FP32 = 0, BLPO_PREC_TF32 = 1 } blpo_precision;
 
 typedef struct {
   /* env.* */
@@ -34,6 +35,10 @@ typedef struct {
   int checkpoint_every;    /* run.checkpoint_every: iterations between checkpoints (0 = end only) */
   int debug_nan_iteration; /* run.debug_nan_iteration: test hook, poison the critic then (0 = off)
                             */
+  int cuda_graph;          /* run.cuda_graph: replay each iteration as a captured CUDA graph */
+  int precision;           /* run.precision: GEMM precision on the CUDA backend */
+  int fused_rollout;       /* run.fused_rollout: auto|true|false, the one-kernel rollout step */
+  int debug_emulate_replay; /* run.debug_emulate_replay: test hook (trainer.c) */
 
   /* algo.* */
   int algo;            /* algo.name */

@@ -33,11 +33,11 @@ typedef struct {
   const char *name; /* Gymnasium id, e.g. "CartPole-v1" */
   int state_dim;
   int obs_dim;
-  int discrete;    /* 1: Categorical over num_actions; 0: Gaussian over action_dim */
-  int num_actions; /* discrete only */
-  int action_dim;  /* stored action width: 1 for discrete (the index as a float) */
+  int discrete;            /* 1: Categorical over num_actions; 0: Gaussian over action_dim */
+  int num_actions;         /* discrete only */
+  int action_dim;          /* stored action width: 1 for discrete (the index as a float) */
   float act_low, act_high; /* continuous bounds (the env clips) */
-  int max_steps;   /* time limit */
+  int max_steps;           /* time limit */
 } blpo_env_info;
 
 /* Host-side table lookups (src/envs.c). */

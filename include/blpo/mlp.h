@@ -17,16 +17,16 @@
 #define BLPO_MAX_LAYERS (BLPO_MAX_HIDDEN + 1)
 
 typedef struct {
-  int num_layers;                  /* L linear layers */
-  int dims[BLPO_MAX_LAYERS + 1];   /* d_0 (input) .. d_L (head) */
-  int activation;                  /* blpo_activation, hidden layers only */
-  size_t w_off[BLPO_MAX_LAYERS];   /* offset of W_{l+1} */
-  size_t b_off[BLPO_MAX_LAYERS];   /* offset of b_{l+1} */
-  size_t num_mlp_params;           /* weights and biases */
-  size_t num_extra;                /* trailing extra parameters (log_std) */
-  size_t num_params;               /* num_mlp_params + num_extra */
-  size_t act_floats_per_row;       /* sum_{l=1..L} d_l: activations kept per sample */
-  int max_width;                   /* max_l d_l, l = 0..L */
+  int num_layers;                /* L linear layers */
+  int dims[BLPO_MAX_LAYERS + 1]; /* d_0 (input) .. d_L (head) */
+  int activation;                /* blpo_activation, hidden layers only */
+  size_t w_off[BLPO_MAX_LAYERS]; /* offset of W_{l+1} */
+  size_t b_off[BLPO_MAX_LAYERS]; /* offset of b_{l+1} */
+  size_t num_mlp_params;         /* weights and biases */
+  size_t num_extra;              /* trailing extra parameters (log_std) */
+  size_t num_params;             /* num_mlp_params + num_extra */
+  size_t act_floats_per_row;     /* sum_{l=1..L} d_l: activations kept per sample */
+  int max_width;                 /* max_l d_l, l = 0..L */
 } blpo_mlp;
 
 /* Builds the shape: in -> hidden[0..nh-1] -> out, plus `extra` trailing params. */

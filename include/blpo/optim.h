@@ -6,13 +6,7 @@
 #include <math.h>
 
 #include "hd.h"
-
-typedef struct {
-  float lr;   /* this step's learning rate (after any anneal) */
-  float b1, b2, eps;
-  float bc1;  /* 1 - b1^t, t counting from 1 */
-  float bc2;  /* 1 - b2^t */
-} blpo_adam_step_params;
+#include "schedule.h" /* blpo_adam_step_params and the per-call schedule */
 
 BLPO_HD void blpo_adam_update(float *w, float *m, float *v, float g, blpo_adam_step_params p) {
   float mi = p.b1 * *m + (1.0f - p.b1) * g;

@@ -60,6 +60,10 @@ int64_t blpo_trainer_num_iterations(const blpo_trainer *tr);
 int64_t blpo_trainer_steps_per_iteration(const blpo_trainer *tr); /* per agent */
 /* Runs one iteration (rollout + update); fills metrics[0..P-1]. */
 void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics);
+/* Whether iterations now run as replays of a captured CUDA graph, and its
+ * kernel launches (node count in *nodes) per iteration; 0 when not. */
+int blpo_trainer_replaying(const blpo_trainer *tr);
+size_t blpo_trainer_graph_kernels(const blpo_trainer *tr, size_t *nodes);
 /* Copies agent p's parameters to host arrays (sizes from the getters). */
 size_t blpo_trainer_actor_size(const blpo_trainer *tr);
 size_t blpo_trainer_critic_size(const blpo_trainer *tr);

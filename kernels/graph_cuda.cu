@@ -1,0 +1,129 @@
+// Replay of a whole training iteration as a CUDA graph, and the GEMM
+// precision switch. The trainer (src/trainer.c) runs the first iteration
+// directly (libraries set themselves up lazily), captures the second one with
+// stream capture, and from then on launches the instantiated graph once per
+// iteration. Every value that changes between iterations is read on the
+// device from the trainer's clock (include/blpo/schedule.h), so the same
+// graph serves every iteration. While the capture is active, a failing call
+// is recorded instead of ending the process (blpo_cuda_fail): nothing has run,
+// so the trainer can discard the capture and run the iteration directly.
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda_ops.h"
+
+namespace {
+
+struct cuda_graph {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  size_t nodes, kernels;
+};
+
+// cuBLAS workspace: NVIDIA's recommendation for Hopper is 32 MiB; set once
+// so that no GEMM inside a capture asks for memory.
+constexpr size_t kCublasWorkspace = 32u << 20;
+
+void cuda_capture_begin(blpo_backend *be) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  blpo_cuda_capture.failed = 0;
+  blpo_cuda_capture.first[0] = 0;
+  cudaGetLastError(); // no earlier error may be blamed on the capture
+  // thread-local: only this thread's calls are checked for capture safety
+  cudaCheck(cudaStreamBeginCapture(impl->stream, cudaStreamCaptureModeThreadLocal));
+  blpo_cuda_capture.active = 1;
+}
+
+void *cuda_capture_end(blpo_backend *be, char *why, size_t why_len) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  cudaGraph_t g = nullptr;
+  cudaError_t e = cudaStreamEndCapture(impl->stream, &g);
+  blpo_cuda_capture.active = 0;
+  cudaGetLastError(); // launch errors of an invalidated capture are not sticky
+  if (blpo_cuda_capture.failed || e != cudaSuccess || !g) {
+    snprintf(why, why_len, "%s",
+             blpo_cuda_capture.failed ? blpo_cuda_capture.first : cudaGetErrorName(e));
+    if (g)
+      cudaGraphDestroy(g);
+    return nullptr;
+  }
+  cudaGraphExec_t exec = nullptr;
+  e = cudaGraphInstantiate(&exec, g, 0);
+  if (e != cudaSuccess) {
+    snprintf(why, why_len, "cudaGraphInstantiate: %s", cudaGetErrorName(e));
+    cudaGetLastError();
+    cudaGraphDestroy(g);
+    return nullptr;
+  }
+  cuda_graph *h = (cuda_graph *)calloc(1, sizeof(cuda_graph));
+  if (!h) {
+    snprintf(why, why_len, "out of host memory");
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    return nullptr;
+  }
+  h->graph = g;
+  h->exec = exec;
+  size_t n = 0;
+  cudaCheck(cudaGraphGetNodes(g, nullptr, &n));
+  h->nodes = n;
+  if (n) {
+    cudaGraphNode_t *nodes = (cudaGraphNode_t *)malloc(sizeof(cudaGraphNode_t) * n);
+    if (nodes) {
+      cudaCheck(cudaGraphGetNodes(g, nodes, &n));
+      for (size_t i = 0; i < n; i++) {
+        cudaGraphNodeType t;
+        cudaCheck(cudaGraphNodeGetType(nodes[i], &t));
+        h->kernels += t == cudaGraphNodeTypeKernel;
+      }
+      free(nodes);
+    }
+  }
+  return h;
+}
+
+void cuda_graph_launch(blpo_backend *be, void *graph) {
+  cudaCheck(cudaGraphLaunch(((cuda_graph *)graph)->exec, blpo_cuda(be)->stream));
+}
+
+void cuda_graph_free(blpo_backend *be, void *graph) {
+  cuda_graph *h = (cuda_graph *)graph;
+  if (!h)
+    return;
+  cudaCheck(cudaStreamSynchronize(blpo_cuda(be)->stream)); // a launch may still run
+  cudaCheck(cudaGraphExecDestroy(h->exec));
+  cudaCheck(cudaGraphDestroy(h->graph));
+  free(h);
+}
+
+size_t cuda_graph_count(const void *graph, size_t *kernels) {
+  const cuda_graph *h = (const cuda_graph *)graph;
+  if (kernels)
+    *kernels = h ? h->kernels : 0;
+  return h ? h->nodes : 0;
+}
+
+// TF32: cuBLAS rounds the fp32 GEMM inputs to TF32 (10-bit mantissa) for the
+// tensor cores and accumulates in fp32; the other kernels are unchanged.
+void cuda_set_gemm_precision(blpo_backend *be, int tf32) {
+  cublasCheck(cublasSetMathMode(blpo_cuda(be)->cublas,
+                                tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+}
+
+} // namespace
+
+void blpo_cuda_install_graph(blpo_backend *be) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  if (cudaMalloc(&impl->cublas_ws, kCublasWorkspace) == cudaSuccess) {
+    cublasCheck(cublasSetWorkspace(impl->cublas, impl->cublas_ws, kCublasWorkspace));
+  } else {
+    cudaGetLastError(); // cuBLAS keeps its own workspace then
+    impl->cublas_ws = nullptr;
+  }
+  be->capture_begin = cuda_capture_begin;
+  be->capture_end = cuda_capture_end;
+  be->graph_launch = cuda_graph_launch;
+  be->graph_free = cuda_graph_free;
+  be->graph_count = cuda_graph_count;
+  be->set_gemm_precision = cuda_set_gemm_precision;
+}
