@@ -543,38 +543,20 @@ __global__ void ppo_loss_kernel(
     gls[j] = 0;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     size_t r = o + i;
-    const float *z = head + (size_t)p * head_stride + (size_t)i * Y;
-    float *dz = dhead + r * Y;
-    float val = value[(size_t)p * value_stride + i];
     float a_n = (float)((adv[r] - amean) / astd);
-    float lp, h;
-    if (d.discrete) {
-      int a = (int)actions[r * A];
-      blpo_cat_stats(z, d.num_actions, a, &lp, &h, NULL);
-    } else {
-      lp = blpo_gauss_logp(z, log_std, actions + r * A, A);
-      h = blpo_gauss_entropy(log_std, A);
-    }
-    float dlogp, clipped;
-    float l = blpo_clip_surrogate(lp, logp_old[r], a_n, pp.clip_eps, &dlogp, &clipped);
-    float dv;
-    float vloss = blpo_value_loss(val, value_old[r], ret[r], pp.clip_eps, pp.clip_value, &dv);
-    dvalue[r] = pp.vf_coef * dv * inv_n;
-    float c_logp = dlogp * inv_n, c_ent = -pp.ent_coef * inv_n;
-    if (d.discrete) {
-      blpo_cat_grad(z, d.num_actions, (int)actions[r * A], c_logp, c_ent, dz);
-    } else {
-      float dls[BLPO_ENV_MAX_ACT];
-      blpo_gauss_grad(z, log_std, actions + r * A, A, c_logp, c_ent, dz, dls);
+    float dls[BLPO_ENV_MAX_ACT];
+    blpo_ppo_row_terms t = blpo_ppo_row(
+        d.discrete, d.num_actions, A, head + (size_t)p * head_stride + (size_t)i * Y, log_std,
+        actions + r * A, logp_old[r], a_n, value[(size_t)p * value_stride + i], value_old[r],
+        ret[r], pp, inv_n, dhead + r * Y, &dvalue[r], dls);
+    if (!d.discrete)
       for (int j = 0; j < A; j++)
         gls[j] += dls[j];
-    }
-    float logratio = lp - logp_old[r];
-    pg += l;
-    vl += vloss;
-    ent += h;
-    kl += (expf(logratio) - 1.0f) - logratio;
-    cf += clipped;
+    pg += t.pg;
+    vl += t.vl;
+    ent += t.ent;
+    kl += t.kl;
+    cf += t.clipped;
   }
   pg = blpo_block_sum(pg, sh);
   vl = blpo_block_sum(vl, sh);

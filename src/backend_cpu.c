@@ -493,37 +493,20 @@ static void ppo_loss_rows(const blpo_dims *d, const float *log_std, int n, const
   ppo_loss_sums s;
   memset(&s, 0, sizeof(s));
   for (int i = r0; i < r1; i++) {
-    const float *z = head + (size_t)i * Y;
-    float *dz = dhead + (size_t)i * Y;
     float a_n = (float)((adv[i] - amean) / astd);
-    float lp, h;
-    if (d->discrete) {
-      int a = (int)actions[(size_t)i * A];
-      blpo_cat_stats(z, d->num_actions, a, &lp, &h, NULL);
-    } else {
-      lp = blpo_gauss_logp(z, log_std, actions + (size_t)i * A, A);
-      h = blpo_gauss_entropy(log_std, A);
-    }
-    float dlogp, clipped;
-    float l = blpo_clip_surrogate(lp, logp_old[i], a_n, pp.clip_eps, &dlogp, &clipped);
-    float dv;
-    float vloss = blpo_value_loss(value[i], value_old[i], ret[i], pp.clip_eps, pp.clip_value, &dv);
-    dvalue[i] = pp.vf_coef * dv * inv_n;
-    float c_logp = dlogp * inv_n, c_ent = -pp.ent_coef * inv_n;
-    if (d->discrete) {
-      blpo_cat_grad(z, d->num_actions, (int)actions[(size_t)i * A], c_logp, c_ent, dz);
-    } else {
-      float dls[BLPO_ENV_MAX_ACT];
-      blpo_gauss_grad(z, log_std, actions + (size_t)i * A, A, c_logp, c_ent, dz, dls);
+    float dls[BLPO_ENV_MAX_ACT];
+    blpo_ppo_row_terms t =
+        blpo_ppo_row(d->discrete, d->num_actions, A, head + (size_t)i * Y, log_std,
+                     actions + (size_t)i * A, logp_old[i], a_n, value[i], value_old[i], ret[i], pp,
+                     inv_n, dhead + (size_t)i * Y, &dvalue[i], dls);
+    if (!d->discrete)
       for (int j = 0; j < A; j++)
         s.gls[j] += dls[j];
-    }
-    float logratio = lp - logp_old[i];
-    s.pg += l;
-    s.vl += vloss;
-    s.ent += h;
-    s.kl += (expf(logratio) - 1.0f) - logratio;
-    s.cf += clipped;
+    s.pg += t.pg;
+    s.vl += t.vl;
+    s.ent += t.ent;
+    s.kl += t.kl;
+    s.cf += t.clipped;
   }
   *out = s;
 }

@@ -16,6 +16,7 @@
 #include "env.h"
 #include "mlp.h"
 #include "optim.h"
+#include "ppo_loss.h"
 #include "schedule.h"
 
 #ifdef __cplusplus
@@ -60,12 +61,6 @@ enum {
   BLPO_STAT_CG_RESID,           /* cg: final relative residual */
   BLPO_STAT_COUNT
 };
-
-/* PPO minibatch loss settings. */
-typedef struct {
-  float clip_eps, vf_coef, ent_coef;
-  int clip_value, norm_adv;
-} blpo_ppo_params;
 
 typedef struct blpo_backend blpo_backend;
 struct blpo_backend {

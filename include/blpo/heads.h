@@ -9,9 +9,12 @@
 
 #define BLPO_HALF_LOG_2PI 0.91893853320467274178f
 #define BLPO_HALF_LOG_2PIE 1.41893853320467274178f
+#define BLPO_CAT_MAX 16 /* most actions of a categorical head (the tasks have <= 3) */
 
-/* Max-shifted log-softmax: logp[a] and the entropy; probs written if p != 0. */
-BLPO_HD void blpo_cat_stats(const float *z, int k, int a, float *logp_a, float *entropy, float *p) {
+/* Max-shifted log-softmax: logp[a] and the entropy; probs written if p != 0,
+ * the log-normaliser if lse_out != 0. */
+BLPO_HD void blpo_cat_stats_lse(const float *z, int k, int a, float *logp_a, float *entropy,
+                                float *p, float *lse_out) {
   float zmax = z[0];
   for (int i = 1; i < k; i++)
     zmax = fmaxf(zmax, z[i]);
@@ -31,6 +34,12 @@ BLPO_HD void blpo_cat_stats(const float *z, int k, int a, float *logp_a, float *
     *logp_a = z[a] - lse;
   if (entropy)
     *entropy = h;
+  if (lse_out)
+    *lse_out = lse;
+}
+
+BLPO_HD void blpo_cat_stats(const float *z, int k, int a, float *logp_a, float *entropy, float *p) {
+  blpo_cat_stats_lse(z, k, a, logp_a, entropy, p, 0);
 }
 
 /* Inverse-CDF draw from softmax(z) with u in [0,1). */
@@ -50,23 +59,22 @@ BLPO_HD int blpo_cat_sample(const float *z, int k, float u) {
   return k - 1;
 }
 
-/* dz = c_logp * d log p(a)/dz + c_ent * dH/dz. */
-BLPO_HD void blpo_cat_grad(const float *z, int k, int a, float c_logp, float c_ent, float *dz) {
-  float zmax = z[0];
-  for (int i = 1; i < k; i++)
-    zmax = fmaxf(zmax, z[i]);
-  float s = 0.0f;
-  for (int i = 0; i < k; i++)
-    s += expf(z[i] - zmax);
-  float lse = zmax + logf(s), h = 0.0f;
+/* dz = c_logp * d log p(a)/dz + c_ent * dH/dz from blpo_cat_stats_lse's
+ * log-normaliser lse, entropy h and probabilities p (the same floats
+ * blpo_cat_grad computes afresh). */
+BLPO_HD void blpo_cat_grad_from(const float *z, int k, int a, float lse, float h, const float *p,
+                                float c_logp, float c_ent, float *dz) {
   for (int i = 0; i < k; i++) {
-    float lp = z[i] - lse;
-    h -= expf(lp) * lp;
-  }
-  for (int i = 0; i < k; i++) {
-    float lp = z[i] - lse, pi = expf(lp);
+    float lp = z[i] - lse, pi = p[i];
     dz[i] = c_logp * ((i == a ? 1.0f : 0.0f) - pi) + c_ent * (-pi * (lp + h));
   }
+}
+
+/* dz = c_logp * d log p(a)/dz + c_ent * dH/dz. */
+BLPO_HD void blpo_cat_grad(const float *z, int k, int a, float c_logp, float c_ent, float *dz) {
+  float lse, h, p[BLPO_CAT_MAX];
+  blpo_cat_stats_lse(z, k, a, 0, &h, p, &lse);
+  blpo_cat_grad_from(z, k, a, lse, h, p, c_logp, c_ent, dz);
 }
 
 BLPO_HD float blpo_gauss_logp(const float *mu, const float *log_std, const float *a, int d) {
