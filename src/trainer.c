@@ -659,6 +659,8 @@ size_t blpo_trainer_graph_kernels(const blpo_trainer *tr, size_t *nodes) {
 
 int blpo_trainer_replaying(const blpo_trainer *tr) { return tr->graph != NULL; }
 
+int blpo_trainer_fused_rollout(const blpo_trainer *tr) { return tr->fused; }
+
 int blpo_trainer_evaluate(blpo_trainer *tr, int episodes, int deterministic, double *mean,
                           double *std, double *mn, double *mx) {
   blpo_backend *be = tr->be;

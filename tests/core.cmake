@@ -92,3 +92,8 @@ set_tests_properties(permute_cpu PROPERTIES LABELS "cpu")
 add_test(NAME bench_smoke
          COMMAND sh -c "$<TARGET_FILE:blpo-bench> --iters 1 --warmup 0 --set env.num_envs=16 --set env.num_steps=8 --set algo.num_minibatches=2 && $<TARGET_FILE:blpo-bench> --env-rate --config pendulum.yaml --set env.num_envs=64 --iters 20")
 set_tests_properties(bench_smoke PROPERTIES LABELS "cpu;bench")
+# Every row of the benchmark table runs (tools/bench_suite.sh at a tiny size;
+# CI checks that it works, the figures come from real sizes on real machines).
+add_test(NAME bench_suite_tiny
+         COMMAND env TINY=1 bash ${CMAKE_SOURCE_DIR}/tools/bench_suite.sh cpu ${CMAKE_BINARY_DIR})
+set_tests_properties(bench_suite_tiny PROPERTIES LABELS "cpu;bench")

@@ -11,10 +11,14 @@
  *
  * The end-to-end figure is wall-clock time over N iterations run as in
  * training (each iteration ends by reading its metrics, which synchronises
- * the device). The phase split comes from N further iterations in profile
- * mode, where every phase is synchronised before and after (so on a GPU the
- * phases add up to more than the end-to-end time). The first W iterations
- * are not counted. */
+ * the device), with the run's replay and fused-rollout settings: on the CUDA
+ * backend with run.cuda_graph the iterations are graph replays, and the
+ * table gives the kernels one replay launches. The phase split comes from N
+ * further iterations in profile mode, where every phase is synchronised
+ * before and after and nothing is replayed (so on a GPU the phases add up to
+ * more than the end-to-end time). The first W iterations are not counted; on
+ * CUDA with graphs at least 2 (the first runs directly, the second is
+ * captured). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +182,8 @@ static void usage(FILE *f) {
 
 typedef struct {
   char algo[16];
+  int replayed, fused;
+  size_t kernels, nodes;
   double s_per_iter, steps_per_s;
   double phase[BLPO_PHASE_COUNT]; /* seconds per iteration */
   double phase_sum;
@@ -250,7 +256,7 @@ int main(int argc, char **argv) {
     if (load_config(&c, &src, path, sets, nsets, tok) != 0)
       return 2;
     /* enough steps for the requested iterations, whatever the file says */
-    c.total_steps = (int64_t)(warmup + 2 * iters) * c.num_envs * c.num_steps;
+    c.total_steps = (int64_t)((warmup > 2 ? warmup : 2) + 2 * iters) * c.num_envs * c.num_steps;
     if (blpo_config_validate(&c, &src) != 0)
       return 2;
     base = c;
@@ -264,17 +270,24 @@ int main(int argc, char **argv) {
       return 1;
     }
     blpo_iter_metrics *m = calloc((size_t)c.num_seeds, sizeof(*m));
-    for (int w = 0; w < warmup; w++)
+    /* with graphs, iteration 0 runs directly and 1 is captured: not timed */
+    int warm = cuda && c.cuda_graph && warmup < 2 ? 2 : warmup;
+    for (int w = 0; w < warm; w++)
       blpo_trainer_iterate(tr, m);
     double t0 = now_s();
     for (int it = 0; it < iters; it++)
       blpo_trainer_iterate(tr, m);
     double wall = now_s() - t0;
+    if (warm != warmup)
+      warmup = warm; /* reported as used */
     blpo_trainer_set_profile(tr, 1);
     for (int it = 0; it < iters; it++)
       blpo_trainer_iterate(tr, m);
     result *r = &res[nres++];
     snprintf(r->algo, sizeof(r->algo), "%s", tok);
+    r->replayed = blpo_trainer_replaying(tr);
+    r->kernels = blpo_trainer_graph_kernels(tr, &r->nodes);
+    r->fused = blpo_trainer_fused_rollout(tr);
     r->s_per_iter = wall / iters;
     r->steps_per_iter = blpo_trainer_steps_per_iteration(tr) * c.num_seeds;
     r->steps_per_s = (double)r->steps_per_iter / r->s_per_iter;
@@ -302,26 +315,35 @@ int main(int argc, char **argv) {
          cpu, sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.machine, dev, date, commit,
          label[0] ? ", " : "", label);
   printf("config %s: %s, %d agent(s) x %d envs x %d steps, %d epochs x %d minibatches, "
-         "nested_updates %d, hypergrad %s k=%d rho=%g; %d timed iterations after %d warm-up\n\n",
+         "nested_updates %d, hypergrad %s k=%d rho=%g; run.cuda_graph %s, run.fused_rollout %s, "
+         "run.precision %s; %d timed iterations after %d warm-up\n\n",
          config, base.env_id, base.num_seeds, base.num_envs, base.num_steps, base.num_epochs,
          base.num_minibatches, base.nested_updates,
          base.hg_method == BLPO_HG_NYSTROM ? "nystrom"
          : base.hg_method == BLPO_HG_CG    ? "cg"
                                            : "exact",
-         base.hg_rank, base.hg_rho, iters, warmup);
+         base.hg_rank, base.hg_rho, base.cuda_graph ? "true" : "false",
+         base.fused_rollout == BLPO_TRI_AUTO ? "auto"
+         : base.fused_rollout                ? "true"
+                                             : "false",
+         base.precision == BLPO_PREC_TF32 ? "tf32" : "fp32", iters, warmup);
   double ppo_cost = 0;
   for (int i = 0; i < nres; i++)
     if (!strcmp(res[i].algo, "ppo"))
       ppo_cost = res[i].s_per_iter / res[i].steps_per_iter;
-  printf("| algo | s/iteration | env steps/s | cost per env step vs ppo |\n");
-  printf("|---|---:|---:|---:|\n");
+  printf("| algo | s/iteration | env steps/s | cost per env step vs ppo | graph replay | "
+         "kernels per iteration | fused rollout |\n");
+  printf("|---|---:|---:|---:|---|---:|---|\n");
   for (int i = 0; i < nres; i++) {
     double cost = res[i].s_per_iter / res[i].steps_per_iter;
+    char ratio[32] = "-", kern[48] = "-";
     if (ppo_cost > 0)
-      printf("| %s | %.4f | %.0f | %.2fx |\n", res[i].algo, res[i].s_per_iter, res[i].steps_per_s,
-             cost / ppo_cost);
-    else
-      printf("| %s | %.4f | %.0f | - |\n", res[i].algo, res[i].s_per_iter, res[i].steps_per_s);
+      snprintf(ratio, sizeof(ratio), "%.2fx", cost / ppo_cost);
+    if (res[i].replayed)
+      snprintf(kern, sizeof(kern), "%zu (%zu nodes)", res[i].kernels, res[i].nodes);
+    printf("| %s | %.4f | %.0f | %s | %s | %s | %s |\n", res[i].algo, res[i].s_per_iter,
+           res[i].steps_per_s, ratio, res[i].replayed ? "yes" : "no", kern,
+           res[i].fused ? "yes" : "no");
   }
   printf("\nTime per iteration by phase (ms; %% of the profiled iteration's phases):\n\n| phase |");
   for (int i = 0; i < nres; i++)

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The benchmark table (issue "GPU throughput"): end-to-end env steps per
 # second of ppo, nested and blpo on CartPole, Acrobot and Pendulum at
-# num_envs 1024, 4096, 16384 with one agent and at 16 agents x 256 envs; the
-# env kernels alone per task; and, on a GPU, the wall time of the paper's
-# CartPole experiment (15 BLPO seeds x 5e5 steps, 4 envs x 128 steps).
+# num_envs 1024, 4096, 16384 with one agent and at 16 agents x 256 envs; on
+# the GPU the same CartPole 4096 row with graphs off / fused rollout off /
+# TF32, so the table shows what each piece buys; the env kernels alone per
+# task; and, on a GPU, the wall time of the paper's CartPole experiment (15
+# BLPO seeds x 5e5 steps, 4 envs x 128 steps, one population).
 #   tools/bench_suite.sh [cpu|cuda] [BUILD_DIR]       (markdown on stdout)
-# Environment: ITERS (timed iterations per row, default 3), QUICK=1 (1024 envs
-# only, no paper run), BLPO_COMMIT (printed with the results).
+# Environment: ITERS (timed iterations per row, default 3), QUICK=1 (1024
+# envs only, no paper run), TINY=1 (CI: 64 envs x 8 steps, 4 x 16 for the
+# population row, small env-rate runs: checks that every row runs, times
+# nothing worth reading), BLPO_COMMIT (printed with the results).
 set -uo pipefail
 dev="${1:-cpu}"
 build="${2:-build}"
@@ -15,7 +19,21 @@ bench="$build/blpo-bench"
 gpu="$build/blpo-gpu"
 iters="${ITERS:-3}"
 sizes=(1024 4096 16384)
+pop=(--set env.num_envs=256 --set run.num_seeds=16)
+pop_label="16 agents x 256 envs"
+extra=()
+rate_sizes=(1024 65536)
 [ "${QUICK:-0}" = 1 ] && sizes=(1024)
+if [ "${TINY:-0}" = 1 ]; then
+  sizes=(64)
+  pop=(--set env.num_envs=16 --set run.num_seeds=4)
+  pop_label="4 agents x 16 envs"
+  extra=(--set env.num_steps=8 --set algo.num_minibatches=2)
+  rate_sizes=(256)
+  iters=1
+fi
+status=0
+run() { "$@" || { echo "blpo-bench failed: $*" >&2; status=1; }; }
 export BLPO_COMMIT="${BLPO_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 echo "# blpo-bench suite: device $dev, date $(date -u +%Y-%m-%d), commit $BLPO_COMMIT"
 echo
@@ -23,36 +41,57 @@ echo "## Training throughput (env steps/s, end to end)"
 for cfg in cartpole.yaml acrobot.yaml pendulum.yaml; do
   for n in "${sizes[@]}"; do
     echo
-    "$bench" --device "$dev" --config "$cfg" --iters "$iters" --warmup 1 \
-      --set env.num_envs="$n" --set run.num_seeds=1 --label "$cfg, 1 agent x $n envs" |
+    run "$bench" --device "$dev" --config "$cfg" --iters "$iters" --warmup 1 \
+      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --label "$cfg, 1 agent x $n envs" |
       sed -n '1,9p'
   done
   echo
-  "$bench" --device "$dev" --config "$cfg" --iters "$iters" --warmup 1 \
-    --set env.num_envs=256 --set run.num_seeds=16 --label "$cfg, 16 agents x 256 envs" |
-    sed -n '1,9p'
+  run "$bench" --device "$dev" --config "$cfg" --iters "$iters" --warmup 1 "${pop[@]}" "${extra[@]}" \
+    --label "$cfg, $pop_label" | sed -n '1,9p'
 done
+if [ "$dev" = cuda ]; then
+  n=4096
+  [ "${TINY:-0}" = 1 ] && n=64
+  echo
+  echo "## What each piece buys (CartPole, 1 agent x $n envs)"
+  for v in "run.cuda_graph=false run.fused_rollout=false" "run.cuda_graph=false" \
+    "run.fused_rollout=false" "run.precision=tf32"; do
+    args=()
+    for kv in $v; do args+=(--set "$kv"); done
+    echo
+    run "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
+      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" "${args[@]}" --label "$v" |
+      sed -n '1,9p'
+  done
+fi
 echo
 echo "## Env kernels alone (random actions)"
 echo
 echo "| backend | config | task | agents x envs | steps | s | env steps/s |"
 echo "|---|---|---|---|---:|---:|---:|"
 for cfg in cartpole.yaml acrobot.yaml mountaincar.yaml pendulum.yaml mountaincar_continuous.yaml; do
-  for n in 1024 65536; do
-    [ "$dev" = cpu ] && [ "$n" = 65536 ] && steps=50 || steps=1000
-    "$bench" --env-rate --device "$dev" --config "$cfg" --set env.num_envs="$n" \
+  for n in "${rate_sizes[@]}"; do
+    if [ "${TINY:-0}" = 1 ]; then
+      steps=20
+    elif [ "$dev" = cpu ] && [ "$n" = 65536 ]; then
+      steps=50
+    else
+      steps=1000
+    fi
+    run "$bench" --env-rate --device "$dev" --config "$cfg" --set env.num_envs="$n" \
       --set run.num_seeds=1 --iters "$steps"
   done
 done
-if [ "$dev" = cuda ] && [ "${QUICK:-0}" != 1 ]; then
+if [ "$dev" = cuda ] && [ "${QUICK:-0}" != 1 ] && [ "${TINY:-0}" != 1 ]; then
   echo
   echo "## The paper's CartPole experiment: 15 BLPO seeds x 5e5 steps as one population"
   echo
   out="$(mktemp -d)/paper15"
   t0=$(date +%s%N)
-  "$gpu" --config "$root/configs/paper/cartpole.yaml" --device cuda --set run.num_seeds=15 \
+  run "$gpu" --config "$root/configs/paper/cartpole.yaml" --device cuda --set run.num_seeds=15 \
     --out "$out" --quiet
   t1=$(date +%s%N)
   echo "wall time $(((t1 - t0) / 1000000)) ms (process, including start-up)"
   grep -E '"final_return_mean_last100"|over_agents' "$out/summary.json"
 fi
+exit $status

@@ -3,7 +3,7 @@
 # made by tools/gpu_bundle.sh: the gpu-labelled tests, the same tests under
 # compute-sanitizer memcheck, the main job on the GPU and the benchmark.
 # Logs go to $OUT (or ./gpu-out). usage: tools/gpu_check.sh [STAGE...]
-# stages: tests memcheck train bench resume check (default: the first four)
+# stages: tests memcheck train bench resume check peers (default: the first four)
 set -uo pipefail
 root="$(pwd)"
 out="${OUT:-$root/gpu-out}"
@@ -51,11 +51,17 @@ for s in "${stages[@]}"; do
     tail -4 "$out/train_cartpole.log"
     ;;
   bench)
-    for n in 1024 4096 16384; do
-      build-gpu/blpo-bench --device cuda --iters "${BENCH_ITERS:-3}" --warmup 1 --set env.num_envs=$n \
-        --label "num_envs $n" 2>&1 | tee -a "$out/bench.md" || rc=1
-      echo | tee -a "$out/bench.md"
-    done
+    # the whole table: throughput rows, graphs / fused rollout / TF32 side by
+    # side, env kernels alone, the paper's 15-seed CartPole experiment
+    ITERS="${BENCH_ITERS:-3}" bash tools/bench_suite.sh cuda build-gpu 2>&1 |
+      tee "$out/bench_suite.md" || rc=1
+    ;;
+  peers)
+    # rejax's PPO on this GPU beside blpo-gpu's (wheels carried in .gpucarry/wheels,
+    # made here with tools/peers/setup.sh --download .gpucarry/wheels)
+    bash tools/peers/setup.sh --wheels .gpucarry/wheels >/dev/null &&
+      SIZES="1024 4096" bash tools/peers/compare.sh cuda build-gpu 2>&1 |
+      tee "$out/peers_rejax_cuda.md" || rc=1
     ;;
   resume)
     # exact resume, interruption, bad checkpoints and the NaN stop, on the GPU

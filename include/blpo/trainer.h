@@ -64,6 +64,8 @@ void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics);
  * kernel launches (node count in *nodes) per iteration; 0 when not. */
 int blpo_trainer_replaying(const blpo_trainer *tr);
 size_t blpo_trainer_graph_kernels(const blpo_trainer *tr, size_t *nodes);
+/* Whether the rollout runs through the fused step (run.fused_rollout). */
+int blpo_trainer_fused_rollout(const blpo_trainer *tr);
 /* Copies agent p's parameters to host arrays (sizes from the getters). */
 size_t blpo_trainer_actor_size(const blpo_trainer *tr);
 size_t blpo_trainer_critic_size(const blpo_trainer *tr);
