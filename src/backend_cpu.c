@@ -222,7 +222,7 @@ static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
         for (int i = 0; i < din; i++)
           tl[(size_t)i * dout + o] = wl[(size_t)o * din + i];
     }
-#pragma omp parallel for schedule(static) if (chunks > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (chunks > 1)
     for (int c = 0; c < chunks; c++) {
       int r0, r1;
       chunk_rows(n, chunks, c, &r0, &r1);
@@ -286,11 +286,13 @@ static void backward_rows(const blpo_mlp *m, const float *w, const float *x, int
 BLPO_CPU_VECTOR_CLONES
 static void sum_chunk_parts(const float *parts, int chunks, size_t nm, size_t j0, size_t j1,
                             float *gw) {
-  for (size_t j = j0; j < j1; j++) {
-    float s = parts[j];
-    for (int c = 1; c < chunks; c++)
-      s += parts[(size_t)c * nm + j];
-    gw[j] = s;
+  /* chunk by chunk over contiguous j (vectorised), the same order per j */
+  for (size_t j = j0; j < j1; j++)
+    gw[j] = parts[j];
+  for (int c = 1; c < chunks; c++) {
+    const float *pc = parts + (size_t)c * nm;
+    for (size_t j = j0; j < j1; j++)
+      gw[j] += pc[j];
   }
 }
 
@@ -321,7 +323,7 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
     int spans = (int)((nm + SPAN - 1) / SPAN);
 #pragma omp parallel
     {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
       for (int c = 0; c < chunks; c++) {
         int r0, r1;
         chunk_rows(n, chunks, c, &r0, &r1);
@@ -398,11 +400,11 @@ static void cpu_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t 
     const int32_t *ix = idx + (size_t)p * idx_stride;
     float *o = dst + (size_t)p * n * width;
     if (width == 1) {
-#pragma omp parallel for schedule(static) if (n >= 4096)
+#pragma omp parallel for schedule(static) if (n >= 1024)
       for (int i = 0; i < n; i++)
         o[i] = src[ix[i]];
     } else {
-#pragma omp parallel for schedule(static) if (n >= 2048)
+#pragma omp parallel for schedule(static) if (n >= 512)
       for (int i = 0; i < n; i++) {
         const float *r = src + (size_t)ix[i] * width;
         for (int c = 0; c < width; c++)
@@ -537,7 +539,7 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
         s2 += (adv[o + i] - amean) * (adv[o + i] - amean);
       astd = sqrt(s2 / n) + 1e-8;
     }
-#pragma omp parallel for schedule(static) if (chunks > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (chunks > 1)
     for (int c = 0; c < chunks; c++) {
       int r0, r1;
       chunk_rows(n, chunks, c, &r0, &r1);
