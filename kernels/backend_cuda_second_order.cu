@@ -571,10 +571,21 @@ int reserve(blpo_backend *be, int P, int k, size_t np, int dense) {
 // the reserved ones are too small.
 so_solver *ensure(blpo_backend *be, int P, int k, size_t np, int dense) {
   so_solver *s = solver_of(be);
-  // a rank change moves the eigensolver across the batched/per-agent line
-  int k_ok =
-      s && (k == 0 || s->k == k || (s->k > k && (s->k <= kBatchedEigMax) == (k <= kBatchedEigMax)));
+  // the batched LU's pointer arrays are laid out for the reserved rank: any
+  // other rank needs its own workspaces
+  int k_ok = s && (k == 0 || s->k == k);
   if (!s || s->P < P || !k_ok || s->np < np || (dense && !s->dense)) {
+    if (blpo_cuda_capture.active) {
+      // growing frees and allocates, which a capture forbids: fail the
+      // capture (nothing recorded runs, so the small workspaces are never
+      // used; the trainer reruns the iteration directly, which grows them)
+      blpo_cuda_fail("blpo", "reserve_solver", "workspace growth inside a graph capture", __FILE__,
+                     __LINE__);
+      if (s)
+        return s;
+      fprintf(stderr, "blpo-gpu: solver workspaces first asked for inside a graph capture\n");
+      exit(4);
+    }
     int P2 = s && s->P > P ? s->P : P;
     int k2 = k > 0 ? k : (s ? s->k : 0);
     size_t np2 = s && s->np > np ? s->np : np;
@@ -738,6 +749,11 @@ void cuda_cg_solve(blpo_backend *be, const blpo_mlp *m, int P, const float *para
   cudaStream_t st = impl->stream;
   size_t np = m->num_params;
   so_solver *s = ensure(be, P, 0, 0, 0);
+  if (s->cg_cap < P && blpo_cuda_capture.active) {
+    blpo_cuda_fail("blpo", "cg_solve", "workspace growth inside a graph capture", __FILE__,
+                   __LINE__);
+    return; // the capture is discarded: nothing recorded runs
+  }
   if (s->cg_cap < P) {
     cudaCheck(cudaStreamSynchronize(st));
     cudaCheck(cudaFree(s->cg));

@@ -203,9 +203,11 @@ int cuda_rollout_fused_supported(blpo_backend *be, const blpo_mlp *actor, const 
   fused_shape s = shape_of(actor, critic);
   if (s.smem_bytes > (size_t)optin)
     return 0;
-  // set once here, outside any graph capture
+  // the attribute is the kernel's, process-wide: set to the device's limit
+  // (not to this network's need, which another trainer's could exceed); set
+  // here, outside any graph capture
   cudaCheck(cudaFuncSetAttribute(rollout_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)s.smem_bytes));
+                                 optin));
   return 2;
 }
 

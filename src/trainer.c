@@ -166,8 +166,6 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   tr->be = be;
   tr->phase_cur = -1;
   tr->graph_on = cfg->cuda_graph;
-  if (be->set_gemm_precision)
-    be->set_gemm_precision(be, cfg->precision == BLPO_PREC_TF32);
   int env_id = blpo_env_from_name(cfg->env_id);
   const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
   blpo_dims *d = &tr->d;
@@ -327,6 +325,9 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
     err[0] = 0;
     tr->fused = keep;
   }
+  /* TF32 only now: the self-check compares against fp32 GEMMs */
+  if (be->set_gemm_precision)
+    be->set_gemm_precision(be, cfg->precision == BLPO_PREC_TF32);
   return tr;
 }
 

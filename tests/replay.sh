@@ -57,7 +57,10 @@ variant nested --config cartpole.yaml --set algo.name=nested
 variant blpo_nystrom --config cartpole.yaml --set algo.name=blpo
 variant blpo_nystrom_fixed --config cartpole.yaml --set algo.name=blpo \
   --set algo.hypergrad.fixed_indices=true
+variant blpo_nystrom_k40 --config cartpole.yaml --set algo.name=blpo --set algo.hypergrad.rank=40
 variant blpo_cg --config cartpole.yaml --set algo.name=blpo --set algo.hypergrad.method=cg
+variant blpo_exact_small --config cartpole.yaml --set algo.name=blpo \
+  --set algo.hypergrad.method=exact --set 'net.critic_hidden=[8]'
 variant ppo_pendulum_bootstrap --config pendulum.yaml --set algo.name=ppo \
   --set env.bootstrap_truncated=true
 variant blpo_pendulum --config pendulum.yaml --set algo.name=blpo

@@ -10,7 +10,8 @@
 #    NVTX range filters them) with the basic metric set, OUT_DIR/kernels.ncu-rep
 #    and a text summary OUT_DIR/ncu_summary.txt.
 # Environment: BLPO_BIN (default build/blpo-gpu), STEPS (default 4 iterations'
-# worth), PHASE, NCU_KERNELS (kernels to profile, default 30).
+# worth), PHASE, NCU_KERNELS (kernels to profile, default 30), GRAPH (1: keep
+# CUDA graph replay on).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${BLPO_BIN:-$root/build/blpo-gpu}"
@@ -22,7 +23,13 @@ mkdir -p "$out"
 # a short run: 4 iterations of the config's own size unless STEPS is given
 steps="${STEPS:-$("$bin" --config "$cfg" --print-config 2>/dev/null |
   awk '/num_envs:/{n=$2} /num_steps:/{t=$2} END{print 4*n*t}')}"
-args=(--config "$cfg" --device cuda --set run.total_steps="$steps" --quiet --force)
+# GRAPH=1 profiles the run as it trains (graph replays: the NVTX ranges then
+# cover only the captured iteration, and ncu's range filter finds no replayed
+# kernel); by default every iteration is launched kernel by kernel.
+graph=false
+[ "${GRAPH:-0}" = 1 ] && graph=true
+args=(--config "$cfg" --device cuda --set run.total_steps="$steps" --set run.cuda_graph="$graph"
+      --quiet --force)
 
 find_tool() { # name: on PATH, else the newest under /opt/nvidia or the CUDA toolkit
   command -v "$1" 2>/dev/null && return
