@@ -1,6 +1,11 @@
 # The CPU SGEMM, bit for bit against a naive loop on every kernel this CPU has.
 blpo_test_exe(test_gemm)
 target_include_directories(test_gemm PRIVATE ${CMAKE_SOURCE_DIR}/src)
+# its own copy of the kernels, instrumented in sanitizer builds (blpo_core's
+# is not there: CMakeLists.txt); it takes precedence over the library's
+target_sources(test_gemm PRIVATE ${CMAKE_SOURCE_DIR}/tests/gemm_kernels_copy.c)
+set_source_files_properties(${CMAKE_SOURCE_DIR}/tests/gemm_kernels_copy.c PROPERTIES
+                            COMPILE_OPTIONS -ffp-contract=fast)
 add_test(NAME gemm_cpu COMMAND test_gemm)
 set_tests_properties(gemm_cpu PROPERTIES LABELS "cpu;derivatives")
 
