@@ -13,7 +13,7 @@ constexpr int kThreads = 256;
 // Same key derivation as the CPU backend: streams depend on (agent, env index)
 // only, never on thread placement.
 __device__ __forceinline__ blpo_key env_key(uint64_t seed, int p, int i) {
-  return blpo_make_key(seed + (uint64_t)p, BLPO_STREAM_ENV_RESET, (uint32_t)i);
+  return blpo_env_reset_key(seed, p, i);
 }
 
 __global__ void env_reset_kernel(int env_id, int P, int N, uint64_t seed,

@@ -149,8 +149,7 @@ __global__ void rollout_fused_kernel(blpo_dims d, fused_net an, fused_net cn, in
   blpo_env_state st = {};
   if (active && lane == 0)
     st = states[e];
-  const blpo_key reset_key =
-      blpo_make_key(d.seed + (uint64_t)p, BLPO_STREAM_ENV_RESET, (uint32_t)i);
+  const blpo_key reset_key = blpo_env_reset_key(d.seed, p, i);
   const blpo_key action_key = blpo_action_key(d.seed, p, i);
   const uint64_t c0 = (uint64_t)blpo_counter_at(ctr, blpo_clock_read(ctr.clock));
   __syncthreads();

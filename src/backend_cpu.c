@@ -48,7 +48,7 @@ static void cpu_env_reset(blpo_backend *be, const blpo_dims *d, blpo_env_state *
 #pragma omp parallel for schedule(static) if (d->N >= 512)
     for (int i = 0; i < d->N; i++) {
       size_t e = (size_t)p * d->N + i;
-      blpo_key key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_ENV_RESET, (uint32_t)i);
+      blpo_key key = blpo_env_reset_key(d->seed, p, i);
       memset(&states[e], 0, sizeof(states[e]));
       blpo_env_reset(d->env_id, &states[e], key);
       blpo_env_obs(d->env_id, &states[e], obs + e * d->obs_dim);
@@ -64,7 +64,7 @@ static void cpu_env_step(blpo_backend *be, const blpo_dims *d, blpo_env_state *s
 #pragma omp parallel for schedule(static) if (d->N >= 512)
     for (int i = 0; i < d->N; i++) {
       size_t e = (size_t)p * d->N + i;
-      blpo_key key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_ENV_RESET, (uint32_t)i);
+      blpo_key key = blpo_env_reset_key(d->seed, p, i);
       float r, eret;
       int term, tr, elen;
       blpo_env_step(d->env_id, &states[e], actions + e * d->act_dim, key, obs + e * d->obs_dim, &r,

@@ -35,7 +35,7 @@ static void cpu_rollout_fused(blpo_backend *be, const blpo_dims *d, const blpo_m
       float buf[2 * BLPO_FUSED_MAX_WIDTH]; /* supported() keeps max_width within it */
       size_t e = (size_t)p * N + i;
       blpo_env_state st = states[e];
-      blpo_key reset_key = blpo_make_key(d->seed + (uint64_t)p, BLPO_STREAM_ENV_RESET, (uint32_t)i);
+      blpo_key reset_key = blpo_env_reset_key(d->seed, p, i);
       for (int t = t0; t < t1; t++) {
         size_t r = (size_t)t * PN + e; /* row of the (T,P,N) buffers */
         const float *x = obs + r * O;

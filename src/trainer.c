@@ -422,21 +422,14 @@ int64_t blpo_steps_before(const blpo_trainer *tr, int64_t iter, int per_minibatc
   return iter * tr->cfg.num_epochs * tr->cfg.num_minibatches * per_minibatch;
 }
 
-/* Adam's schedule for the optimiser step `offset` (within the iteration) of an
- * optimiser taking per_iter steps per iteration. */
-static blpo_adam_sched adam_sched(const blpo_trainer *tr, float lr, int64_t per_iter,
-                                  int64_t offset) {
+blpo_adam_sched blpo_trainer_adam_sched(const blpo_trainer *tr, float lr, int64_t per_iter,
+                                        int64_t offset) {
   blpo_adam_sched s = blpo_adam_fixed(lr, 0.9f, 0.999f, tr->cfg.adam_eps, 1);
   s.anneal_iters = tr->cfg.anneal_lr ? tr->num_iters : 0;
   s.step.clock = tr->clock;
   s.step.per_iter = per_iter;
   s.step.offset = offset;
   return s;
-}
-
-blpo_adam_sched blpo_trainer_adam_sched(const blpo_trainer *tr, float lr, int64_t per_iter,
-                                        int64_t offset) {
-  return adam_sched(tr, lr, per_iter, offset);
 }
 
 static void ppo_update(blpo_trainer *tr) {
@@ -479,9 +472,9 @@ static void ppo_update(blpo_trainer *tr) {
       /* one optimiser step per minibatch, shared by both networks */
       int64_t step = (int64_t)epoch * M + mb;
       be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, tr->scale,
-               adam_sched(tr, c->actor_lr, (int64_t)E * M, step));
+               blpo_trainer_adam_sched(tr, c->actor_lr, (int64_t)E * M, step));
       be->adam(be, P, Nc, tr->critic_params, tr->critic_grad, tr->critic_m, tr->critic_v, tr->scale,
-               adam_sched(tr, c->critic_lr, (int64_t)E * M, step));
+               blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)E * M, step));
     }
   }
 }

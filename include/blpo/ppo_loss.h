@@ -32,12 +32,6 @@ BLPO_HD float blpo_clip_surrogate_r(float logp, float logp_old, float adv, float
   return fmaxf(l1, l2);
 }
 
-BLPO_HD float blpo_clip_surrogate(float logp, float logp_old, float adv, float eps, float *dlogp,
-                                  float *clipped) {
-  float ratio;
-  return blpo_clip_surrogate_r(logp, logp_old, adv, eps, dlogp, clipped, &ratio);
-}
-
 /* 0.5 max((v-G)^2, (v_old + clip(v - v_old, -eps, eps) - G)^2), or the plain
  * 0.5 (v-G)^2 when clip_value is 0. *dv = d/dv. */
 BLPO_HD float blpo_value_loss(float v, float v_old, float ret, float eps, int clip_value,

@@ -74,6 +74,12 @@ BLPO_HD blpo_key blpo_make_key(uint64_t seed, uint32_t purpose, uint32_t index) 
   return k;
 }
 
+/* The auto-reset stream of env `env` of agent `agent` (counter = the env's
+ * reset count): every backend and the fused rollout step use this one. */
+BLPO_HD blpo_key blpo_env_reset_key(uint64_t seed, int agent, int env) {
+  return blpo_make_key(seed + (uint64_t)agent, BLPO_STREAM_ENV_RESET, (uint32_t)env);
+}
+
 /* Four 32-bit words for (key, counter hi, counter lo). */
 BLPO_HD void blpo_rand4(blpo_key k, uint32_t ctr_hi, uint32_t ctr_lo, uint32_t out[4]) {
   uint32_t c[4] = {ctr_lo, ctr_hi, 0u, 0u};
