@@ -165,15 +165,13 @@ static void forward_rows(const blpo_mlp *m, const float *w, const float *wt, con
     int din = m->dims[l], dout = m->dims[l + 1];
     float *out = a + blpo_mlp_act_offset(m, l + 1, n) + (size_t)r0 * dout; // (nr, dout)
     const float *b = w + m->b_off[l];
-    /* z = in W^T + b (bias broadcast first, then accumulate) */
-    for (int r = 0; r < nr; r++)
-      memcpy(out + (size_t)r * dout, b, sizeof(float) * dout);
+    /* z = b + in W^T (each sum starts from the bias) */
     if (dout >= 16)
-      blpo_cpu_sgemm(BLPO_GEMM_N, BLPO_GEMM_N, nr, dout, din, in, din, wt + m->w_off[l], dout, 1,
-                     out, dout);
+      blpo_cpu_sgemm_bias(BLPO_GEMM_N, BLPO_GEMM_N, nr, dout, din, in, din, wt + m->w_off[l], dout,
+                          b, out, dout);
     else
-      blpo_cpu_sgemm(BLPO_GEMM_N, BLPO_GEMM_T, nr, dout, din, in, din, w + m->w_off[l], din, 1, out,
-                     dout);
+      blpo_cpu_sgemm_bias(BLPO_GEMM_N, BLPO_GEMM_T, nr, dout, din, in, din, w + m->w_off[l], din, b,
+                          out, dout);
     if (l < m->num_layers - 1) {
       size_t cnt = (size_t)nr * dout;
       if (m->activation == BLPO_ACT_TANH) {
@@ -414,17 +412,76 @@ static void cpu_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t 
   }
 }
 
+typedef uint32_t perm_v16 __attribute__((vector_size(64)));
+
+/* blpo_feistel (include/blpo/permute.h) on 16 lanes at once, the same
+ * arithmetic lane by lane (the round function is blpo_mix32 spelled out for
+ * vectors): one element's six rounds are a chain of dependent multiplies,
+ * so the scalar loop waits on latency; 16 independent chains do not. */
+static inline __attribute__((always_inline)) void feistel16(const blpo_perm *pm, perm_v16 *x) {
+  uint32_t h = pm->half_bits, m = pm->mask;
+  perm_v16 left = *x >> h, right = *x & m;
+  for (int j = 0; j < BLPO_FEISTEL_ROUNDS; j++) {
+    perm_v16 f = right ^ pm->round_key[j];
+    f ^= f >> 16;
+    f *= 0x7feb352dU;
+    f ^= f >> 15;
+    f *= 0x846ca68bU;
+    f ^= f >> 16;
+    perm_v16 t = left ^ (f & m);
+    left = right;
+    right = t;
+  }
+  *x = (left << h) | right;
+}
+
+/* o[i - i0] = blpo_sample_row(pm, P, N, p, i) for i in [i0, i1): 16 at a
+ * time, every lane walked until it lands in [0, n), then the scalar tail. */
+BLPO_CPU_VECTOR_CLONES
+static void sample_rows_span(const blpo_perm *pm, int P, int N, int p, uint32_t i0, uint32_t i1,
+                             int32_t *o) {
+  uint32_t i = i0;
+  for (; i1 - i >= 16; i += 16) {
+    perm_v16 x;
+    for (int l = 0; l < 16; l++)
+      x[l] = i + (uint32_t)l;
+    feistel16(pm, &x);
+    for (;;) {
+      perm_v16 out = (perm_v16)(x >= pm->n);
+      uint32_t any = 0;
+      for (int l = 0; l < 16; l++)
+        any |= out[l];
+      if (!any)
+        break;
+      perm_v16 y = x;
+      feistel16(pm, &y);
+      x = (out & y) | (~out & x);
+    }
+    for (int l = 0; l < 16; l++) {
+      uint32_t t = x[l] / (uint32_t)N, e = x[l] % (uint32_t)N;
+      o[i - i0 + (uint32_t)l] = (int32_t)(((int64_t)t * P + p) * N + e);
+    }
+  }
+  for (; i < i1; i++)
+    o[i - i0] = blpo_sample_row(pm, P, N, p, i);
+}
+
+#define SHUFFLE_SPAN 2048 /* samples per task */
+
 static void cpu_shuffle_samples(blpo_backend *be, const blpo_dims *d, blpo_counter counter,
                                 int32_t *idx) {
   (void)be;
   uint32_t ctr = (uint32_t)blpo_counter_at(counter, blpo_clock_read(counter.clock));
   int64_t total = (int64_t)d->T * d->N;
+  int64_t spans = (total + SHUFFLE_SPAN - 1) / SHUFFLE_SPAN;
   for (int p = 0; p < d->P; p++) {
     blpo_perm pm = blpo_perm_make(blpo_samples_key(d->seed, p), ctr, (uint32_t)total);
     int32_t *o = idx + (size_t)p * total;
-#pragma omp parallel for schedule(static) if (total >= 8192)
-    for (int64_t i = 0; i < total; i++)
-      o[i] = blpo_sample_row(&pm, d->P, d->N, p, (uint32_t)i);
+#pragma omp parallel for schedule(static) if (spans > 1)
+    for (int64_t b = 0; b < spans; b++) {
+      int64_t i0 = b * SHUFFLE_SPAN, i1 = i0 + SHUFFLE_SPAN < total ? i0 + SHUFFLE_SPAN : total;
+      sample_rows_span(&pm, d->P, d->N, p, (uint32_t)i0, (uint32_t)i1, o + i0);
+    }
   }
 }
 
@@ -606,14 +663,18 @@ static void cpu_adam(blpo_backend *be, int P, size_t count, float *params, const
                      float *m, float *v, const float *scale, blpo_adam_sched sched) {
   (void)be;
   blpo_adam_step_params sp = blpo_adam_resolve(sched, blpo_clock_read(sched.step.clock));
-  size_t spans = (count + SPAN - 1) / SPAN;
+  /* one equal span per thread (64-float aligned): a network's few thousand
+   * parameters in SPAN pieces split 2:1 between two threads */
+  int spans = count >= 2 * SPAN ? omp_get_max_threads() : 1;
+  size_t per = ((count + (size_t)spans - 1) / (size_t)spans + 63) / 64 * 64;
   for (int p = 0; p < P; p++) {
     size_t o = (size_t)p * count;
     float s = scale ? scale[p] : 1.0f;
 #pragma omp parallel for schedule(static) if (spans > 1)
-    for (size_t b = 0; b < spans; b++) {
-      size_t i0 = b * SPAN, i1 = i0 + SPAN < count ? i0 + SPAN : count;
-      adam_span(params + o, grad + o, m + o, v + o, s, sp, i0, i1);
+    for (int b = 0; b < spans; b++) {
+      size_t i0 = (size_t)b * per, i1 = i0 + per < count ? i0 + per : count;
+      if (i0 < i1)
+        adam_span(params + o, grad + o, m + o, v + o, s, sp, i0, i1);
     }
   }
 }

@@ -68,11 +68,28 @@ pack_b(int tb, const float *B, int ldb, int k0, int kc, int j0, int nc, int nrx,
 static inline __attribute__((always_inline)) void tile(const int MR, const int NV, const int TA,
                                                        const float *A, int lda, int i0, int k0,
                                                        int kc, const float *Bp, size_t bs, float *C,
-                                                       int ldc, int ct, int j0, int nc, int load) {
+                                                       int ldc, int ct, int j0, int nc, int load,
+                                                       const float *bias) {
   v16 acc[4][4];
   /* full: every vector of the tile is a whole row piece of a plainly stored C */
   const int full = !ct && nc >= 16 * NV;
-  if (load && full) {
+  if (bias && !load && full) {
+    /* the accumulators start from the bias, as if C held it */
+    for (int v = 0; v < NV; v++) {
+      v16 b;
+      memcpy(&b, bias + j0 + 16 * v, sizeof(v16));
+      for (int r = 0; r < MR; r++)
+        acc[r][v] = b;
+    }
+  } else if (bias && !load) {
+    float t[4][64] = {{0}};
+    for (int r = 0; r < MR; r++)
+      for (int j = 0; j < nc && j < 16 * NV; j++)
+        t[r][j] = ct ? bias[i0 + r] : bias[j0 + j];
+    for (int r = 0; r < MR; r++)
+      for (int v = 0; v < NV; v++)
+        memcpy(&acc[r][v], &t[r][16 * v], sizeof(v16));
+  } else if (load && full) {
     for (int r = 0; r < MR; r++)
       for (int v = 0; v < NV; v++)
         memcpy(&acc[r][v], &C[(size_t)(i0 + r) * ldc + j0 + 16 * v], sizeof(v16));
@@ -121,7 +138,7 @@ static inline __attribute__((always_inline)) void tile(const int MR, const int N
 }
 
 #define TILE(MR_, NV_, TA_)                                                                        \
-  tile(MR_, NV_, TA_, A, lda, i0, k0, kc, Bp, bs, C, ldc, ct, j0, nc, load)
+  tile(MR_, NV_, TA_, A, lda, i0, k0, kc, Bp, bs, C, ldc, ct, j0, nc, load, bias)
 #define TILE_ROWS(NV_, TA_)                                                                        \
   switch (mr) {                                                                                    \
   case 4:                                                                                          \
@@ -185,7 +202,8 @@ static inline __attribute__((always_inline)) void lane_sums16(const v16 *s, floa
 static inline __attribute__((always_inline)) void narrow_rows(const int NN, int mr, int K,
                                                               const float *A, int lda, int i0,
                                                               const float *B, int ldb,
-                                                              int accumulate, float *C, int ldc) {
+                                                              int accumulate, const float *bias,
+                                                              float *C, int ldc) {
   enum { G = 16 };
   const int R = G / NN;
   v16 s[G];
@@ -224,21 +242,21 @@ static inline __attribute__((always_inline)) void narrow_rows(const int NN, int 
   for (int r = 0; r < mr; r++)
     for (int j = 0; j < NN; j++) {
       float *c = &C[(size_t)(i0 + r) * ldc + j];
-      *c = accumulate ? *c + t[r * NN + j] : t[r * NN + j];
+      *c = bias ? bias[j] + t[r * NN + j] : accumulate ? *c + t[r * NN + j] : t[r * NN + j];
     }
 }
 
 /* C (M x N) [+]= A B^T for N narrower than a vector (a policy or value head). */
 static inline __attribute__((always_inline)) void
 gemm_narrow_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-               int accumulate, float *C, int ldc) {
+               int accumulate, const float *bias, float *C, int ldc) {
   int R = 16 / N;
   for (int i0 = 0; i0 < M; i0 += R) {
     int mr = M - i0 < R ? M - i0 : R;
     switch (N) {
 #define NARROW_CASE(NN_)                                                                           \
   case NN_:                                                                                        \
-    narrow_rows(NN_, mr, K, A, lda, i0, B, ldb, accumulate, C, ldc);                               \
+    narrow_rows(NN_, mr, K, A, lda, i0, B, ldb, accumulate, bias, C, ldc);                         \
     break;
       NARROW_CASE(1)
       NARROW_CASE(2)
@@ -263,9 +281,9 @@ gemm_narrow_nt(int M, int N, int K, const float *A, int lda, const float *B, int
 /* The whole product with tiles of at most MRX rows and NVX vectors. */
 static inline __attribute__((always_inline)) void
 gemm_body(const int MRX, const int NVX, int ta, int tb, int M, int N, int K, const float *A,
-          int lda, const float *B, int ldb, int accumulate, float *C, int ldc) {
+          int lda, const float *B, int ldb, int accumulate, const float *bias, float *C, int ldc) {
   if (N < 16 && !ta && tb && K > 0) {
-    gemm_narrow_nt(M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    gemm_narrow_nt(M, N, K, A, lda, B, ldb, accumulate, bias, C, ldc);
     return;
   }
   int ct = 0;
@@ -290,7 +308,7 @@ gemm_body(const int MRX, const int NVX, int ta, int tb, int M, int N, int K, con
     if (!accumulate)
       for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++)
-          C_AT(C, ldc, ct, i, j) = 0.0f;
+          C_AT(C, ldc, ct, i, j) = bias ? bias[ct ? i : j] : 0.0f;
     return;
   }
   const int nrx = 16 * NVX;
@@ -326,22 +344,22 @@ gemm_body(const int MRX, const int NVX, int ta, int tb, int M, int N, int K, con
 
 #define GEMM_ARGS                                                                                  \
   int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,           \
-      int accumulate, float *C, int ldc
+      int accumulate, const float *bias, float *C, int ldc
 
 #if defined(__x86_64__) && defined(__GNUC__)
 /* 16 zmm accumulators + 4 for the B row of 32 registers. */
 __attribute__((target("avx512f,fma"))) static void gemm_avx512(GEMM_ARGS) {
-  gemm_body(4, 4, ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  gemm_body(4, 4, ta, tb, M, N, K, A, lda, B, ldb, accumulate, bias, C, ldc);
 }
 /* 2 x 2 vectors of 16 = 8 ymm accumulators + 4 for B of 16 registers. */
 __attribute__((target("avx2,fma"))) static void gemm_avx2(GEMM_ARGS) {
-  gemm_body(2, 2, ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  gemm_body(2, 2, ta, tb, M, N, K, A, lda, B, ldb, accumulate, bias, C, ldc);
 }
 #define BLPO_GEMM_X86 1
 #endif
 /* 2 x 1 vectors of 16 = 8 xmm accumulators + 4 for B of 16 registers. */
 static void gemm_base(GEMM_ARGS) {
-  gemm_body(2, 1, ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  gemm_body(2, 1, ta, tb, M, N, K, A, lda, B, ldb, accumulate, bias, C, ldc);
 }
 
 enum { ISA_AUTO = -1, ISA_BASE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
@@ -377,27 +395,40 @@ int blpo_cpu_gemm_force_isa(const char *isa) {
   return -1;
 }
 
-void blpo_cpu_sgemm(GEMM_ARGS) {
+static void gemm_dispatch(GEMM_ARGS) {
   if (M <= 0 || N <= 0)
     return;
   switch (current_isa()) {
 #ifdef BLPO_GEMM_X86
   case ISA_AVX512:
-    gemm_avx512(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    gemm_avx512(ta, tb, M, N, K, A, lda, B, ldb, accumulate, bias, C, ldc);
     return;
   case ISA_AVX2:
-    gemm_avx2(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    gemm_avx2(ta, tb, M, N, K, A, lda, B, ldb, accumulate, bias, C, ldc);
     return;
 #endif
   default:
-    gemm_base(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    gemm_base(ta, tb, M, N, K, A, lda, B, ldb, accumulate, bias, C, ldc);
     return;
   }
 }
 
+#define PLAIN_ARGS                                                                                 \
+  int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,           \
+      int accumulate, float *C, int ldc
+
+void blpo_cpu_sgemm(PLAIN_ARGS) {
+  gemm_dispatch(ta, tb, M, N, K, A, lda, B, ldb, accumulate, NULL, C, ldc);
+}
+
+void blpo_cpu_sgemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, const float *bias, float *C, int ldc) {
+  gemm_dispatch(ta, tb, M, N, K, A, lda, B, ldb, 0, bias, C, ldc);
+}
+
 #define MT_BLOCK 64 /* output rows (or columns) per task */
 
-void blpo_cpu_sgemm_mt(GEMM_ARGS) {
+void blpo_cpu_sgemm_mt(PLAIN_ARGS) {
   if (M <= 0 || N <= 0)
     return;
   int rows = M >= N; /* split the longer side of C */

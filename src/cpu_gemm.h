@@ -26,6 +26,12 @@ enum { BLPO_GEMM_N = 0, BLPO_GEMM_T = 1 };
 void blpo_cpu_sgemm(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
                     int ldb, int accumulate, float *C, int ldc);
 
+/* C (M x N) = bias + op(A) op(B), bias (N) added to every row: each element
+ * starts its sum over k from bias[j] (the same bits as copying the bias into
+ * C and accumulating), without the copy. */
+void blpo_cpu_sgemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, const float *bias, float *C, int ldc);
+
 /* The same product with the output split between the OpenMP threads (each
  * output element is still computed by one thread, so the result does not
  * depend on the thread count). For the large GEMMs of the second-order

@@ -23,11 +23,11 @@
  * kernel) 16 lane sums over k = l, l + 16, ... combined pairwise, as the
  * kernel documents. */
 static void ref_gemm(int fma_isa, int ta, int tb, int M, int N, int K, const float *A, int lda,
-                     const float *B, int ldb, int acc, float *C, int ldc) {
+                     const float *B, int ldb, int acc, const float *bias, float *C, int ldc) {
   int narrow = N < 16 && !ta && tb && K > 0;
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) {
-      float c = acc ? C[(size_t)i * ldc + j] : 0.0f;
+      float c = bias ? bias[j] : acc ? C[(size_t)i * ldc + j] : 0.0f;
       float lane[16] = {0};
       for (int k = 0; k < K; k++) {
         float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
@@ -39,7 +39,7 @@ static void ref_gemm(int fma_isa, int ta, int tb, int M, int N, int K, const flo
         for (int w = 8; w >= 1; w /= 2)
           for (int l = 0; l < w; l++)
             lane[l] += lane[l + w];
-        c = acc ? c + lane[0] : lane[0];
+        c = acc || bias ? c + lane[0] : lane[0];
       }
       C[(size_t)i * ldc + j] = c;
     }
@@ -53,20 +53,24 @@ static float *rand_matrix(int rows, int cols, int ld) {
   return x;
 }
 
-/* One shape on one kernel: 0 if bit-identical and the padding is intact. */
+/* One shape on one kernel: 0 if bit-identical and the padding is intact.
+ * acc: 0 overwrite, 1 accumulate, 2 overwrite with a bias row (sgemm_bias). */
 static int check_case(const char *isa, int ta, int tb, int M, int N, int K, int acc, int mt) {
   int fma_isa = strcmp(isa, "sse2") != 0;
   int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
   int lda = ac + PAD, ldb = bc + PAD, ldc = N + PAD;
   float *A = rand_matrix(ar, ac, lda), *B = rand_matrix(br, bc, ldb);
   float *C = rand_matrix(M, N, ldc), *R = malloc(sizeof(float) * (size_t)(M > 0 ? M : 1) * ldc);
-  if (!acc) /* overwritten: poison, so an unwritten element shows up */
+  float *bias = acc == 2 ? rand_matrix(1, N, N) : NULL;
+  if (acc != 1) /* overwritten: poison, so an unwritten element shows up */
     for (int i = 0; i < M; i++)
       for (int j = 0; j < N; j++)
         C[(size_t)i * ldc + j] = NAN;
   memcpy(R, C, sizeof(float) * (size_t)M * ldc);
-  ref_gemm(fma_isa, ta, tb, M, N, K, A, lda, B, ldb, acc, R, ldc);
-  if (mt)
+  ref_gemm(fma_isa, ta, tb, M, N, K, A, lda, B, ldb, acc == 1, bias, R, ldc);
+  if (bias)
+    blpo_cpu_sgemm_bias(ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc);
+  else if (mt)
     blpo_cpu_sgemm_mt(ta, tb, M, N, K, A, lda, B, ldb, acc, C, ldc);
   else
     blpo_cpu_sgemm(ta, tb, M, N, K, A, lda, B, ldb, acc, C, ldc);
@@ -81,6 +85,7 @@ static int check_case(const char *isa, int ta, int tb, int M, int N, int K, int 
   free(B);
   free(C);
   free(R);
+  free(bias);
   return bad;
 }
 
@@ -105,7 +110,7 @@ int main(void) {
       for (size_t mi = 0; mi < sizeof(Ms) / sizeof(Ms[0]); mi++)
         for (size_t ni = 0; ni < sizeof(Ns) / sizeof(Ns[0]); ni++)
           for (size_t ki = 0; ki < sizeof(Ks) / sizeof(Ks[0]); ki++)
-            for (int acc = 0; acc < 2; acc++) {
+            for (int acc = 0; acc < 3; acc++) {
               bad +=
                   check_case(isas[s], combos[c][0], combos[c][1], Ms[mi], Ns[ni], Ks[ki], acc, 0);
               cases++;

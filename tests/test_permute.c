@@ -112,6 +112,15 @@ static void test_backend_draws(void) {
   /* the counter comes from the clock: iteration 12 of 4 epochs, epoch 2 */
   blpo_perm pm = blpo_perm_make(blpo_samples_key(d.seed, 1), 12 * 4 + 2, (uint32_t)TN);
   CHECK(idx[TN + 5] == blpo_sample_row(&pm, d.P, d.N, 1, 5), "shuffle_samples ignores the clock");
+  /* the CPU op computes 16 lanes at a time: every element, vector body and
+   * scalar tail (TN = 280 is not a multiple of 16), is the scalar formula */
+  bad = 0;
+  for (int p = 0; p < d.P; p++) {
+    blpo_perm pp = blpo_perm_make(blpo_samples_key(d.seed, p), 12 * 4 + 2, (uint32_t)TN);
+    for (size_t i = 0; i < TN; i++)
+      bad += idx[(size_t)p * TN + i] != blpo_sample_row(&pp, d.P, d.N, p, (uint32_t)i);
+  }
+  CHECK(bad == 0, "shuffle_samples: %d rows differ from blpo_sample_row", bad);
 
   be->shuffle_trajectories(be, &d, m, (blpo_counter){clock, 4, 3}, idx, last);
   bad = 0;
