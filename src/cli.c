@@ -46,7 +46,9 @@ static const opt_t opts[] = {
                  "up to 64)."},
     [OPT_DEVICE] = {"device", "auto|cpu|cuda",
                     "Backend: cuda needs a GPU build and device; auto (default) uses CUDA when "
-                    "available and the CPU otherwise."},
+                    "available and the CPU otherwise. The CUDA backend is the plugin "
+                    "libblpo-cuda.so, loaded only for a GPU run: next to the binary, in the "
+                    "install's lib/blpo-gpu, or the file $BLPO_CUDA_PLUGIN names."},
     [OPT_SEED] = {"seed", "N", "Shorthand for --set run.seed=N (agent i uses seed N + i)."},
     [OPT_OUT] = {"out", "DIR",
                  "Use DIR as the run directory exactly, instead of a new "

@@ -199,11 +199,9 @@ static inline __attribute__((always_inline)) void lane_sums16(const v16 *s, floa
  * is a dot product of two contiguous rows, kept as 16 lane sums over
  * k = l, l + 16, ... (fused multiply-adds in k order), then lane_sums16.
  * Rows past M (r >= mr) reuse row i0 and are not stored. */
-static inline __attribute__((always_inline)) void narrow_rows(const int NN, int mr, int K,
-                                                              const float *A, int lda, int i0,
-                                                              const float *B, int ldb,
-                                                              int accumulate, const float *bias,
-                                                              float *C, int ldc) {
+static inline __attribute__((always_inline)) void
+narrow_rows(const int NN, int mr, int K, const float *A, int lda, int i0, const float *B, int ldb,
+            int accumulate, const float *bias, float *C, int ldc) {
   enum { G = 16 };
   const int R = G / NN;
   v16 s[G];

@@ -3,7 +3,8 @@
 # as skipped.
 if(BLPO_HAVE_CUDA)
   blpo_test_exe(test_gpu_envs)
-  target_link_libraries(test_gpu_envs PRIVATE CUDA::cudart)
+  # launches the env kernels directly, so it links their objects
+  target_link_libraries(test_gpu_envs PRIVATE blpo_cuda CUDA::cudart)
   add_test(NAME gpu_envs COMMAND test_gpu_envs)
   set_tests_properties(gpu_envs PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;envs")
 endif()
@@ -46,4 +47,33 @@ if(BLPO_HAVE_CUDA)
                    $<TARGET_FILE:test_ckpt_compare>)
   set_tests_properties(gpu_replay PROPERTIES ENVIRONMENT BLPO_REPLAY_DEVICE=cuda
                        SKIP_RETURN_CODE 77 LABELS "gpu;cli")
+endif()
+
+# The CUDA backend plugin's loader, on any machine (no GPU needed): a CPU run
+# maps no CUDA library, the built plugin loads, and a missing, foreign or
+# stale plugin is refused with its reason.
+if(BLPO_HAVE_CUDA)
+  blpo_test_exe(test_cuda_plugin)
+  add_library(stale_cuda_plugin MODULE ${CMAKE_CURRENT_SOURCE_DIR}/stale_cuda_plugin.c)
+  target_include_directories(stale_cuda_plugin PRIVATE ${CMAKE_SOURCE_DIR}/include)
+  find_library(BLPO_LIBM_SO NAMES libm.so.6 m)
+  set(plugin_cases
+      "cpu-only|"
+      "real|$<TARGET_FILE:blpo_cuda_plugin>"
+      "missing|${CMAKE_CURRENT_BINARY_DIR}/no-such-plugin.so"
+      "foreign|${BLPO_LIBM_SO}"
+      "stale|$<TARGET_FILE:stale_cuda_plugin>")
+  foreach(c ${plugin_cases})
+    string(REPLACE "|" ";" parts "${c}")
+    list(GET parts 0 mode)
+    list(LENGTH parts np)
+    add_test(NAME cuda_plugin_${mode} COMMAND test_cuda_plugin ${mode})
+    if(np GREATER 1)
+      list(GET parts 1 path)
+      if(path)
+        set_tests_properties(cuda_plugin_${mode} PROPERTIES ENVIRONMENT "BLPO_CUDA_PLUGIN=${path}")
+      endif()
+    endif()
+    set_tests_properties(cuda_plugin_${mode} PROPERTIES LABELS "cpu;cli")
+  endforeach()
 endif()
