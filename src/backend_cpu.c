@@ -209,22 +209,28 @@ static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
     const float *w = params + (size_t)p * m->num_params;
     const float *in = x + (size_t)p * n * m->dims[0];
     float *a = acts + (size_t)p * n * m->act_floats_per_row;
-    /* W^T once per pass, so that no row chunk transposes W again */
-    for (int l = 0; l < m->num_layers; l++) {
-      int din = m->dims[l], dout = m->dims[l + 1];
-      if (dout < 16)
-        continue;
-      const float *wl = w + m->w_off[l];
-      float *tl = wt + m->w_off[l];
-      for (int o = 0; o < dout; o++)
+    /* W^T once per pass (so that no row chunk transposes W again), its rows
+     * shared between the threads of the pass's one parallel region */
+#pragma omp parallel if (chunks > 1)
+    {
+      for (int l = 0; l < m->num_layers; l++) {
+        int din = m->dims[l], dout = m->dims[l + 1];
+        if (dout < 16)
+          continue;
+        const float *wl = w + m->w_off[l];
+        float *tl = wt + m->w_off[l];
+#pragma omp for schedule(static) nowait
         for (int i = 0; i < din; i++)
-          tl[(size_t)i * dout + o] = wl[(size_t)o * din + i];
-    }
-#pragma omp parallel for schedule(dynamic, 1) if (chunks > 1)
-    for (int c = 0; c < chunks; c++) {
-      int r0, r1;
-      chunk_rows(n, chunks, c, &r0, &r1);
-      forward_rows(m, w, wt, in, n, a, r0, r1);
+          for (int o = 0; o < dout; o++)
+            tl[(size_t)i * dout + o] = wl[(size_t)o * din + i];
+      }
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 1)
+      for (int c = 0; c < chunks; c++) {
+        int r0, r1;
+        chunk_rows(n, chunks, c, &r0, &r1);
+        forward_rows(m, w, wt, in, n, a, r0, r1);
+      }
     }
   }
 }
@@ -435,32 +441,43 @@ static inline __attribute__((always_inline)) void feistel16(const blpo_perm *pm,
   *x = (left << h) | right;
 }
 
-/* o[i - i0] = blpo_sample_row(pm, P, N, p, i) for i in [i0, i1): 16 at a
- * time, every lane walked until it lands in [0, n), then the scalar tail. */
+/* o[i - i0] = blpo_sample_row(pm, P, N, p, i) for i in [i0, i1): 64 at a
+ * time as four independent 16-lane chains (one chain alone waits on its
+ * multiplies' latency), every lane walked until it lands in [0, n), then the
+ * scalar tail. */
 BLPO_CPU_VECTOR_CLONES
 static void sample_rows_span(const blpo_perm *pm, int P, int N, int p, uint32_t i0, uint32_t i1,
                              int32_t *o) {
+  enum { V = 4 };
   uint32_t i = i0;
-  for (; i1 - i >= 16; i += 16) {
-    perm_v16 x;
-    for (int l = 0; l < 16; l++)
-      x[l] = i + (uint32_t)l;
-    feistel16(pm, &x);
-    for (;;) {
-      perm_v16 out = (perm_v16)(x >= pm->n);
-      uint32_t any = 0;
+  for (; i1 - i >= 16 * V; i += 16 * V) {
+    perm_v16 x[V];
+    for (int v = 0; v < V; v++) {
       for (int l = 0; l < 16; l++)
-        any |= out[l];
+        x[v][l] = i + (uint32_t)(16 * v + l);
+      feistel16(pm, &x[v]);
+    }
+    for (;;) {
+      perm_v16 out[V];
+      uint32_t any = 0;
+      for (int v = 0; v < V; v++) {
+        out[v] = (perm_v16)(x[v] >= pm->n);
+        for (int l = 0; l < 16; l++)
+          any |= out[v][l];
+      }
       if (!any)
         break;
-      perm_v16 y = x;
-      feistel16(pm, &y);
-      x = (out & y) | (~out & x);
+      for (int v = 0; v < V; v++) {
+        perm_v16 y = x[v];
+        feistel16(pm, &y);
+        x[v] = (out[v] & y) | (~out[v] & x[v]);
+      }
     }
-    for (int l = 0; l < 16; l++) {
-      uint32_t t = x[l] / (uint32_t)N, e = x[l] % (uint32_t)N;
-      o[i - i0 + (uint32_t)l] = (int32_t)(((int64_t)t * P + p) * N + e);
-    }
+    for (int v = 0; v < V; v++)
+      for (int l = 0; l < 16; l++) {
+        uint32_t t = x[v][l] / (uint32_t)N, e = x[v][l] % (uint32_t)N;
+        o[i - i0 + (uint32_t)(16 * v + l)] = (int32_t)(((int64_t)t * P + p) * N + e);
+      }
   }
   for (; i < i1; i++)
     o[i - i0] = blpo_sample_row(pm, P, N, p, i);
@@ -629,15 +646,28 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
 
 /* ---- optimiser --------------------------------------------------------- */
 
+/* Sum of x[i]^2 in double as 16 lane sums (lane i % 16) combined pairwise:
+ * one sequential double sum waits on each add's latency, about 6 us per
+ * network and minibatch on the main thread while the other one idles. */
+BLPO_CPU_VECTOR_CLONES
+static double sumsq_lanes(const float *x, size_t count) {
+  double lane[16] = {0};
+  size_t full = count / 16 * 16;
+  for (size_t i = 0; i < full; i += 16)
+    for (int l = 0; l < 16; l++)
+      lane[l] += (double)x[i + l] * x[i + l];
+  for (size_t i = full; i < count; i++)
+    lane[i - full] += (double)x[i] * x[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++)
+      lane[l] += lane[l + w];
+  return lane[0];
+}
+
 static void cpu_sumsq(blpo_backend *be, int P, const float *x, size_t count, float *out) {
   (void)be;
-  for (int p = 0; p < P; p++) {
-    const float *xp = x + (size_t)p * count;
-    double s = 0;
-    for (size_t i = 0; i < count; i++)
-      s += (double)xp[i] * xp[i];
-    out[p] = (float)s;
-  }
+  for (int p = 0; p < P; p++)
+    out[p] = (float)sumsq_lanes(x + (size_t)p * count, count);
 }
 
 static void cpu_clip_scale(blpo_backend *be, int P, const float *sa, const float *sc,
