@@ -674,6 +674,7 @@ void cuda_destroy(blpo_backend *be) {
   blpo_cuda_impl *impl = blpo_cuda(be);
   if (impl) {
     cudaCheck(cudaStreamSynchronize(impl->stream));
+    blpo_cuda_free_timer(impl);
     blpo_cuda_free_solver(impl);
     cusolverCheck(cusolverDnDestroy(impl->cusolver));
     cublasCheck(cublasDestroy(impl->cublas));

@@ -57,6 +57,9 @@ typedef struct {
   // cuBLAS's own workspace, set explicitly so that a captured GEMM never
   // allocates (kernels/graph_cuda.cu).
   void *cublas_ws;
+  // Profile mode's phase timer: one event per slot, made on first use.
+  cudaEvent_t timer_ev[BLPO_TIMER_SLOTS];
+  int timer_made;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
@@ -75,10 +78,13 @@ static inline unsigned blpo_cuda_blocks(size_t count, int threads) {
 void blpo_cuda_install_second_order(blpo_backend *be);
 void blpo_cuda_free_solver(blpo_cuda_impl *impl);
 
-// Installs the optional replay and precision operations (capture_begin,
-// capture_end, graph_launch, graph_free, graph_count, set_gemm_precision);
-// kernels/graph_cuda.cu. Also sets the cuBLAS workspace.
+// Installs the optional replay, precision and timer operations
+// (capture_begin, capture_end, graph_launch, graph_free, graph_count,
+// set_gemm_precision, timer_mark, timer_seconds); kernels/graph_cuda.cu.
+// Also sets the cuBLAS workspace.
 void blpo_cuda_install_graph(blpo_backend *be);
+// Destroys the phase timer's events, if any were made (kernels/graph_cuda.cu).
+void blpo_cuda_free_timer(blpo_cuda_impl *impl);
 
 // Installs rollout_fused_supported and rollout_fused (kernels/rollout_fused_cuda.cu).
 void blpo_cuda_install_rollout_fused(blpo_backend *be);

@@ -110,7 +110,36 @@ void cuda_set_gemm_precision(blpo_backend *be, int tf32) {
                                 tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
+// Profile mode's phase stamps: events on the stream, so that timing the
+// phases adds no synchronisation between them (the trainer reads them once
+// per iteration, or when its ring of BLPO_TIMER_SLOTS stamps is full).
+void cuda_timer_mark(blpo_backend *be, int slot) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  if (!impl->timer_made) {
+    for (int i = 0; i < BLPO_TIMER_SLOTS; i++)
+      cudaCheck(cudaEventCreate(&impl->timer_ev[i]));
+    impl->timer_made = 1;
+  }
+  cudaCheck(cudaEventRecord(impl->timer_ev[slot], impl->stream));
+}
+
+double cuda_timer_seconds(blpo_backend *be, int a, int b) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  float ms = 0.0f;
+  cudaCheck(cudaEventSynchronize(impl->timer_ev[b]));
+  cudaCheck(cudaEventElapsedTime(&ms, impl->timer_ev[a], impl->timer_ev[b]));
+  return 1e-3 * (double)ms;
+}
+
 } // namespace
+
+void blpo_cuda_free_timer(blpo_cuda_impl *impl) {
+  if (!impl->timer_made)
+    return;
+  for (int i = 0; i < BLPO_TIMER_SLOTS; i++)
+    cudaCheck(cudaEventDestroy(impl->timer_ev[i]));
+  impl->timer_made = 0;
+}
 
 void blpo_cuda_install_graph(blpo_backend *be) {
   blpo_cuda_impl *impl = blpo_cuda(be);
@@ -126,4 +155,6 @@ void blpo_cuda_install_graph(blpo_backend *be) {
   be->graph_free = cuda_graph_free;
   be->graph_count = cuda_graph_count;
   be->set_gemm_precision = cuda_set_gemm_precision;
+  be->timer_mark = cuda_timer_mark;
+  be->timer_seconds = cuda_timer_seconds;
 }

@@ -2,11 +2,13 @@
  * the per-element work. Agents are processed one after another and every
  * reduction runs in a fixed order, so agent p's numbers never depend on the
  * population size or the thread count. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blpo/backend.h"
 #include "blpo/gae.h"
@@ -711,6 +713,18 @@ static void cpu_adam(blpo_backend *be, int P, size_t count, float *params, const
 
 static void cpu_sync(blpo_backend *be) { (void)be; /* every CPU op is synchronous */ }
 
+static void cpu_timer_mark(blpo_backend *be, int slot) {
+  blpo_cpu_impl *impl = be->impl;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  impl->timer_s[slot] = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_timer_seconds(blpo_backend *be, int a, int b) {
+  blpo_cpu_impl *impl = be->impl;
+  return impl->timer_s[b] - impl->timer_s[a];
+}
+
 static void cpu_destroy(blpo_backend *be) {
   blpo_cpu_impl *impl = be->impl;
   free(impl->wt);
@@ -756,6 +770,8 @@ blpo_backend *blpo_backend_cpu_create(int threads) {
   be->sumsq = cpu_sumsq;
   be->clip_scale = cpu_clip_scale;
   be->adam = cpu_adam;
+  be->timer_mark = cpu_timer_mark;
+  be->timer_seconds = cpu_timer_seconds;
   be->destroy = cpu_destroy;
   blpo_cpu_register_blpo_ops(be);
   blpo_cpu_install_rollout_fused(be);

@@ -24,6 +24,7 @@ typedef struct {
   size_t grad_parts_floats;
   float *wt; /* (Nm) transposed weights of the MLP forward pass */
   size_t wt_floats;
+  double timer_s[BLPO_TIMER_SLOTS]; /* phase timer stamps (monotonic seconds) */
 } blpo_cpu_impl;
 
 /* Loops over independent floats, compiled for AVX-512, AVX2 and the

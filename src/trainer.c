@@ -30,14 +30,44 @@ static double wall_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Closes the phase in progress: its NVTX range, and in profile mode its time. */
+/* Charges the time between the ring's stamps to their phases (waiting for
+ * the last one) and keeps only the last stamp. */
+static void timer_flush(blpo_trainer *tr) {
+  blpo_backend *be = tr->be;
+  for (int j = 0; j + 1 < tr->tm_count; j++) {
+    int a = (tr->tm_first + j) % BLPO_TIMER_SLOTS, b = (a + 1) % BLPO_TIMER_SLOTS;
+    if (tr->tm_phase[a] >= 0)
+      tr->phase_s[tr->tm_phase[a]] += be->timer_seconds(be, a, b);
+  }
+  if (tr->tm_count > 0) {
+    tr->tm_first = (tr->tm_first + tr->tm_count - 1) % BLPO_TIMER_SLOTS;
+    tr->tm_count = 1;
+  }
+}
+
+/* A stamp that starts phase `phase` (-1: none) in the timer ring. */
+static void timer_stamp(blpo_trainer *tr, int phase) {
+  if (tr->tm_count == BLPO_TIMER_SLOTS)
+    timer_flush(tr);
+  int slot = (tr->tm_first + tr->tm_count) % BLPO_TIMER_SLOTS;
+  tr->be->timer_mark(tr->be, slot);
+  tr->tm_phase[slot] = phase;
+  tr->tm_count++;
+}
+
+static int device_timed(const blpo_trainer *tr) {
+  return tr->profile && tr->be->timer_mark && tr->be->timer_seconds;
+}
+
+/* Closes the phase in progress: its NVTX range, and in profile mode its time
+ * (host-timed backends here; device-timed ones at blpo_phase_done). */
 static void phase_close(blpo_trainer *tr) {
   if (tr->phase_cur < 0)
     return;
 #ifdef BLPO_WITH_CUDA
   nvtxRangePop();
 #endif
-  if (tr->profile) {
+  if (tr->profile && !device_timed(tr)) {
     tr->be->sync(tr->be);
     double t = wall_now();
     tr->phase_s[tr->phase_cur] += t - tr->phase_t0;
@@ -48,7 +78,9 @@ static void phase_close(blpo_trainer *tr) {
 
 void blpo_phase_mark(blpo_trainer *tr, int phase) {
   phase_close(tr);
-  if (tr->profile) {
+  if (device_timed(tr)) {
+    timer_stamp(tr, phase);
+  } else if (tr->profile) {
     tr->be->sync(tr->be);
     tr->phase_t0 = wall_now();
   }
@@ -58,7 +90,14 @@ void blpo_phase_mark(blpo_trainer *tr, int phase) {
   tr->phase_cur = phase;
 }
 
-void blpo_phase_done(blpo_trainer *tr) { phase_close(tr); }
+void blpo_phase_done(blpo_trainer *tr) {
+  int open = tr->phase_cur >= 0;
+  phase_close(tr);
+  if (device_timed(tr) && open) {
+    timer_stamp(tr, -1);
+    timer_flush(tr);
+  }
+}
 
 void blpo_trainer_set_profile(blpo_trainer *tr, int on) { tr->profile = on; }
 

@@ -102,3 +102,9 @@ set_tests_properties(bench_smoke PROPERTIES LABELS "cpu;bench")
 add_test(NAME bench_suite_tiny
          COMMAND env TINY=1 bash ${CMAKE_SOURCE_DIR}/tools/bench_suite.sh cpu ${CMAKE_BINARY_DIR})
 set_tests_properties(bench_suite_tiny PROPERTIES LABELS "cpu;bench")
+
+# Profile mode's phase split through the backend's timer (events on a GPU):
+# a counting timer checks the stamp ring and how its intervals are charged.
+blpo_test_exe(test_phase_timer)
+add_test(NAME phase_timer COMMAND test_phase_timer)
+set_tests_properties(phase_timer PROPERTIES LABELS "cpu")

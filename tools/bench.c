@@ -14,9 +14,13 @@
  * the device), with the run's replay and fused-rollout settings: on the CUDA
  * backend with run.cuda_graph the iterations are graph replays, and the
  * table gives the kernels one replay launches. The phase split comes from N
- * further iterations in profile mode, where every phase is synchronised
- * before and after and nothing is replayed (so on a GPU the phases add up to
- * more than the end-to-end time). The first W iterations are not counted; on
+ * further iterations in profile mode, run directly (not replayed), with each
+ * phase timed on the backend's clock: CUDA events recorded on the stream at
+ * every phase mark (nothing waits between phases; the iteration's events are
+ * read at its end), the monotonic clock on the CPU, whose ops are
+ * synchronous. Without graph replay the launches of a small iteration cost
+ * more, so on a GPU the phases add up to more than the replayed iteration's
+ * time. The first W iterations are not counted; on
  * CUDA with graphs at least 2 (the first runs directly, the second is
  * captured). */
 #define _POSIX_C_SOURCE 200809L
@@ -345,7 +349,9 @@ int main(int argc, char **argv) {
            res[i].steps_per_s, ratio, res[i].replayed ? "yes" : "no", kern,
            res[i].fused ? "yes" : "no");
   }
-  printf("\nTime per iteration by phase (ms; %% of the profiled iteration's phases):\n\n| phase |");
+  printf("\nTime per iteration by phase (ms; %% of the profiled iteration's phases; %s):\n\n"
+         "| phase |",
+         cuda ? "CUDA events on the stream, iterations launched directly" : "CPU monotonic clock");
   for (int i = 0; i < nres; i++)
     printf(" %s |", res[i].algo);
   printf("\n|---|");

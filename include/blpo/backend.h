@@ -63,6 +63,9 @@ enum {
 };
 
 typedef struct blpo_backend blpo_backend;
+
+/* Stamps a backend's phase timer keeps at once (blpo_backend.timer_mark). */
+#define BLPO_TIMER_SLOTS 256
 struct blpo_backend {
   const char *name;
   void *impl;
@@ -291,6 +294,17 @@ struct blpo_backend {
   size_t (*graph_count)(const void *graph, size_t *kernels);
   /* GEMM precision: 0 fp32, 1 TF32 tensor cores (optional: NULL = fp32 only). */
   void (*set_gemm_precision)(blpo_backend *be, int tf32);
+
+  /* Phase timing on the backend's own clock, for profile mode (both
+   * optional: without them the trainer synchronises at every phase mark and
+   * reads the host clock). timer_mark stamps slot (0 <= slot <
+   * BLPO_TIMER_SLOTS) at this point of the queued work without waiting;
+   * timer_seconds waits until slot b's stamp has been reached and returns
+   * the seconds from slot a's stamp to slot b's. CUDA: one event per slot,
+   * recorded on the stream; CPU: the monotonic clock at the call (its ops
+   * are synchronous, so that is when the work before it ended). */
+  void (*timer_mark)(blpo_backend *be, int slot);
+  double (*timer_seconds)(blpo_backend *be, int a, int b);
 
   void (*destroy)(blpo_backend *be);
 };
