@@ -3,11 +3,11 @@
  * blpo_core when the CUDA backend is built.
  *
  * Search order: $BLPO_CUDA_PLUGIN (that file only, if set); next to the
- * executable; <executable>/../<libdir>/blpo-gpu/ (an installed tree moved
- * elsewhere); the configured install directory; the build directory (tests
- * run from build/tests/). Before loading it, the NVIDIA driver library is
- * looked up: without it no device can be used, and the CUDA libraries are
- * not worth mapping just to learn that. */
+ * executable; its parent directory (tests run from build/tests/);
+ * <executable>/../<libdir>/blpo-gpu/ (an installed tree moved elsewhere);
+ * the configured install directory; the build directory. Before loading it, the NVIDIA driver
+ * library is looked up: without it no device can be used, and the CUDA libraries are not worth
+ * mapping just to learn that. */
 #define _POSIX_C_SOURCE 200809L /* readlink, access, dlopen under -std=c11 */
 #include <dlfcn.h>
 #include <limits.h>
@@ -34,7 +34,9 @@ static const blpo_cuda_plugin *loaded;
 static int attempted;
 static char status[1024];
 
-/* Directory of the running executable into dir ("" if unknown). */
+/* Directory of the running executable into dir ("" if unknown). Only the
+ * main thread loads the plugin (backend choice at start-up), so the state
+ * above needs no lock. */
 static void exe_dir(char *dir, size_t len) {
   char path[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
@@ -64,12 +66,17 @@ static const blpo_cuda_plugin *open_plugin(const char *path) {
   if (!p) {
     snprintf(status, sizeof(status), "%s is not a blpo-gpu CUDA plugin (no %s)", path,
              BLPO_CUDA_PLUGIN_ENTRY);
-  } else if (p->abi != BLPO_CUDA_PLUGIN_ABI || p->backend_size != sizeof(blpo_backend)) {
+  } else if (p->abi != BLPO_CUDA_PLUGIN_ABI) {
     snprintf(status, sizeof(status),
-             "%s comes from another build of blpo-gpu (plugin ABI %d, backend table %zu bytes; "
-             "this program: ABI %d, %zu bytes); rebuild or point BLPO_CUDA_PLUGIN at the "
-             "matching one",
-             path, p->abi, p->backend_size, BLPO_CUDA_PLUGIN_ABI, sizeof(blpo_backend));
+             "%s comes from another build of blpo-gpu (plugin ABI %d, this program's %d); "
+             "rebuild or point BLPO_CUDA_PLUGIN at the matching one",
+             path, p->abi, BLPO_CUDA_PLUGIN_ABI);
+    p = NULL;
+  } else if (p->backend_size != sizeof(blpo_backend) || p->timer_slots != BLPO_TIMER_SLOTS) {
+    snprintf(status, sizeof(status),
+             "%s comes from another build of blpo-gpu (backend table %zu bytes, %d timer slots; "
+             "this program: %zu, %d); rebuild or point BLPO_CUDA_PLUGIN at the matching one",
+             path, p->backend_size, p->timer_slots, sizeof(blpo_backend), BLPO_TIMER_SLOTS);
     p = NULL;
   }
   if (!p)
@@ -93,11 +100,13 @@ static const blpo_cuda_plugin *plugin(void) {
     return NULL;
   }
   dlclose(drv);
-  char dir[PATH_MAX], cand[4][PATH_MAX + 64];
+  char dir[PATH_MAX], cand[5][PATH_MAX + 64];
   exe_dir(dir, sizeof(dir));
   int nc = 0;
   if (dir[0]) {
     snprintf(cand[nc++], sizeof(cand[0]), "%s/%s", dir, BLPO_CUDA_PLUGIN_FILE);
+    /* a test in build/tests/ takes build/'s plugin before any installed one */
+    snprintf(cand[nc++], sizeof(cand[0]), "%s/../%s", dir, BLPO_CUDA_PLUGIN_FILE);
     snprintf(cand[nc++], sizeof(cand[0]), "%s/../%s/blpo-gpu/%s", dir, BLPO_INSTALL_LIBDIR_NAME,
              BLPO_CUDA_PLUGIN_FILE);
   }
@@ -113,9 +122,11 @@ static const blpo_cuda_plugin *plugin(void) {
       return loaded;
     }
   snprintf(status, sizeof(status),
-           "the CUDA backend plugin %s was not found (looked next to the executable, in %s and "
-           "in %s; BLPO_CUDA_PLUGIN names another)",
-           BLPO_CUDA_PLUGIN_FILE, BLPO_CUDA_PLUGIN_INSTALL_DIR, BLPO_CUDA_PLUGIN_BUILD_DIR);
+           "the CUDA backend plugin %s was not found (looked next to the executable, in its "
+           "parent directory and its ../%s/blpo-gpu, in %s and in %s; BLPO_CUDA_PLUGIN names "
+           "another)",
+           BLPO_CUDA_PLUGIN_FILE, BLPO_INSTALL_LIBDIR_NAME, BLPO_CUDA_PLUGIN_INSTALL_DIR,
+           BLPO_CUDA_PLUGIN_BUILD_DIR);
   return NULL;
 }
 

@@ -18,7 +18,9 @@ static blpo_backend *pick_backend(const blpo_cli *cli, const blpo_config *cfg, i
   char why[256] = "this build has no CUDA support (configured without nvcc or -DBLPO_CUDA=OFF)";
   int ndev = 0;
 #ifdef BLPO_WITH_CUDA
-  ndev = blpo_cuda_device_count(why, sizeof(why));
+  /* --device cpu never asks: asking loads the CUDA plugin and its libraries */
+  if (cli->device != BLPO_DEVICE_CPU)
+    ndev = blpo_cuda_device_count(why, sizeof(why));
 #endif
   if (cli->device == BLPO_DEVICE_CUDA && ndev == 0) {
     fprintf(stderr, "blpo-gpu: --device cuda: no usable CUDA device: %s\n", why);

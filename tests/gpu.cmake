@@ -76,4 +76,10 @@ if(BLPO_HAVE_CUDA)
     endif()
     set_tests_properties(cuda_plugin_${mode} PROPERTIES LABELS "cpu;cli")
   endforeach()
+  # where there is a device, the loaded plugin finds it (gpu_check.sh runs -L gpu)
+  set_tests_properties(cuda_plugin_real PROPERTIES LABELS "cpu;cli;gpu")
+  add_test(NAME cuda_plugin_cli
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cuda_plugin_cli.sh $<TARGET_FILE:blpo-gpu>
+                   $<TARGET_FILE:stale_cuda_plugin>)
+  set_tests_properties(cuda_plugin_cli PROPERTIES LABELS "cpu;cli")
 endif()

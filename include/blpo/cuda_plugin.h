@@ -5,8 +5,8 @@
  * CUDA runtime and on the GPU node beside it.
  *
  * The plugin exports one function, blpo_cuda_plugin_get, returning this
- * table. abi and backend_size must match the loading program's, or the
- * plugin comes from another build of blpo-gpu and is refused. */
+ * table. abi, backend_size and timer_slots must match the loading program's,
+ * or the plugin comes from another build of blpo-gpu and is refused. */
 #ifndef BLPO_CUDA_PLUGIN_H
 #define BLPO_CUDA_PLUGIN_H
 
@@ -18,14 +18,16 @@
 extern "C" {
 #endif
 
-/* Bumped whenever blpo_backend or this table changes meaning. */
-#define BLPO_CUDA_PLUGIN_ABI 1
+/* Bumped whenever blpo_backend or this table changes meaning (2: the phase
+ * timer ops and timer_slots). */
+#define BLPO_CUDA_PLUGIN_ABI 2
 #define BLPO_CUDA_PLUGIN_FILE "libblpo-cuda.so"
 #define BLPO_CUDA_PLUGIN_ENTRY "blpo_cuda_plugin_get"
 
 typedef struct {
   int abi;             /* BLPO_CUDA_PLUGIN_ABI of the plugin's build */
   size_t backend_size; /* sizeof(blpo_backend) in the plugin's build */
+  int timer_slots;     /* BLPO_TIMER_SLOTS of the plugin's build */
   int (*device_count)(char *why, size_t why_len);
   void (*device_name)(char *out, size_t len);
   blpo_backend *(*backend_create)(char *why, size_t why_len);
