@@ -239,7 +239,7 @@ static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
 
 /* g *= phi'(z) given h = phi(z). */
 BLPO_CPU_VECTOR_CLONES
-static void mul_act_deriv(int activation, float *g, const float *h, size_t cnt) {
+static void mul_act_deriv(int activation, float *restrict g, const float *restrict h, size_t cnt) {
   if (activation == BLPO_ACT_TANH) {
     for (size_t i = 0; i < cnt; i++)
       g[i] *= 1.0f - h[i] * h[i];
@@ -251,7 +251,7 @@ static void mul_act_deriv(int activation, float *g, const float *h, size_t cnt) 
 
 /* Column sums of a (n x dout) matrix into out, in a fixed order. */
 BLPO_CPU_VECTOR_CLONES
-static void col_sums(const float *g, int n, int dout, float *out) {
+static void col_sums(const float *restrict g, int n, int dout, float *restrict out) {
   for (int j = 0; j < dout; j++)
     out[j] = 0.0f;
   for (int r = 0; r < n; r++)
@@ -290,8 +290,8 @@ static void backward_rows(const blpo_mlp *m, const float *w, const float *x, int
 /* gw[j] = parts[0][j] + parts[1][j] + ... in chunk order, j in [j0, j1);
  * parts (chunks, nm). */
 BLPO_CPU_VECTOR_CLONES
-static void sum_chunk_parts(const float *parts, int chunks, size_t nm, size_t j0, size_t j1,
-                            float *gw) {
+static void sum_chunk_parts(const float *restrict parts, int chunks, size_t nm, size_t j0,
+                            size_t j1, float *restrict gw) {
   /* chunk by chunk over contiguous j (vectorised), the same order per j */
   for (size_t j = j0; j < j1; j++)
     gw[j] = parts[j];
@@ -685,8 +685,8 @@ static void cpu_clip_scale(blpo_backend *be, int P, const float *sa, const float
 
 /* Adam on elements [i0, i1) with gradients times s. */
 BLPO_CPU_VECTOR_CLONES
-static void adam_span(float *params, const float *grad, float *m, float *v, float s,
-                      blpo_adam_step_params sp, size_t i0, size_t i1) {
+static void adam_span(float *restrict params, const float *restrict grad, float *restrict m,
+                      float *restrict v, float s, blpo_adam_step_params sp, size_t i0, size_t i1) {
   for (size_t i = i0; i < i1; i++)
     blpo_adam_update(&params[i], &m[i], &v[i], grad[i] * s, sp);
 }
