@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,51 @@ static void chunk_rows(int n, int chunks, int c, int *r0, int *r1) {
   *r1 = (int)((int64_t)n * (c + 1) / chunks);
 }
 
+/* Row chunks shared out with affinity: thread t owns chunks [t C/T, (t+1) C/T)
+ * and takes them from the front; a thread whose own are done takes another's
+ * from the back. With both vCPUs at the same speed every pass gives thread t
+ * the same chunks, so the activations the forward pass writes are read by the
+ * loss and the backward pass on the core that wrote them (schedule(dynamic)
+ * moved about half of them between cores: static was 8% faster end to end
+ * here on 2026-12-02); with one vCPU slowed (steal time on a shared VM, which
+ * made plain static scheduling lose on 2026-12-01) the other takes over its
+ * remaining chunks. Which thread runs a chunk never changes the results. */
+typedef struct {
+  _Atomic uint64_t range[BLPO_CPU_MAX_CHUNKS]; /* owner u's chunks [lo, hi): lo << 32 | hi */
+  int owners;
+} chunk_queue;
+
+/* Called before the parallel region; threads: the region's team size. */
+static void chunk_queue_init(chunk_queue *q, int chunks, int threads) {
+  int owners = threads < chunks ? threads : chunks;
+  q->owners = owners < 1 ? 1 : owners;
+  for (int u = 0; u < q->owners; u++) {
+    uint64_t lo = (uint64_t)chunks * u / q->owners, hi = (uint64_t)chunks * (u + 1) / q->owners;
+    atomic_store(&q->range[u], lo << 32 | hi);
+  }
+}
+
+/* The next chunk for thread t: its own from the front, then another owner's
+ * from the back; -1 when every chunk has been taken. */
+static int chunk_queue_next(chunk_queue *q, int t) {
+  for (int k = 0; k < q->owners; k++) {
+    int u = (t + k) % q->owners, own = k == 0 && t < q->owners;
+    uint64_t r = atomic_load(&q->range[u]);
+    for (;;) {
+      uint32_t lo = (uint32_t)(r >> 32), hi = (uint32_t)r;
+      if (lo >= hi)
+        break;
+      uint64_t next = own ? (uint64_t)(lo + 1) << 32 | hi : (uint64_t)lo << 32 | (hi - 1);
+      if (atomic_compare_exchange_weak(&q->range[u], &r, next))
+        return (int)(own ? lo : hi - 1);
+    }
+  }
+  return -1;
+}
+
+/* The team size of a region over `chunks` chunks (one thread for one chunk). */
+static int chunk_team(int chunks) { return chunks > 1 ? omp_get_max_threads() : 1; }
+
 /* Rows [r0, r1) of one agent's forward pass: w (Np); x (n, d_0); a (n, A);
  * wt (Nm): layer l's W^T (d_l x d_{l+1}) at w_off[l] for the layers at least
  * one vector wide (the others read W as it is, in the narrow kernel). */
@@ -213,6 +259,8 @@ static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
     float *a = acts + (size_t)p * n * m->act_floats_per_row;
     /* W^T once per pass (so that no row chunk transposes W again), its rows
      * shared between the threads of the pass's one parallel region */
+    chunk_queue q;
+    chunk_queue_init(&q, chunks, chunk_team(chunks));
 #pragma omp parallel if (chunks > 1)
     {
       for (int l = 0; l < m->num_layers; l++) {
@@ -227,8 +275,7 @@ static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
             tl[(size_t)i * dout + o] = wl[(size_t)o * din + i];
       }
 #pragma omp barrier
-#pragma omp for schedule(dynamic, 1)
-      for (int c = 0; c < chunks; c++) {
+      for (int c, t = omp_get_thread_num(); (c = chunk_queue_next(&q, t)) >= 0;) {
         int r0, r1;
         chunk_rows(n, chunks, c, &r0, &r1);
         forward_rows(m, w, wt, in, n, a, r0, r1);
@@ -325,20 +372,25 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
       backward_rows(m, w, in0, n, a, g, gw, s0, s1, 0, n);
       continue;
     }
-    /* one parallel region: the chunks, then their sum in chunk order */
-    int spans = (int)((nm + SPAN - 1) / SPAN);
-#pragma omp parallel
+    /* one parallel region: the chunks, then their sum in chunk order, one
+     * equal span of the parameters per thread (64-float aligned) */
+    chunk_queue q;
+    int team = chunk_team(chunks);
+    chunk_queue_init(&q, chunks, team);
+    size_t per = ((nm + (size_t)team - 1) / (size_t)team + 63) / 64 * 64;
+#pragma omp parallel num_threads(team)
     {
-#pragma omp for schedule(dynamic, 1)
-      for (int c = 0; c < chunks; c++) {
+      for (int c, t = omp_get_thread_num(); (c = chunk_queue_next(&q, t)) >= 0;) {
         int r0, r1;
         chunk_rows(n, chunks, c, &r0, &r1);
         backward_rows(m, w, in0, n, a, g, parts + (size_t)c * nm, s0, s1, r0, r1);
       }
+#pragma omp barrier
 #pragma omp for schedule(static)
-      for (int b = 0; b < spans; b++) {
-        size_t j0 = (size_t)b * SPAN, j1 = j0 + SPAN < nm ? j0 + SPAN : nm;
-        sum_chunk_parts(parts, chunks, nm, j0, j1, gw);
+      for (int b = 0; b < team; b++) {
+        size_t j0 = (size_t)b * per, j1 = j0 + per < nm ? j0 + per : nm;
+        if (j0 < j1)
+          sum_chunk_parts(parts, chunks, nm, j0, j1, gw);
       }
     }
   }
@@ -615,8 +667,10 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
         s2 += (adv[o + i] - amean) * (adv[o + i] - amean);
       astd = sqrt(s2 / n) + 1e-8;
     }
-#pragma omp parallel for schedule(dynamic, 1) if (chunks > 1)
-    for (int c = 0; c < chunks; c++) {
+    chunk_queue q;
+    chunk_queue_init(&q, chunks, chunk_team(chunks));
+#pragma omp parallel if (chunks > 1)
+    for (int c, t = omp_get_thread_num(); (c = chunk_queue_next(&q, t)) >= 0;) {
       int r0, r1;
       chunk_rows(n, chunks, c, &r0, &r1);
       ppo_loss_rows(d, log_std, n, head + p * head_stride, value + p * value_stride,

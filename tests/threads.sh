@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # A run's results depend on its seed, never on run.threads: the same short
-# run on 1 and on 2 CPU threads must give bit-identical metrics (timing
+# run on 1, 2 and 3 CPU threads must give bit-identical metrics (timing
 # columns excepted) and checkpoints, for every algorithm and hypergradient
 # method. (OpenBLAS's LAPACK once made BLPO's Nystrom core thread-dependent.)
+# Three threads on this 2-core machine share out 8 row chunks unevenly and
+# take each other's (the CPU backend's chunk queue); ppo_8chunks has
+# minibatches of 1024 rows, 8 chunks.
 #   threads.sh PATH/TO/blpo-gpu PATH/TO/test_ckpt_compare
 set -u
 bin="$1" cmp="$2"
@@ -15,17 +18,20 @@ base=(--config cartpole.yaml --device cpu --quiet --set env.num_envs=32 --set en
 variant() {
   local name="$1"
   shift
-  for t in 1 2; do
+  for t in 1 2 3; do
     "$bin" "${base[@]}" "$@" --set run.threads=$t --out "$tmp/$name.$t" >/dev/null 2>"$tmp/$name.$t.err"
     check "$name on $t thread(s) completes" "[ $? -eq 0 ]"
   done
-  check "$name: metrics identical on 1 and 2 threads" \
-    "cmp -s <(learning_cols '$tmp/$name.1/metrics.csv') <(learning_cols '$tmp/$name.2/metrics.csv')"
-  "$cmp" "$tmp/$name.1/checkpoint.safetensors" "$tmp/$name.2/checkpoint.safetensors" >"$tmp/$name.cmp"
-  local rc=$? # taken at once: the $(cat) below would reset $?
-  check "$name: checkpoints bit-identical ($(cat "$tmp/$name.cmp"))" "[ $rc -eq 0 ]"
+  for t in 2 3; do
+    check "$name: metrics identical on 1 and $t threads" \
+      "cmp -s <(learning_cols '$tmp/$name.1/metrics.csv') <(learning_cols '$tmp/$name.$t/metrics.csv')"
+    "$cmp" "$tmp/$name.1/checkpoint.safetensors" "$tmp/$name.$t/checkpoint.safetensors" >"$tmp/$name.cmp"
+    local rc=$? # taken at once: the $(cat) below would reset $?
+    check "$name: checkpoints bit-identical on 1 and $t threads ($(cat "$tmp/$name.cmp"))" "[ $rc -eq 0 ]"
+  done
 }
 variant ppo --set algo.name=ppo
+variant ppo_8chunks --set algo.name=ppo --set env.num_envs=64 --set algo.num_minibatches=2
 variant nested --set algo.name=nested
 variant blpo_nystrom --set algo.name=blpo --set algo.hypergrad.method=nystrom
 variant blpo_nystrom_k40 --set algo.name=blpo --set algo.hypergrad.method=nystrom --set algo.hypergrad.rank=40
