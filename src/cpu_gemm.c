@@ -424,21 +424,30 @@ void blpo_cpu_sgemm_bias(int ta, int tb, int M, int N, int K, const float *A, in
   gemm_dispatch(ta, tb, M, N, K, A, lda, B, ldb, 0, bias, C, ldc);
 }
 
-#define MT_BLOCK 64 /* output rows (or columns) per task */
+#define MT_MIN_PIECE 64 /* fewest output rows (or columns) worth a thread */
 
 void blpo_cpu_sgemm_mt(PLAIN_ARGS) {
   if (M <= 0 || N <= 0)
     return;
   int rows = M >= N; /* split the longer side of C */
   int len = rows ? M : N;
-  int blocks = (len + MT_BLOCK - 1) / MT_BLOCK;
-  if (blocks < 2 || omp_get_max_threads() < 2 || (double)M * N * (K > 0 ? K : 1) < 262144.0) {
+  int threads = omp_get_max_threads();
+  /* One contiguous piece per thread, a multiple of 16 long: 64-row blocks
+   * shared out statically gave two threads a 3:2 split of a 320-long side. */
+  int pieces = len / MT_MIN_PIECE < threads ? len / MT_MIN_PIECE : threads;
+  if (pieces < 2 || (double)M * N * (K > 0 ? K : 1) < 262144.0) {
     blpo_cpu_sgemm(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
     return;
   }
-#pragma omp parallel for schedule(static)
-  for (int b = 0; b < blocks; b++) {
-    int s = b * MT_BLOCK, e = s + MT_BLOCK < len ? s + MT_BLOCK : len;
+  int per = ((len + pieces - 1) / pieces + 15) / 16 * 16;
+  int used = (len + per - 1) / per;
+  /* a column piece narrower than a vector would take the narrow A B^T
+   * kernel, whose sum order differs: such a tail joins the piece before */
+  if (used > 1 && len - (used - 1) * per < 16)
+    used--;
+#pragma omp parallel for schedule(static) num_threads(used)
+  for (int b = 0; b < used; b++) {
+    int s = b * per, e = b == used - 1 ? len : s + per;
     if (rows) /* rows [s, e) of op(A) and of C */
       blpo_cpu_sgemm(ta, tb, e - s, N, K, ta ? A + s : A + (size_t)s * lda, lda, B, ldb, accumulate,
                      C + (size_t)s * ldc, ldc);

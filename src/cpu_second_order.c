@@ -7,9 +7,11 @@
  * (blpo_cpu_sgemm_mt). */
 #include "blpo/second_order.h"
 
+#include <omp.h>
 #include <string.h>
 
 #include "blpo/config.h"
+#include "cpu_backend_internal.h" /* BLPO_CPU_VECTOR_CLONES */
 #include "cpu_gemm.h"
 
 /* Where direction k's U_l (d_l x d_{l-1}, row-major) and c_l (d_l) live:
@@ -171,6 +173,17 @@ static void unpack_out(const blpo_mlp *m, int K, const float *hp, float *out) {
 
 /* H u_k for the K directions already packed at the head of work, one agent.
  * w (Np); x (n, d_0); a (n, A); G (n, d_L); out (K, Np). */
+/* out[j] = sum over r < n of g[r * ld + j], r in order, for j in [j0, j1). */
+BLPO_CPU_VECTOR_CLONES
+static void col_sums_span(const float *restrict g, int n, size_t ld, size_t j0, size_t j1,
+                          float *restrict out) {
+  for (size_t j = j0; j < j1; j++)
+    out[j] = 0.0f;
+  for (int r = 0; r < n; r++)
+    for (size_t j = j0; j < j1; j++)
+      out[j] += g[(size_t)r * ld + j];
+}
+
 static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, const float *a,
                       const float *G, int K, float *out, float *work) {
   size_t nm = m->num_mlp_params, A = m->act_floats_per_row, mw = (size_t)m->max_width;
@@ -223,13 +236,16 @@ static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, 
             dst[i] += src[i];
         }
     }
-    /* R{db_l} = column sums of R{g_l} (n x K*dout): already the packed (K, dout). */
+    /* R{db_l} = column sums of R{g_l} (n x K*dout): already the packed (K, dout);
+     * the columns shared between the threads, each summed over r in order. */
     size_t kd = (size_t)K * dout;
-    memset(hb, 0, sizeof(float) * kd);
-    for (int r = 0; r < n; r++) {
-      const float *row = rg + (size_t)r * kd;
-      for (size_t j = 0; j < kd; j++)
-        hb[j] += row[j];
+    int team = kd >= 128 ? omp_get_max_threads() : 1;
+    size_t per = ((kd + (size_t)team - 1) / (size_t)team + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) if (team > 1)
+    for (int b = 0; b < team; b++) {
+      size_t j0 = (size_t)b * per, j1 = j0 + per < kd ? j0 + per : kd;
+      if (j0 < j1)
+        col_sums_span(rg, n, kd, j0, j1, hb);
     }
     if (l == 0)
       break;

@@ -6,7 +6,7 @@
  * supports, every transpose combination, shapes around the tile, panel and
  * KC-block edges, leading dimensions wider than the matrices (the padding
  * must stay untouched), C poisoned with NaN when it is overwritten, and the
- * threaded variant on 1 and 2 threads. */
+ * threaded variant on 1 to 15 threads. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -121,11 +121,15 @@ int main(void) {
   CHECK(ran >= 1, "no kernel ran");
   printf("test_gemm: automatic choice on this CPU: %s\n", blpo_cpu_gemm_isa());
 
-  /* the threaded variant: the same bits on 1 and 2 threads, both splits */
-  const int mt_shapes[][3] = {{1024, 64, 64}, {64, 1024, 64}, {5120, 64, 64},
-                              {64, 64, 1024}, {300, 2, 64},   {2, 300, 64}};
-  for (int th = 1; th <= 2; th++) {
-    omp_set_num_threads(th);
+  /* the threaded variant: the same bits on 1 to 15 threads, both splits;
+   * 320 is the side that 64-row blocks split 3:2, and 970 columns on 15
+   * threads leave a 10-column tail that must not take the narrow kernel */
+  const int mt_shapes[][3] = {{1024, 64, 64},  {64, 1024, 64}, {5120, 64, 64},
+                              {64, 64, 1024},  {300, 2, 64},   {2, 300, 64},
+                              {320, 64, 1024}, {20, 970, 64},  {64, 320, 1024}};
+  const int mt_threads[] = {1, 2, 3, 5, 15};
+  for (size_t ti = 0; ti < sizeof(mt_threads) / sizeof(mt_threads[0]); ti++) {
+    omp_set_num_threads(mt_threads[ti]);
     for (size_t i = 0; i < sizeof(mt_shapes) / sizeof(mt_shapes[0]); i++)
       for (size_t c = 0; c < sizeof(combos) / sizeof(combos[0]); c++)
         check_case(blpo_cpu_gemm_isa(), combos[c][0], combos[c][1], mt_shapes[i][0],
