@@ -177,15 +177,20 @@ static void chunk_queue_init(chunk_queue *q, int chunks, int threads) {
   q->owners = owners < 1 ? 1 : owners;
   for (int u = 0; u < q->owners; u++) {
     uint64_t lo = (uint64_t)chunks * u / q->owners, hi = (uint64_t)chunks * (u + 1) / q->owners;
-    atomic_store(&q->range[u], lo << 32 | hi);
+    atomic_init(&q->range[u], lo << 32 | hi);
   }
 }
 
 /* The next chunk for thread t: its own from the front, then another owner's
- * from the back; -1 when every chunk has been taken. */
+ * from the back; -1 when every chunk has been taken. A thread that owns none
+ * (more threads than chunks) takes none either, so that no chunk changes
+ * core between passes; when the team is smaller than assumed, every thread
+ * is an owner and takes the absent owners' chunks. */
 static int chunk_queue_next(chunk_queue *q, int t) {
+  if (t >= q->owners)
+    return -1;
   for (int k = 0; k < q->owners; k++) {
-    int u = (t + k) % q->owners, own = k == 0 && t < q->owners;
+    int u = (t + k) % q->owners, own = k == 0;
     uint64_t r = atomic_load(&q->range[u]);
     for (;;) {
       uint32_t lo = (uint32_t)(r >> 32), hi = (uint32_t)r;

@@ -30,7 +30,7 @@ typedef struct {
 /* Loops over independent floats, compiled for AVX-512, AVX2 and the
  * baseline and picked when the program loads (function multiversioning).
  * Vectorising across independent elements changes no element's arithmetic
- * (the build is ISO C: no FMA contraction), so results are the same bits on
+ * (blpo_core builds with -ffp-contract=off: no FMA contraction), so results are the same bits on
  * every machine; only the speed differs. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__gnu_linux__)
 #define BLPO_CPU_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))

@@ -171,8 +171,6 @@ static void unpack_out(const blpo_mlp *m, int K, const float *hp, float *out) {
     memset(out + (size_t)k * np + m->num_mlp_params, 0, sizeof(float) * m->num_extra);
 }
 
-/* H u_k for the K directions already packed at the head of work, one agent.
- * w (Np); x (n, d_0); a (n, A); G (n, d_L); out (K, Np). */
 /* out[j] = sum over r < n of g[r * ld + j], r in order, for j in [j0, j1). */
 BLPO_CPU_VECTOR_CLONES
 static void col_sums_span(const float *restrict g, int n, size_t ld, size_t j0, size_t j1,
@@ -184,6 +182,8 @@ static void col_sums_span(const float *restrict g, int n, size_t ld, size_t j0, 
       out[j] += g[(size_t)r * ld + j];
 }
 
+/* H u_k for the K directions already packed at the head of work, one agent.
+ * w (Np); x (n, d_0); a (n, A); G (n, d_L); out (K, Np). */
 static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, const float *a,
                       const float *G, int K, float *out, float *work) {
   size_t nm = m->num_mlp_params, A = m->act_floats_per_row, mw = (size_t)m->max_width;
