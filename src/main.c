@@ -9,6 +9,7 @@
 #include "blpo/config_load.h"
 #include "blpo/eval.h"
 #include "blpo/run.h"
+#include "blpo_build_info.h"
 #ifdef BLPO_WITH_CUDA
 #include "blpo/cuda_device.h"
 #endif
@@ -66,7 +67,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (cli.version) {
-    printf("blpo-gpu %s\n", BLPO_VERSION);
+    printf("blpo-gpu %s (commit %s)\n", BLPO_VERSION, BLPO_GIT_COMMIT);
     return 0;
   }
   if (cli.help_config) {

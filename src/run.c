@@ -18,6 +18,7 @@
 #include "blpo/checkpoint.h"
 #include "blpo/config_load.h"
 #include "blpo/trainer.h"
+#include "blpo_build_info.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -155,7 +156,9 @@ static void json_float(FILE *f, double v) {
 static int write_summary_cb(FILE *f, const void *vctx) {
   const summary_ctx *s = vctx;
   int P = s->cfg->num_seeds;
-  fprintf(f, "{\n  \"env\": \"%s\",\n  \"algo\": \"%s\",\n  \"backend\": \"%s\",\n", s->cfg->env_id,
+  fprintf(f, "{\n  \"blpo_gpu_version\": \"%s\",\n  \"commit\": \"%s\",\n", BLPO_VERSION,
+          BLPO_GIT_COMMIT);
+  fprintf(f, "  \"env\": \"%s\",\n  \"algo\": \"%s\",\n  \"backend\": \"%s\",\n", s->cfg->env_id,
           s->cfg->algo == BLPO_ALGO_PPO      ? "ppo"
           : s->cfg->algo == BLPO_ALGO_NESTED ? "nested"
                                              : "blpo",

@@ -15,6 +15,9 @@ rc=$?
 check "run exits 0" "[ $rc -eq 0 ]"
 check "config.yaml written" "[ -s '$tmp/run/config.yaml' ]"
 check "summary.json written" "grep -q '\"final_return_mean_over_agents\"' '$tmp/run/summary.json'"
+check "summary.json names the version and the build's commit" \
+  "grep -q '\"blpo_gpu_version\"' '$tmp/run/summary.json' && grep -Eq '\"commit\": \"([0-9a-f]{7}(-dirty)?|unknown)\"' '$tmp/run/summary.json'"
+check "--version names the commit" "'$bin' --version | grep -Eq '^blpo-gpu [0-9.]+ \\(commit ([0-9a-f]{7}(-dirty)?|unknown)\\)\$'"
 # 384 / (8*16) = 3 iterations x 2 agents + header
 check "metrics.csv has 6 rows" "[ \$(wc -l < '$tmp/run/metrics.csv') -eq 7 ]"
 check "every metrics row has the header's column count" "[ \$(awk -F, '{print NF}' '$tmp/run/metrics.csv' | sort -u | wc -l) -eq 1 ]"

@@ -36,6 +36,7 @@
 #include "blpo/config_load.h"
 #include "blpo/env.h"
 #include "blpo/trainer.h"
+#include "blpo_build_info.h"
 #ifdef BLPO_WITH_CUDA
 #include "blpo/cuda_device.h"
 #endif
@@ -312,7 +313,8 @@ int main(int argc, char **argv) {
   uname(&un);
   time_t t = time(NULL);
   strftime(date, sizeof(date), "%Y-%m-%d", gmtime(&t));
-  const char *commit = getenv("BLPO_COMMIT") ? getenv("BLPO_COMMIT") : "unknown";
+  /* the build's own commit unless a script names the tree it ran from */
+  const char *commit = getenv("BLPO_COMMIT") ? getenv("BLPO_COMMIT") : BLPO_GIT_COMMIT;
   char dev[300];
   device_label(cuda, dev, sizeof(dev));
   printf("%sblpo-bench: %s, %ld cores (%s %s), %s, date %s, commit %s%s%s\n", markdown ? "" : "",
