@@ -336,7 +336,8 @@ static void backward_rows(const blpo_mlp *m, const float *w, const float *x, int
   }
 }
 
-/* Elementwise loops are cut into spans of this many floats for the threads. */
+/* Elementwise loops (and the minibatch shuffle) are cut into spans of this
+ * many elements for the threads. */
 #define SPAN 2048
 
 /* gw[j] = parts[0][j] + parts[1][j] + ... in chunk order, j in [j0, j1);
@@ -378,11 +379,11 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
       continue;
     }
     /* one parallel region: the chunks, then their sum in chunk order, one
-     * equal span of the parameters per thread (64-float aligned) */
+     * equal span of the parameters per thread */
     chunk_queue q;
     int team = chunk_team(chunks);
     chunk_queue_init(&q, chunks, team);
-    size_t per = ((nm + (size_t)team - 1) / (size_t)team + 63) / 64 * 64;
+    size_t per = blpo_cpu_even_piece(nm, team, 64);
 #pragma omp parallel num_threads(team)
     {
       for (int c, t = omp_get_thread_num(); (c = chunk_queue_next(&q, t)) >= 0;) {
@@ -542,20 +543,18 @@ static void sample_rows_span(const blpo_perm *pm, int P, int N, int p, uint32_t 
     o[i - i0] = blpo_sample_row(pm, P, N, p, i);
 }
 
-#define SHUFFLE_SPAN 2048 /* samples per task */
-
 static void cpu_shuffle_samples(blpo_backend *be, const blpo_dims *d, blpo_counter counter,
                                 int32_t *idx) {
   (void)be;
   uint32_t ctr = (uint32_t)blpo_counter_at(counter, blpo_clock_read(counter.clock));
   int64_t total = (int64_t)d->T * d->N;
-  int64_t spans = (total + SHUFFLE_SPAN - 1) / SHUFFLE_SPAN;
+  int64_t spans = (total + SPAN - 1) / SPAN;
   for (int p = 0; p < d->P; p++) {
     blpo_perm pm = blpo_perm_make(blpo_samples_key(d->seed, p), ctr, (uint32_t)total);
     int32_t *o = idx + (size_t)p * total;
 #pragma omp parallel for schedule(static) if (spans > 1)
     for (int64_t b = 0; b < spans; b++) {
-      int64_t i0 = b * SHUFFLE_SPAN, i1 = i0 + SHUFFLE_SPAN < total ? i0 + SHUFFLE_SPAN : total;
+      int64_t i0 = b * SPAN, i1 = i0 + SPAN < total ? i0 + SPAN : total;
       sample_rows_span(&pm, d->P, d->N, p, (uint32_t)i0, (uint32_t)i1, o + i0);
     }
   }
@@ -754,10 +753,8 @@ static void cpu_adam(blpo_backend *be, int P, size_t count, float *params, const
                      float *m, float *v, const float *scale, blpo_adam_sched sched) {
   (void)be;
   blpo_adam_step_params sp = blpo_adam_resolve(sched, blpo_clock_read(sched.step.clock));
-  /* one equal span per thread (64-float aligned): a network's few thousand
-   * parameters in SPAN pieces split 2:1 between two threads */
   int spans = count >= 2 * SPAN ? omp_get_max_threads() : 1;
-  size_t per = ((count + (size_t)spans - 1) / (size_t)spans + 63) / 64 * 64;
+  size_t per = blpo_cpu_even_piece(count, spans, 64);
   for (int p = 0; p < P; p++) {
     size_t o = (size_t)p * count;
     float s = scale ? scale[p] : 1.0f;

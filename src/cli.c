@@ -265,19 +265,32 @@ static int is_file(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* <dir of /proc/self/exe>/../share/blpo-gpu/configs, or "" when unknown. */
-static void exe_config_dir(char *out, size_t n) {
+int blpo_exe_dir(char *out, size_t n) {
   char exe[BLPO_PATH_MAX];
   ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   out[0] = 0;
   if (len <= 0)
-    return;
+    return -1;
   exe[len] = 0;
   char *slash = strrchr(exe, '/');
   if (!slash)
-    return;
+    return -1;
   *slash = 0;
-  int w = snprintf(out, n, "%s/../share/blpo-gpu/configs", exe);
+  int w = snprintf(out, n, "%s", exe);
+  if (w < 0 || (size_t)w >= n) {
+    out[0] = 0; /* a cut path would name the wrong directory */
+    return -1;
+  }
+  return 0;
+}
+
+/* <dir of /proc/self/exe>/../share/blpo-gpu/configs, or "" when unknown. */
+static void exe_config_dir(char *out, size_t n) {
+  char dir[BLPO_PATH_MAX];
+  out[0] = 0;
+  if (blpo_exe_dir(dir, sizeof(dir)) != 0)
+    return;
+  int w = snprintf(out, n, "%s/../share/blpo-gpu/configs", dir);
   if (w < 0 || (size_t)w >= n)
     out[0] = 0; /* a cut path would name the wrong directory */
 }

@@ -27,11 +27,20 @@ typedef struct {
   double timer_s[BLPO_TIMER_SLOTS]; /* phase timer stamps (monotonic seconds) */
 } blpo_cpu_impl;
 
+/* Length of each of `pieces` equal contiguous pieces of count elements, a
+ * multiple of align (the last piece may be shorter or empty): one piece per
+ * thread, since fixed-size spans shared out statically split a network's
+ * few thousand parameters 2:1 between two threads. */
+static inline size_t blpo_cpu_even_piece(size_t count, int pieces, size_t align) {
+  size_t per = (count + (size_t)pieces - 1) / (size_t)pieces;
+  return (per + align - 1) / align * align;
+}
+
 /* Loops over independent floats, compiled for AVX-512, AVX2 and the
  * baseline and picked when the program loads (function multiversioning).
  * Vectorising across independent elements changes no element's arithmetic
- * (blpo_core builds with -ffp-contract=off: no FMA contraction), so results are the same bits on
- * every machine; only the speed differs. */
+ * (blpo_core builds with -ffp-contract=off: no FMA contraction), so results
+ * are the same bits on every machine; only the speed differs. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__gnu_linux__)
 #define BLPO_CPU_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else

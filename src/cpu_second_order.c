@@ -240,7 +240,7 @@ static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, 
      * the columns shared between the threads, each summed over r in order. */
     size_t kd = (size_t)K * dout;
     int team = kd >= 128 ? omp_get_max_threads() : 1;
-    size_t per = ((kd + (size_t)team - 1) / (size_t)team + 15) / 16 * 16;
+    size_t per = blpo_cpu_even_piece(kd, team, 16);
 #pragma omp parallel for schedule(static) if (team > 1)
     for (int b = 0; b < team; b++) {
       size_t j0 = (size_t)b * per, j1 = j0 + per < kd ? j0 + per : kd;

@@ -8,15 +8,16 @@
  * the configured install directory; the build directory. Before loading it, the NVIDIA driver
  * library is looked up: without it no device can be used, and the CUDA libraries are not worth
  * mapping just to learn that. */
-#define _POSIX_C_SOURCE 200809L /* readlink, access, dlopen under -std=c11 */
+#define _POSIX_C_SOURCE 200809L /* access, dlopen under -std=c11 */
 #include <dlfcn.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "blpo/backend.h"
+#include "blpo/cli.h"
+#include "blpo/config.h" /* BLPO_PATH_MAX */
 #include "blpo/cuda_device.h"
 #include "blpo/cuda_plugin.h"
 
@@ -30,26 +31,11 @@
 #define BLPO_INSTALL_LIBDIR_NAME "lib"
 #endif
 
+/* Only the main thread loads the plugin (backend choice at start-up), so
+ * this state needs no lock. */
 static const blpo_cuda_plugin *loaded;
 static int attempted;
 static char status[1024];
-
-/* Directory of the running executable into dir ("" if unknown). Only the
- * main thread loads the plugin (backend choice at start-up), so the state
- * above needs no lock. */
-static void exe_dir(char *dir, size_t len) {
-  char path[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  dir[0] = 0;
-  if (n <= 0)
-    return;
-  path[n] = 0;
-  char *slash = strrchr(path, '/');
-  if (!slash)
-    return;
-  *slash = 0;
-  snprintf(dir, len, "%s", path);
-}
 
 /* dlopen()s path and checks its table; on failure writes why into status. */
 static const blpo_cuda_plugin *open_plugin(const char *path) {
@@ -100,8 +86,8 @@ static const blpo_cuda_plugin *plugin(void) {
     return NULL;
   }
   dlclose(drv);
-  char dir[PATH_MAX], cand[5][PATH_MAX + 64];
-  exe_dir(dir, sizeof(dir));
+  char dir[BLPO_PATH_MAX], cand[5][BLPO_PATH_MAX + 64];
+  blpo_exe_dir(dir, sizeof(dir));
   int nc = 0;
   if (dir[0]) {
     snprintf(cand[nc++], sizeof(cand[0]), "%s/%s", dir, BLPO_CUDA_PLUGIN_FILE);

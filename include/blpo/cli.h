@@ -43,6 +43,10 @@ void blpo_cli_print_help(FILE *f);
  * returns 2. */
 int blpo_resolve_config_path(const char *given, char *out, size_t n);
 
+/* The directory of the running executable (from /proc/self/exe) into out:
+ * 0, or -1 with out = "" when it is unknown or does not fit. */
+int blpo_exe_dir(char *out, size_t n);
+
 /* defaults -> resolved --config file -> each --set in order -> --seed ->
  * validate. src->file holds the resolved config path afterwards. Returns 0,
  * or 2 with the message already printed. Nothing is written to disk. */
