@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "blpo/fused_rollout.h"
 #include "blpo/rng.h"
@@ -23,12 +22,6 @@
 const char *const blpo_phase_names[BLPO_PHASE_COUNT] = {
     "rollout",  "targets",    "ppo_update", "gather",     "nested_critic", "actor_loss",
     "hvp_rows", "core_solve", "mixed_term", "actor_step", "metrics"};
-
-static double wall_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Charges the time between the ring's stamps to their phases (waiting for
  * the last one) and keeps only the last stamp. */
@@ -55,35 +48,21 @@ static void timer_stamp(blpo_trainer *tr, int phase) {
   tr->tm_count++;
 }
 
-static int device_timed(const blpo_trainer *tr) {
-  return tr->profile && tr->be->timer_mark && tr->be->timer_seconds;
-}
-
-/* Closes the phase in progress: its NVTX range, and in profile mode its time
- * (host-timed backends here; device-timed ones at blpo_phase_done). */
+/* Closes the phase in progress: its NVTX range (its time is charged at
+ * blpo_phase_done, from the stamps). */
 static void phase_close(blpo_trainer *tr) {
   if (tr->phase_cur < 0)
     return;
 #ifdef BLPO_WITH_CUDA
   nvtxRangePop();
 #endif
-  if (tr->profile && !device_timed(tr)) {
-    tr->be->sync(tr->be);
-    double t = wall_now();
-    tr->phase_s[tr->phase_cur] += t - tr->phase_t0;
-    tr->phase_t0 = t;
-  }
   tr->phase_cur = -1;
 }
 
 void blpo_phase_mark(blpo_trainer *tr, int phase) {
   phase_close(tr);
-  if (device_timed(tr)) {
+  if (tr->profile)
     timer_stamp(tr, phase);
-  } else if (tr->profile) {
-    tr->be->sync(tr->be);
-    tr->phase_t0 = wall_now();
-  }
 #ifdef BLPO_WITH_CUDA
   nvtxRangePushA(blpo_phase_names[phase]);
 #endif
@@ -93,7 +72,7 @@ void blpo_phase_mark(blpo_trainer *tr, int phase) {
 void blpo_phase_done(blpo_trainer *tr) {
   int open = tr->phase_cur >= 0;
   phase_close(tr);
-  if (device_timed(tr) && open) {
+  if (tr->profile && open) {
     timer_stamp(tr, -1);
     timer_flush(tr);
   }

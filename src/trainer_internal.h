@@ -90,11 +90,10 @@ struct blpo_trainer {
   /* profile mode */
   int profile;
   double phase_s[BLPO_PHASE_COUNT];
-  double phase_t0;
   int phase_cur; /* phase in progress (-1: none) */
-  /* with the backend's timer: a ring of stamps, tm_count of them from slot
-   * tm_first on; the time from a stamp to the next goes to tm_phase[slot]
-   * (-1: between phases, not counted) */
+  /* the backend timer's ring of stamps, tm_count of them from slot tm_first
+   * on; the time from a stamp to the next goes to tm_phase[slot] (-1:
+   * between phases, not counted) */
   int tm_phase[BLPO_TIMER_SLOTS];
   int tm_first, tm_count;
   size_t blpo_bytes; /* backend bytes the nested/BLPO buffers asked for */
@@ -111,8 +110,7 @@ struct blpo_trainer {
  * is an NVTX range in CUDA builds (named as in blpo_phase_names, for Nsight
  * Systems). In profile mode each mark also stamps the backend's timer (CUDA:
  * an event on the stream, so nothing waits between phases) and
- * blpo_phase_done charges the time between stamps to their phases; a backend
- * without a timer is synchronised at every mark and timed on the host. */
+ * blpo_phase_done charges the time between stamps to their phases. */
 void blpo_phase_mark(blpo_trainer *tr, int phase);
 void blpo_phase_done(blpo_trainer *tr);
 

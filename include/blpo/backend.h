@@ -295,9 +295,8 @@ struct blpo_backend {
   /* GEMM precision: 0 fp32, 1 TF32 tensor cores (optional: NULL = fp32 only). */
   void (*set_gemm_precision)(blpo_backend *be, int tf32);
 
-  /* Phase timing on the backend's own clock, for profile mode (both
-   * optional: without them the trainer synchronises at every phase mark and
-   * reads the host clock). timer_mark stamps slot (0 <= slot <
+  /* Phase timing on the backend's own clock, for profile mode (required of
+   * every backend). timer_mark stamps slot (0 <= slot <
    * BLPO_TIMER_SLOTS) at this point of the queued work without waiting;
    * timer_seconds waits until slot b's stamp has been reached and returns
    * the seconds from slot a's stamp to slot b's. CUDA: one event per slot,
