@@ -40,8 +40,14 @@ add_test(NAME learning_ppo_cartpole_short
 add_test(NAME learning_blpo_cartpole_short
          COMMAND test_learning ${BLPO_CONFIGS}/cartpole.yaml 300 0 run.num_seeds=1
                  run.total_steps=1000000)
+# PPO at these settings loses a seed now and then, late, with its stochastic
+# policy near the cliff: six seeds ended at 500, 500, 473.5, 499.9, 499.8 and
+# 500 (7a1ba9c, CPU, 2026-12-02), and rejax's PPO with the same settings (no
+# annealing) at 493.5, 500, 319.3, 488.0, 486.7 and 500 on the same machine.
+# So the test asks 5 of 6 seeds, as the paper test below asks 4 of 5: all of
+# 3 failed on a last-bits change of the CPU sums (seed 2 473.5, 492.6 before).
 add_test(NAME learning_ppo_cartpole_main
-         COMMAND test_learning ${BLPO_CONFIGS}/cartpole.yaml 475 0 algo.name=ppo run.num_seeds=3)
+         COMMAND test_learning ${BLPO_CONFIGS}/cartpole.yaml 475 5 algo.name=ppo run.num_seeds=6)
 add_test(NAME learning_blpo_cartpole_main
          COMMAND test_learning ${BLPO_CONFIGS}/cartpole.yaml 475 0 run.num_seeds=3)
 add_test(NAME learning_ppo_paper_cartpole
