@@ -253,6 +253,22 @@ static float *grow_buffer(float **buf, size_t *cap, size_t floats, const char *w
   return *buf;
 }
 
+/* wt (Nm) = W^T of every layer at least one vector wide, rows shared out
+ * between the threads of the enclosing parallel region (no barrier). */
+static void transpose_weights(const blpo_mlp *m, const float *w, float *wt) {
+  for (int l = 0; l < m->num_layers; l++) {
+    int din = m->dims[l], dout = m->dims[l + 1];
+    if (dout < 16)
+      continue;
+    const float *wl = w + m->w_off[l];
+    float *tl = wt + m->w_off[l];
+#pragma omp for schedule(static) nowait
+    for (int i = 0; i < din; i++)
+      for (int o = 0; o < dout; o++)
+        tl[(size_t)i * dout + o] = wl[(size_t)o * din + i];
+  }
+}
+
 static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                             const float *x, int n, float *acts) {
   blpo_cpu_impl *impl = be->impl;
@@ -268,17 +284,7 @@ static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
     chunk_queue_init(&q, chunks, chunk_team(chunks));
 #pragma omp parallel if (chunks > 1)
     {
-      for (int l = 0; l < m->num_layers; l++) {
-        int din = m->dims[l], dout = m->dims[l + 1];
-        if (dout < 16)
-          continue;
-        const float *wl = w + m->w_off[l];
-        float *tl = wt + m->w_off[l];
-#pragma omp for schedule(static) nowait
-        for (int i = 0; i < din; i++)
-          for (int o = 0; o < dout; o++)
-            tl[(size_t)i * dout + o] = wl[(size_t)o * din + i];
-      }
+      transpose_weights(m, w, wt);
 #pragma omp barrier
       for (int c, t = omp_get_thread_num(); (c = chunk_queue_next(&q, t)) >= 0;) {
         int r0, r1;
@@ -312,11 +318,12 @@ static void col_sums(const float *restrict g, int n, int dout, float *restrict o
 }
 
 /* Rows [r0, r1) of one agent's backward pass into gw (Nm): w (Np); x (n, d_0);
- * a (n, A); dy (n, d_L); s0, s1 (n, max_width) scratch (rows r0..r1 used). */
+ * a (n, A); dy (n, d_L); s0, s1 (n, mw) scratch, mw >= max_width (rows r0..r1
+ * used). */
 static void backward_rows(const blpo_mlp *m, const float *w, const float *x, int n, const float *a,
-                          const float *dy, float *gw, float *s0, float *s1, int r0, int r1) {
+                          const float *dy, float *gw, float *s0, float *s1, size_t mw, int r0,
+                          int r1) {
   int nr = r1 - r0;
-  size_t mw = (size_t)m->max_width;
   float *c0 = s0 + (size_t)r0 * mw, *c1 = s1 + (size_t)r0 * mw;
   const float *g = dy + (size_t)r0 * m->dims[m->num_layers]; // (nr, d_L)
   for (int l = m->num_layers - 1; l >= 0; l--) {
@@ -341,15 +348,15 @@ static void backward_rows(const blpo_mlp *m, const float *w, const float *x, int
 #define SPAN 2048
 
 /* gw[j] = parts[0][j] + parts[1][j] + ... in chunk order, j in [j0, j1);
- * parts (chunks, nm). */
+ * chunk c's part at parts + c * stride. */
 BLPO_CPU_VECTOR_CLONES
-static void sum_chunk_parts(const float *restrict parts, int chunks, size_t nm, size_t j0,
+static void sum_chunk_parts(const float *restrict parts, int chunks, size_t stride, size_t j0,
                             size_t j1, float *restrict gw) {
   /* chunk by chunk over contiguous j (vectorised), the same order per j */
   for (size_t j = j0; j < j1; j++)
     gw[j] = parts[j];
   for (int c = 1; c < chunks; c++) {
-    const float *pc = parts + (size_t)c * nm;
+    const float *pc = parts + (size_t)c * stride;
     for (size_t j = j0; j < j1; j++)
       gw[j] += pc[j];
   }
@@ -375,7 +382,7 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
     float *gw = grad + (size_t)p * m->num_params;
     float *s0 = scratch + (size_t)p * 2 * n * m->max_width, *s1 = s0 + (size_t)n * m->max_width;
     if (chunks == 1) {
-      backward_rows(m, w, in0, n, a, g, gw, s0, s1, 0, n);
+      backward_rows(m, w, in0, n, a, g, gw, s0, s1, m->max_width, 0, n);
       continue;
     }
     /* one parallel region: the chunks, then their sum in chunk order, one
@@ -389,7 +396,7 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
       for (int c, t = omp_get_thread_num(); (c = chunk_queue_next(&q, t)) >= 0;) {
         int r0, r1;
         chunk_rows(n, chunks, c, &r0, &r1);
-        backward_rows(m, w, in0, n, a, g, parts + (size_t)c * nm, s0, s1, r0, r1);
+        backward_rows(m, w, in0, n, a, g, parts + (size_t)c * nm, s0, s1, m->max_width, r0, r1);
       }
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -645,6 +652,48 @@ static void ppo_loss_rows(const blpo_dims *d, const float *log_std, int n, const
   *out = s;
 }
 
+/* Advantage moments for the normalisation (PureJaxRL: population std, +
+ * 1e-8) of one agent's n gathered advantages. */
+static void adv_moments(const float *adv, int n, int norm_adv, double *amean, double *astd) {
+  *amean = 0;
+  *astd = 1;
+  if (!norm_adv)
+    return;
+  double s = 0, s2 = 0;
+  for (int i = 0; i < n; i++)
+    s += adv[i];
+  *amean = s / n;
+  for (int i = 0; i < n; i++)
+    s2 += (adv[i] - *amean) * (adv[i] - *amean);
+  *astd = sqrt(s2 / n) + 1e-8;
+}
+
+/* One agent's loss: the chunks' sums combined in chunk order, the log_std
+ * gradient g_log_std (A) written (continuous), the means added to st. */
+static void ppo_loss_finish(const blpo_dims *d, const ppo_loss_sums *part, int chunks, int n,
+                            float *g_log_std, float *st) {
+  int A = d->act_dim;
+  ppo_loss_sums t = part[0];
+  for (int c = 1; c < chunks; c++) {
+    t.pg += part[c].pg;
+    t.vl += part[c].vl;
+    t.ent += part[c].ent;
+    t.kl += part[c].kl;
+    t.cf += part[c].cf;
+    for (int j = 0; j < A; j++)
+      t.gls[j] += part[c].gls[j];
+  }
+  if (!d->discrete)
+    for (int j = 0; j < A; j++)
+      g_log_std[j] = (float)t.gls[j];
+  st[BLPO_STAT_PG_LOSS] += (float)(t.pg / n);
+  st[BLPO_STAT_V_LOSS] += (float)(t.vl / n);
+  st[BLPO_STAT_ENTROPY] += (float)(t.ent / n);
+  st[BLPO_STAT_APPROX_KL] += (float)(t.kl / n);
+  st[BLPO_STAT_CLIPFRAC] += (float)(t.cf / n);
+  st[BLPO_STAT_COUNT_MB] += 1.0f;
+}
+
 static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                          const float *actor_params, int n, const float *head, size_t head_stride,
                          const float *value, size_t value_stride, const float *actions,
@@ -660,17 +709,8 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
     size_t o = (size_t)p * n;
     const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
     float *g_log_std = actor_grad + (size_t)p * actor->num_params + actor->num_mlp_params;
-    /* advantage normalisation (PureJaxRL: population std, + 1e-8) */
-    double amean = 0, astd = 1;
-    if (pp.norm_adv) {
-      double s = 0, s2 = 0;
-      for (int i = 0; i < n; i++)
-        s += adv[o + i];
-      amean = s / n;
-      for (int i = 0; i < n; i++)
-        s2 += (adv[o + i] - amean) * (adv[o + i] - amean);
-      astd = sqrt(s2 / n) + 1e-8;
-    }
+    double amean, astd;
+    adv_moments(adv + o, n, pp.norm_adv, &amean, &astd);
     chunk_queue q;
     chunk_queue_init(&q, chunks, chunk_team(chunks));
 #pragma omp parallel if (chunks > 1)
@@ -681,26 +721,7 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
                     actions + o * A, logp_old + o, adv + o, ret + o, value_old + o, pp, amean, astd,
                     dhead + o * Y, dvalue + o, r0, r1, &part[c]);
     }
-    ppo_loss_sums t = part[0];
-    for (int c = 1; c < chunks; c++) {
-      t.pg += part[c].pg;
-      t.vl += part[c].vl;
-      t.ent += part[c].ent;
-      t.kl += part[c].kl;
-      t.cf += part[c].cf;
-      for (int j = 0; j < A; j++)
-        t.gls[j] += part[c].gls[j];
-    }
-    if (!d->discrete)
-      for (int j = 0; j < A; j++)
-        g_log_std[j] = (float)t.gls[j];
-    float *st = stats + (size_t)p * BLPO_STAT_COUNT;
-    st[BLPO_STAT_PG_LOSS] += (float)(t.pg / n);
-    st[BLPO_STAT_V_LOSS] += (float)(t.vl / n);
-    st[BLPO_STAT_ENTROPY] += (float)(t.ent / n);
-    st[BLPO_STAT_APPROX_KL] += (float)(t.kl / n);
-    st[BLPO_STAT_CLIPFRAC] += (float)(t.cf / n);
-    st[BLPO_STAT_COUNT_MB] += 1.0f;
+    ppo_loss_finish(d, part, chunks, n, g_log_std, stats + (size_t)p * BLPO_STAT_COUNT);
   }
 }
 
@@ -730,15 +751,18 @@ static void cpu_sumsq(blpo_backend *be, int P, const float *x, size_t count, flo
     out[p] = (float)sumsq_lanes(x + (size_t)p * count, count);
 }
 
+/* One agent's clip factor from the squared norms; both norms added to st. */
+static float clip_scale_agent(float sa, float sc, float max_norm, float *st) {
+  st[BLPO_STAT_ACTOR_GNORM] += sqrtf(sa);
+  st[BLPO_STAT_CRITIC_GNORM] += sqrtf(sc);
+  return blpo_clip_scale(sqrtf(sa + sc), max_norm);
+}
+
 static void cpu_clip_scale(blpo_backend *be, int P, const float *sa, const float *sc,
                            float max_norm, float *stats, float *scale) {
   (void)be;
-  for (int p = 0; p < P; p++) {
-    float *st = stats + (size_t)p * BLPO_STAT_COUNT;
-    st[BLPO_STAT_ACTOR_GNORM] += sqrtf(sa[p]);
-    st[BLPO_STAT_CRITIC_GNORM] += sqrtf(sc[p]);
-    scale[p] = blpo_clip_scale(sqrtf(sa[p] + sc[p]), max_norm);
-  }
+  for (int p = 0; p < P; p++)
+    scale[p] = clip_scale_agent(sa[p], sc[p], max_norm, stats + (size_t)p * BLPO_STAT_COUNT);
 }
 
 /* Adam on elements [i0, i1) with gradients times s. */
@@ -764,6 +788,121 @@ static void cpu_adam(blpo_backend *be, int P, size_t count, float *params, const
       if (i0 < i1)
         adam_span(params + o, grad + o, m + o, v + o, s, sp, i0, i1);
     }
+  }
+}
+
+/* ---- the fused PPO minibatch update ----------------------------------- */
+
+/* dst rows [r0, r1) (width floats each) = src rows ix[r0..r1). */
+static void gather_span(const int32_t *ix, const float *src, int width, float *dst, int r0,
+                        int r1) {
+  if (width == 1) {
+    for (int i = r0; i < r1; i++)
+      dst[i] = src[ix[i]];
+    return;
+  }
+  for (int i = r0; i < r1; i++)
+    for (int c = 0; c < width; c++)
+      dst[(size_t)i * width + c] = src[(size_t)ix[i] * width + c];
+}
+
+/* backend.h ppo_minibatch: the ops of blpo_ppo_minibatch_ops in one parallel
+ * region per agent. Each row chunk is gathered, goes through both forward
+ * passes, the loss and both backward passes on one core, with its rows'
+ * activations still in that core's cache; then the chunks' gradients are
+ * summed, the norms taken and Adam run, with three barriers in all where the
+ * separate ops have a fork, a join and their own barriers each. Every value
+ * is computed by the same functions in the same order as by the separate
+ * ops, so the results are the same bits. */
+static void cpu_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_minibatch *mb) {
+  blpo_cpu_impl *impl = be->impl;
+  const blpo_mlp *am = mb->actor, *cm = mb->critic;
+  int n = mb->n, O = d->obs_dim, A = d->act_dim, Y = d->head_dim;
+  size_t Na = am->num_params, Nc = cm->num_params;
+  size_t nma = am->num_mlp_params, nmc = cm->num_mlp_params, nm = nma + nmc;
+  size_t mw = am->max_width > cm->max_width ? (size_t)am->max_width : (size_t)cm->max_width;
+  int chunks = row_chunks(n);
+  float *wt = grow_buffer(&impl->wt, &impl->wt_floats, nm, "transposed weights"); // actor | critic
+  float *parts = grad_parts(be, (size_t)chunks * nm); // (chunks, nma + nmc)
+  blpo_adam_step_params spa =
+      blpo_adam_resolve(mb->actor_sched, blpo_clock_read(mb->actor_sched.step.clock));
+  blpo_adam_step_params spc =
+      blpo_adam_resolve(mb->critic_sched, blpo_clock_read(mb->critic_sched.step.clock));
+  ppo_loss_sums part[BLPO_CPU_MAX_CHUNKS];
+  for (int p = 0; p < d->P; p++) {
+    size_t o = (size_t)p * n;
+    const int32_t *ix = mb->idx + (size_t)p * mb->idx_stride;
+    float *aw = mb->actor_params + (size_t)p * Na, *cw = mb->critic_params + (size_t)p * Nc;
+    float *ag = mb->actor_grad + (size_t)p * Na, *cg = mb->critic_grad + (size_t)p * Nc;
+    float *aa = mb->actor_acts + o * am->act_floats_per_row;
+    float *ca = mb->critic_acts + o * cm->act_floats_per_row;
+    float *a_head = aa + blpo_mlp_act_offset(am, am->num_layers, n);
+    float *c_head = ca + blpo_mlp_act_offset(cm, cm->num_layers, n);
+    float *x = mb->mb_obs + o * O, *act = mb->mb_act + o * A;
+    float *s0 = mb->scratch + o * 2 * mw, *s1 = s0 + (size_t)n * mw;
+    float *st = mb->stats + (size_t)p * BLPO_STAT_COUNT;
+    /* the advantages first: their moments normalise every chunk's rows */
+    gather_span(ix, mb->adv, 1, mb->mb_adv + o, 0, n);
+    double amean, astd;
+    adv_moments(mb->mb_adv + o, n, mb->pp.norm_adv, &amean, &astd);
+    chunk_queue q;
+    chunk_queue_init(&q, chunks, chunk_team(chunks));
+    float sa = 0, sc = 0;
+#pragma omp parallel num_threads(chunk_team(chunks))
+    {
+      int t = omp_get_thread_num(), team = omp_get_num_threads();
+      transpose_weights(am, aw, wt);
+      transpose_weights(cm, cw, wt + nma);
+#pragma omp barrier
+      for (int c; (c = chunk_queue_next(&q, t)) >= 0;) {
+        int r0, r1;
+        chunk_rows(n, chunks, c, &r0, &r1);
+        gather_span(ix, mb->obs, O, x, r0, r1);
+        gather_span(ix, mb->act, A, act, r0, r1);
+        gather_span(ix, mb->logp, 1, mb->mb_logp + o, r0, r1);
+        gather_span(ix, mb->ret, 1, mb->mb_ret + o, r0, r1);
+        gather_span(ix, mb->val, 1, mb->mb_val + o, r0, r1);
+        forward_rows(am, aw, wt, x, n, aa, r0, r1);
+        forward_rows(cm, cw, wt + nma, x, n, ca, r0, r1);
+        ppo_loss_rows(d, aw + nma, n, a_head, c_head, act, mb->mb_logp + o, mb->mb_adv + o,
+                      mb->mb_ret + o, mb->mb_val + o, mb->pp, amean, astd, mb->dhead + o * Y,
+                      mb->dvalue + o, r0, r1, &part[c]);
+        float *pc = parts + (size_t)c * nm;
+        backward_rows(am, aw, x, n, aa, mb->dhead + o * Y, pc, s0, s1, mw, r0, r1);
+        backward_rows(cm, cw, x, n, ca, mb->dvalue + o, pc + nma, s0, s1, mw, r0, r1);
+      }
+#pragma omp barrier
+      /* each thread one equal piece of each network's parameters */
+      size_t pa = blpo_cpu_even_piece(nma, team, 64), pcr = blpo_cpu_even_piece(nmc, team, 64);
+      if ((size_t)t * pa < nma)
+        sum_chunk_parts(parts, chunks, nm, (size_t)t * pa,
+                        (size_t)(t + 1) * pa < nma ? (size_t)(t + 1) * pa : nma, ag);
+      if ((size_t)t * pcr < nmc)
+        sum_chunk_parts(parts + nma, chunks, nm, (size_t)t * pcr,
+                        (size_t)(t + 1) * pcr < nmc ? (size_t)(t + 1) * pcr : nmc, cg);
+      if (t == 0) /* the log_std gradient belongs to the actor's norm */
+        ppo_loss_finish(d, part, chunks, n, ag + nma, st);
+#pragma omp barrier
+      /* the two norms side by side, each one thread's ordered sum */
+      if (t == 0)
+        sa = (float)sumsq_lanes(ag, Na);
+      if (t == (team > 1 ? 1 : 0))
+        sc = (float)sumsq_lanes(cg, Nc);
+#pragma omp barrier
+      float scale = blpo_clip_scale(sqrtf(sa + sc), mb->max_grad_norm);
+      size_t qa = blpo_cpu_even_piece(Na, team, 64), qc = blpo_cpu_even_piece(Nc, team, 64);
+      size_t i0 = (size_t)t * qa, i1 = i0 + qa < Na ? i0 + qa : Na;
+      if (i0 < i1)
+        adam_span(aw, ag, mb->actor_m + (size_t)p * Na, mb->actor_v + (size_t)p * Na, scale, spa,
+                  i0, i1);
+      i0 = (size_t)t * qc, i1 = i0 + qc < Nc ? i0 + qc : Nc;
+      if (i0 < i1)
+        adam_span(cw, cg, mb->critic_m + (size_t)p * Nc, mb->critic_v + (size_t)p * Nc, scale, spc,
+                  i0, i1);
+    }
+    mb->sumsq_a[p] = sa;
+    mb->sumsq_c[p] = sc;
+    mb->scale[p] = clip_scale_agent(sa, sc, mb->max_grad_norm, st);
   }
 }
 
@@ -826,6 +965,7 @@ blpo_backend *blpo_backend_cpu_create(int threads) {
   be->sumsq = cpu_sumsq;
   be->clip_scale = cpu_clip_scale;
   be->adam = cpu_adam;
+  be->ppo_minibatch = cpu_ppo_minibatch;
   be->timer_mark = cpu_timer_mark;
   be->timer_seconds = cpu_timer_seconds;
   be->destroy = cpu_destroy;

@@ -68,6 +68,10 @@ const blpo_config_key blpo_config_keys[] = {
      "One kernel per rollout step (actor and critic forward, sampling, env step) instead of "
      "separate GEMM, sampling and env launches; auto = when both networks fit (hidden widths "
      "<= 128, parameters in shared memory). Both backends."},
+    {"run.fused_update", BLPO_KEY_TRISTATE, FIELD(fused_update), 0, 0, 0, 0, 0, 0, NULL, "auto",
+     "PPO: each minibatch update (gathers, both networks' forward and backward passes, loss, "
+     "norm clip, Adam) as one backend op instead of 15; auto = where the backend has it (the "
+     "CPU: one parallel region, each row chunk's passes on one core). Same results either way."},
     {"run.debug_emulate_replay", BLPO_KEY_BOOL, FIELD(debug_emulate_replay), 0, 0, 0, 0, 0, 0, NULL,
      "false",
      "Testing hook: run every iteration after the first with the trainer's host state frozen "

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "blpo/fused_rollout.h"
+#include "blpo/ppo_minibatch.h"
 #include "blpo/rng.h"
 #include "trainer_internal.h"
 #ifdef BLPO_WITH_CUDA
@@ -217,6 +218,13 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
             "blpo-gpu: run.fused_rollout: the %s backend cannot run these networks as one "
             "kernel (hidden widths <= %d); using the separate ops\n",
             be->name, BLPO_FUSED_MAX_WIDTH);
+
+  tr->fused_update = cfg->fused_update != BLPO_TRI_OFF && be->ppo_minibatch;
+  if (cfg->fused_update == BLPO_TRI_ON && !be->ppo_minibatch)
+    fprintf(stderr,
+            "blpo-gpu: run.fused_update: the %s backend has no fused minibatch update; using "
+            "the separate ops\n",
+            be->name);
 
   int P = d->P, N = d->N, T = d->T, O = d->obs_dim, A = d->act_dim, Y = d->head_dim;
   size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
@@ -454,45 +462,58 @@ static void ppo_update(blpo_trainer *tr) {
   blpo_backend *be = tr->be;
   const blpo_dims *d = &tr->d;
   const blpo_config *c = &tr->cfg;
-  int P = d->P, O = d->obs_dim, A = d->act_dim, n = tr->mb_rows, E = c->num_epochs;
-  int M = c->num_minibatches;
-  size_t TN = (size_t)d->T * d->N;
-  size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
-  blpo_ppo_params pp = {c->clip_eps, c->vf_coef, c->ent_coef, c->clip_value, c->norm_adv};
-  size_t a_stride = (size_t)n * tr->actor.act_floats_per_row;
-  size_t c_stride = (size_t)n * tr->critic.act_floats_per_row;
-  float *a_head = blpo_head_of(&tr->actor, tr->actor_acts, n);
-  float *c_head = blpo_head_of(&tr->critic, tr->critic_acts, n);
+  int n = tr->mb_rows, E = c->num_epochs, M = c->num_minibatches;
+  blpo_ppo_minibatch a = {
+      .n = n,
+      .idx_stride = (size_t)d->T * d->N,
+      .obs = tr->roll_obs,
+      .act = tr->roll_act,
+      .logp = tr->roll_logp,
+      .adv = tr->adv,
+      .ret = tr->ret,
+      .val = tr->roll_val,
+      .mb_obs = tr->mb_obs,
+      .mb_act = tr->mb_act,
+      .mb_logp = tr->mb_logp,
+      .mb_adv = tr->mb_adv,
+      .mb_ret = tr->mb_ret,
+      .mb_val = tr->mb_val,
+      .actor = &tr->actor,
+      .critic = &tr->critic,
+      .actor_params = tr->actor_params,
+      .actor_grad = tr->actor_grad,
+      .actor_m = tr->actor_m,
+      .actor_v = tr->actor_v,
+      .critic_params = tr->critic_params,
+      .critic_grad = tr->critic_grad,
+      .critic_m = tr->critic_m,
+      .critic_v = tr->critic_v,
+      .actor_acts = tr->actor_acts,
+      .critic_acts = tr->critic_acts,
+      .dhead = tr->dhead,
+      .dvalue = tr->dvalue,
+      .scratch = tr->scratch,
+      .sumsq_a = tr->sumsq_a,
+      .sumsq_c = tr->sumsq_c,
+      .scale = tr->scale,
+      .stats = tr->stats,
+      .pp = {c->clip_eps, c->vf_coef, c->ent_coef, c->clip_value, c->norm_adv},
+      .max_grad_norm = c->max_grad_norm,
+  };
 
   for (int epoch = 0; epoch < E; epoch++) {
     blpo_counter perm = {tr->clock, E, epoch}; /* one permutation per epoch */
     be->shuffle_samples(be, d, perm, tr->idx);
     for (int mb = 0; mb < M; mb++) {
-      const int32_t *ix = tr->idx + (size_t)mb * n;
-      be->gather_rows(be, P, ix, TN, n, tr->roll_obs, O, tr->mb_obs);
-      be->gather_rows(be, P, ix, TN, n, tr->roll_act, A, tr->mb_act);
-      be->gather_rows(be, P, ix, TN, n, tr->roll_logp, 1, tr->mb_logp);
-      be->gather_rows(be, P, ix, TN, n, tr->adv, 1, tr->mb_adv);
-      be->gather_rows(be, P, ix, TN, n, tr->ret, 1, tr->mb_ret);
-      be->gather_rows(be, P, ix, TN, n, tr->roll_val, 1, tr->mb_val);
-      be->mlp_forward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts);
-      be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
-      be->ppo_loss(be, d, &tr->actor, tr->actor_params, n, a_head, a_stride, c_head, c_stride,
-                   tr->mb_act, tr->mb_logp, tr->mb_adv, tr->mb_ret, tr->mb_val, pp, tr->dhead,
-                   tr->dvalue, tr->actor_grad, tr->stats);
-      be->mlp_backward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts,
-                       tr->dhead, tr->actor_grad, tr->scratch);
-      be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
-                       tr->dvalue, tr->critic_grad, tr->scratch);
-      be->sumsq(be, P, tr->actor_grad, Na, tr->sumsq_a);
-      be->sumsq(be, P, tr->critic_grad, Nc, tr->sumsq_c);
-      be->clip_scale(be, P, tr->sumsq_a, tr->sumsq_c, c->max_grad_norm, tr->stats, tr->scale);
+      a.idx = tr->idx + (size_t)mb * n;
       /* one optimiser step per minibatch, shared by both networks */
       int64_t step = (int64_t)epoch * M + mb;
-      be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, tr->scale,
-               blpo_trainer_adam_sched(tr, c->actor_lr, (int64_t)E * M, step));
-      be->adam(be, P, Nc, tr->critic_params, tr->critic_grad, tr->critic_m, tr->critic_v, tr->scale,
-               blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)E * M, step));
+      a.actor_sched = blpo_trainer_adam_sched(tr, c->actor_lr, (int64_t)E * M, step);
+      a.critic_sched = blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)E * M, step);
+      if (tr->fused_update)
+        be->ppo_minibatch(be, d, &a);
+      else
+        blpo_ppo_minibatch_ops(be, d, &a);
     }
   }
 }
@@ -672,6 +693,7 @@ size_t blpo_trainer_graph_kernels(const blpo_trainer *tr, size_t *nodes) {
 int blpo_trainer_replaying(const blpo_trainer *tr) { return tr->graph != NULL; }
 
 int blpo_trainer_fused_rollout(const blpo_trainer *tr) { return tr->fused; }
+int blpo_trainer_fused_update(const blpo_trainer *tr) { return tr->fused_update; }
 
 int blpo_trainer_evaluate(blpo_trainer *tr, int episodes, int deterministic, double *mean,
                           double *std, double *mn, double *mx) {

@@ -17,7 +17,8 @@ struct blpo_trainer {
   int64_t num_iters, iter;
   int64_t *clock; /* backend buffer: the iteration being run (schedule.h) */
   int normalize_obs, normalize_reward;
-  int fused; /* rollout steps through rollout_fused (run.fused_rollout) */
+  int fused;        /* rollout steps through rollout_fused (run.fused_rollout) */
+  int fused_update; /* PPO minibatches through ppo_minibatch (run.fused_update) */
 
   /* parameters and optimiser state */
   float *actor_params, *actor_grad, *actor_m, *actor_v;     /* (P, Na) */

@@ -114,3 +114,8 @@ set_tests_properties(bench_suite_tiny PROPERTIES LABELS "cpu;bench")
 blpo_test_exe(test_phase_timer)
 add_test(NAME phase_timer COMMAND test_phase_timer)
 set_tests_properties(phase_timer PROPERTIES LABELS "cpu")
+
+# The fused PPO minibatch update against the separate ops, bit for bit.
+blpo_test_exe(test_ppo_minibatch)
+add_test(NAME ppo_minibatch_fused_cpu COMMAND test_ppo_minibatch)
+set_tests_properties(ppo_minibatch_fused_cpu PROPERTIES LABELS "cpu;derivatives")

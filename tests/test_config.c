@@ -514,6 +514,7 @@ static void test_round_trip(void) {
                         "run.cuda_graph=false",
                         "run.precision=tf32",
                         "run.fused_rollout=false",
+                        "run.fused_update=false",
                         "run.debug_emulate_replay=true",
                         "algo.name=nested",
                         "algo.gamma=0.999",

@@ -5,7 +5,8 @@
 # method. (OpenBLAS's LAPACK once made BLPO's Nystrom core thread-dependent.)
 # Three threads on this 2-core machine share out 8 row chunks unevenly and
 # take each other's (the CPU backend's chunk queue); ppo_8chunks has
-# minibatches of 1024 rows, 8 chunks.
+# minibatches of 1024 rows, 8 chunks. Last, the fused PPO minibatch update
+# against the separate ops.
 #   threads.sh PATH/TO/blpo-gpu PATH/TO/test_ckpt_compare
 set -u
 bin="$1" cmp="$2"
@@ -36,4 +37,15 @@ variant nested --set algo.name=nested
 variant blpo_nystrom --set algo.name=blpo --set algo.hypergrad.method=nystrom
 variant blpo_nystrom_k40 --set algo.name=blpo --set algo.hypergrad.method=nystrom --set algo.hypergrad.rank=40
 variant blpo_cg --set algo.name=blpo --set algo.hypergrad.method=cg
+
+# The fused PPO minibatch update (the CPU default) against the separate ops
+# the CUDA backend runs, over a whole run: the same bits.
+"$bin" "${base[@]}" --set algo.name=ppo --set env.num_envs=64 --set algo.num_minibatches=2 \
+  --set run.fused_update=false --out "$tmp/ppo_ops" >/dev/null 2>"$tmp/ppo_ops.err"
+check "ppo_8chunks with run.fused_update=false completes" "[ $? -eq 0 ]"
+check "ppo_8chunks: metrics identical with the fused update and with the separate ops" \
+  "cmp -s <(learning_cols '$tmp/ppo_8chunks.2/metrics.csv') <(learning_cols '$tmp/ppo_ops/metrics.csv')"
+"$cmp" "$tmp/ppo_8chunks.2/checkpoint.safetensors" "$tmp/ppo_ops/checkpoint.safetensors" >"$tmp/ppo_ops.cmp"
+rc=$?
+check "ppo_8chunks: checkpoints bit-identical with the fused update and the separate ops ($(cat "$tmp/ppo_ops.cmp"))" "[ $rc -eq 0 ]"
 check_summary

@@ -187,7 +187,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   char algo[16];
-  int replayed, fused;
+  int replayed, fused, fused_update;
   size_t kernels, nodes;
   double s_per_iter, steps_per_s;
   double phase[BLPO_PHASE_COUNT]; /* seconds per iteration */
@@ -293,6 +293,7 @@ int main(int argc, char **argv) {
     r->replayed = blpo_trainer_replaying(tr);
     r->kernels = blpo_trainer_graph_kernels(tr, &r->nodes);
     r->fused = blpo_trainer_fused_rollout(tr);
+    r->fused_update = blpo_trainer_fused_update(tr);
     r->s_per_iter = wall / iters;
     r->steps_per_iter = blpo_trainer_steps_per_iteration(tr) * c.num_seeds;
     r->steps_per_s = (double)r->steps_per_iter / r->s_per_iter;
@@ -338,8 +339,8 @@ int main(int argc, char **argv) {
     if (!strcmp(res[i].algo, "ppo"))
       ppo_cost = res[i].s_per_iter / res[i].steps_per_iter;
   printf("| algo | s/iteration | env steps/s | cost per env step vs ppo | graph replay | "
-         "kernels per iteration | fused rollout |\n");
-  printf("|---|---:|---:|---:|---|---:|---|\n");
+         "kernels per iteration | fused rollout | fused update |\n");
+  printf("|---|---:|---:|---:|---|---:|---|---|\n");
   for (int i = 0; i < nres; i++) {
     double cost = res[i].s_per_iter / res[i].steps_per_iter;
     char ratio[32] = "-", kern[48] = "-";
@@ -347,9 +348,11 @@ int main(int argc, char **argv) {
       snprintf(ratio, sizeof(ratio), "%.2fx", cost / ppo_cost);
     if (res[i].replayed)
       snprintf(kern, sizeof(kern), "%zu (%zu nodes)", res[i].kernels, res[i].nodes);
-    printf("| %s | %.4f | %.0f | %s | %s | %s | %s |\n", res[i].algo, res[i].s_per_iter,
+    /* the fused update is PPO's minibatch; nested and blpo have none */
+    const char *fu = strcmp(res[i].algo, "ppo") ? "-" : res[i].fused_update ? "yes" : "no";
+    printf("| %s | %.4f | %.0f | %s | %s | %s | %s | %s |\n", res[i].algo, res[i].s_per_iter,
            res[i].steps_per_s, ratio, res[i].replayed ? "yes" : "no", kern,
-           res[i].fused ? "yes" : "no");
+           res[i].fused ? "yes" : "no", fu);
   }
   printf("\nTime per iteration by phase (ms; %% of the profiled iteration's phases; %s):\n\n"
          "| phase |",

@@ -64,6 +64,29 @@ enum {
 
 typedef struct blpo_backend blpo_backend;
 
+/* One PPO minibatch update, as the arguments of blpo_backend.ppo_minibatch:
+ * the rows idx picks out of the rollout, both networks' forward passes, the
+ * PPO loss, both backward passes, the global-norm clip and one Adam step of
+ * each network. Rollout sources are (T*P*N, width) rows; the rest (P, ...). */
+typedef struct {
+  int n;                                                       /* rows */
+  const int32_t *idx;                                          /* (P, idx_stride) rollout rows */
+  size_t idx_stride;                                           /* T*N */
+  const float *obs, *act, *logp, *adv, *ret, *val;             /* rollout: O, A, 1, 1, 1, 1 */
+  float *mb_obs, *mb_act, *mb_logp, *mb_adv, *mb_ret, *mb_val; /* (P, n, .) gathered */
+  const blpo_mlp *actor, *critic;
+  float *actor_params, *actor_grad, *actor_m, *actor_v;     /* (P, Na) */
+  float *critic_params, *critic_grad, *critic_m, *critic_v; /* (P, Nc) */
+  float *actor_acts, *critic_acts;                          /* (P, n, act_floats_per_row) */
+  float *dhead, *dvalue;                                    /* (P, n, Y), (P, n) */
+  float *scratch;                   /* (P, 2 n max_width of both networks) */
+  float *sumsq_a, *sumsq_c, *scale; /* (P) */
+  float *stats;                     /* (P, BLPO_STAT_COUNT) */
+  blpo_ppo_params pp;
+  float max_grad_norm;
+  blpo_adam_sched actor_sched, critic_sched;
+} blpo_ppo_minibatch;
+
 /* Stamps a backend's phase timer keeps at once (blpo_backend.timer_mark). */
 #define BLPO_TIMER_SLOTS 256
 struct blpo_backend {
@@ -279,6 +302,14 @@ struct blpo_backend {
                         const float *critic_params, int t0, int t1, blpo_counter counter,
                         blpo_env_state *states, float *obs, float *act, float *logp, float *value,
                         float *reward, float *done, float *ep_ret, float *final_obs, float *trunc);
+
+  /* ---- fused PPO minibatch update (optional: NULL where the backend has none) ---- */
+  /* The whole of one minibatch update (blpo_ppo_minibatch), with the same
+   * results, bit for bit, as blpo_ppo_minibatch_ops (src/ppo_minibatch.c),
+   * which runs it as gather_rows, mlp_forward, ppo_loss, mlp_backward, sumsq,
+   * clip_scale and adam. The CPU runs it in one parallel region, each row
+   * chunk's forward, loss and backward passes back to back on one core. */
+  void (*ppo_minibatch)(blpo_backend *be, const blpo_dims *d, const blpo_ppo_minibatch *mb);
 
   /* ---- replay (optional: NULL where the backend has none) ---- */
   /* Records the operations queued from capture_begin to capture_end instead

@@ -1,0 +1,352 @@
+/* The CPU backend's fused PPO minibatch update (backend.h ppo_minibatch)
+ * against the separate ops it replaces (blpo_ppo_minibatch_ops), bit for
+ * bit: every buffer either one writes (the gathered rows, both networks'
+ * activations, the loss gradients, the weight gradients, the norms and the
+ * clip factor, the loss statistics, the parameters and both Adam moments),
+ * over two updates in a row, from random rollouts, parameters and optimiser
+ * states. Every task (discrete and continuous heads), tanh and relu,
+ * networks of uneven widths (the two networks' scratch rows must not
+ * overlap), 1 to 16 row chunks, one to three agents, advantage
+ * normalisation and value clipping on and off, on 1, 2 and 3 threads. The
+ * outputs of the two runs are poisoned with different NaNs first, so that
+ * a value one of them leaves unwritten fails the comparison. */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blpo/backend.h"
+#include "blpo/env.h"
+#include "blpo/mlp.h"
+#include "blpo/ppo_minibatch.h"
+#include "test_util.h"
+
+enum { N_ENVS = 41, T_STEPS = 64 };
+
+/* One side's buffers: the state both sides start from, and the outputs. */
+typedef struct {
+  float *ap, *ag, *am, *av;                                    /* (P, Na) */
+  float *cp, *cg, *cm, *cv;                                    /* (P, Nc) */
+  float *stats;                                                /* (P, BLPO_STAT_COUNT) */
+  float *mb_obs, *mb_act, *mb_logp, *mb_adv, *mb_ret, *mb_val; /* (P, n, .) */
+  float *aacts, *cacts;                                        /* (P, n, act_floats_per_row) */
+  float *dhead, *dvalue;                                       /* (P, n, Y), (P, n) */
+  float *scratch;                                              /* (P, 2 n max_width) */
+  float *sa, *sc, *scale;                                      /* (P) */
+} side;
+
+typedef struct {
+  const char *name;
+  int env_id, act, P, n;
+  int ah[3], nah, ch[3], nch;
+  int norm_adv, clip_value;
+  float max_grad_norm;
+} mb_case;
+
+static float *alloc_f(size_t count) {
+  float *p = malloc((count ? count : 1) * sizeof(float));
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  return p;
+}
+
+/* The output buffers poisoned with NaN payload `tag`. */
+static void poison(float *x, size_t count, uint32_t tag) {
+  uint32_t bits = 0x7fc00000u | tag;
+  for (size_t i = 0; i < count; i++)
+    memcpy(&x[i], &bits, sizeof(bits));
+}
+
+typedef struct {
+  blpo_dims d;
+  blpo_mlp actor, critic;
+  size_t rows, Na, Nc, mw;
+  float *obs, *act, *logp, *adv, *ret, *val; /* rollout (T*P*N, .) */
+  int32_t *idx;                              /* (2, P, T*N): two minibatches */
+  int64_t clock;
+} world;
+
+static void world_init(world *w, const mb_case *c) {
+  const blpo_env_info *info = blpo_env_get_info((blpo_env_id)c->env_id);
+  memset(w, 0, sizeof(*w));
+  blpo_dims *d = &w->d;
+  d->P = c->P, d->N = N_ENVS, d->T = T_STEPS, d->env_id = c->env_id, d->seed = 5;
+  d->obs_dim = info->obs_dim, d->act_dim = info->action_dim, d->discrete = info->discrete;
+  d->num_actions = info->num_actions;
+  d->head_dim = info->discrete ? info->num_actions : info->action_dim;
+  blpo_mlp_init_shape(&w->actor, d->obs_dim, c->ah, c->nah, d->head_dim, c->act,
+                      d->discrete ? 0 : d->act_dim);
+  blpo_mlp_init_shape(&w->critic, d->obs_dim, c->ch, c->nch, 1, c->act, 0);
+  w->Na = w->actor.num_params, w->Nc = w->critic.num_params;
+  w->mw =
+      (size_t)(w->actor.max_width > w->critic.max_width ? w->actor.max_width : w->critic.max_width);
+  w->rows = (size_t)T_STEPS * c->P * N_ENVS;
+  int O = d->obs_dim, A = d->act_dim;
+  w->obs = alloc_f(w->rows * O);
+  w->act = alloc_f(w->rows * A);
+  w->logp = alloc_f(w->rows);
+  w->adv = alloc_f(w->rows);
+  w->ret = alloc_f(w->rows);
+  w->val = alloc_f(w->rows);
+  for (size_t r = 0; r < w->rows; r++) {
+    for (int k = 0; k < O; k++)
+      w->obs[r * O + k] = (float)nrand();
+    for (int k = 0; k < A; k++)
+      w->act[r * A + k] = d->discrete ? (float)(int)(urand() * d->num_actions) : (float)nrand();
+    /* old log-probs near the policy's, so that some ratios clip and some not */
+    w->logp[r] = (float)(d->discrete ? log(1.0 / d->num_actions) + 0.3 * nrand() : -1.5 + nrand());
+    w->adv[r] = (float)(0.5 + nrand());
+    w->ret[r] = (float)(2 * nrand());
+    w->val[r] = w->ret[r] + (float)(0.5 * nrand());
+  }
+  size_t TN = (size_t)T_STEPS * N_ENVS;
+  w->idx = malloc(2 * c->P * TN * sizeof(int32_t));
+  for (size_t k = 0; k < 2 * c->P * TN; k++)
+    w->idx[k] = (int32_t)(urand() * (double)w->rows);
+  w->clock = 3;
+}
+
+static void world_free(world *w) {
+  void *ps[] = {w->obs, w->act, w->logp, w->adv, w->ret, w->val, w->idx};
+  for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
+    free(ps[k]);
+}
+
+static void side_alloc(side *s, const world *w, int n) {
+  int P = w->d.P;
+  s->ap = alloc_f(P * w->Na), s->ag = alloc_f(P * w->Na);
+  s->am = alloc_f(P * w->Na), s->av = alloc_f(P * w->Na);
+  s->cp = alloc_f(P * w->Nc), s->cg = alloc_f(P * w->Nc);
+  s->cm = alloc_f(P * w->Nc), s->cv = alloc_f(P * w->Nc);
+  s->stats = alloc_f((size_t)P * BLPO_STAT_COUNT);
+  size_t Pn = (size_t)P * n;
+  s->mb_obs = alloc_f(Pn * w->d.obs_dim), s->mb_act = alloc_f(Pn * w->d.act_dim);
+  s->mb_logp = alloc_f(Pn), s->mb_adv = alloc_f(Pn), s->mb_ret = alloc_f(Pn);
+  s->mb_val = alloc_f(Pn);
+  s->aacts = alloc_f(Pn * w->actor.act_floats_per_row);
+  s->cacts = alloc_f(Pn * w->critic.act_floats_per_row);
+  s->dhead = alloc_f(Pn * w->d.head_dim), s->dvalue = alloc_f(Pn);
+  s->scratch = alloc_f(Pn * 2 * w->mw);
+  s->sa = alloc_f(P), s->sc = alloc_f(P), s->scale = alloc_f(P);
+}
+
+static void side_free(side *s) {
+  void *ps[] = {s->ap,     s->ag,      s->am,     s->av,     s->cp,     s->cg,
+                s->cm,     s->cv,      s->stats,  s->mb_obs, s->mb_act, s->mb_logp,
+                s->mb_adv, s->mb_ret,  s->mb_val, s->aacts,  s->cacts,  s->dhead,
+                s->dvalue, s->scratch, s->sa,     s->sc,     s->scale};
+  for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
+    free(ps[k]);
+}
+
+/* The buffers that must agree, as (name, float count) in side order. */
+typedef struct {
+  const char *name;
+  size_t off; /* offsetof(side, member) */
+  size_t count;
+} field;
+
+static size_t fields_of(const world *w, int n, field *f) {
+  int P = w->d.P;
+  size_t Pn = (size_t)P * n, k = 0;
+#define F(member, cnt) f[k++] = (field){#member, offsetof(side, member), (cnt)}
+  F(ap, P * w->Na), F(ag, P * w->Na), F(am, P * w->Na), F(av, P * w->Na);
+  F(cp, P * w->Nc), F(cg, P * w->Nc), F(cm, P * w->Nc), F(cv, P * w->Nc);
+  F(stats, (size_t)P * BLPO_STAT_COUNT);
+  F(mb_obs, Pn * w->d.obs_dim), F(mb_act, Pn * w->d.act_dim), F(mb_logp, Pn), F(mb_adv, Pn);
+  F(mb_ret, Pn), F(mb_val, Pn);
+  F(aacts, Pn * w->actor.act_floats_per_row), F(cacts, Pn * w->critic.act_floats_per_row);
+  F(dhead, Pn * w->d.head_dim), F(dvalue, Pn);
+  F(sa, (size_t)P), F(sc, (size_t)P), F(scale, (size_t)P);
+#undef F
+  return k;
+}
+
+static float *member(side *s, const field *f) { return *(float **)((char *)s + f->off); }
+
+static blpo_ppo_minibatch args_of(world *w, side *s, const mb_case *c, int which) {
+  blpo_ppo_minibatch a = {
+      .n = c->n,
+      .idx = w->idx + (size_t)which * c->P * T_STEPS * N_ENVS,
+      .idx_stride = (size_t)T_STEPS * N_ENVS,
+      .obs = w->obs,
+      .act = w->act,
+      .logp = w->logp,
+      .adv = w->adv,
+      .ret = w->ret,
+      .val = w->val,
+      .mb_obs = s->mb_obs,
+      .mb_act = s->mb_act,
+      .mb_logp = s->mb_logp,
+      .mb_adv = s->mb_adv,
+      .mb_ret = s->mb_ret,
+      .mb_val = s->mb_val,
+      .actor = &w->actor,
+      .critic = &w->critic,
+      .actor_params = s->ap,
+      .actor_grad = s->ag,
+      .actor_m = s->am,
+      .actor_v = s->av,
+      .critic_params = s->cp,
+      .critic_grad = s->cg,
+      .critic_m = s->cm,
+      .critic_v = s->cv,
+      .actor_acts = s->aacts,
+      .critic_acts = s->cacts,
+      .dhead = s->dhead,
+      .dvalue = s->dvalue,
+      .scratch = s->scratch,
+      .sumsq_a = s->sa,
+      .sumsq_c = s->sc,
+      .scale = s->scale,
+      .stats = s->stats,
+      .pp = {0.2f, 0.5f, 0.01f, c->clip_value, c->norm_adv},
+      .max_grad_norm = c->max_grad_norm,
+  };
+  /* the trainer's schedules: annealed, step counters read from the clock */
+  a.actor_sched = blpo_adam_fixed(5e-4f, 0.9f, 0.999f, 1e-5f, 1);
+  a.critic_sched = blpo_adam_fixed(1e-3f, 0.9f, 0.999f, 1e-5f, 1);
+  a.actor_sched.anneal_iters = a.critic_sched.anneal_iters = 10;
+  a.actor_sched.step = a.critic_sched.step = (blpo_counter){&w->clock, 128, 7 + which};
+  return a;
+}
+
+static void check_case(const mb_case *c, int threads) {
+  blpo_backend *be = blpo_backend_cpu_create(threads);
+  CHECK(be && be->ppo_minibatch, "the CPU backend has a fused minibatch update");
+  if (!be || !be->ppo_minibatch)
+    return;
+  world w;
+  world_init(&w, c);
+  side ops, fused;
+  side_alloc(&ops, &w, c->n);
+  side_alloc(&fused, &w, c->n);
+  field f[32];
+  size_t nf = fields_of(&w, c->n, f);
+  /* the outputs poisoned apart, then the starting state shared */
+  for (size_t k = 0; k < nf; k++) {
+    poison(member(&ops, &f[k]), f[k].count, 1);
+    poison(member(&fused, &f[k]), f[k].count, 2);
+  }
+  int P = c->P;
+  for (size_t k = 0; k < P * w.Na; k++) {
+    ops.ap[k] = (float)(0.4 * nrand());
+    ops.am[k] = (float)(1e-3 * nrand());
+    ops.av[k] = (float)(1e-5 * urand());
+  }
+  for (size_t k = 0; k < P * w.Nc; k++) {
+    ops.cp[k] = (float)(0.4 * nrand());
+    ops.cm[k] = (float)(1e-3 * nrand());
+    ops.cv[k] = (float)(1e-5 * urand());
+  }
+  if (!w.d.discrete) /* log_std */
+    for (int p = 0; p < P; p++)
+      for (int j = 0; j < w.d.act_dim; j++)
+        ops.ap[p * w.Na + w.actor.num_mlp_params + j] = -0.5f;
+  for (int k = 0; k < P * BLPO_STAT_COUNT; k++)
+    ops.stats[k] = (float)urand();
+  const char *state[] = {"ap", "am", "av", "cp", "cm", "cv", "stats"};
+  for (size_t k = 0; k < nf; k++)
+    for (size_t s = 0; s < sizeof(state) / sizeof(state[0]); s++)
+      if (!strcmp(f[k].name, state[s]))
+        memcpy(member(&fused, &f[k]), member(&ops, &f[k]), f[k].count * sizeof(float));
+
+  for (int which = 0; which < 2; which++) {
+    blpo_ppo_minibatch a = args_of(&w, &ops, c, which), b = args_of(&w, &fused, c, which);
+    blpo_ppo_minibatch_ops(be, &w.d, &a);
+    be->ppo_minibatch(be, &w.d, &b);
+    for (size_t k = 0; k < nf; k++) {
+      const float *x = member(&ops, &f[k]), *y = member(&fused, &f[k]);
+      size_t diff = 0, first = 0;
+      for (size_t i = 0; i < f[k].count; i++)
+        if (memcmp(&x[i], &y[i], sizeof(float)) && diff++ == 0)
+          first = i;
+      CHECK(diff == 0,
+            "%s, %d thread(s), update %d: %s differs in %zu of %zu floats (first [%zu]: ops %g, "
+            "fused %g)",
+            c->name, threads, which + 1, f[k].name, diff, f[k].count, first, (double)x[first],
+            (double)y[first]);
+    }
+  }
+  /* the clip must have been exercised where the case asks for it */
+  if (c->max_grad_norm < 1)
+    CHECK(fused.scale[0] < 1.0f, "%s: the norm clip was not active (scale %g)", c->name,
+          (double)fused.scale[0]);
+  side_free(&ops);
+  side_free(&fused);
+  world_free(&w);
+  be->destroy(be);
+}
+
+int main(void) {
+  const mb_case cases[] = {
+      {"CartPole tanh 64-64, 1024 rows (8 chunks)",
+       BLPO_ENV_CARTPOLE,
+       BLPO_ACT_TANH,
+       1,
+       1024,
+       {64, 64},
+       2,
+       {64, 64},
+       2,
+       1,
+       0,
+       0.5f},
+      {"Acrobot relu 48-40 / 80-24, 1000 rows (7 chunks), value clip",
+       BLPO_ENV_ACROBOT,
+       BLPO_ACT_RELU,
+       2,
+       1000,
+       {48, 40},
+       2,
+       {80, 24},
+       2,
+       1,
+       1,
+       0.5f},
+      {"Pendulum tanh 64 / 32-32-32, 2100 rows (16 chunks), raw advantages",
+       BLPO_ENV_PENDULUM,
+       BLPO_ACT_TANH,
+       1,
+       2100,
+       {64},
+       1,
+       {32, 32, 32},
+       3,
+       0,
+       0,
+       1e9f},
+      {"MountainCarContinuous tanh 17 / 20, 100 rows (1 chunk)",
+       BLPO_ENV_MOUNTAINCAR_CONTINUOUS,
+       BLPO_ACT_TANH,
+       3,
+       100,
+       {17},
+       1,
+       {20},
+       1,
+       1,
+       1,
+       0.5f},
+      {"MountainCar relu 24-24, 300 rows (2 chunks), 3 agents",
+       BLPO_ENV_MOUNTAINCAR,
+       BLPO_ACT_RELU,
+       3,
+       300,
+       {24, 24},
+       2,
+       {24, 24},
+       2,
+       1,
+       0,
+       0.5f},
+  };
+  const int threads[] = {1, 2, 3};
+  for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++)
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
+      check_case(&cases[k], threads[t]);
+  return test_summary("test_ppo_minibatch");
+}
