@@ -4,10 +4,14 @@
  * are stacked (n, K, d) (see include/blpo/second_order.h) so that each line
  * of the recurrences is one GEMM over all directions; agents run one after
  * another and each GEMM splits its output between the threads
- * (blpo_cpu_sgemm_mt). */
+ * (blpo_cpu_sgemm_mt). The Nystrom rows and the dense Hessian (unit
+ * directions) skip the terms that are zero for a unit vector (unit_dir). */
 #include "blpo/second_order.h"
 
+#include <limits.h>
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "blpo/config.h"
@@ -36,28 +40,62 @@ static const float *dir_b(const blpo_mlp *m, dir_view dv, int K, int l, int k) {
                    : dv.base + (size_t)k * m->num_params + m->b_off[l];
 }
 
+/* A unit direction e_j of the Nystrom rows: the entry of layer `layer`'s
+ * weight (row a, column b) or, with b < 0, its bias a; layer = INT_MAX for
+ * an index outside the MLP part (a zero direction). Everything of such a
+ * direction below its layer is zero: R{z_l} = R{h_l} = 0 for l < layer,
+ * R{z_layer} is column a alone (h_{layer-1}[:, b], or 1), and U_l = 0 for
+ * l != layer. The HVP skips those zero terms instead of multiplying them
+ * out: for the critic's 64-wide middle layer, where most sampled indices
+ * fall, that is four of the six large GEMMs. Only exact zeros are skipped
+ * (each kept sum runs in the same order), so the rows are the same numbers
+ * as from the dense passes. */
+typedef struct {
+  int layer, a, b;
+} unit_dir;
+
 /* Tangent forward of one agent. w (Np); x (n, d_0); a (n, A) activations;
- * rh (n*K, A): per layer R{h_l} (n, K, d_l) at blpo_mlp_act_offset(m, l, K*n). */
+ * rh (n*K, A): per layer R{h_l} (n, K, d_l) at blpo_mlp_act_offset(m, l, K*n).
+ * units (K) or NULL: the directions are those unit vectors (dv unused). */
 static void tangent_agent(const blpo_mlp *m, const float *w, const float *x, int n, const float *a,
-                          int K, dir_view dv, float *rh) {
+                          int K, dir_view dv, const unit_dir *units, float *rh) {
   int L = m->num_layers;
   for (int l = 0; l < L; l++) {
     int din = m->dims[l], dout = m->dims[l + 1];
     const float *hin = l == 0 ? x : a + blpo_mlp_act_offset(m, l, n);          // (n, din)
     const float *rhin = l == 0 ? NULL : rh + blpo_mlp_act_offset(m, l, K * n); // (n, K, din)
     float *rout = rh + blpo_mlp_act_offset(m, l + 1, K * n);                   // (n, K, dout)
-    /* c_l broadcast over rows first, then both GEMMs accumulate (beta = 1). */
+    if (units) {
+      /* R{z_l} = 0 below a direction's layer, column a at it, R{h_{l-1}} W_l^T above */
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < n; r++)
-      for (int k = 0; k < K; k++)
-        memcpy(rout + ((size_t)r * K + k) * dout, dir_b(m, dv, K, l, k), sizeof(float) * dout);
-    /* R{h_{l-1}} W_l^T: the weight is shared, so all n*K stacked rows at once
-     * (R{h_0} = 0: skipped on the first layer). */
-    if (rhin)
-      blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_T, n * K, dout, din, rhin, din, w + m->w_off[l], din,
-                        1, rout, dout);
+      for (int r = 0; r < n; r++)
+        memset(rout + (size_t)r * K * dout, 0, sizeof(float) * (size_t)K * dout);
+      for (int k = 0; k < K; k++) {
+        const unit_dir *u = &units[k];
+        if (rhin && u->layer < l)
+          blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_T, n, dout, din, rhin + (size_t)k * din, K * din,
+                            w + m->w_off[l], din, 1, rout + (size_t)k * dout, K * dout);
+        else if (u->layer == l)
+          for (int r = 0; r < n; r++)
+            rout[((size_t)r * K + k) * dout + u->a] +=
+                u->b < 0 ? 1.0f : hin[(size_t)r * din + u->b];
+      }
+    } else {
+      /* c_l broadcast over rows first, then both GEMMs accumulate (beta = 1). */
+#pragma omp parallel for schedule(static)
+      for (int r = 0; r < n; r++)
+        for (int k = 0; k < K; k++)
+          memcpy(rout + ((size_t)r * K + k) * dout, dir_b(m, dv, K, l, k), sizeof(float) * dout);
+      /* R{h_{l-1}} W_l^T: the weight is shared, so all n*K stacked rows at once
+       * (R{h_0} = 0: skipped on the first layer). */
+      if (rhin)
+        blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_T, n * K, dout, din, rhin, din, w + m->w_off[l],
+                          din, 1, rout, dout);
+    }
     /* h_{l-1} [U^(1); ...; U^(K)]^T: (n x din)(din x K*dout) lands as (n, K, dout). */
-    if (dv.packed || K == 1) {
+    if (units) {
+      /* done above: U_l is one entry, of the directions at layer l only */
+    } else if (dv.packed || K == 1) {
       blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_T, n, K * dout, din, hin, din, dir_w(m, dv, K, l, 0),
                         din, 1, rout, K * dout);
     } else {
@@ -99,7 +137,7 @@ void blpo_cpu_mlp_tangent(const blpo_mlp *m, int P, const float *params, const f
     dir_view dv = {dirs + (size_t)p * K * np, 0};     // (K, Np)
     float *rhp = rh + (size_t)p * K * n * A;          // (n*K, A)
     float *ryp = ry + (size_t)p * K * n * dL;         // (K, n, d_L)
-    tangent_agent(m, w, xp, n, ap, K, dv, rhp);
+    tangent_agent(m, w, xp, n, ap, K, dv, NULL, rhp);
     /* The head block is (n, K, d_L); the seam wants (K, n, d_L). */
     const float *head = rhp + blpo_mlp_act_offset(m, m->num_layers, K * n); // (n, K, d_L)
     for (int k = 0; k < K; k++)
@@ -138,22 +176,40 @@ static void pack_dirs(const blpo_mlp *m, int K, const float *dirs, float *up) {
 }
 
 /* Unit directions e_j, j = idx[k] (or j0 + k when idx is NULL), straight into
- * the packed layout; j outside the MLP part leaves direction k zero. up (K * Nm). */
-static void unit_dirs(const blpo_mlp *m, int K, const int32_t *idx, int64_t j0, float *up) {
+ * the packed layout, and where each one sits (units, K); j outside the MLP
+ * part leaves direction k zero. up (K * Nm). */
+static void unit_dirs(const blpo_mlp *m, int K, const int32_t *idx, int64_t j0, float *up,
+                      unit_dir *units) {
   memset(up, 0, sizeof(float) * (size_t)K * m->num_mlp_params);
   for (int k = 0; k < K; k++) {
     int64_t j = idx ? (int64_t)idx[k] : j0 + k;
+    units[k] = (unit_dir){INT_MAX, 0, -1};
     if (j < 0 || (size_t)j >= m->num_mlp_params)
       continue;
     int l = m->num_layers - 1;
     while (l > 0 && (size_t)j < m->w_off[l])
       l--;
-    size_t dout = (size_t)m->dims[l + 1], blk = dout * m->dims[l];
-    if ((size_t)j < m->b_off[l])
-      up[(size_t)K * m->w_off[l] + k * blk + ((size_t)j - m->w_off[l])] = 1.0f;
-    else
-      up[(size_t)K * m->b_off[l] + k * dout + ((size_t)j - m->b_off[l])] = 1.0f;
+    size_t din = (size_t)m->dims[l], dout = (size_t)m->dims[l + 1], blk = dout * din;
+    if ((size_t)j < m->b_off[l]) {
+      size_t e = (size_t)j - m->w_off[l];
+      up[(size_t)K * m->w_off[l] + k * blk + e] = 1.0f;
+      units[k] = (unit_dir){l, (int)(e / din), (int)(e % din)};
+    } else {
+      size_t e = (size_t)j - m->b_off[l];
+      up[(size_t)K * m->b_off[l] + k * dout + e] = 1.0f;
+      units[k] = (unit_dir){l, (int)e, -1};
+    }
   }
+}
+
+/* K direction descriptors (freed by the caller); exits on no memory. */
+static unit_dir *unit_buf(int K) {
+  unit_dir *u = malloc(sizeof(unit_dir) * (size_t)(K > 0 ? K : 1));
+  if (!u) {
+    fprintf(stderr, "blpo-gpu: out of host memory for %d Hessian directions\n", K);
+    exit(1);
+  }
+  return u;
 }
 
 /* Packed results (K * Nm) back to (K, Np), the `extra` tail zeroed. */
@@ -183,9 +239,10 @@ static void col_sums_span(const float *restrict g, int n, size_t ld, size_t j0, 
 }
 
 /* H u_k for the K directions already packed at the head of work, one agent.
- * w (Np); x (n, d_0); a (n, A); G (n, d_L); out (K, Np). */
+ * w (Np); x (n, d_0); a (n, A); G (n, d_L); out (K, Np). units (K) or NULL:
+ * the directions are those unit vectors, and their zero terms are skipped. */
 static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, const float *a,
-                      const float *G, int K, float *out, float *work) {
+                      const float *G, int K, const unit_dir *units, float *out, float *work) {
   size_t nm = m->num_mlp_params, A = m->act_floats_per_row, mw = (size_t)m->max_width;
   size_t nk = (size_t)n * K;
   float *up = work;                // (K * Nm) packed directions
@@ -199,7 +256,7 @@ static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, 
   int L = m->num_layers, dL = m->dims[L];
   float s = 2.0f / (float)n;
 
-  tangent_agent(m, w, x, n, a, K, (dir_view){up, 1}, rh);
+  tangent_agent(m, w, x, n, a, K, (dir_view){up, 1}, units, rh);
 
   /* Head: g_L = -(2/n)(G - y), R{g_L} = (2/n) R{y}. */
   const float *y = a + blpo_mlp_act_offset(m, L, n);       // (n, d_L)
@@ -223,8 +280,19 @@ static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, 
     blpo_cpu_sgemm_mt(BLPO_GEMM_T, BLPO_GEMM_N, K * dout, din, n, rg, K * dout, hin, din, 0, hw,
                       din);
     /* Second term g_l^T R{h_{l-1}}: one GEMM gives (dout, K, din); the
-     * direction index sits in the middle, so add it in permuted. */
-    if (rhin) {
+     * direction index sits in the middle, so add it in permuted. A unit
+     * direction's R{h_{l-1}} is zero unless its layer is below l. */
+    if (rhin && units) {
+      for (int k = 0; k < K; k++) {
+        if (units[k].layer >= l)
+          continue;
+        blpo_cpu_sgemm_mt(BLPO_GEMM_T, BLPO_GEMM_N, dout, din, n, g, dout, rhin + (size_t)k * din,
+                          K * din, 0, tmp, din);
+        float *dst = hw + (size_t)k * dout * din;
+        for (size_t i = 0; i < (size_t)dout * din; i++)
+          dst[i] += tmp[i];
+      }
+    } else if (rhin) {
       blpo_cpu_sgemm_mt(BLPO_GEMM_T, BLPO_GEMM_N, dout, K * din, n, g, dout, rhin, K * din, 0, tmp,
                         K * din);
 #pragma omp parallel for schedule(static)
@@ -252,15 +320,23 @@ static void hvp_agent(const blpo_mlp *m, const float *w, const float *x, int n, 
 
     /* R{g_l} W_l over all n*K stacked rows -> (n, K, din). */
     blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_N, n * K, din, dout, rg, dout, W, din, 0, rgo, din);
-    /* g_l U_l for all k: repack U_l from (K, dout, din) to (dout, K, din) so
-     * (n x dout)(dout x K*din) lands as (n, K, din). */
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < dout; o++)
+    if (units) {
+      /* g_l U_l: a unit weight direction of layer l adds g_l[:, a] to column b */
       for (int k = 0; k < K; k++)
-        memcpy(tmp + ((size_t)o * K + k) * din, uw + ((size_t)k * dout + o) * din,
-               sizeof(float) * din);
-    blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_N, n, K * din, dout, g, dout, tmp, K * din, 1, rgo,
-                      K * din);
+        if (units[k].layer == l && units[k].b >= 0)
+          for (int r = 0; r < n; r++)
+            rgo[((size_t)r * K + k) * din + units[k].b] += g[(size_t)r * dout + units[k].a];
+    } else {
+      /* g_l U_l for all k: repack U_l from (K, dout, din) to (dout, K, din) so
+       * (n x dout)(dout x K*din) lands as (n, K, din). */
+#pragma omp parallel for schedule(static)
+      for (int o = 0; o < dout; o++)
+        for (int k = 0; k < K; k++)
+          memcpy(tmp + ((size_t)o * K + k) * din, uw + ((size_t)k * dout + o) * din,
+                 sizeof(float) * din);
+      blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_N, n, K * din, dout, g, dout, tmp, K * din, 1, rgo,
+                        K * din);
+    }
     /* q = g_l W_l (the first-order backward before phi'). */
     blpo_cpu_sgemm_mt(BLPO_GEMM_N, BLPO_GEMM_N, n, din, dout, g, dout, W, din, 0, q, din);
     /* R{g_{l-1}} = (...) phi'(z) + q phi''(z) R{z}, g_{l-1} = q phi'(z). For tanh
@@ -305,8 +381,8 @@ void blpo_cpu_critic_hvp(const blpo_mlp *m, int P, const float *params, const fl
     float *wk = work + (size_t)p * ws;
     pack_dirs(m, K, dirs + (size_t)p * K * np, wk);
     hvp_agent(m, params + (size_t)p * np, x + (size_t)p * n * m->dims[0], n,
-              acts + (size_t)p * n * A, target + (size_t)p * n * dL, K, hv + (size_t)p * K * np,
-              wk);
+              acts + (size_t)p * n * A, target + (size_t)p * n * dL, K, NULL,
+              hv + (size_t)p * K * np, wk);
   }
 }
 
@@ -318,10 +394,12 @@ void blpo_cpu_critic_hvp_rows(const blpo_mlp *m, int P, const float *params, con
   int dL = m->dims[m->num_layers];
   for (int p = 0; p < P; p++) {
     float *wk = work + (size_t)p * ws;
-    unit_dirs(m, K, idx + (size_t)p * K, 0, wk);
+    unit_dir *units = unit_buf(K);
+    unit_dirs(m, K, idx + (size_t)p * K, 0, wk, units);
     hvp_agent(m, params + (size_t)p * np, x + (size_t)p * n * m->dims[0], n,
-              acts + (size_t)p * n * A, target + (size_t)p * n * dL, K, rows + (size_t)p * K * np,
-              wk);
+              acts + (size_t)p * n * A, target + (size_t)p * n * dL, K, units,
+              rows + (size_t)p * K * np, wk);
+    free(units);
   }
 }
 
@@ -333,7 +411,9 @@ void blpo_cpu_critic_hessian_dense(const blpo_mlp *m, const float *params, const
     chunk = 1;
   for (size_t c0 = 0; c0 < np; c0 += (size_t)chunk) {
     int K = (int)(np - c0 < (size_t)chunk ? np - c0 : (size_t)chunk);
-    unit_dirs(m, K, NULL, (int64_t)c0, work);
-    hvp_agent(m, params, x, n, acts, target, K, hess + c0 * np, work);
+    unit_dir *units = unit_buf(K);
+    unit_dirs(m, K, NULL, (int64_t)c0, work, units);
+    hvp_agent(m, params, x, n, acts, target, K, units, hess + c0 * np, work);
+    free(units);
   }
 }

@@ -60,7 +60,10 @@ void blpo_cpu_critic_hvp(const blpo_mlp *m, int P, const float *params, const fl
 
 /* Nystrom rows rows (P, K, Np) = H[idx, :] (= H e_j, H symmetric) for parameter
  * indices idx (P, K); the unit directions are built straight into the packed
- * workspace. An index in the `extra` tail or out of range gives a zero row.
+ * workspace, and the passes skip their exact-zero terms (the same numbers as
+ * blpo_cpu_critic_hvp of the unit vectors, at about a third of the GEMM work
+ * for an index in a wide middle layer). An index in the `extra` tail or out
+ * of range gives a zero row.
  * work (P, work_floats(m, n, K)). */
 void blpo_cpu_critic_hvp_rows(const blpo_mlp *m, int P, const float *params, const float *x, int n,
                               const float *acts, const float *target, int K, const int32_t *idx,
