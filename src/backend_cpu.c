@@ -17,6 +17,7 @@
 #include "blpo/permute.h"
 #include "blpo/policy.h"
 #include "blpo/ppo_loss.h"
+#include "blpo/ppo_minibatch.h"
 #include "blpo/rng.h"
 #include "cpu_backend_internal.h"
 #include "cpu_gemm.h"
@@ -253,27 +254,54 @@ static float *grow_buffer(float **buf, size_t *cap, size_t floats, const char *w
   return *buf;
 }
 
+/* Rows [i0, i1) of layer l's W^T (din x dout) from W (dout x din). */
+static void transpose_rows(const blpo_mlp *m, const float *w, float *wt, int l, int i0, int i1) {
+  int din = m->dims[l], dout = m->dims[l + 1];
+  const float *wl = w + m->w_off[l];
+  float *tl = wt + m->w_off[l];
+  for (int i = i0; i < i1; i++)
+    for (int o = 0; o < dout; o++)
+      tl[(size_t)i * dout + o] = wl[(size_t)o * din + i];
+}
+
 /* wt (Nm) = W^T of every layer at least one vector wide, rows shared out
  * between the threads of the enclosing parallel region (no barrier). */
 static void transpose_weights(const blpo_mlp *m, const float *w, float *wt) {
   for (int l = 0; l < m->num_layers; l++) {
-    int din = m->dims[l], dout = m->dims[l + 1];
-    if (dout < 16)
+    if (m->dims[l + 1] < 16)
       continue;
-    const float *wl = w + m->w_off[l];
-    float *tl = wt + m->w_off[l];
 #pragma omp for schedule(static) nowait
-    for (int i = 0; i < din; i++)
-      for (int o = 0; o < dout; o++)
-        tl[(size_t)i * dout + o] = wl[(size_t)o * din + i];
+    for (int i = 0; i < m->dims[l]; i++)
+      transpose_rows(m, w, wt, l, i, i + 1);
   }
+}
+
+/* The same on the calling thread alone. */
+static void transpose_weights_serial(const blpo_mlp *m, const float *w, float *wt) {
+  for (int l = 0; l < m->num_layers; l++)
+    if (m->dims[l + 1] >= 16)
+      transpose_rows(m, w, wt, l, 0, m->dims[l]);
 }
 
 static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                             const float *x, int n, float *acts) {
   blpo_cpu_impl *impl = be->impl;
   int chunks = row_chunks(n);
-  float *wt = grow_buffer(&impl->wt, &impl->wt_floats, m->num_mlp_params, "transposed weights");
+  size_t nm = m->num_mlp_params;
+  if (blpo_cpu_agents_parallel(P, chunks > 1)) {
+    /* the agents side by side, each with its own W^T (rows are independent:
+     * one pass over all n rows computes each the same as a chunk's) */
+    float *wt = grow_buffer(&impl->wt, &impl->wt_floats, (size_t)P * nm, "transposed weights");
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < P; p++) {
+      const float *w = params + (size_t)p * m->num_params;
+      transpose_weights_serial(m, w, wt + (size_t)p * nm);
+      forward_rows(m, w, wt + (size_t)p * nm, x + (size_t)p * n * m->dims[0], n,
+                   acts + (size_t)p * n * m->act_floats_per_row, 0, n);
+    }
+    return;
+  }
+  float *wt = grow_buffer(&impl->wt, &impl->wt_floats, nm, "transposed weights");
   for (int p = 0; p < P; p++) {
     const float *w = params + (size_t)p * m->num_params;
     const float *in = x + (size_t)p * n * m->dims[0];
@@ -373,6 +401,18 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
                              float *scratch) {
   int chunks = row_chunks(n);
   size_t nm = m->num_mlp_params;
+  /* one chunk per agent only: with more, the gradient is the chunks' sum */
+  if (chunks == 1 && blpo_cpu_agents_parallel(P, 0)) {
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < P; p++) {
+      float *s0 = scratch + (size_t)p * 2 * n * m->max_width, *s1 = s0 + (size_t)n * m->max_width;
+      backward_rows(m, params + (size_t)p * m->num_params, x + (size_t)p * n * m->dims[0], n,
+                    acts + (size_t)p * n * m->act_floats_per_row,
+                    dy + (size_t)p * n * m->dims[m->num_layers], grad + (size_t)p * m->num_params,
+                    s0, s1, m->max_width, 0, n);
+    }
+    return;
+  }
   float *parts = chunks > 1 ? grad_parts(be, (size_t)chunks * nm) : NULL; // (chunks, Nm)
   for (int p = 0; p < P; p++) {
     const float *w = params + (size_t)p * m->num_params;
@@ -704,6 +744,23 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
   int Y = d->head_dim, A = d->act_dim;
   /* the MLP passes' row chunks: the sums depend on n, never on the threads */
   int chunks = row_chunks(n);
+  if (chunks == 1 && blpo_cpu_agents_parallel(d->P, 0)) {
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < d->P; p++) {
+      size_t o = (size_t)p * n;
+      const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
+      double amean, astd;
+      adv_moments(adv + o, n, pp.norm_adv, &amean, &astd);
+      ppo_loss_sums one;
+      ppo_loss_rows(d, log_std, n, head + p * head_stride, value + p * value_stride,
+                    actions + o * A, logp_old + o, adv + o, ret + o, value_old + o, pp, amean, astd,
+                    dhead + o * Y, dvalue + o, 0, n, &one);
+      ppo_loss_finish(d, &one, 1, n,
+                      actor_grad + (size_t)p * actor->num_params + actor->num_mlp_params,
+                      stats + (size_t)p * BLPO_STAT_COUNT);
+    }
+    return;
+  }
   ppo_loss_sums part[BLPO_CPU_MAX_CHUNKS];
   for (int p = 0; p < d->P; p++) {
     size_t o = (size_t)p * n;
@@ -747,6 +804,7 @@ static double sumsq_lanes(const float *x, size_t count) {
 
 static void cpu_sumsq(blpo_backend *be, int P, const float *x, size_t count, float *out) {
   (void)be;
+#pragma omp parallel for schedule(static) if (blpo_cpu_agents_parallel(P, 0))
   for (int p = 0; p < P; p++)
     out[p] = (float)sumsq_lanes(x + (size_t)p * count, count);
 }
@@ -778,6 +836,15 @@ static void cpu_adam(blpo_backend *be, int P, size_t count, float *params, const
   (void)be;
   blpo_adam_step_params sp = blpo_adam_resolve(sched, blpo_clock_read(sched.step.clock));
   int spans = count >= 2 * SPAN ? omp_get_max_threads() : 1;
+  if (blpo_cpu_agents_parallel(P, spans > 1)) {
+    /* elementwise: any split of the elements gives the same numbers */
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < P; p++) {
+      size_t o = (size_t)p * count;
+      adam_span(params + o, grad + o, m + o, v + o, scale ? scale[p] : 1.0f, sp, 0, count);
+    }
+    return;
+  }
   size_t per = blpo_cpu_even_piece(count, spans, 64);
   for (int p = 0; p < P; p++) {
     size_t o = (size_t)p * count;
@@ -822,6 +889,11 @@ static void cpu_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_p
   size_t nma = am->num_mlp_params, nmc = cm->num_mlp_params, nm = nma + nmc;
   size_t mw = am->max_width > cm->max_width ? (size_t)am->max_width : (size_t)cm->max_width;
   int chunks = row_chunks(n);
+  if (chunks == 1 && blpo_cpu_agents_parallel(d->P, 0)) {
+    /* one chunk per agent: the separate ops run the agents side by side */
+    blpo_ppo_minibatch_ops(be, d, mb);
+    return;
+  }
   float *wt = grow_buffer(&impl->wt, &impl->wt_floats, nm, "transposed weights"); // actor | critic
   float *parts = grad_parts(be, (size_t)chunks * nm); // (chunks, nma + nmc)
   blpo_adam_step_params spa =

@@ -48,6 +48,7 @@ static void cpu_axpy(blpo_backend *be, int P, size_t count, float alpha, const f
 static void cpu_dot(blpo_backend *be, int P, size_t count, const float *a, const float *b,
                     float *out) {
   (void)be;
+#pragma omp parallel for schedule(static) if (blpo_cpu_agents_parallel(P, 0))
   for (int p = 0; p < P; p++) {
     double s = 0;
     const float *x = a + (size_t)p * count, *y = b + (size_t)p * count;
@@ -60,6 +61,7 @@ static void cpu_dot(blpo_backend *be, int P, size_t count, const float *a, const
 static void cpu_value_loss(blpo_backend *be, int P, int n, const float *value, size_t vstride,
                            const float *target, float *dvalue, float *stats, int slot) {
   (void)be;
+#pragma omp parallel for schedule(static) if (blpo_cpu_agents_parallel(P, 0))
   for (int p = 0; p < P; p++) {
     double s = 0;
     for (int i = 0; i < n; i++) {
@@ -102,6 +104,8 @@ static void cpu_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
   (void)be;
   int n = T * m, Y = d->head_dim, A = d->act_dim;
   float inv_n = 1.0f / (float)n;
+  /* an agent's trajectories split between the threads from 512 on */
+#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(d->P, m >= 512))
   for (int p = 0; p < d->P; p++) {
     size_t o = (size_t)p * n;
     const float *val = value + p * value_stride;
@@ -151,6 +155,7 @@ static void cpu_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
   (void)be;
   int n = T * m, Y = d->head_dim, A = d->act_dim;
   float inv_n = 1.0f / (float)n;
+#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(d->P, m >= 512))
   for (int p = 0; p < d->P; p++) {
     size_t o = (size_t)p * n;
     const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
@@ -180,16 +185,19 @@ static void cpu_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
   }
 }
 
-static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *rows,
-                              const int32_t *idx, const float *v, float rho, float ridge, float tol,
-                              float *x, float *stats) {
-  (void)be;
-  blpo_cpu_impl *impl = be->impl;
-  float *M = impl->nys_core, *lam = impl->nys_lambda, *B = impl->nys_b, *S = impl->nys_s;
-  float *bv = impl->nys_bv, *work = impl->nys_work;
-  int *iwork = impl->nys_iwork, *ipiv = impl->nys_ipiv;
-  int threads = lapack_serial_begin(); /* the whole solve is serial code around LAPACK */
-  for (int p = 0; p < P; p++) {
+/* Agent p's Nystrom solve in workspace set ws (reserve_solver sizes one set
+ * per agent), on the calling thread. */
+static void nystrom_agent(blpo_cpu_impl *impl, int p, int ws, size_t np, int k, const float *rows,
+                          const int32_t *idx, const float *v, float rho, float ridge, float tol,
+                          float *x, float *stats) {
+  size_t kk = (size_t)k, w = (size_t)ws;
+  float *M = impl->nys_core + w * kk * kk, *lam = impl->nys_lambda + w * kk;
+  float *B = impl->nys_b + w * kk * np, *S = impl->nys_s + w * kk * kk;
+  float *bv = impl->nys_bv + w * kk;
+  float *work = impl->nys_work + w * (size_t)impl->nys_lwork;
+  int *iwork = impl->nys_iwork + w * (size_t)impl->nys_liwork;
+  int *ipiv = impl->nys_ipiv + w * kk, *keep = impl->nys_keep + w * kk;
+  {
     const float *C = rows + (size_t)p * k * np;
     const int32_t *ix = idx + (size_t)p * k;
     const float *vp = v + (size_t)p * np;
@@ -208,7 +216,6 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
     /* keep |lambda| > tol max|lambda|; eigenvector a is column a of M */
     int r = 0;
     float lmin_kept = INFINITY;
-    int *keep = impl->nys_keep;
     for (int a = 0; a < k && info == 0; a++)
       if (fabsf(lam[a]) > tol * lmax && lmax > 0.0f) {
         keep[r++] = a;
@@ -222,7 +229,7 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
       for (size_t i = 0; i < np; i++)
         xp[i] = vp[i] * inv_rho;
       st[BLPO_STAT_CORE_FAULTS] += 1.0f;
-      continue;
+      return;
     }
     /* B = U_r^T C (r x np), row-major */
     for (int a = 0; a < r; a++) {
@@ -256,7 +263,7 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
       for (size_t i = 0; i < np; i++)
         xp[i] = vp[i] * inv_rho;
       st[BLPO_STAT_CORE_FAULTS] += 1.0f;
-      continue;
+      return;
     }
     /* x = (v - B^T S^-1 B v) / rho */
     for (size_t i = 0; i < np; i++) {
@@ -266,6 +273,23 @@ static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
       xp[i] = s * inv_rho;
     }
   }
+}
+
+static void cpu_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *rows,
+                              const int32_t *idx, const float *v, float rho, float ridge, float tol,
+                              float *x, float *stats) {
+  blpo_cpu_impl *impl = be->impl;
+  if (P <= impl->nys_agents && blpo_cpu_agents_parallel(P, 0)) {
+    /* agents side by side; inside a parallel region OpenBLAS runs LAPACK on
+     * the calling thread, as lapack_serial_begin makes it below */
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < P; p++)
+      nystrom_agent(impl, p, p, np, k, rows, idx, v, rho, ridge, tol, x, stats);
+    return;
+  }
+  int threads = lapack_serial_begin(); /* the whole solve is serial code around LAPACK */
+  for (int p = 0; p < P; p++)
+    nystrom_agent(impl, p, 0, np, k, rows, idx, v, rho, ridge, tol, x, stats);
   lapack_serial_end(threads);
 }
 
@@ -365,6 +389,7 @@ static void cpu_dense_solve(blpo_backend *be, int P, size_t np, float *hess, con
 static void cpu_hypergrad_combine(blpo_backend *be, int P, size_t count, float *g, const float *p,
                                   float beta, float *stats) {
   (void)be;
+#pragma omp parallel for schedule(static) if (blpo_cpu_agents_parallel(P, 0))
   for (int a = 0; a < P; a++) {
     float *ga = g + (size_t)a * count;
     const float *pa = p + (size_t)a * count;
@@ -424,10 +449,11 @@ int blpo_cpu_register_blpo_ops(blpo_backend *be) {
   return 0;
 }
 
-/* The CPU solves one agent at a time in one set of workspaces: P unused. */
+/* One set of Nystrom workspaces per agent, so that agents can solve side by
+ * side (the dense solver's pivots: one set, it solves one agent at a time). */
 static int cpu_reserve_solver(blpo_backend *be, int P, int k, size_t np, int dense) {
-  (void)P;
   blpo_cpu_impl *impl = be->impl;
+  size_t sets = (size_t)(P > 1 ? P : 1);
   int lwork = -1, liwork = -1, info = 0, iw = 0;
   float wq = 0;
   if (k > 0) {
@@ -446,15 +472,16 @@ static int cpu_reserve_solver(blpo_backend *be, int P, int k, size_t np, int den
   free(impl->nys_ipiv);
   free(impl->dense_ipiv);
   free(impl->nys_keep);
-  impl->nys_keep = malloc(sizeof(int) * (size_t)k + 4);
-  impl->nys_core = malloc(sizeof(float) * (size_t)k * k + 4);
-  impl->nys_lambda = malloc(sizeof(float) * (size_t)k + 4);
-  impl->nys_b = malloc(sizeof(float) * (size_t)k * np + 4);
-  impl->nys_s = malloc(sizeof(float) * (size_t)k * k + 4);
-  impl->nys_bv = malloc(sizeof(float) * (size_t)k + 4);
-  impl->nys_work = malloc(sizeof(float) * (size_t)impl->nys_lwork);
-  impl->nys_iwork = malloc(sizeof(int) * (size_t)impl->nys_liwork);
-  impl->nys_ipiv = malloc(sizeof(int) * (size_t)k + 4);
+  impl->nys_agents = (int)sets;
+  impl->nys_keep = malloc(sizeof(int) * sets * (size_t)k + 4);
+  impl->nys_core = malloc(sizeof(float) * sets * (size_t)k * k + 4);
+  impl->nys_lambda = malloc(sizeof(float) * sets * (size_t)k + 4);
+  impl->nys_b = malloc(sizeof(float) * sets * (size_t)k * np + 4);
+  impl->nys_s = malloc(sizeof(float) * sets * (size_t)k * k + 4);
+  impl->nys_bv = malloc(sizeof(float) * sets * (size_t)k + 4);
+  impl->nys_work = malloc(sizeof(float) * sets * (size_t)impl->nys_lwork);
+  impl->nys_iwork = malloc(sizeof(int) * sets * (size_t)impl->nys_liwork);
+  impl->nys_ipiv = malloc(sizeof(int) * sets * (size_t)k + 4);
   impl->dense_ipiv = dense ? malloc(sizeof(int) * np + 4) : NULL;
   if (!impl->nys_core || !impl->nys_lambda || !impl->nys_b || !impl->nys_s || !impl->nys_bv ||
       !impl->nys_work || !impl->nys_iwork || !impl->nys_ipiv || !impl->nys_keep ||

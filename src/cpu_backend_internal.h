@@ -1,9 +1,10 @@
 /* State private to the CPU backend: LAPACK workspaces of the core solves,
- * sized once before training (blpo_cpu_reserve_solver), and the MLP
+ * one set per agent, sized once before training (reserve_solver), and the MLP
  * backward's per-chunk gradient buffer (grown on first use). */
 #ifndef BLPO_CPU_BACKEND_INTERNAL_H
 #define BLPO_CPU_BACKEND_INTERNAL_H
 
+#include <omp.h>
 #include <stddef.h>
 
 #include "blpo/backend.h"
@@ -20,6 +21,7 @@ typedef struct {
   int *dense_ipiv; /* (Np) exact solver */
   int *nys_keep;   /* (k) indices of kept eigenpairs */
   int nys_lwork, nys_liwork;
+  int nys_agents;    /* workspace sets above: one per agent (0 before reserve_solver) */
   float *grad_parts; /* (chunks, Nm) partial weight gradients of the MLP backward */
   size_t grad_parts_floats;
   float *wt; /* (Nm) transposed weights of the MLP forward pass */
@@ -46,6 +48,18 @@ static inline size_t blpo_cpu_even_piece(size_t count, int pieces, size_t align)
 #else
 #define BLPO_CPU_VECTOR_CLONES
 #endif
+
+/* Whether a population op runs its P agents side by side, each agent whole
+ * on one thread, instead of one after another with each agent's work split
+ * between the threads: when there are agents enough for the threads, or
+ * when one agent's work would not be split anyway (split_within = 0: a
+ * minibatch of one row chunk, as in the paper's 4-env settings, where the
+ * other threads would otherwise wait). Never inside a parallel region.
+ * Which thread runs an agent does not change its numbers. */
+static inline int blpo_cpu_agents_parallel(int P, int split_within) {
+  int threads = omp_get_max_threads();
+  return P > 1 && threads > 1 && !omp_in_parallel() && (!split_within || P >= threads);
+}
 
 int blpo_cpu_register_blpo_ops(blpo_backend *be);
 /* rollout_fused_supported and rollout_fused (src/cpu_rollout_fused.c). */

@@ -130,6 +130,9 @@ void blpo_cpu_mlp_tangent(const blpo_mlp *m, int P, const float *params, const f
                           const float *acts, int K, const float *dirs, float *rh, float *ry) {
   size_t np = m->num_params, A = m->act_floats_per_row;
   int dL = m->dims[m->num_layers];
+  /* agents side by side once there are as many as threads: each one's GEMMs
+   * then run unsplit, with no fork and join per GEMM */
+#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(P, 1))
   for (int p = 0; p < P; p++) {
     const float *w = params + (size_t)p * np;         // (Np)
     const float *xp = x + (size_t)p * n * m->dims[0]; // (n, d_0)
@@ -377,6 +380,9 @@ void blpo_cpu_critic_hvp(const blpo_mlp *m, int P, const float *params, const fl
   size_t np = m->num_params, A = m->act_floats_per_row,
          ws = blpo_cpu_critic_hvp_work_floats(m, n, K);
   int dL = m->dims[m->num_layers];
+  /* agents side by side once there are as many as threads: each one's GEMMs
+   * then run unsplit, with no fork and join per GEMM */
+#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(P, 1))
   for (int p = 0; p < P; p++) {
     float *wk = work + (size_t)p * ws;
     pack_dirs(m, K, dirs + (size_t)p * K * np, wk);
@@ -392,6 +398,9 @@ void blpo_cpu_critic_hvp_rows(const blpo_mlp *m, int P, const float *params, con
   size_t np = m->num_params, A = m->act_floats_per_row,
          ws = blpo_cpu_critic_hvp_work_floats(m, n, K);
   int dL = m->dims[m->num_layers];
+  /* agents side by side once there are as many as threads: each one's GEMMs
+   * then run unsplit, with no fork and join per GEMM */
+#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(P, 1))
   for (int p = 0; p < P; p++) {
     float *wk = work + (size_t)p * ws;
     unit_dir *units = unit_buf(K);

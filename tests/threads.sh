@@ -5,8 +5,9 @@
 # method. (OpenBLAS's LAPACK once made BLPO's Nystrom core thread-dependent.)
 # Three threads on this 2-core machine share out 8 row chunks unevenly and
 # take each other's (the CPU backend's chunk queue); ppo_8chunks has
-# minibatches of 1024 rows, 8 chunks. Last, the fused PPO minibatch update
-# against the separate ops.
+# minibatches of 1024 rows, 8 chunks; the *_paper_agents variants have one
+# chunk per minibatch, so their agents run side by side. Last, the fused PPO
+# minibatch update against the separate ops.
 #   threads.sh PATH/TO/blpo-gpu PATH/TO/test_ckpt_compare
 set -u
 bin="$1" cmp="$2"
@@ -37,6 +38,12 @@ variant nested --set algo.name=nested
 variant blpo_nystrom --set algo.name=blpo --set algo.hypergrad.method=nystrom
 variant blpo_nystrom_k40 --set algo.name=blpo --set algo.hypergrad.method=nystrom --set algo.hypergrad.rank=40
 variant blpo_cg --set algo.name=blpo --set algo.hypergrad.method=cg
+# the paper's shape: 4 envs, one row chunk per minibatch, three agents, which
+# the CPU backend runs side by side on 2 and 3 threads and one by one on 1
+paper=(--set env.num_envs=4 --set algo.num_minibatches=2 --set run.num_seeds=3
+       --set run.total_steps=$((4 * 32 * 6)))
+variant ppo_paper_agents --set algo.name=ppo "${paper[@]}"
+variant blpo_paper_agents --set algo.name=blpo "${paper[@]}"
 
 # The fused PPO minibatch update (the CPU default) against the separate ops
 # the CUDA backend runs, over a whole run: the same bits.
