@@ -17,7 +17,6 @@
 #include "blpo/permute.h"
 #include "blpo/policy.h"
 #include "blpo/ppo_loss.h"
-#include "blpo/ppo_minibatch.h"
 #include "blpo/rng.h"
 #include "cpu_backend_internal.h"
 #include "cpu_gemm.h"
@@ -401,15 +400,29 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
                              float *scratch) {
   int chunks = row_chunks(n);
   size_t nm = m->num_mlp_params;
-  /* one chunk per agent only: with more, the gradient is the chunks' sum */
-  if (chunks == 1 && blpo_cpu_agents_parallel(P, 0)) {
+  if (blpo_cpu_agents_parallel(P, chunks > 1)) {
+    /* each agent whole on one thread: its chunks one after another, summed
+     * in chunk order as when they are shared out */
+    float *parts = chunks > 1 ? grad_parts(be, (size_t)P * chunks * nm) : NULL; // (P, chunks, Nm)
 #pragma omp parallel for schedule(dynamic)
     for (int p = 0; p < P; p++) {
+      const float *w = params + (size_t)p * m->num_params;
+      const float *in0 = x + (size_t)p * n * m->dims[0];
+      const float *a = acts + (size_t)p * n * m->act_floats_per_row;
+      const float *g = dy + (size_t)p * n * m->dims[m->num_layers];
+      float *gw = grad + (size_t)p * m->num_params;
       float *s0 = scratch + (size_t)p * 2 * n * m->max_width, *s1 = s0 + (size_t)n * m->max_width;
-      backward_rows(m, params + (size_t)p * m->num_params, x + (size_t)p * n * m->dims[0], n,
-                    acts + (size_t)p * n * m->act_floats_per_row,
-                    dy + (size_t)p * n * m->dims[m->num_layers], grad + (size_t)p * m->num_params,
-                    s0, s1, m->max_width, 0, n);
+      if (chunks == 1) {
+        backward_rows(m, w, in0, n, a, g, gw, s0, s1, m->max_width, 0, n);
+        continue;
+      }
+      float *pp = parts + (size_t)p * chunks * nm;
+      for (int c = 0; c < chunks; c++) {
+        int r0, r1;
+        chunk_rows(n, chunks, c, &r0, &r1);
+        backward_rows(m, w, in0, n, a, g, pp + (size_t)c * nm, s0, s1, m->max_width, r0, r1);
+      }
+      sum_chunk_parts(pp, chunks, nm, 0, nm, gw);
     }
     return;
   }
@@ -744,18 +757,23 @@ static void cpu_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *a
   int Y = d->head_dim, A = d->act_dim;
   /* the MLP passes' row chunks: the sums depend on n, never on the threads */
   int chunks = row_chunks(n);
-  if (chunks == 1 && blpo_cpu_agents_parallel(d->P, 0)) {
+  if (blpo_cpu_agents_parallel(d->P, chunks > 1)) {
+    /* each agent whole on one thread, its chunks' sums in chunk order */
 #pragma omp parallel for schedule(dynamic)
     for (int p = 0; p < d->P; p++) {
       size_t o = (size_t)p * n;
       const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
       double amean, astd;
       adv_moments(adv + o, n, pp.norm_adv, &amean, &astd);
-      ppo_loss_sums one;
-      ppo_loss_rows(d, log_std, n, head + p * head_stride, value + p * value_stride,
-                    actions + o * A, logp_old + o, adv + o, ret + o, value_old + o, pp, amean, astd,
-                    dhead + o * Y, dvalue + o, 0, n, &one);
-      ppo_loss_finish(d, &one, 1, n,
+      ppo_loss_sums part[BLPO_CPU_MAX_CHUNKS];
+      for (int c = 0; c < chunks; c++) {
+        int r0, r1;
+        chunk_rows(n, chunks, c, &r0, &r1);
+        ppo_loss_rows(d, log_std, n, head + p * head_stride, value + p * value_stride,
+                      actions + o * A, logp_old + o, adv + o, ret + o, value_old + o, pp, amean,
+                      astd, dhead + o * Y, dvalue + o, r0, r1, &part[c]);
+      }
+      ppo_loss_finish(d, part, chunks, n,
                       actor_grad + (size_t)p * actor->num_params + actor->num_mlp_params,
                       stats + (size_t)p * BLPO_STAT_COUNT);
     }
@@ -873,108 +891,173 @@ static void gather_span(const int32_t *ix, const float *src, int width, float *d
       dst[(size_t)i * width + c] = src[(size_t)ix[i] * width + c];
 }
 
-/* backend.h ppo_minibatch: the ops of blpo_ppo_minibatch_ops in one parallel
- * region per agent. Each row chunk is gathered, goes through both forward
- * passes, the loss and both backward passes on one core, with its rows'
+/* One agent's minibatch update: its slices of mb's buffers, its W^T (actor |
+ * critic), its chunks' partial gradients and loss sums. */
+typedef struct {
+  const blpo_dims *d;
+  const blpo_ppo_minibatch *mb;
+  int p, n, chunks;
+  size_t nma, nmc, nm, mw;
+  const int32_t *ix;
+  float *aw, *cw, *ag, *cg, *aa, *ca, *a_head, *c_head, *x, *act, *s0, *s1, *st;
+  float *wt;    /* (nma + nmc) */
+  float *parts; /* (chunks, nma + nmc) */
+  double amean, astd;
+  ppo_loss_sums part[BLPO_CPU_MAX_CHUNKS];
+} mb_agent;
+
+static void mb_agent_init(mb_agent *g, const blpo_dims *d, const blpo_ppo_minibatch *mb, int p,
+                          float *wt, float *parts) {
+  const blpo_mlp *am = mb->actor, *cm = mb->critic;
+  int n = mb->n;
+  size_t o = (size_t)p * n;
+  g->d = d, g->mb = mb, g->p = p, g->n = n, g->chunks = row_chunks(n);
+  g->nma = am->num_mlp_params, g->nmc = cm->num_mlp_params, g->nm = g->nma + g->nmc;
+  g->mw = am->max_width > cm->max_width ? (size_t)am->max_width : (size_t)cm->max_width;
+  g->ix = mb->idx + (size_t)p * mb->idx_stride;
+  g->aw = mb->actor_params + (size_t)p * am->num_params;
+  g->cw = mb->critic_params + (size_t)p * cm->num_params;
+  g->ag = mb->actor_grad + (size_t)p * am->num_params;
+  g->cg = mb->critic_grad + (size_t)p * cm->num_params;
+  g->aa = mb->actor_acts + o * am->act_floats_per_row;
+  g->ca = mb->critic_acts + o * cm->act_floats_per_row;
+  g->a_head = g->aa + blpo_mlp_act_offset(am, am->num_layers, n);
+  g->c_head = g->ca + blpo_mlp_act_offset(cm, cm->num_layers, n);
+  g->x = mb->mb_obs + o * d->obs_dim, g->act = mb->mb_act + o * d->act_dim;
+  g->s0 = mb->scratch + o * 2 * g->mw, g->s1 = g->s0 + (size_t)n * g->mw;
+  g->st = mb->stats + (size_t)p * BLPO_STAT_COUNT;
+  g->wt = wt, g->parts = parts;
+  /* the advantages first: their moments normalise every chunk's rows */
+  gather_span(g->ix, mb->adv, 1, mb->mb_adv + o, 0, n);
+  adv_moments(mb->mb_adv + o, n, mb->pp.norm_adv, &g->amean, &g->astd);
+}
+
+/* Chunk c: gathered, both forward passes, the loss, both backward passes. */
+static void mb_agent_chunk(mb_agent *g, int c) {
+  const blpo_ppo_minibatch *mb = g->mb;
+  const blpo_dims *d = g->d;
+  int n = g->n, r0, r1;
+  size_t o = (size_t)g->p * n;
+  chunk_rows(n, g->chunks, c, &r0, &r1);
+  gather_span(g->ix, mb->obs, d->obs_dim, g->x, r0, r1);
+  gather_span(g->ix, mb->act, d->act_dim, g->act, r0, r1);
+  gather_span(g->ix, mb->logp, 1, mb->mb_logp + o, r0, r1);
+  gather_span(g->ix, mb->ret, 1, mb->mb_ret + o, r0, r1);
+  gather_span(g->ix, mb->val, 1, mb->mb_val + o, r0, r1);
+  forward_rows(mb->actor, g->aw, g->wt, g->x, n, g->aa, r0, r1);
+  forward_rows(mb->critic, g->cw, g->wt + g->nma, g->x, n, g->ca, r0, r1);
+  ppo_loss_rows(d, g->aw + g->nma, n, g->a_head, g->c_head, g->act, mb->mb_logp + o, mb->mb_adv + o,
+                mb->mb_ret + o, mb->mb_val + o, mb->pp, g->amean, g->astd,
+                mb->dhead + o * d->head_dim, mb->dvalue + o, r0, r1, &g->part[c]);
+  float *pc = g->parts + (size_t)c * g->nm;
+  backward_rows(mb->actor, g->aw, g->x, n, g->aa, mb->dhead + o * d->head_dim, pc, g->s0, g->s1,
+                g->mw, r0, r1);
+  backward_rows(mb->critic, g->cw, g->x, n, g->ca, mb->dvalue + o, pc + g->nma, g->s0, g->s1, g->mw,
+                r0, r1);
+}
+
+/* Piece t of `team` of the chunk sums into the gradients (the log_std part
+ * by piece 0); then, once every piece is in, the norms. */
+static void mb_agent_sum(mb_agent *g, int t, int team) {
+  size_t pa = blpo_cpu_even_piece(g->nma, team, 64), pc = blpo_cpu_even_piece(g->nmc, team, 64);
+  if ((size_t)t * pa < g->nma)
+    sum_chunk_parts(g->parts, g->chunks, g->nm, (size_t)t * pa,
+                    (size_t)(t + 1) * pa < g->nma ? (size_t)(t + 1) * pa : g->nma, g->ag);
+  if ((size_t)t * pc < g->nmc)
+    sum_chunk_parts(g->parts + g->nma, g->chunks, g->nm, (size_t)t * pc,
+                    (size_t)(t + 1) * pc < g->nmc ? (size_t)(t + 1) * pc : g->nmc, g->cg);
+  if (t == 0) /* the log_std gradient belongs to the actor's norm */
+    ppo_loss_finish(g->d, g->part, g->chunks, g->n, g->ag + g->nma, g->st);
+}
+
+/* Piece t of `team` of both Adam steps, with the clip factor of norms sa, sc. */
+static void mb_agent_adam(mb_agent *g, int t, int team, float sa, float sc,
+                          blpo_adam_step_params spa, blpo_adam_step_params spc) {
+  const blpo_ppo_minibatch *mb = g->mb;
+  size_t Na = mb->actor->num_params, Nc = mb->critic->num_params, p = (size_t)g->p;
+  float scale = blpo_clip_scale(sqrtf(sa + sc), mb->max_grad_norm);
+  size_t qa = blpo_cpu_even_piece(Na, team, 64), qc = blpo_cpu_even_piece(Nc, team, 64);
+  size_t i0 = (size_t)t * qa, i1 = i0 + qa < Na ? i0 + qa : Na;
+  if (i0 < i1)
+    adam_span(g->aw, g->ag, mb->actor_m + p * Na, mb->actor_v + p * Na, scale, spa, i0, i1);
+  i0 = (size_t)t * qc, i1 = i0 + qc < Nc ? i0 + qc : Nc;
+  if (i0 < i1)
+    adam_span(g->cw, g->cg, mb->critic_m + p * Nc, mb->critic_v + p * Nc, scale, spc, i0, i1);
+}
+
+static void mb_agent_finish(mb_agent *g, float sa, float sc) {
+  const blpo_ppo_minibatch *mb = g->mb;
+  mb->sumsq_a[g->p] = sa;
+  mb->sumsq_c[g->p] = sc;
+  mb->scale[g->p] = clip_scale_agent(sa, sc, mb->max_grad_norm, g->st);
+}
+
+/* backend.h ppo_minibatch: the ops of blpo_ppo_minibatch_ops as one op. One
+ * agent's row chunks are gathered, go through both forward passes, the loss
+ * and both backward passes back to back on one core, with the rows'
  * activations still in that core's cache; then the chunks' gradients are
- * summed, the norms taken and Adam run, with three barriers in all where the
- * separate ops have a fork, a join and their own barriers each. Every value
- * is computed by the same functions in the same order as by the separate
- * ops, so the results are the same bits. */
+ * summed, the norms taken and Adam run. An agent runs either in one parallel
+ * region of its own, three barriers where the separate ops have about twelve
+ * forks and joins, or, when the agents are enough for the threads or have
+ * one chunk each, whole on one thread beside the others. Every value is
+ * computed by the same functions in the same order as by the separate ops,
+ * so the results are the same bits. */
 static void cpu_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_minibatch *mb) {
   blpo_cpu_impl *impl = be->impl;
-  const blpo_mlp *am = mb->actor, *cm = mb->critic;
-  int n = mb->n, O = d->obs_dim, A = d->act_dim, Y = d->head_dim;
-  size_t Na = am->num_params, Nc = cm->num_params;
-  size_t nma = am->num_mlp_params, nmc = cm->num_mlp_params, nm = nma + nmc;
-  size_t mw = am->max_width > cm->max_width ? (size_t)am->max_width : (size_t)cm->max_width;
-  int chunks = row_chunks(n);
-  if (chunks == 1 && blpo_cpu_agents_parallel(d->P, 0)) {
-    /* one chunk per agent: the separate ops run the agents side by side */
-    blpo_ppo_minibatch_ops(be, d, mb);
-    return;
-  }
-  float *wt = grow_buffer(&impl->wt, &impl->wt_floats, nm, "transposed weights"); // actor | critic
-  float *parts = grad_parts(be, (size_t)chunks * nm); // (chunks, nma + nmc)
+  int P = d->P, chunks = row_chunks(mb->n);
+  size_t Na = mb->actor->num_params, Nc = mb->critic->num_params;
+  size_t nm = mb->actor->num_mlp_params + mb->critic->num_mlp_params;
   blpo_adam_step_params spa =
       blpo_adam_resolve(mb->actor_sched, blpo_clock_read(mb->actor_sched.step.clock));
   blpo_adam_step_params spc =
       blpo_adam_resolve(mb->critic_sched, blpo_clock_read(mb->critic_sched.step.clock));
-  ppo_loss_sums part[BLPO_CPU_MAX_CHUNKS];
-  for (int p = 0; p < d->P; p++) {
-    size_t o = (size_t)p * n;
-    const int32_t *ix = mb->idx + (size_t)p * mb->idx_stride;
-    float *aw = mb->actor_params + (size_t)p * Na, *cw = mb->critic_params + (size_t)p * Nc;
-    float *ag = mb->actor_grad + (size_t)p * Na, *cg = mb->critic_grad + (size_t)p * Nc;
-    float *aa = mb->actor_acts + o * am->act_floats_per_row;
-    float *ca = mb->critic_acts + o * cm->act_floats_per_row;
-    float *a_head = aa + blpo_mlp_act_offset(am, am->num_layers, n);
-    float *c_head = ca + blpo_mlp_act_offset(cm, cm->num_layers, n);
-    float *x = mb->mb_obs + o * O, *act = mb->mb_act + o * A;
-    float *s0 = mb->scratch + o * 2 * mw, *s1 = s0 + (size_t)n * mw;
-    float *st = mb->stats + (size_t)p * BLPO_STAT_COUNT;
-    /* the advantages first: their moments normalise every chunk's rows */
-    gather_span(ix, mb->adv, 1, mb->mb_adv + o, 0, n);
-    double amean, astd;
-    adv_moments(mb->mb_adv + o, n, mb->pp.norm_adv, &amean, &astd);
+  if (blpo_cpu_agents_parallel(P, chunks > 1)) {
+    float *wt = grow_buffer(&impl->wt, &impl->wt_floats, (size_t)P * nm, "transposed weights");
+    float *parts = grad_parts(be, (size_t)P * chunks * nm); // (P, chunks, nma + nmc)
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < P; p++) {
+      mb_agent g;
+      mb_agent_init(&g, d, mb, p, wt + (size_t)p * nm, parts + (size_t)p * chunks * nm);
+      transpose_weights_serial(mb->actor, g.aw, g.wt);
+      transpose_weights_serial(mb->critic, g.cw, g.wt + g.nma);
+      for (int c = 0; c < chunks; c++)
+        mb_agent_chunk(&g, c);
+      mb_agent_sum(&g, 0, 1);
+      float sa = (float)sumsq_lanes(g.ag, Na), sc = (float)sumsq_lanes(g.cg, Nc);
+      mb_agent_adam(&g, 0, 1, sa, sc, spa, spc);
+      mb_agent_finish(&g, sa, sc);
+    }
+    return;
+  }
+  float *wt = grow_buffer(&impl->wt, &impl->wt_floats, nm, "transposed weights");
+  float *parts = grad_parts(be, (size_t)chunks * nm); // (chunks, nma + nmc)
+  for (int p = 0; p < P; p++) {
+    mb_agent g;
+    mb_agent_init(&g, d, mb, p, wt, parts);
     chunk_queue q;
     chunk_queue_init(&q, chunks, chunk_team(chunks));
     float sa = 0, sc = 0;
 #pragma omp parallel num_threads(chunk_team(chunks))
     {
       int t = omp_get_thread_num(), team = omp_get_num_threads();
-      transpose_weights(am, aw, wt);
-      transpose_weights(cm, cw, wt + nma);
+      transpose_weights(mb->actor, g.aw, g.wt);
+      transpose_weights(mb->critic, g.cw, g.wt + g.nma);
 #pragma omp barrier
-      for (int c; (c = chunk_queue_next(&q, t)) >= 0;) {
-        int r0, r1;
-        chunk_rows(n, chunks, c, &r0, &r1);
-        gather_span(ix, mb->obs, O, x, r0, r1);
-        gather_span(ix, mb->act, A, act, r0, r1);
-        gather_span(ix, mb->logp, 1, mb->mb_logp + o, r0, r1);
-        gather_span(ix, mb->ret, 1, mb->mb_ret + o, r0, r1);
-        gather_span(ix, mb->val, 1, mb->mb_val + o, r0, r1);
-        forward_rows(am, aw, wt, x, n, aa, r0, r1);
-        forward_rows(cm, cw, wt + nma, x, n, ca, r0, r1);
-        ppo_loss_rows(d, aw + nma, n, a_head, c_head, act, mb->mb_logp + o, mb->mb_adv + o,
-                      mb->mb_ret + o, mb->mb_val + o, mb->pp, amean, astd, mb->dhead + o * Y,
-                      mb->dvalue + o, r0, r1, &part[c]);
-        float *pc = parts + (size_t)c * nm;
-        backward_rows(am, aw, x, n, aa, mb->dhead + o * Y, pc, s0, s1, mw, r0, r1);
-        backward_rows(cm, cw, x, n, ca, mb->dvalue + o, pc + nma, s0, s1, mw, r0, r1);
-      }
+      for (int c; (c = chunk_queue_next(&q, t)) >= 0;)
+        mb_agent_chunk(&g, c);
 #pragma omp barrier
       /* each thread one equal piece of each network's parameters */
-      size_t pa = blpo_cpu_even_piece(nma, team, 64), pcr = blpo_cpu_even_piece(nmc, team, 64);
-      if ((size_t)t * pa < nma)
-        sum_chunk_parts(parts, chunks, nm, (size_t)t * pa,
-                        (size_t)(t + 1) * pa < nma ? (size_t)(t + 1) * pa : nma, ag);
-      if ((size_t)t * pcr < nmc)
-        sum_chunk_parts(parts + nma, chunks, nm, (size_t)t * pcr,
-                        (size_t)(t + 1) * pcr < nmc ? (size_t)(t + 1) * pcr : nmc, cg);
-      if (t == 0) /* the log_std gradient belongs to the actor's norm */
-        ppo_loss_finish(d, part, chunks, n, ag + nma, st);
+      mb_agent_sum(&g, t, team);
 #pragma omp barrier
       /* the two norms side by side, each one thread's ordered sum */
       if (t == 0)
-        sa = (float)sumsq_lanes(ag, Na);
+        sa = (float)sumsq_lanes(g.ag, Na);
       if (t == (team > 1 ? 1 : 0))
-        sc = (float)sumsq_lanes(cg, Nc);
+        sc = (float)sumsq_lanes(g.cg, Nc);
 #pragma omp barrier
-      float scale = blpo_clip_scale(sqrtf(sa + sc), mb->max_grad_norm);
-      size_t qa = blpo_cpu_even_piece(Na, team, 64), qc = blpo_cpu_even_piece(Nc, team, 64);
-      size_t i0 = (size_t)t * qa, i1 = i0 + qa < Na ? i0 + qa : Na;
-      if (i0 < i1)
-        adam_span(aw, ag, mb->actor_m + (size_t)p * Na, mb->actor_v + (size_t)p * Na, scale, spa,
-                  i0, i1);
-      i0 = (size_t)t * qc, i1 = i0 + qc < Nc ? i0 + qc : Nc;
-      if (i0 < i1)
-        adam_span(cw, cg, mb->critic_m + (size_t)p * Nc, mb->critic_v + (size_t)p * Nc, scale, spc,
-                  i0, i1);
+      mb_agent_adam(&g, t, team, sa, sc, spa, spc);
     }
-    mb->sumsq_a[p] = sa;
-    mb->sumsq_c[p] = sc;
-    mb->scale[p] = clip_scale_agent(sa, sc, mb->max_grad_norm, st);
+    mb_agent_finish(&g, sa, sc);
   }
 }
 
