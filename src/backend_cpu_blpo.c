@@ -92,6 +92,56 @@ static float head_logp_grad(const blpo_dims *d, const float *z, const float *log
   return lp;
 }
 
+/* cpu_blpo_actor for agent p. */
+static void blpo_actor_agent(int p, const blpo_dims *d, const blpo_mlp *actor,
+                             const float *actor_params, int T, int m, const float *head,
+                             size_t head_stride, const float *value, size_t value_stride,
+                             const float *value_last, size_t last_stride, const float *actions,
+                             const float *logp_old, const float *reward, const float *done,
+                             const float *target, float gamma, float lambda, float clip_eps,
+                             float clip_f, float *dhead, float *actor_grad, float *vbar,
+                             float *vbar_last, float *rho, float *adv, float *alpha_f, float *resid,
+                             float *stats) {
+  int n = T * m, Y = d->head_dim, A = d->act_dim;
+  float inv_n = 1.0f / (float)n;
+  size_t o = (size_t)p * n;
+  const float *val = value + p * value_stride;
+  const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
+  float *g_log_std = actor_grad + (size_t)p * actor->num_params + actor->num_mlp_params;
+#pragma omp parallel for schedule(static) if (m >= 512)
+  for (int j = 0; j < m; j++)
+    blpo_gae_column(reward + o + j, done + o + j, val + j, value_last[p * last_stride + j], T, m,
+                    gamma, lambda, adv + o + j, NULL);
+  double lsum = 0, gls[BLPO_ENV_MAX_ACT] = {0};
+  for (int i = 0; i < n; i++) {
+    size_t r = o + i;
+    const float *z = head + p * head_stride + (size_t)i * Y;
+    float lp = head_logp_grad(d, z, log_std, actions + r * A, 0.0f, NULL, NULL);
+    float ratio = expf(lp - logp_old[r]);
+    float alpha, mcoef, af, unused;
+    lsum += blpo_min_surrogate(ratio, adv[r], clip_eps, &alpha, &mcoef);
+    blpo_min_surrogate(ratio, adv[r], clip_f, &af, &unused);
+    float dls[BLPO_ENV_MAX_ACT];
+    head_logp_grad(d, z, log_std, actions + r * A, -inv_n * alpha * ratio * adv[r], dhead + r * Y,
+                   dls);
+    if (!d->discrete)
+      for (int k = 0; k < A; k++)
+        gls[k] += dls[k];
+    vbar[r] = -inv_n * mcoef; /* abar, turned into vbar in place below */
+    rho[r] = ratio;
+    alpha_f[r] = af;
+    resid[r] = target[r] - val[i];
+  }
+  if (!d->discrete)
+    for (int k = 0; k < A; k++)
+      g_log_std[k] = (float)gls[k];
+#pragma omp parallel for schedule(static) if (m >= 512)
+  for (int j = 0; j < m; j++)
+    blpo_gae_adjoint_column(vbar + o + j, done + o + j, T, m, gamma, lambda, vbar + o + j,
+                            &vbar_last[(size_t)p * m + j]);
+  stats[(size_t)p * BLPO_STAT_COUNT + BLPO_STAT_ACTOR_LOSS] += (float)(-lsum / n);
+}
+
 static void cpu_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                            const float *actor_params, int T, int m, const float *head,
                            size_t head_stride, const float *value, size_t value_stride,
@@ -102,47 +152,56 @@ static void cpu_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
                            float *vbar_last, float *rho, float *adv, float *alpha_f, float *resid,
                            float *stats) {
   (void)be;
+  /* an agent's trajectories are split between the threads from 512 on */
+  if (blpo_cpu_agents_parallel(d->P, m >= 512)) {
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < d->P; p++)
+      blpo_actor_agent(p, d, actor, actor_params, T, m, head, head_stride, value, value_stride,
+                       value_last, last_stride, actions, logp_old, reward, done, target, gamma,
+                       lambda, clip_eps, clip_f, dhead, actor_grad, vbar, vbar_last, rho, adv,
+                       alpha_f, resid, stats);
+  } else {
+    for (int p = 0; p < d->P; p++)
+      blpo_actor_agent(p, d, actor, actor_params, T, m, head, head_stride, value, value_stride,
+                       value_last, last_stride, actions, logp_old, reward, done, target, gamma,
+                       lambda, clip_eps, clip_f, dhead, actor_grad, vbar, vbar_last, rho, adv,
+                       alpha_f, resid, stats);
+  }
+}
+
+/* cpu_mixed_head for agent p. */
+static void mixed_head_agent(int p, const blpo_dims *d, const blpo_mlp *actor,
+                             const float *actor_params, int T, int m, const float *head,
+                             size_t head_stride, const float *actions, const float *done,
+                             const float *vdot, const float *vdot_last, const float *rho,
+                             const float *adv, const float *alpha_f, const float *resid,
+                             float gamma, float lambda, float *cdot, float *dhead, float *p_grad) {
   int n = T * m, Y = d->head_dim, A = d->act_dim;
   float inv_n = 1.0f / (float)n;
-  /* an agent's trajectories split between the threads from 512 on */
-#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(d->P, m >= 512))
-  for (int p = 0; p < d->P; p++) {
-    size_t o = (size_t)p * n;
-    const float *val = value + p * value_stride;
-    const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
-    float *g_log_std = actor_grad + (size_t)p * actor->num_params + actor->num_mlp_params;
+  size_t o = (size_t)p * n;
+  const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
 #pragma omp parallel for schedule(static) if (m >= 512)
-    for (int j = 0; j < m; j++)
-      blpo_gae_column(reward + o + j, done + o + j, val + j, value_last[p * last_stride + j], T, m,
-                      gamma, lambda, adv + o + j, NULL);
-    double lsum = 0, gls[BLPO_ENV_MAX_ACT] = {0};
-    for (int i = 0; i < n; i++) {
-      size_t r = o + i;
-      const float *z = head + p * head_stride + (size_t)i * Y;
-      float lp = head_logp_grad(d, z, log_std, actions + r * A, 0.0f, NULL, NULL);
-      float ratio = expf(lp - logp_old[r]);
-      float alpha, mcoef, af, unused;
-      lsum += blpo_min_surrogate(ratio, adv[r], clip_eps, &alpha, &mcoef);
-      blpo_min_surrogate(ratio, adv[r], clip_f, &af, &unused);
-      float dls[BLPO_ENV_MAX_ACT];
-      head_logp_grad(d, z, log_std, actions + r * A, -inv_n * alpha * ratio * adv[r], dhead + r * Y,
-                     dls);
-      if (!d->discrete)
-        for (int k = 0; k < A; k++)
-          gls[k] += dls[k];
-      vbar[r] = -inv_n * mcoef; /* abar, turned into vbar in place below */
-      rho[r] = ratio;
-      alpha_f[r] = af;
-      resid[r] = target[r] - val[i];
-    }
+  for (int j = 0; j < m; j++) {
+    /* adot into cdot, then cdot overwritten in place (same index, same pass) */
+    blpo_gae_tangent_column(vdot + o + j, vdot_last[(size_t)p * m + j], done + o + j, T, m, gamma,
+                            lambda, cdot + o + j);
+    blpo_mixed_coef_column(resid + o + j, vdot + o + j, adv + o + j, cdot + o + j, rho + o + j,
+                           alpha_f + o + j, T, m, inv_n, cdot + o + j);
+  }
+  double gls[BLPO_ENV_MAX_ACT] = {0};
+  for (int i = 0; i < n; i++) {
+    size_t r = o + i;
+    const float *z = head + p * head_stride + (size_t)i * Y;
+    float dls[BLPO_ENV_MAX_ACT];
+    head_logp_grad(d, z, log_std, actions + r * A, cdot[r], dhead + r * Y, dls);
     if (!d->discrete)
       for (int k = 0; k < A; k++)
-        g_log_std[k] = (float)gls[k];
-#pragma omp parallel for schedule(static) if (m >= 512)
-    for (int j = 0; j < m; j++)
-      blpo_gae_adjoint_column(vbar + o + j, done + o + j, T, m, gamma, lambda, vbar + o + j,
-                              &vbar_last[(size_t)p * m + j]);
-    stats[(size_t)p * BLPO_STAT_COUNT + BLPO_STAT_ACTOR_LOSS] += (float)(-lsum / n);
+        gls[k] += dls[k];
+  }
+  if (!d->discrete) {
+    float *pg = p_grad + (size_t)p * actor->num_params + actor->num_mlp_params;
+    for (int k = 0; k < A; k++)
+      pg[k] = (float)gls[k];
   }
 }
 
@@ -153,35 +212,16 @@ static void cpu_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
                            const float *adv, const float *alpha_f, const float *resid, float gamma,
                            float lambda, float *cdot, float *dhead, float *p_grad) {
   (void)be;
-  int n = T * m, Y = d->head_dim, A = d->act_dim;
-  float inv_n = 1.0f / (float)n;
-#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(d->P, m >= 512))
-  for (int p = 0; p < d->P; p++) {
-    size_t o = (size_t)p * n;
-    const float *log_std = actor_params + (size_t)p * actor->num_params + actor->num_mlp_params;
-#pragma omp parallel for schedule(static) if (m >= 512)
-    for (int j = 0; j < m; j++) {
-      /* adot into cdot, then cdot overwritten in place (same index, same pass) */
-      blpo_gae_tangent_column(vdot + o + j, vdot_last[(size_t)p * m + j], done + o + j, T, m, gamma,
-                              lambda, cdot + o + j);
-      blpo_mixed_coef_column(resid + o + j, vdot + o + j, adv + o + j, cdot + o + j, rho + o + j,
-                             alpha_f + o + j, T, m, inv_n, cdot + o + j);
-    }
-    double gls[BLPO_ENV_MAX_ACT] = {0};
-    for (int i = 0; i < n; i++) {
-      size_t r = o + i;
-      const float *z = head + p * head_stride + (size_t)i * Y;
-      float dls[BLPO_ENV_MAX_ACT];
-      head_logp_grad(d, z, log_std, actions + r * A, cdot[r], dhead + r * Y, dls);
-      if (!d->discrete)
-        for (int k = 0; k < A; k++)
-          gls[k] += dls[k];
-    }
-    if (!d->discrete) {
-      float *pg = p_grad + (size_t)p * actor->num_params + actor->num_mlp_params;
-      for (int k = 0; k < A; k++)
-        pg[k] = (float)gls[k];
-    }
+  /* an agent's trajectories are split between the threads from 512 on */
+  if (blpo_cpu_agents_parallel(d->P, m >= 512)) {
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < d->P; p++)
+      mixed_head_agent(p, d, actor, actor_params, T, m, head, head_stride, actions, done, vdot,
+                       vdot_last, rho, adv, alpha_f, resid, gamma, lambda, cdot, dhead, p_grad);
+  } else {
+    for (int p = 0; p < d->P; p++)
+      mixed_head_agent(p, d, actor, actor_params, T, m, head, head_stride, actions, done, vdot,
+                       vdot_last, rho, adv, alpha_f, resid, gamma, lambda, cdot, dhead, p_grad);
   }
 }
 

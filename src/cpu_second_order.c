@@ -132,8 +132,7 @@ void blpo_cpu_mlp_tangent(const blpo_mlp *m, int P, const float *params, const f
   int dL = m->dims[m->num_layers];
   /* agents side by side once there are as many as threads: each one's GEMMs
    * then run unsplit, with no fork and join per GEMM */
-#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(P, 1))
-  for (int p = 0; p < P; p++) {
+  BLPO_CPU_FOR_AGENTS(blpo_cpu_agents_parallel(P, 1), P, {
     const float *w = params + (size_t)p * np;         // (Np)
     const float *xp = x + (size_t)p * n * m->dims[0]; // (n, d_0)
     const float *ap = acts + (size_t)p * n * A;       // (n, A)
@@ -146,7 +145,7 @@ void blpo_cpu_mlp_tangent(const blpo_mlp *m, int P, const float *params, const f
     for (int k = 0; k < K; k++)
       for (int r = 0; r < n; r++)
         memcpy(ryp + ((size_t)k * n + r) * dL, head + ((size_t)r * K + k) * dL, sizeof(float) * dL);
-  }
+  });
 }
 
 /* ---- Hessian-vector products ---------------------------------------------- */
@@ -382,14 +381,13 @@ void blpo_cpu_critic_hvp(const blpo_mlp *m, int P, const float *params, const fl
   int dL = m->dims[m->num_layers];
   /* agents side by side once there are as many as threads: each one's GEMMs
    * then run unsplit, with no fork and join per GEMM */
-#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(P, 1))
-  for (int p = 0; p < P; p++) {
+  BLPO_CPU_FOR_AGENTS(blpo_cpu_agents_parallel(P, 1), P, {
     float *wk = work + (size_t)p * ws;
     pack_dirs(m, K, dirs + (size_t)p * K * np, wk);
     hvp_agent(m, params + (size_t)p * np, x + (size_t)p * n * m->dims[0], n,
               acts + (size_t)p * n * A, target + (size_t)p * n * dL, K, NULL,
               hv + (size_t)p * K * np, wk);
-  }
+  });
 }
 
 void blpo_cpu_critic_hvp_rows(const blpo_mlp *m, int P, const float *params, const float *x, int n,
@@ -400,8 +398,7 @@ void blpo_cpu_critic_hvp_rows(const blpo_mlp *m, int P, const float *params, con
   int dL = m->dims[m->num_layers];
   /* agents side by side once there are as many as threads: each one's GEMMs
    * then run unsplit, with no fork and join per GEMM */
-#pragma omp parallel for schedule(dynamic) if (blpo_cpu_agents_parallel(P, 1))
-  for (int p = 0; p < P; p++) {
+  BLPO_CPU_FOR_AGENTS(blpo_cpu_agents_parallel(P, 1), P, {
     float *wk = work + (size_t)p * ws;
     unit_dir *units = unit_buf(K);
     unit_dirs(m, K, idx + (size_t)p * K, 0, wk, units);
@@ -409,7 +406,7 @@ void blpo_cpu_critic_hvp_rows(const blpo_mlp *m, int P, const float *params, con
               acts + (size_t)p * n * A, target + (size_t)p * n * dL, K, units,
               rows + (size_t)p * K * np, wk);
     free(units);
-  }
+  });
 }
 
 void blpo_cpu_critic_hessian_dense(const blpo_mlp *m, const float *params, const float *x, int n,
