@@ -1086,6 +1086,10 @@ static void cpu_destroy(blpo_backend *be) {
 blpo_backend *blpo_backend_cpu_create(int threads) {
   if (threads > 0)
     omp_set_num_threads(threads);
+  /* one active level whatever OMP_NESTED or OMP_MAX_ACTIVE_LEVELS say: the
+   * ops that run agents side by side call threaded GEMMs and loops, which
+   * must then stay on their agent's thread, not start threads x threads */
+  omp_set_max_active_levels(1);
   blpo_backend *be = calloc(1, sizeof(*be));
   blpo_cpu_impl *impl = calloc(1, sizeof(*impl));
   if (!be || !impl) {

@@ -35,7 +35,9 @@ void blpo_cpu_sgemm_bias(int ta, int tb, int M, int N, int K, const float *A, in
 /* The same product with the output split between the OpenMP threads (each
  * output element is still computed by one thread, so the result does not
  * depend on the thread count). For the large GEMMs of the second-order
- * passes; call it outside parallel regions. */
+ * passes. Inside a parallel region (agents side by side) its region is
+ * nested, so it runs on the calling thread alone: the CPU backend keeps
+ * OpenMP at one active level. */
 void blpo_cpu_sgemm_mt(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
                        int ldb, int accumulate, float *C, int ldc);
 
