@@ -16,6 +16,7 @@
 #include <math.h>
 
 #include "blpo/blpo_math.h"
+#include "blpo/blpo_rows.h"
 #include "blpo/gae.h"
 #include "blpo/heads.h"
 #include "cuda_ops.h"
@@ -103,25 +104,6 @@ __global__ void value_loss_kernel(int n, const float *value, size_t vstride, con
     stats[p * BLPO_STAT_COUNT + slot] += (float)(s / n);
 }
 
-// log pi(a|s) and d log pi / d head (scaled by c) for one sample, as
-// head_logp_grad in src/backend_cpu_blpo.c. dls gets the log_std part
-// (continuous); dz may be NULL.
-__device__ float head_logp_grad(const blpo_dims &d, const float *z, const float *log_std,
-                                const float *a, float c, float *dz, float *dls) {
-  float lp;
-  if (d.discrete) {
-    int ai = (int)a[0];
-    blpo_cat_stats(z, d.num_actions, ai, &lp, NULL, NULL);
-    if (dz)
-      blpo_cat_grad(z, d.num_actions, ai, c, 0.0f, dz);
-  } else {
-    lp = blpo_gauss_logp(z, log_std, a, d.act_dim);
-    if (dz)
-      blpo_gauss_grad(z, log_std, a, d.act_dim, c, 0.0f, dz, dls);
-  }
-  return lp;
-}
-
 // GAE forward per trajectory, one thread per (p, j): reward, done (P, n)
 // time-major rows t*m + j; value (P, stride vstride) (n); value_last (P,
 // stride lstride) (m); adv (P, n).
@@ -161,21 +143,13 @@ __global__ void actor_rows_kernel(blpo_dims d, size_t anp, size_t anm, int n, co
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     size_t r = o + i;
     const float *z = head + p * hstride + (size_t)i * Y;
-    float lp = head_logp_grad(d, z, log_std, actions + r * A, 0.0f, NULL, NULL);
-    float ratio = expf(lp - logp_old[r]);
-    float alpha, mcoef, af, unused;
-    lsum += blpo_min_surrogate(ratio, adv[r], clip_eps, &alpha, &mcoef);
-    blpo_min_surrogate(ratio, adv[r], clip_f, &af, &unused);
     float dls[BLPO_ENV_MAX_ACT];
-    head_logp_grad(d, z, log_std, actions + r * A, -inv_n * alpha * ratio * adv[r], dhead + r * Y,
-                   dls);
+    lsum += blpo_actor_row(d.discrete, d.num_actions, A, z, log_std, actions + r * A, logp_old[r],
+                           adv[r], target[r], val[i], clip_eps, clip_f, inv_n, dhead + r * Y, dls,
+                           &vbar[r], &rho[r], &alpha_f[r], &resid[r]);
     if (!d.discrete)
       for (int k = 0; k < A; k++)
         gls[k] += dls[k];
-    vbar[r] = -inv_n * mcoef; // abar, turned into vbar in place by the adjoint
-    rho[r] = ratio;
-    alpha_f[r] = af;
-    resid[r] = target[r] - val[i];
   }
   lsum = blpo_block_sum(lsum, sh);
   if (threadIdx.x == 0)
@@ -237,7 +211,8 @@ __global__ void mixed_rows_kernel(blpo_dims d, size_t anp, size_t anm, int n, co
     size_t r = o + i;
     const float *z = head + p * hstride + (size_t)i * Y;
     float dls[BLPO_ENV_MAX_ACT];
-    head_logp_grad(d, z, log_std, actions + r * A, cdot[r], dhead + r * Y, dls);
+    blpo_head_logp_grad(d.discrete, d.num_actions, A, z, log_std, actions + r * A, cdot[r],
+                        dhead + r * Y, dls);
     if (!d.discrete)
       for (int k = 0; k < A; k++)
         gls[k] += dls[k];

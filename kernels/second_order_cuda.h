@@ -21,8 +21,9 @@ void blpo_cuda_gemm_rm(blpo_cuda_impl *impl, int ta, int tb, int M, int N, int K
                        int lda, long long sA, const float *B, int ldb, long long sB, float beta,
                        float *C, int ldc, long long sC, int batch);
 
-// Floats of HVP workspace per agent at (n, K): the CPU formula
-// 2 K Nm + K n A + 2 K n w + 2 n w + K Wmax (blpo_cpu_critic_hvp_work_floats).
+// Floats of HVP workspace per agent at (n, K): 2 K Nm + K n A + 2 K n w +
+// 2 n w + K Wmax, the CPU formula (blpo_cpu_critic_hvp_work_floats) less its
+// 3 K of unit-direction descriptors, which the CUDA rows do not use.
 size_t blpo_cuda_hvp_work_floats(const blpo_mlp *m, int n, int K);
 
 // Tangent along unpacked directions.

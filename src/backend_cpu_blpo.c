@@ -10,6 +10,7 @@
 
 #include "blpo/backend.h"
 #include "blpo/blpo_math.h"
+#include "blpo/blpo_rows.h"
 #include "blpo/gae.h"
 #include "blpo/heads.h"
 #include "blpo/second_order.h"
@@ -74,24 +75,6 @@ static void cpu_value_loss(blpo_backend *be, int P, int n, const float *value, s
   }
 }
 
-/* log pi(a|s) and d log pi / d head (scaled by c) for one sample. dls gets the
- * log_std part (continuous) and may be NULL for discrete heads. */
-static float head_logp_grad(const blpo_dims *d, const float *z, const float *log_std,
-                            const float *a, float c, float *dz, float *dls) {
-  float lp;
-  if (d->discrete) {
-    int ai = (int)a[0];
-    blpo_cat_stats(z, d->num_actions, ai, &lp, NULL, NULL);
-    if (dz)
-      blpo_cat_grad(z, d->num_actions, ai, c, 0.0f, dz);
-  } else {
-    lp = blpo_gauss_logp(z, log_std, a, d->act_dim);
-    if (dz)
-      blpo_gauss_grad(z, log_std, a, d->act_dim, c, 0.0f, dz, dls);
-  }
-  return lp;
-}
-
 /* cpu_blpo_actor for agent p. */
 static void blpo_actor_agent(int p, const blpo_dims *d, const blpo_mlp *actor,
                              const float *actor_params, int T, int m, const float *head,
@@ -116,21 +99,13 @@ static void blpo_actor_agent(int p, const blpo_dims *d, const blpo_mlp *actor,
   for (int i = 0; i < n; i++) {
     size_t r = o + i;
     const float *z = head + p * head_stride + (size_t)i * Y;
-    float lp = head_logp_grad(d, z, log_std, actions + r * A, 0.0f, NULL, NULL);
-    float ratio = expf(lp - logp_old[r]);
-    float alpha, mcoef, af, unused;
-    lsum += blpo_min_surrogate(ratio, adv[r], clip_eps, &alpha, &mcoef);
-    blpo_min_surrogate(ratio, adv[r], clip_f, &af, &unused);
     float dls[BLPO_ENV_MAX_ACT];
-    head_logp_grad(d, z, log_std, actions + r * A, -inv_n * alpha * ratio * adv[r], dhead + r * Y,
-                   dls);
+    lsum += blpo_actor_row(d->discrete, d->num_actions, A, z, log_std, actions + r * A, logp_old[r],
+                           adv[r], target[r], val[i], clip_eps, clip_f, inv_n, dhead + r * Y, dls,
+                           &vbar[r], &rho[r], &alpha_f[r], &resid[r]);
     if (!d->discrete)
       for (int k = 0; k < A; k++)
         gls[k] += dls[k];
-    vbar[r] = -inv_n * mcoef; /* abar, turned into vbar in place below */
-    rho[r] = ratio;
-    alpha_f[r] = af;
-    resid[r] = target[r] - val[i];
   }
   if (!d->discrete)
     for (int k = 0; k < A; k++)
@@ -153,20 +128,12 @@ static void cpu_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
                            float *stats) {
   (void)be;
   /* an agent's trajectories are split between the threads from 512 on */
-  if (blpo_cpu_agents_parallel(d->P, m >= 512)) {
-#pragma omp parallel for schedule(dynamic)
-    for (int p = 0; p < d->P; p++)
-      blpo_actor_agent(p, d, actor, actor_params, T, m, head, head_stride, value, value_stride,
-                       value_last, last_stride, actions, logp_old, reward, done, target, gamma,
-                       lambda, clip_eps, clip_f, dhead, actor_grad, vbar, vbar_last, rho, adv,
-                       alpha_f, resid, stats);
-  } else {
-    for (int p = 0; p < d->P; p++)
-      blpo_actor_agent(p, d, actor, actor_params, T, m, head, head_stride, value, value_stride,
-                       value_last, last_stride, actions, logp_old, reward, done, target, gamma,
-                       lambda, clip_eps, clip_f, dhead, actor_grad, vbar, vbar_last, rho, adv,
-                       alpha_f, resid, stats);
-  }
+  BLPO_CPU_FOR_AGENTS(blpo_cpu_agents_parallel(d->P, m >= 512), d->P, {
+    blpo_actor_agent(p, d, actor, actor_params, T, m, head, head_stride, value, value_stride,
+                     value_last, last_stride, actions, logp_old, reward, done, target, gamma,
+                     lambda, clip_eps, clip_f, dhead, actor_grad, vbar, vbar_last, rho, adv,
+                     alpha_f, resid, stats);
+  });
 }
 
 /* cpu_mixed_head for agent p. */
@@ -193,7 +160,8 @@ static void mixed_head_agent(int p, const blpo_dims *d, const blpo_mlp *actor,
     size_t r = o + i;
     const float *z = head + p * head_stride + (size_t)i * Y;
     float dls[BLPO_ENV_MAX_ACT];
-    head_logp_grad(d, z, log_std, actions + r * A, cdot[r], dhead + r * Y, dls);
+    blpo_head_logp_grad(d->discrete, d->num_actions, A, z, log_std, actions + r * A, cdot[r],
+                        dhead + r * Y, dls);
     if (!d->discrete)
       for (int k = 0; k < A; k++)
         gls[k] += dls[k];
@@ -213,16 +181,10 @@ static void cpu_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
                            float lambda, float *cdot, float *dhead, float *p_grad) {
   (void)be;
   /* an agent's trajectories are split between the threads from 512 on */
-  if (blpo_cpu_agents_parallel(d->P, m >= 512)) {
-#pragma omp parallel for schedule(dynamic)
-    for (int p = 0; p < d->P; p++)
-      mixed_head_agent(p, d, actor, actor_params, T, m, head, head_stride, actions, done, vdot,
-                       vdot_last, rho, adv, alpha_f, resid, gamma, lambda, cdot, dhead, p_grad);
-  } else {
-    for (int p = 0; p < d->P; p++)
-      mixed_head_agent(p, d, actor, actor_params, T, m, head, head_stride, actions, done, vdot,
-                       vdot_last, rho, adv, alpha_f, resid, gamma, lambda, cdot, dhead, p_grad);
-  }
+  BLPO_CPU_FOR_AGENTS(blpo_cpu_agents_parallel(d->P, m >= 512), d->P, {
+    mixed_head_agent(p, d, actor, actor_params, T, m, head, head_stride, actions, done, vdot,
+                     vdot_last, rho, adv, alpha_f, resid, gamma, lambda, cdot, dhead, p_grad);
+  });
 }
 
 /* Agent p's Nystrom solve in workspace set ws (reserve_solver sizes one set

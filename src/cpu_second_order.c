@@ -10,8 +10,6 @@
 
 #include <limits.h>
 #include <omp.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "blpo/config.h"
@@ -159,10 +157,30 @@ static size_t max_weight_block(const blpo_mlp *m) {
   return mx;
 }
 
-size_t blpo_cpu_critic_hvp_work_floats(const blpo_mlp *m, int n, int K) {
+/* The floats of one unit_dir descriptor: they sit at the tail of the HVP
+ * workspace (after hvp_agent's buffers) so that the training loop's rows
+ * allocate nothing. */
+#define UNIT_DIR_FLOATS 3
+_Static_assert(sizeof(unit_dir) == UNIT_DIR_FLOATS * sizeof(float) &&
+                   _Alignof(unit_dir) <= _Alignof(float),
+               "unit_dir must pack into the float workspace");
+
+/* hvp_agent's buffers at (n, K), ahead of the unit_dir tail. */
+static size_t hvp_agent_floats(const blpo_mlp *m, int n, int K) {
   size_t nm = m->num_mlp_params, A = m->act_floats_per_row, w = (size_t)m->max_width;
   size_t kk = (size_t)K, nn = (size_t)n;
   return 2 * kk * nm + kk * nn * A + 2 * kk * nn * w + 2 * nn * w + kk * max_weight_block(m);
+}
+
+size_t blpo_cpu_critic_hvp_work_floats(const blpo_mlp *m, int n, int K) {
+  return hvp_agent_floats(m, n, K) + UNIT_DIR_FLOATS * (size_t)K;
+}
+
+/* The K unit_dir descriptors of a call at (n, K) in its workspace. The
+ * workspace is allocated storage with no declared type, so storing
+ * descriptors there (and floats again in a later call) is well defined. */
+static unit_dir *work_units(const blpo_mlp *m, int n, int K, float *work) {
+  return (unit_dir *)(void *)(work + hvp_agent_floats(m, n, K));
 }
 
 /* Directions (K, Np) into the packed layout (see dir_view). up (K * Nm). */
@@ -202,16 +220,6 @@ static void unit_dirs(const blpo_mlp *m, int K, const int32_t *idx, int64_t j0, 
       units[k] = (unit_dir){l, (int)e, -1};
     }
   }
-}
-
-/* K direction descriptors (freed by the caller); exits on no memory. */
-static unit_dir *unit_buf(int K) {
-  unit_dir *u = malloc(sizeof(unit_dir) * (size_t)(K > 0 ? K : 1));
-  if (!u) {
-    fprintf(stderr, "blpo-gpu: out of host memory for %d Hessian directions\n", K);
-    exit(1);
-  }
-  return u;
 }
 
 /* Packed results (K * Nm) back to (K, Np), the `extra` tail zeroed. */
@@ -400,12 +408,11 @@ void blpo_cpu_critic_hvp_rows(const blpo_mlp *m, int P, const float *params, con
    * then run unsplit, with no fork and join per GEMM */
   BLPO_CPU_FOR_AGENTS(blpo_cpu_agents_parallel(P, 1), P, {
     float *wk = work + (size_t)p * ws;
-    unit_dir *units = unit_buf(K);
+    unit_dir *units = work_units(m, n, K, wk);
     unit_dirs(m, K, idx + (size_t)p * K, 0, wk, units);
     hvp_agent(m, params + (size_t)p * np, x + (size_t)p * n * m->dims[0], n,
               acts + (size_t)p * n * A, target + (size_t)p * n * dL, K, units,
               rows + (size_t)p * K * np, wk);
-    free(units);
   });
 }
 
@@ -417,9 +424,8 @@ void blpo_cpu_critic_hessian_dense(const blpo_mlp *m, const float *params, const
     chunk = 1;
   for (size_t c0 = 0; c0 < np; c0 += (size_t)chunk) {
     int K = (int)(np - c0 < (size_t)chunk ? np - c0 : (size_t)chunk);
-    unit_dir *units = unit_buf(K);
+    unit_dir *units = work_units(m, n, K, work);
     unit_dirs(m, K, NULL, (int64_t)c0, work, units);
     hvp_agent(m, params, x, n, acts, target, K, units, hess + c0 * np, work);
-    free(units);
   }
 }

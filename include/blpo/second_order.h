@@ -46,9 +46,10 @@ void blpo_cpu_mlp_tangent(const blpo_mlp *m, int P, const float *params, const f
 /* Floats of workspace per agent for the HVP entries below at (n, K); the
  * caller allocates P times this once (it grows with K and n, so the largest
  * (n, K) used covers smaller calls):
- *   2 K Nm + K n A + 2 K n w + 2 n w + K Wmax
+ *   2 K Nm + K n A + 2 K n w + 2 n w + K Wmax + 3 K
  * with Nm = num_mlp_params, A = act_floats_per_row, w = max_width,
- * Wmax = max_l d_l d_{l-1}. */
+ * Wmax = max_l d_l d_{l-1}; the last 3 K hold where each unit direction of
+ * the rows and the dense Hessian sits, so that those allocate nothing. */
 size_t blpo_cpu_critic_hvp_work_floats(const blpo_mlp *m, int n, int K);
 
 /* Hessian-vector products hv (P, K, Np) = H u_k of g(w) = (1/n) sum (G - y)^2,
