@@ -84,23 +84,6 @@ __global__ void act_deriv_kernel(int P, size_t cnt, float *__restrict__ g, size_
     *x = hv > 0.0f ? *x : 0.0f;
 }
 
-// db (P, agent stride np, dout floats) = column sums of g (P, agent stride
-// g_stride, n x dout row-major), one thread per (agent, column), rows summed
-// in order as the CPU's col_sums.
-__global__ void col_sums_kernel(int P, int n, int dout, const float *__restrict__ g,
-                                size_t g_stride, float *__restrict__ db, size_t np) {
-  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= (size_t)P * dout)
-    return;
-  size_t p = e / dout;
-  int j = (int)(e % dout);
-  const float *gp = g + p * g_stride;
-  float s = 0.0f;
-  for (int r = 0; r < n; r++)
-    s += gp[(size_t)r * dout + j];
-  db[p * np + j] = s;
-}
-
 // params (P,Np); x (P,n,d_0); acts (P,n,act_floats_per_row) = [h_1|...|y].
 void cuda_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                       const float *x, int n, float *acts) {
@@ -163,9 +146,8 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
                                   sizeof(float) * (size_t)din * dout, impl->stream));
     }
     // db = colsum(g)
-    col_sums_kernel<<<blpo_cuda_blocks((size_t)P * dout, T), T, 0, impl->stream>>>(
-        P, n, dout, g, (size_t)g_stride, grad + m->b_off[l], (size_t)np);
-    cudaCheckLaunch("col_sums_kernel");
+    blpo_cuda_col_sums(P, n, dout, g, (size_t)g_stride, grad + m->b_off[l], (size_t)np,
+                       impl->stream);
     if (l > 0 && n > 0) {
       float *gprev = (g == s0) ? s1 : s0;
       // g_prev = g W, then times phi'(z_l) from h_l = hin

@@ -188,20 +188,6 @@ __global__ void repack_u_kernel(int P, int K, int dout, int din, const float *uw
   tmp[p * ws + rem] = uw[p * ws + (k * dout + o) * din + i];
 }
 
-// hb (kd) = column sums of rg (n x kd), both (P, stride ws); rows summed in
-// order r = 0..n-1 like the CPU.
-__global__ void col_sums_kernel(int P, int n, int kd, const float *rg, float *hb, size_t ws) {
-  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= (size_t)P * kd)
-    return;
-  size_t p = e / kd, j = e % kd;
-  const float *src = rg + p * ws + j;
-  float s = 0.0f;
-  for (int r = 0; r < n; r++)
-    s += src[(size_t)r * kd];
-  hb[p * ws + j] = s;
-}
-
 // R{g_{l-1}} = R{g_l W_l + g_l U_l} phi'(z) + q phi''(z) R{z} and g_{l-1} =
 // q phi'(z), one thread per (p, r, i): rgo (n, K, din), rhin (n, K, din),
 // q (n, din) all (P, stride ws); hin (P, stride hstride) (n, din) = phi(z).
@@ -379,12 +365,7 @@ void blpo_cuda_critic_hvp_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, c
       launch_check("permute_add_kernel");
     }
     // R{db_l} = column sums of R{g_l} (n x K*dout).
-    {
-      int kd = K * dout;
-      col_sums_kernel<<<blpo_cuda_blocks((size_t)P * kd, kThreads), kThreads, 0, st>>>(P, n, kd, rg,
-                                                                                       hb, ws);
-      launch_check("col_sums_kernel");
-    }
+    blpo_cuda_col_sums(P, n, K * dout, rg, ws, hb, ws, st);
     if (l == 0)
       break;
 
