@@ -676,6 +676,7 @@ void cuda_destroy(blpo_backend *be) {
     cudaCheck(cudaStreamSynchronize(impl->stream));
     blpo_cuda_free_timer(impl);
     blpo_cuda_free_solver(impl);
+    blpo_cuda_free_ppo_minibatch(impl);
     cusolverCheck(cusolverDnDestroy(impl->cusolver));
     cublasCheck(cublasDestroy(impl->cublas));
     if (impl->cublas_ws)
@@ -784,5 +785,6 @@ extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
   blpo_cuda_install_second_order(be);
   blpo_cuda_install_graph(be); // capture_begin/_end, graph_launch/_free/_count, precision
   blpo_cuda_install_rollout_fused(be);
+  blpo_cuda_install_ppo_minibatch(be);
   return be;
 }

@@ -60,6 +60,9 @@ typedef struct {
   // Profile mode's phase timer: one event per slot, made on first use.
   cudaEvent_t timer_ev[BLPO_TIMER_SLOTS];
   int timer_made;
+  // The fused minibatch update's layout and workspaces, sized by
+  // ppo_minibatch_prepare (kernels/ppo_minibatch_cuda.cu owns them).
+  struct blpo_cuda_mbf *mbf;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
@@ -88,5 +91,10 @@ void blpo_cuda_free_timer(blpo_cuda_impl *impl);
 
 // Installs rollout_fused_supported and rollout_fused (kernels/rollout_fused_cuda.cu).
 void blpo_cuda_install_rollout_fused(blpo_backend *be);
+
+// Installs ppo_minibatch_prepare and ppo_minibatch, and frees what prepare
+// allocated (kernels/ppo_minibatch_cuda.cu).
+void blpo_cuda_install_ppo_minibatch(blpo_backend *be);
+void blpo_cuda_free_ppo_minibatch(blpo_cuda_impl *impl);
 
 #endif

@@ -219,18 +219,22 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
             "kernel (hidden widths <= %d); using the separate ops\n",
             be->name, BLPO_FUSED_MAX_WIDTH);
 
-  tr->fused_update = cfg->fused_update != BLPO_TRI_OFF && be->ppo_minibatch;
-  if (cfg->fused_update == BLPO_TRI_ON && !be->ppo_minibatch)
-    fprintf(stderr,
-            "blpo-gpu: run.fused_update: the %s backend has no fused minibatch update; using "
-            "the separate ops\n",
-            be->name);
-
   int P = d->P, N = d->N, T = d->T, O = d->obs_dim, A = d->act_dim, Y = d->head_dim;
   size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
   size_t PN = (size_t)P * N, TPN = (size_t)T * PN;
   tr->mb_rows = (int)((int64_t)T * N / cfg->num_minibatches);
   tr->ws_rows = tr->mb_rows > N ? tr->mb_rows : N;
+  /* PPO only; prepare sizes the fused op's workspaces (CUDA) or refuses
+   * networks it cannot hold, before any capture */
+  tr->fused_update = cfg->algo == BLPO_ALGO_PPO && cfg->fused_update != BLPO_TRI_OFF &&
+                     be->ppo_minibatch &&
+                     (!be->ppo_minibatch_prepare ||
+                      be->ppo_minibatch_prepare(be, d, &tr->actor, &tr->critic, tr->mb_rows));
+  if (cfg->algo == BLPO_ALGO_PPO && cfg->fused_update == BLPO_TRI_ON && !tr->fused_update)
+    fprintf(stderr, "blpo-gpu: run.fused_update: the %s backend %s; using the separate ops\n",
+            be->name,
+            be->ppo_minibatch ? "cannot run these networks as one minibatch op"
+                              : "has no fused minibatch update");
   int maxw =
       tr->actor.max_width > tr->critic.max_width ? tr->actor.max_width : tr->critic.max_width;
   int f = 0;

@@ -25,6 +25,13 @@ if(BLPO_HAVE_CUDA)
   endforeach()
 endif()
 
+# The CUDA fused PPO minibatch update against the CPU's separate ops
+# (tests/test_ppo_minibatch.c; its CPU run checks the kernels' block programs).
+if(BLPO_HAVE_CUDA)
+  add_test(NAME gpu_ppo_minibatch COMMAND test_ppo_minibatch --cuda)
+  set_tests_properties(gpu_ppo_minibatch PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;derivatives")
+endif()
+
 # Short training runs on the GPU that must learn CartPole (PPO with the
 # entropy bonus it was run with on the H100, 2026-11-24).
 if(BLPO_HAVE_CUDA)

@@ -1,15 +1,28 @@
-/* The CPU backend's fused PPO minibatch update (backend.h ppo_minibatch)
- * against the separate ops it replaces (blpo_ppo_minibatch_ops), bit for
- * bit: every buffer either one writes (the gathered rows, both networks'
- * activations, the loss gradients, the weight gradients, the norms and the
- * clip factor, the loss statistics, the parameters and both Adam moments),
- * over two updates in a row, from random rollouts, parameters and optimiser
- * states. Every task (discrete and continuous heads), tanh and relu,
+/* The fused PPO minibatch update (backend.h ppo_minibatch) against the
+ * separate ops it replaces (blpo_ppo_minibatch_ops on the CPU backend), over
+ * two updates in a row, from random rollouts, parameters and optimiser
+ * states: every task (discrete and continuous heads), tanh and relu,
  * networks of uneven widths (the two networks' scratch rows must not
  * overlap), 1 to 16 row chunks, one to three agents, advantage
- * normalisation and value clipping on and off, on 1, 2 and 3 threads. The
- * outputs of the two runs are poisoned with different NaNs first, so that
- * a value one of them leaves unwritten fails the comparison. */
+ * normalisation and value clipping on and off. The outputs of the two runs
+ * are poisoned with different NaNs first, so that a value one of them leaves
+ * unwritten fails the comparison. Three fused sides:
+ *
+ *   cpu       the CPU backend's op on 1, 2 and 3 threads, bit for bit in
+ *             every buffer either one writes (the gathered rows, both
+ *             networks' activations, the loss gradients, the weight
+ *             gradients, the norms and the clip factor, the loss
+ *             statistics, the parameters and both Adam moments);
+ *   blocks    the CUDA kernels' block programs (include/blpo/ppo_blocks.h)
+ *             run on the host thread by thread, with 32 and with 8 rows per
+ *             block, shared memory and workspaces poisoned per block;
+ *   cuda      (--cuda; exits 77 without a device) the CUDA backend's op.
+ *
+ * The last two sum in other orders, so they are held to tolerances: the
+ * gradients, norms and clip factor to 1e-4 of their norm, each update's
+ * change of the parameters and Adam moments to 1e-3 of its norm, the stats
+ * to 1e-4 (absolute, plus relative). A wrong index or a missing term moves
+ * them by O(1) of that norm. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,6 +32,7 @@
 #include "blpo/backend.h"
 #include "blpo/env.h"
 #include "blpo/mlp.h"
+#include "blpo/ppo_blocks.h"
 #include "blpo/ppo_minibatch.h"
 #include "test_util.h"
 
@@ -167,7 +181,8 @@ static size_t fields_of(const world *w, int n, field *f) {
 
 static float *member(side *s, const field *f) { return *(float **)((char *)s + f->off); }
 
-static blpo_ppo_minibatch args_of(world *w, side *s, const mb_case *c, int which) {
+static blpo_ppo_minibatch args_of(const world *w, const side *s, const mb_case *c, int which,
+                                  const int64_t *clock) {
   blpo_ppo_minibatch a = {
       .n = c->n,
       .idx = w->idx + (size_t)which * c->P * T_STEPS * N_ENVS,
@@ -210,11 +225,162 @@ static blpo_ppo_minibatch args_of(world *w, side *s, const mb_case *c, int which
   a.actor_sched = blpo_adam_fixed(5e-4f, 0.9f, 0.999f, 1e-5f, 1);
   a.critic_sched = blpo_adam_fixed(1e-3f, 0.9f, 0.999f, 1e-5f, 1);
   a.actor_sched.anneal_iters = a.critic_sched.anneal_iters = 10;
-  a.actor_sched.step = a.critic_sched.step = (blpo_counter){&w->clock, 128, 7 + which};
+  a.actor_sched.step = a.critic_sched.step = (blpo_counter){clock, 128, 7 + which};
   return a;
 }
 
-static void check_case(const mb_case *c, int threads) {
+/* ---- the fused sides ---------------------------------------------------- */
+
+enum { SIDE_CPU, SIDE_BLOCKS, SIDE_CUDA };
+
+/* The four block programs of the CUDA op, each block's threads run one after
+ * another per phase: what the kernels compute, in their order. */
+static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) {
+  blpo_mbf_layout y;
+  int P = d->P, sf = blpo_mbf_layout_init(&y, d, mb->actor, mb->critic, mb->n, R);
+  size_t np = (size_t)P * blpo_mbf_parts_floats(&y), nq = (size_t)P * blpo_mbf_sq_doubles(&y);
+  float *parts = alloc_f(np), *sm = alloc_f((size_t)sf);
+  double *moments = malloc(2 * (size_t)P * sizeof(double)), *sq = malloc(nq * sizeof(double));
+  poison(parts, np, 3);
+  for (size_t k = 0; k < 2 * (size_t)P; k++)
+    moments[k] = NAN;
+  for (size_t k = 0; k < nq; k++)
+    sq[k] = NAN;
+  blpo_mbf_args a = blpo_mbf_args_of(&y, mb, parts, moments, sq);
+  for (int p = 0; p < P; p++) {
+    blpo_mbf_moments_shared sh;
+    memset(&sh, 0xff, sizeof(sh)); /* NaN doubles */
+    for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
+      for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        blpo_mbf_moments(&a, p, t, ph, &sh);
+  }
+  for (int p = 0; p < P; p++)
+    for (int b = 0; b < y.blocks; b++) {
+      poison(sm, (size_t)sf, 4); /* a block's shared memory starts as garbage */
+      for (int ph = 0; ph < blpo_mbf_rows_phases(&y); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_mbf_rows(&a, p, b, t, ph, sm);
+    }
+  for (int p = 0; p < P; p++)
+    for (int k = 0; k < y.col_blocks; k++) {
+      blpo_mbf_reduce_shared sh;
+      memset(&sh, 0xff, sizeof(sh));
+      for (int ph = 0; ph < blpo_mbf_reduce_phases(); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_mbf_reduce(&a, p, k, t, ph, &sh);
+    }
+  /* every reduce block before any adam block, as the two launches */
+  for (int p = 0; p < P; p++)
+    for (int k = 0; k < y.col_blocks; k++) {
+      blpo_mbf_adam_shared sh;
+      memset(&sh, 0xff, sizeof(sh));
+      for (int ph = 0; ph < blpo_mbf_adam_phases(); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_mbf_adam(&a, p, k, t, ph, &sh);
+    }
+  free(parts);
+  free(sm);
+  free(moments);
+  free(sq);
+}
+
+/* The CUDA side: device copies of the world and of one side's buffers. */
+typedef struct {
+  blpo_backend *be;
+  world w; /* rollout and idx device pointers */
+  side s;  /* device buffers */
+  int64_t *clock;
+} cuda_side;
+
+static void *dev_copy(blpo_backend *be, const void *src, size_t bytes) {
+  void *p = be->alloc(be, bytes ? bytes : 4);
+  if (!p) {
+    fprintf(stderr, "device allocation of %zu bytes failed\n", bytes);
+    exit(2);
+  }
+  be->upload(be, p, src, bytes);
+  return p;
+}
+
+static void cuda_side_init(cuda_side *g, blpo_backend *be, const world *w, side *host, int n,
+                           const field *f, size_t nf) {
+  g->be = be;
+  g->w = *w;
+  int O = w->d.obs_dim, A = w->d.act_dim;
+  size_t F = sizeof(float);
+  g->w.obs = dev_copy(be, w->obs, w->rows * O * F);
+  g->w.act = dev_copy(be, w->act, w->rows * A * F);
+  g->w.logp = dev_copy(be, w->logp, w->rows * F);
+  g->w.adv = dev_copy(be, w->adv, w->rows * F);
+  g->w.ret = dev_copy(be, w->ret, w->rows * F);
+  g->w.val = dev_copy(be, w->val, w->rows * F);
+  g->w.idx = dev_copy(be, w->idx, 2 * (size_t)w->d.P * T_STEPS * N_ENVS * sizeof(int32_t));
+  g->clock = dev_copy(be, &w->clock, sizeof(int64_t));
+  memset(&g->s, 0, sizeof(g->s));
+  for (size_t k = 0; k < nf; k++)
+    *(float **)((char *)&g->s + f[k].off) = dev_copy(be, member(host, &f[k]), f[k].count * F);
+  /* the scratch is no field (both sides' scratch may differ) */
+  g->s.scratch = dev_copy(be, host->scratch, (size_t)w->d.P * n * 2 * w->mw * F);
+}
+
+static void cuda_side_free(cuda_side *g, const field *f, size_t nf) {
+  blpo_backend *be = g->be;
+  void *ps[] = {g->w.obs, g->w.act, g->w.logp, g->w.adv,    g->w.ret,
+                g->w.val, g->w.idx, g->clock,  g->s.scratch};
+  for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
+    be->release(be, ps[k]);
+  for (size_t k = 0; k < nf; k++)
+    be->release(be, member(&g->s, &f[k]));
+}
+
+/* ---- comparisons ---------------------------------------------------------- */
+
+/* |x - y| / |y| over n floats, the differences of each from base (if not
+ * NULL); infinite where x is not finite. */
+static double rel_norm(const float *x, const float *y, const float *base, size_t n) {
+  double d = 0, r = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(x[i]) || !isfinite(y[i]))
+      return INFINITY;
+    double b = base ? base[i] : 0.0, dx = (double)x[i] - b, dy = (double)y[i] - b;
+    d += (dx - dy) * (dx - dy);
+    r += dy * dy;
+  }
+  return sqrt(d) / (sqrt(r) + 1e-30);
+}
+
+/* Tolerance-mode check of one field; base: the ops side before the update. */
+static void check_close(const mb_case *c, const char *side_name, int which, const field *f,
+                        const float *x, const float *y, const float *base) {
+  const char *name = f->name;
+  if (!strcmp(name, "stats")) {
+    for (size_t i = 0; i < f->count; i++)
+      if (!(fabsf(x[i] - y[i]) <= 1e-4f * (1.0f + fabsf(y[i])))) {
+        CHECK(0, "%s, %s, update %d: stats[%zu] %g, ops %g", c->name, side_name, which + 1, i,
+              (double)x[i], (double)y[i]);
+        return;
+      }
+    return;
+  }
+  int direct = !strcmp(name, "ag") || !strcmp(name, "cg") || !strcmp(name, "sa") ||
+               !strcmp(name, "sc") || !strcmp(name, "scale");
+  double e = rel_norm(x, y, direct ? NULL : base, f->count), tol = direct ? 1e-4 : 1e-3;
+  CHECK(e <= tol, "%s, %s, update %d: %s off by %.3g of its norm%s (tolerance %g)", c->name,
+        side_name, which + 1, name, e, direct ? "" : " (the update's change)", tol);
+}
+
+/* The fields a tolerance mode compares: the op's results, not its workspaces. */
+static int is_result(const char *name) {
+  const char *r[] = {"ap", "ag", "am", "av", "cp", "cg", "cm", "cv", "stats", "sa", "sc", "scale"};
+  for (size_t k = 0; k < sizeof(r) / sizeof(r[0]); k++)
+    if (!strcmp(name, r[k]))
+      return 1;
+  return 0;
+}
+
+/* kind: SIDE_CPU on `threads` threads, SIDE_BLOCKS with R rows per block, or
+ * SIDE_CUDA on gpu (NULL: no device, nothing to do). */
+static void check_case(const mb_case *c, int kind, int threads, int R, blpo_backend *gpu) {
   blpo_backend *be = blpo_backend_cpu_create(threads);
   CHECK(be && be->ppo_minibatch, "the CPU backend has a fused minibatch update");
   if (!be || !be->ppo_minibatch)
@@ -254,34 +420,76 @@ static void check_case(const mb_case *c, int threads) {
       if (!strcmp(f[k].name, state[s]))
         memcpy(member(&fused, &f[k]), member(&ops, &f[k]), f[k].count * sizeof(float));
 
-  for (int which = 0; which < 2; which++) {
-    blpo_ppo_minibatch a = args_of(&w, &ops, c, which), b = args_of(&w, &fused, c, which);
+  char side_name[64];
+  if (kind == SIDE_CPU)
+    snprintf(side_name, sizeof side_name, "cpu, %d thread(s)", threads);
+  else if (kind == SIDE_BLOCKS)
+    snprintf(side_name, sizeof side_name, "block programs, %d rows per block", R);
+  else
+    snprintf(side_name, sizeof side_name, "cuda");
+  cuda_side g;
+  if (kind == SIDE_CUDA) {
+    cuda_side_init(&g, gpu, &w, &fused, c->n, f, nf);
+    int ok = gpu->ppo_minibatch && gpu->ppo_minibatch_prepare &&
+             gpu->ppo_minibatch_prepare(gpu, &w.d, &w.actor, &w.critic, c->n);
+    CHECK(ok, "%s: the CUDA backend runs these networks fused", c->name);
+    if (!ok)
+      kind = -1; /* nothing to compare */
+  }
+  float *before[32] = {0};
+  for (size_t k = 0; k < nf; k++)
+    before[k] = alloc_f(f[k].count);
+  for (int which = 0; which < 2 && kind >= 0; which++) {
+    for (size_t k = 0; k < nf; k++)
+      memcpy(before[k], member(&ops, &f[k]), f[k].count * sizeof(float));
+    blpo_ppo_minibatch a = args_of(&w, &ops, c, which, &w.clock);
     blpo_ppo_minibatch_ops(be, &w.d, &a);
-    be->ppo_minibatch(be, &w.d, &b);
+    if (kind == SIDE_CUDA) {
+      blpo_ppo_minibatch b = args_of(&g.w, &g.s, c, which, g.clock);
+      gpu->ppo_minibatch(gpu, &w.d, &b);
+      for (size_t k = 0; k < nf; k++)
+        gpu->download(gpu, member(&fused, &f[k]), member(&g.s, &f[k]), f[k].count * sizeof(float));
+    } else {
+      blpo_ppo_minibatch b = args_of(&w, &fused, c, which, &w.clock);
+      if (kind == SIDE_CPU)
+        be->ppo_minibatch(be, &w.d, &b);
+      else
+        run_blocks(&w.d, &b, R);
+    }
     for (size_t k = 0; k < nf; k++) {
-      const float *x = member(&ops, &f[k]), *y = member(&fused, &f[k]);
+      const float *x = member(&fused, &f[k]), *y = member(&ops, &f[k]);
+      if (kind != SIDE_CPU) {
+        if (is_result(f[k].name))
+          check_close(c, side_name, which, &f[k], x, y, before[k]);
+        continue;
+      }
       size_t diff = 0, first = 0;
       for (size_t i = 0; i < f[k].count; i++)
         if (memcmp(&x[i], &y[i], sizeof(float)) && diff++ == 0)
           first = i;
       CHECK(diff == 0,
-            "%s, %d thread(s), update %d: %s differs in %zu of %zu floats (first [%zu]: ops %g, "
+            "%s, %s, update %d: %s differs in %zu of %zu floats (first [%zu]: ops %g, "
             "fused %g)",
-            c->name, threads, which + 1, f[k].name, diff, f[k].count, first, (double)x[first],
-            (double)y[first]);
+            c->name, side_name, which + 1, f[k].name, diff, f[k].count, first, (double)y[first],
+            (double)x[first]);
     }
   }
   /* the clip must have been exercised where the case asks for it */
-  if (c->max_grad_norm < 1)
+  if (c->max_grad_norm < 1 && kind >= 0)
     CHECK(fused.scale[0] < 1.0f, "%s: the norm clip was not active (scale %g)", c->name,
           (double)fused.scale[0]);
+  if (kind == SIDE_CUDA || (gpu && kind < 0))
+    cuda_side_free(&g, f, nf);
+  for (size_t k = 0; k < nf; k++)
+    free(before[k]);
   side_free(&ops);
   side_free(&fused);
   world_free(&w);
   be->destroy(be);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  int cuda = argc > 1 && !strcmp(argv[1], "--cuda");
   const mb_case cases[] = {
       {"CartPole tanh 64-64, 1024 rows (8 chunks)",
        BLPO_ENV_CARTPOLE,
@@ -344,9 +552,26 @@ int main(void) {
        0,
        0.5f},
   };
+  const size_t nc = sizeof(cases) / sizeof(cases[0]);
+  if (cuda) {
+    char why[256];
+    blpo_backend *gpu = blpo_backend_cuda_create(why, sizeof why);
+    if (!gpu) {
+      printf("test_ppo_minibatch --cuda: skipped: %s\n", why);
+      return 77;
+    }
+    for (size_t k = 0; k < nc; k++)
+      check_case(&cases[k], SIDE_CUDA, 1, 0, gpu);
+    gpu->destroy(gpu);
+    return test_summary("test_ppo_minibatch --cuda");
+  }
   const int threads[] = {1, 2, 3};
   for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++)
-    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
-      check_case(&cases[k], threads[t]);
+    for (size_t k = 0; k < nc; k++)
+      check_case(&cases[k], SIDE_CPU, threads[t], 0, NULL);
+  const int rows[] = {BLPO_MBF_ROWS, 8};
+  for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+    for (size_t k = 0; k < nc; k++)
+      check_case(&cases[k], SIDE_BLOCKS, 1, rows[r], NULL);
   return test_summary("test_ppo_minibatch");
 }

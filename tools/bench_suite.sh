@@ -3,9 +3,10 @@
 # second of ppo, nested and blpo on CartPole, Acrobot and Pendulum at
 # num_envs 1024, 4096, 16384 with one agent and at 16 agents x 256 envs; on
 # the GPU the same CartPole 4096 row with graphs off / fused rollout off /
-# TF32, so the table shows what each piece buys; the env kernels alone per
-# task; and, on a GPU, the wall time of the paper's CartPole experiment (15
-# BLPO seeds x 5e5 steps, 4 envs x 128 steps, one population).
+# fused minibatch update off / TF32, so the table shows what each piece
+# buys; the env kernels alone per task; and, on a GPU, the wall time of the
+# paper's CartPole experiment (15 BLPO seeds x 5e5 steps, 4 envs x 128
+# steps, one population).
 #   tools/bench_suite.sh [cpu|cuda] [BUILD_DIR]       (markdown on stdout)
 # Environment: ITERS (timed iterations per row, default 3), QUICK=1 (1024
 # envs only, no paper run), TINY=1 (CI: 64 envs x 8 steps, 4 x 16 for the
@@ -54,8 +55,9 @@ if [ "$dev" = cuda ]; then
   [ "${TINY:-0}" = 1 ] && n=64
   echo
   echo "## What each piece buys (CartPole, 1 agent x $n envs)"
-  for v in "run.cuda_graph=false run.fused_rollout=false" "run.cuda_graph=false" \
-    "run.fused_rollout=false" "run.precision=tf32"; do
+  for v in "run.cuda_graph=false run.fused_rollout=false run.fused_update=false" \
+    "run.cuda_graph=false" "run.fused_rollout=false" "run.fused_update=false" \
+    "run.precision=tf32"; do
     args=()
     for kv in $v; do args+=(--set "$kv"); done
     echo

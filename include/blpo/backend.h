@@ -304,12 +304,25 @@ struct blpo_backend {
                         float *reward, float *done, float *ep_ret, float *final_obs, float *trunc);
 
   /* ---- fused PPO minibatch update (optional: NULL where the backend has none) ---- */
-  /* The whole of one minibatch update (blpo_ppo_minibatch), with the same
-   * results, bit for bit, as blpo_ppo_minibatch_ops (src/ppo_minibatch.c),
-   * which runs it as gather_rows, mlp_forward, ppo_loss, mlp_backward, sumsq,
-   * clip_scale and adam. The CPU runs it in one parallel region, each row
-   * chunk's forward, loss and backward passes back to back on one core. */
+  /* The whole of one minibatch update (blpo_ppo_minibatch): what
+   * blpo_ppo_minibatch_ops (src/ppo_minibatch.c) computes as gather_rows,
+   * mlp_forward, ppo_loss, mlp_backward, sumsq, clip_scale and adam, to the
+   * parameters, gradients, Adam moments, norms, clip factor and stats.
+   * CPU: the same bits, every buffer included; it runs in one parallel
+   * region, each row chunk's forward, loss and backward passes back to back
+   * on one core. CUDA: four kernels (include/blpo/ppo_blocks.h) that keep the
+   * rows in shared memory, so the gathered rows, activations, dhead, dvalue
+   * and scratch are left unwritten (workspaces nothing reads after an
+   * update); the rest agrees with the separate ops up to float rounding,
+   * and a run is reproducible bit for bit. */
   void (*ppo_minibatch)(blpo_backend *be, const blpo_dims *d, const blpo_ppo_minibatch *mb);
+  /* Called once before training (never during a capture): 1 when
+   * ppo_minibatch can run these networks on n-row minibatches of d->P
+   * agents, its workspaces then sized; 0 when it cannot (the trainer then
+   * runs the separate ops). Optional: NULL where ppo_minibatch needs no
+   * preparation and runs any network (the CPU). */
+  int (*ppo_minibatch_prepare)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                               const blpo_mlp *critic, int n);
 
   /* ---- replay (optional: NULL where the backend has none) ---- */
   /* Records the operations queued from capture_begin to capture_end instead

@@ -19,8 +19,8 @@ extern "C" {
 #endif
 
 /* Bumped whenever blpo_backend or this table changes meaning (2: the phase
- * timer ops and timer_slots; 3: ppo_minibatch). */
-#define BLPO_CUDA_PLUGIN_ABI 3
+ * timer ops and timer_slots; 3: ppo_minibatch; 4: ppo_minibatch_prepare). */
+#define BLPO_CUDA_PLUGIN_ABI 4
 #define BLPO_CUDA_PLUGIN_FILE "libblpo-cuda.so"
 #define BLPO_CUDA_PLUGIN_ENTRY "blpo_cuda_plugin_get"
 

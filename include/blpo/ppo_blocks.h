@@ -1,0 +1,540 @@
+/* The CUDA backend's fused PPO minibatch update (backend.h ppo_minibatch,
+ * kernels/ppo_minibatch_cuda.cu) as block programs for host and device.
+ *
+ * One minibatch update is four kernels instead of the separate ops' ~45
+ * launches of gathers, GEMMs, bias, activation and column-sum kernels:
+ *   moments  one block per agent: mean and std of its n gathered advantages;
+ *   rows     one block per (agent, BLPO_MBF_ROWS rows): both networks'
+ *            weights staged in shared memory, the rows gathered, both forward
+ *            passes, the PPO loss (blpo_ppo_row), both backward passes, all in
+ *            shared memory; the block's partial gradient of both networks and
+ *            its loss sums written as one row of `parts`;
+ *   reduce   the partials summed per parameter in block order into the
+ *            gradients, each block's squared norms to `sq`;
+ *   adam     the norms, the clip factor and both Adam steps.
+ * Every sum has a fixed order (rows in order, blocks in order, fixed trees),
+ * so a run is reproducible bit for bit, and no atomics are used.
+ *
+ * Each kernel's body is a block program: a function of (block, thread,
+ * phase) whose phases the kernel runs in order with a __syncthreads() after
+ * each. In a phase a thread writes only its own outputs and reads only what
+ * earlier phases wrote, so running the threads of each phase one after
+ * another computes what the block computes. The CPU test
+ * (tests/test_ppo_minibatch.c) runs the four programs that way against the
+ * separate ops, so the kernels' indexing, layouts and reduction orders are
+ * tested on machines without a GPU; only tanhf/expf/logf (libm against
+ * libdevice) and FMA contraction differ on the device. */
+#ifndef BLPO_PPO_BLOCKS_H
+#define BLPO_PPO_BLOCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "backend.h"
+#include "fused_rollout.h"
+#include "hd.h"
+#include "optim.h"
+#include "ppo_loss.h"
+#include "schedule.h"
+
+#define BLPO_MBF_THREADS 256  /* threads per block of all four kernels */
+#define BLPO_MBF_TREE_STEPS 8 /* log2(BLPO_MBF_THREADS) */
+#define BLPO_MBF_ROWS 32      /* rows per block of the rows kernel, at most */
+#define BLPO_MBF_TERMS 5      /* loss sums: pg, v, entropy, kl, clipped (stats slots 0..4) */
+
+/* One network in the rows kernel's shared memory (offsets in floats). */
+typedef struct {
+  int L, activation;
+  int dims[BLPO_MAX_LAYERS + 1];
+  int w_src[BLPO_MAX_LAYERS]; /* W_l in the parameters: (dout x din) row-major, b_l after it */
+  int w_dst[BLPO_MAX_LAYERS]; /* W_l^T in shared memory, row pitch dout + 1 (conflict-free) */
+  int b_dst[BLPO_MAX_LAYERS];
+  int h[BLPO_MAX_LAYERS + 1]; /* layer l's outputs (rows, pitch dims[l] + 1); h[0] the obs */
+  int num_params, num_mlp;
+} blpo_mbf_net;
+
+typedef struct {
+  blpo_mbf_net a, c;
+  int n, R, blocks; /* rows per agent, rows per block, blocks per agent */
+  int O, A, Y, discrete, num_actions;
+  /* the rows kernel's other shared arrays, (R, width) each */
+  int s_act, s_logp, s_adv, s_ret, s_val; /* gathered rows */
+  int s_dz, s_dv, s_dls, s_terms; /* loss outputs: dhead (pitch Y + 1), dvalue (pitch 2), ... */
+  int s_g[2];                     /* backward ping-pong, (R, pitch widest layer + 1) */
+  int s_floats;                   /* shared floats of the rows kernel */
+  int cols;                       /* one partial: Na + Nc + BLPO_MBF_TERMS floats */
+  int col_blocks;                 /* blocks per agent of reduce and adam */
+} blpo_mbf_layout;
+
+/* A kernel's arguments: the layout, blpo_ppo_minibatch's buffers that the
+ * fused update reads or writes, and its three workspaces. */
+typedef struct {
+  blpo_mbf_layout lay;
+  const int32_t *idx; /* (P, idx_stride) rollout rows */
+  size_t idx_stride;
+  const float *obs, *act, *logp, *adv, *ret, *val; /* rollout (T*P*N, .) */
+  float *actor_params, *actor_grad, *actor_m, *actor_v;
+  float *critic_params, *critic_grad, *critic_m, *critic_v;
+  float *sumsq_a, *sumsq_c, *scale, *stats;
+  float *parts;    /* (P, blocks, cols) */
+  double *moments; /* (P, 2): mean, std */
+  double *sq;      /* (P, col_blocks, 2): actor, critic */
+  blpo_ppo_params pp;
+  float max_grad_norm;
+  blpo_adam_sched actor_sched, critic_sched;
+} blpo_mbf_args;
+
+/* Shared memory of the moments, reduce and adam programs. */
+typedef struct {
+  double s[BLPO_MBF_THREADS];
+  double mean;
+} blpo_mbf_moments_shared;
+typedef struct {
+  double sq[2][BLPO_MBF_THREADS];
+} blpo_mbf_reduce_shared;
+typedef struct {
+  double sq[2][BLPO_MBF_THREADS];
+  blpo_adam_step_params spa, spc;
+  float scale;
+} blpo_mbf_adam_shared;
+
+/* ---- layout (host) ---------------------------------------------------- */
+
+static inline int blpo_mbf_net_init(blpo_mbf_net *t, const blpo_mlp *m, int off) {
+  memset(t, 0, sizeof(*t));
+  t->L = m->num_layers;
+  t->activation = m->activation;
+  for (int l = 0; l <= m->num_layers; l++)
+    t->dims[l] = m->dims[l];
+  for (int l = 0; l < m->num_layers; l++) {
+    int din = m->dims[l], dout = m->dims[l + 1];
+    t->w_src[l] = (int)m->w_off[l];
+    t->w_dst[l] = off;
+    off += din * (dout + 1);
+    t->b_dst[l] = off;
+    off += dout;
+  }
+  t->num_params = (int)m->num_params;
+  t->num_mlp = (int)m->num_mlp_params;
+  return off;
+}
+
+/* The layout for n-row minibatches of these networks with R rows per block
+ * (1 <= R <= BLPO_MBF_ROWS); returns the rows kernel's shared floats. */
+static inline int blpo_mbf_layout_init(blpo_mbf_layout *y, const blpo_dims *d,
+                                       const blpo_mlp *actor, const blpo_mlp *critic, int n,
+                                       int R) {
+  memset(y, 0, sizeof(*y));
+  int off = blpo_mbf_net_init(&y->a, actor, 0);
+  off = blpo_mbf_net_init(&y->c, critic, off);
+  y->n = n, y->R = R, y->blocks = (n + R - 1) / R;
+  y->O = d->obs_dim, y->A = d->act_dim, y->Y = d->head_dim;
+  y->discrete = d->discrete, y->num_actions = d->num_actions;
+  /* every (rows, width) array has row pitch width + 1: the thread tiles'
+   * loads down a column then fall in distinct banks */
+  y->a.h[0] = y->c.h[0] = off;
+  off += R * (y->O + 1);
+  for (int l = 1; l <= y->a.L; l++)
+    y->a.h[l] = off, off += R * (y->a.dims[l] + 1);
+  for (int l = 1; l <= y->c.L; l++)
+    y->c.h[l] = off, off += R * (y->c.dims[l] + 1);
+  int mw = actor->max_width > critic->max_width ? actor->max_width : critic->max_width;
+  y->s_act = off, off += R * y->A;
+  y->s_logp = off, off += R;
+  y->s_adv = off, off += R;
+  y->s_ret = off, off += R;
+  y->s_val = off, off += R;
+  y->s_dz = off, off += R * (y->Y + 1);
+  y->s_dv = off, off += R * 2;
+  y->s_dls = off, off += R * y->A;
+  y->s_terms = off, off += R * BLPO_MBF_TERMS;
+  y->s_g[0] = off, off += R * (mw + 1);
+  y->s_g[1] = off, off += R * (mw + 1);
+  y->s_floats = off;
+  y->cols = y->a.num_params + y->c.num_params + BLPO_MBF_TERMS;
+  y->col_blocks = (y->cols + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS;
+  return off;
+}
+
+/* Workspace floats/doubles per agent. */
+static inline size_t blpo_mbf_parts_floats(const blpo_mbf_layout *y) {
+  return (size_t)y->blocks * (size_t)y->cols;
+}
+static inline size_t blpo_mbf_sq_doubles(const blpo_mbf_layout *y) {
+  return 2 * (size_t)y->col_blocks;
+}
+
+static inline blpo_mbf_args blpo_mbf_args_of(const blpo_mbf_layout *y, const blpo_ppo_minibatch *mb,
+                                             float *parts, double *moments, double *sq) {
+  blpo_mbf_args a;
+  memset(&a, 0, sizeof(a));
+  a.lay = *y;
+  a.idx = mb->idx, a.idx_stride = mb->idx_stride;
+  a.obs = mb->obs, a.act = mb->act, a.logp = mb->logp;
+  a.adv = mb->adv, a.ret = mb->ret, a.val = mb->val;
+  a.actor_params = mb->actor_params, a.actor_grad = mb->actor_grad;
+  a.actor_m = mb->actor_m, a.actor_v = mb->actor_v;
+  a.critic_params = mb->critic_params, a.critic_grad = mb->critic_grad;
+  a.critic_m = mb->critic_m, a.critic_v = mb->critic_v;
+  a.sumsq_a = mb->sumsq_a, a.sumsq_c = mb->sumsq_c, a.scale = mb->scale, a.stats = mb->stats;
+  a.parts = parts, a.moments = moments, a.sq = sq;
+  a.pp = mb->pp;
+  a.max_grad_norm = mb->max_grad_norm;
+  a.actor_sched = mb->actor_sched, a.critic_sched = mb->critic_sched;
+  return a;
+}
+
+/* ---- block programs (host and device) --------------------------------- */
+
+/* Phase `step` (1..BLPO_MBF_TREE_STEPS) of a fixed tree sum over s[0..THREADS). */
+BLPO_HD void blpo_mbf_tree(double *s, int tid, int step) {
+  int half = BLPO_MBF_THREADS >> step;
+  if (tid < half)
+    s[tid] += s[tid + half];
+}
+
+/* moments: block p. Phases: partial sums, tree, mean, partial squares,
+ * tree, result. */
+BLPO_HD int blpo_mbf_moments_phases(void) { return 2 * BLPO_MBF_TREE_STEPS + 4; }
+
+BLPO_HD void blpo_mbf_moments(const blpo_mbf_args *a, int p, int tid, int phase,
+                              blpo_mbf_moments_shared *sh) {
+  const int n = a->lay.n, K = BLPO_MBF_TREE_STEPS;
+  const int32_t *ix = a->idx + (size_t)p * a->idx_stride;
+  if (!a->pp.norm_adv) { /* PureJaxRL's normalisation off: mean 0, std 1 */
+    if (phase == 0 && tid == 0)
+      a->moments[2 * p] = 0.0, a->moments[2 * p + 1] = 1.0;
+    return;
+  }
+  if (phase == 0 || phase == K + 2) {
+    double m = phase == 0 ? 0.0 : sh->mean, s = 0;
+    for (int i = tid; i < n; i += BLPO_MBF_THREADS) {
+      double v = (double)a->adv[ix[i]] - m;
+      s += phase == 0 ? v : v * v;
+    }
+    sh->s[tid] = s;
+  } else if (phase <= K) {
+    blpo_mbf_tree(sh->s, tid, phase);
+  } else if (phase == K + 1) {
+    if (tid == 0)
+      sh->mean = sh->s[0] / n;
+  } else if (phase <= 2 * K + 2) {
+    blpo_mbf_tree(sh->s, tid, phase - K - 2);
+  } else if (tid == 0) { /* PureJaxRL: population std, + 1e-8 */
+    a->moments[2 * p] = sh->mean;
+    a->moments[2 * p + 1] = sqrt(sh->s[0] / n) + 1e-8;
+  }
+}
+
+/* rows: block b of agent p. Phases: stage, actor forward (La), critic
+ * forward (Lc), loss, block sums, actor backward (La), critic backward (Lc). */
+BLPO_HD int blpo_mbf_rows_phases(const blpo_mbf_layout *y) { return 3 + 2 * (y->a.L + y->c.L); }
+
+/* The network's weights into shared memory, W_l transposed. */
+BLPO_HD void blpo_mbf_stage(const blpo_mbf_net *t, const float *w, float *sm, int tid) {
+  for (int l = 0; l < t->L; l++) {
+    const int din = t->dims[l], dout = t->dims[l + 1], cnt = din * dout;
+    for (int q = tid; q < cnt + dout; q += BLPO_MBF_THREADS) {
+      if (q < cnt) /* consecutive threads read consecutive words */
+        sm[t->w_dst[l] + (q % din) * (dout + 1) + q / din] = w[t->w_src[l] + q];
+      else
+        sm[t->b_dst[l] + q - cnt] = w[t->w_src[l] + q]; /* b_l follows W_l */
+    }
+  }
+}
+
+BLPO_HD int blpo_mbf_imin(int x, int y) { return x < y ? x : y; }
+
+/* Register tiles of the layer passes: a thread computes TR rows x TC
+ * columns of an output, so that each value loaded from shared memory feeds
+ * TC or TR multiply-adds (the loads, not the multiply-adds, bound these
+ * passes). A tile's columns are strided (jt, jt + JT, ...) so that the
+ * threads of a warp load consecutive words; indices past the edge are
+ * clamped (loads stay inside the arrays) and their results dropped. Each
+ * output is still one sum in the order of the one-output-per-thread loop:
+ * bias, then multiply-adds in input order, as blpo_neuron. */
+#define BLPO_MBF_TR 4
+#define BLPO_MBF_TC 2
+
+/* Layer l's outputs for `rows` rows: (rows, dout) from (rows, din). */
+BLPO_HD void blpo_mbf_forward(const blpo_mbf_net *t, int l, int rows, float *sm, int tid) {
+  enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
+  const int din = t->dims[l], dout = t->dims[l + 1], last = l == t->L - 1;
+  const int ip = din + 1, op = dout + 1, wp = dout + 1; /* row pitches */
+  const int JT = (dout + TC - 1) / TC, RT = (rows + TR - 1) / TR;
+  const float *in = sm + t->h[l], *wt = sm + t->w_dst[l], *bias = sm + t->b_dst[l];
+  float *out = sm + t->h[l + 1];
+  for (int e = tid; e < RT * JT; e += BLPO_MBF_THREADS) {
+    const int r0 = (e / JT) * TR, jt = e % JT;
+    int j[TC], rr[TR];
+    float acc[TR][TC];
+    for (int c = 0; c < TC; c++)
+      j[c] = blpo_mbf_imin(jt + c * JT, dout - 1);
+    for (int k = 0; k < TR; k++)
+      rr[k] = blpo_mbf_imin(r0 + k, rows - 1) * ip;
+    for (int k = 0; k < TR; k++)
+      for (int c = 0; c < TC; c++)
+        acc[k][c] = bias[j[c]];
+    for (int i = 0; i < din; i++) {
+      float w[TC];
+      for (int c = 0; c < TC; c++)
+        w[c] = wt[i * wp + j[c]];
+      for (int k = 0; k < TR; k++) {
+        const float h = in[rr[k] + i];
+        for (int c = 0; c < TC; c++)
+          acc[k][c] = fmaf(w[c], h, acc[k][c]);
+      }
+    }
+    for (int k = 0; k < TR; k++)
+      for (int c = 0; c < TC; c++)
+        if (r0 + k < rows && jt + c * JT < dout)
+          out[(r0 + k) * op + jt + c * JT] =
+              last ? acc[k][c] : blpo_activate(t->activation, acc[k][c]);
+  }
+}
+
+/* Layer l's backward pass for `rows` rows from g, d loss / d z_{l+1}
+ * (rows, pitch dout + 1): the block's partial dW_l and db_l into part (the
+ * network's parameter layout), and for l > 0 d loss / d z_l into gout
+ * (rows, pitch din + 1). Three kinds of work item share the threads: tiles
+ * of TC x TR (j, i) of dW_l, one db_l[j] each, tiles of TR x TC (r, i) of
+ * d/dz_l. */
+BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const float *g, float *gout,
+                               const float *sm, float *part, int tid) {
+  enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
+  const int din = t->dims[l], dout = t->dims[l + 1];
+  const int gp = dout + 1, hp = din + 1, wp = dout + 1; /* row pitches */
+  const float *hin = sm + t->h[l], *wt = sm + t->w_dst[l];
+  float *pw = part + t->w_src[l], *pb = pw + dout * din;         /* b_l follows W_l */
+  const int IT = (din + TR - 1) / TR, JT = (dout + TC - 1) / TC; /* dW tiles: TC j x TR i */
+  const int nw = JT * IT, nb = nw + dout;
+  const int IT2 = (din + TC - 1) / TC, RT = (rows + TR - 1) / TR; /* d/dz_l tiles: TR r x TC i */
+  const int total = nb + (l > 0 ? RT * IT2 : 0);
+  for (int e = tid; e < total; e += BLPO_MBF_THREADS) {
+    if (e < nw) { /* dW_l[j][i] = sum_r g[r][j] h_in[r][i], rows in order */
+      const int jt = e / IT, it = e % IT;
+      int j[TC], i[TR];
+      float acc[TC][TR];
+      for (int c = 0; c < TC; c++)
+        j[c] = blpo_mbf_imin(jt + c * JT, dout - 1);
+      for (int k = 0; k < TR; k++)
+        i[k] = blpo_mbf_imin(it + k * IT, din - 1);
+      for (int c = 0; c < TC; c++)
+        for (int k = 0; k < TR; k++)
+          acc[c][k] = 0.0f;
+      for (int r = 0; r < rows; r++) {
+        float gv[TC];
+        for (int c = 0; c < TC; c++)
+          gv[c] = g[r * gp + j[c]];
+        for (int k = 0; k < TR; k++) {
+          const float h = hin[r * hp + i[k]];
+          for (int c = 0; c < TC; c++)
+            acc[c][k] = fmaf(gv[c], h, acc[c][k]);
+        }
+      }
+      for (int c = 0; c < TC; c++)
+        for (int k = 0; k < TR; k++)
+          if (jt + c * JT < dout && it + k * IT < din)
+            pw[(jt + c * JT) * din + it + k * IT] = acc[c][k];
+    } else if (e < nb) { /* db_l[j] = sum_r g[r][j] */
+      const int j = e - nw;
+      float s = 0.0f;
+      for (int r = 0; r < rows; r++)
+        s += g[r * gp + j];
+      pb[j] = s;
+    } else { /* g_prev[r][i] = (sum_j g[r][j] W_l[j][i]) phi'(z_l[r][i]) */
+      const int q = e - nb, r0 = (q / IT2) * TR, it = q % IT2;
+      int i[TC], rr[TR];
+      float acc[TR][TC];
+      for (int c = 0; c < TC; c++)
+        i[c] = blpo_mbf_imin(it + c * IT2, din - 1);
+      for (int k = 0; k < TR; k++)
+        rr[k] = blpo_mbf_imin(r0 + k, rows - 1) * gp;
+      for (int k = 0; k < TR; k++)
+        for (int c = 0; c < TC; c++)
+          acc[k][c] = 0.0f;
+      for (int jj = 0; jj < dout; jj++) {
+        float w[TC];
+        for (int c = 0; c < TC; c++)
+          w[c] = wt[i[c] * wp + jj];
+        for (int k = 0; k < TR; k++) {
+          const float gv = g[rr[k] + jj];
+          for (int c = 0; c < TC; c++)
+            acc[k][c] = fmaf(gv, w[c], acc[k][c]);
+        }
+      }
+      for (int k = 0; k < TR; k++)
+        for (int c = 0; c < TC; c++)
+          if (r0 + k < rows && it + c * IT2 < din) {
+            const int o = (r0 + k) * hp + it + c * IT2;
+            const float h = hin[o], s = acc[k][c];
+            gout[o] = t->activation == BLPO_ACT_TANH ? s * (1.0f - h * h) : (h > 0.0f ? s : 0.0f);
+          }
+    }
+  }
+}
+
+BLPO_HD void blpo_mbf_rows(const blpo_mbf_args *a, int p, int b, int tid, int phase, float *sm) {
+  const blpo_mbf_layout *y = &a->lay;
+  const int La = y->a.L, Lc = y->c.L, R = y->R, O = y->O, A = y->A, Y = y->Y;
+  const int r0 = b * R, rows = y->n - r0 < R ? y->n - r0 : R;
+  const float *aw = a->actor_params + (size_t)p * y->a.num_params;
+  const float *cw = a->critic_params + (size_t)p * y->c.num_params;
+  float *part = a->parts + ((size_t)p * y->blocks + b) * y->cols; /* [actor | critic | sums] */
+  if (phase == 0) {
+    blpo_mbf_stage(&y->a, aw, sm, tid);
+    blpo_mbf_stage(&y->c, cw, sm, tid);
+    const int32_t *ix = a->idx + (size_t)p * a->idx_stride + r0;
+    for (int e = tid; e < rows * O; e += BLPO_MBF_THREADS)
+      sm[y->a.h[0] + (e / O) * (O + 1) + e % O] = a->obs[(size_t)ix[e / O] * O + e % O];
+    for (int e = tid; e < rows * A; e += BLPO_MBF_THREADS)
+      sm[y->s_act + e] = a->act[(size_t)ix[e / A] * A + e % A];
+    for (int r = tid; r < rows; r += BLPO_MBF_THREADS) {
+      size_t src = (size_t)ix[r];
+      sm[y->s_logp + r] = a->logp[src];
+      sm[y->s_adv + r] = a->adv[src];
+      sm[y->s_ret + r] = a->ret[src];
+      sm[y->s_val + r] = a->val[src];
+    }
+    return;
+  }
+  phase -= 1;
+  if (phase < La) {
+    blpo_mbf_forward(&y->a, phase, rows, sm, tid);
+    return;
+  }
+  phase -= La;
+  if (phase < Lc) {
+    blpo_mbf_forward(&y->c, phase, rows, sm, tid);
+    return;
+  }
+  phase -= Lc;
+  if (phase == 0) { /* the loss, one row per thread */
+    const float inv_n = 1.0f / (float)y->n;
+    const double amean = a->moments[2 * p], astd = a->moments[2 * p + 1];
+    for (int r = tid; r < rows; r += BLPO_MBF_THREADS) {
+      float a_n = (float)(((double)sm[y->s_adv + r] - amean) / astd);
+      float *dls = sm + y->s_dls + (size_t)r * A, *terms = sm + y->s_terms + (size_t)r * 5;
+      blpo_ppo_row_terms t =
+          blpo_ppo_row(y->discrete, y->num_actions, A, sm + y->a.h[La] + (size_t)r * (Y + 1),
+                       aw + y->a.num_mlp, sm + y->s_act + (size_t)r * A, sm[y->s_logp + r], a_n,
+                       sm[y->c.h[Lc] + 2 * r], sm[y->s_val + r], sm[y->s_ret + r], a->pp, inv_n,
+                       sm + y->s_dz + (size_t)r * (Y + 1), sm + y->s_dv + 2 * r, dls);
+      terms[0] = t.pg, terms[1] = t.vl, terms[2] = t.ent, terms[3] = t.kl, terms[4] = t.clipped;
+    }
+    return;
+  }
+  if (phase == 1) { /* the block's loss sums and log_std gradient, rows in order */
+    if (tid < BLPO_MBF_TERMS) {
+      float s = 0.0f;
+      for (int r = 0; r < rows; r++)
+        s += sm[y->s_terms + r * BLPO_MBF_TERMS + tid];
+      part[y->a.num_params + y->c.num_params + tid] = s;
+    } else if (!y->discrete && tid < BLPO_MBF_TERMS + A) {
+      const int j = tid - BLPO_MBF_TERMS;
+      float s = 0.0f;
+      for (int r = 0; r < rows; r++)
+        s += sm[y->s_dls + r * A + j];
+      part[y->a.num_mlp + j] = s;
+    }
+    return;
+  }
+  phase -= 2;
+  /* backward: layer l reads d/dz_{l+1} from the head gradient (top layer)
+   * or s_g[l % 2], and writes d/dz_l into s_g[(l - 1) % 2] */
+  const blpo_mbf_net *t = phase < La ? &y->a : &y->c;
+  const int l = phase < La ? La - 1 - phase : Lc - 1 - (phase - La);
+  const float *g = l == t->L - 1 ? sm + (t == &y->a ? y->s_dz : y->s_dv) : sm + y->s_g[l % 2];
+  float *gout = sm + y->s_g[(l + 1) % 2]; /* (l - 1) % 2 for l >= 1 */
+  blpo_mbf_backward(t, l, rows, g, gout, sm, t == &y->a ? part : part + y->a.num_params, tid);
+}
+
+/* reduce: block k of agent p; parameter column c = k * THREADS + tid.
+ * Phases: the column's sum over blocks, tree (both networks), result. */
+BLPO_HD int blpo_mbf_reduce_phases(void) { return BLPO_MBF_TREE_STEPS + 2; }
+
+BLPO_HD void blpo_mbf_reduce(const blpo_mbf_args *a, int p, int k, int tid, int phase,
+                             blpo_mbf_reduce_shared *sh) {
+  const blpo_mbf_layout *y = &a->lay;
+  const int Na = y->a.num_params, Nc = y->c.num_params;
+  if (phase == 0) {
+    const int c = k * BLPO_MBF_THREADS + tid;
+    const float *col = a->parts + (size_t)p * y->blocks * y->cols + c;
+    double qa = 0, qc = 0;
+    if (c < Na + Nc) { /* blocks in order, in float like the CPU's chunk sums */
+      float s = 0.0f;
+      for (int b = 0; b < y->blocks; b++)
+        s += col[(size_t)b * y->cols];
+      if (c < Na)
+        a->actor_grad[(size_t)p * Na + c] = s, qa = (double)s * s;
+      else
+        a->critic_grad[(size_t)p * Nc + c - Na] = s, qc = (double)s * s;
+    } else if (c < y->cols) { /* a loss sum, in double like the CPU's */
+      double s = 0;
+      for (int b = 0; b < y->blocks; b++)
+        s += col[(size_t)b * y->cols];
+      a->stats[(size_t)p * BLPO_STAT_COUNT + BLPO_STAT_PG_LOSS + (c - Na - Nc)] +=
+          (float)(s / y->n);
+    }
+    sh->sq[0][tid] = qa;
+    sh->sq[1][tid] = qc;
+  } else if (phase <= BLPO_MBF_TREE_STEPS) {
+    blpo_mbf_tree(sh->sq[0], tid, phase);
+    blpo_mbf_tree(sh->sq[1], tid, phase);
+  } else if (tid == 0) {
+    double *q = a->sq + ((size_t)p * y->col_blocks + k) * 2;
+    q[0] = sh->sq[0][0];
+    q[1] = sh->sq[1][0];
+  }
+}
+
+/* adam: block k of agent p. Phases: the reduce blocks' squared norms, tree,
+ * norms and clip factor (block 0 records them), the Adam steps. */
+BLPO_HD int blpo_mbf_adam_phases(void) { return BLPO_MBF_TREE_STEPS + 3; }
+
+BLPO_HD void blpo_mbf_adam(const blpo_mbf_args *a, int p, int k, int tid, int phase,
+                           blpo_mbf_adam_shared *sh) {
+  const blpo_mbf_layout *y = &a->lay;
+  const int Na = y->a.num_params, Nc = y->c.num_params;
+  if (phase == 0) {
+    double qa = 0, qc = 0;
+    const double *q = a->sq + (size_t)p * y->col_blocks * 2;
+    for (int g = tid; g < y->col_blocks; g += BLPO_MBF_THREADS)
+      qa += q[2 * g], qc += q[2 * g + 1];
+    sh->sq[0][tid] = qa;
+    sh->sq[1][tid] = qc;
+  } else if (phase <= BLPO_MBF_TREE_STEPS) {
+    blpo_mbf_tree(sh->sq[0], tid, phase);
+    blpo_mbf_tree(sh->sq[1], tid, phase);
+  } else if (phase == BLPO_MBF_TREE_STEPS + 1) {
+    if (tid != 0)
+      return;
+    float sa = (float)sh->sq[0][0], sc = (float)sh->sq[1][0];
+    sh->scale = blpo_clip_scale(sqrtf(sa + sc), a->max_grad_norm);
+    sh->spa = blpo_adam_resolve(a->actor_sched, blpo_clock_read(a->actor_sched.step.clock));
+    sh->spc = blpo_adam_resolve(a->critic_sched, blpo_clock_read(a->critic_sched.step.clock));
+    if (k == 0) {
+      float *st = a->stats + (size_t)p * BLPO_STAT_COUNT;
+      a->sumsq_a[p] = sa;
+      a->sumsq_c[p] = sc;
+      a->scale[p] = sh->scale;
+      st[BLPO_STAT_ACTOR_GNORM] += sqrtf(sa);
+      st[BLPO_STAT_CRITIC_GNORM] += sqrtf(sc);
+      st[BLPO_STAT_COUNT_MB] += 1.0f;
+    }
+  } else {
+    const int c = k * BLPO_MBF_THREADS + tid;
+    if (c < Na) {
+      size_t e = (size_t)p * Na + c;
+      blpo_adam_update(&a->actor_params[e], &a->actor_m[e], &a->actor_v[e],
+                       a->actor_grad[e] * sh->scale, sh->spa);
+    } else if (c < Na + Nc) {
+      size_t e = (size_t)p * Nc + c - Na;
+      blpo_adam_update(&a->critic_params[e], &a->critic_m[e], &a->critic_v[e],
+                       a->critic_grad[e] * sh->scale, sh->spc);
+    }
+  }
+}
+
+#endif
