@@ -554,6 +554,7 @@ int main(int argc, char **argv) {
   };
   const size_t nc = sizeof(cases) / sizeof(cases[0]);
   if (cuda) {
+#ifdef BLPO_WITH_CUDA
     char why[256];
     blpo_backend *gpu = blpo_backend_cuda_create(why, sizeof why);
     if (!gpu) {
@@ -564,6 +565,10 @@ int main(int argc, char **argv) {
       check_case(&cases[k], SIDE_CUDA, 1, 0, gpu);
     gpu->destroy(gpu);
     return test_summary("test_ppo_minibatch --cuda");
+#else
+    printf("test_ppo_minibatch --cuda: skipped: built without the CUDA backend\n");
+    return 77;
+#endif
   }
   const int threads[] = {1, 2, 3};
   for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++)
