@@ -677,6 +677,7 @@ void cuda_destroy(blpo_backend *be) {
     blpo_cuda_free_timer(impl);
     blpo_cuda_free_solver(impl);
     blpo_cuda_free_ppo_minibatch(impl);
+    blpo_cuda_free_critic_step(impl);
     cusolverCheck(cusolverDnDestroy(impl->cusolver));
     cublasCheck(cublasDestroy(impl->cublas));
     if (impl->cublas_ws)
@@ -786,5 +787,6 @@ extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
   blpo_cuda_install_graph(be); // capture_begin/_end, graph_launch/_free/_count, precision
   blpo_cuda_install_rollout_fused(be);
   blpo_cuda_install_ppo_minibatch(be);
+  blpo_cuda_install_critic_step(be);
   return be;
 }

@@ -63,6 +63,9 @@ typedef struct {
   // The fused minibatch update's layout and workspaces, sized by
   // ppo_minibatch_prepare (kernels/ppo_minibatch_cuda.cu owns them).
   struct blpo_cuda_mbf *mbf;
+  // The fused nested critic step's, sized by critic_step_prepare
+  // (kernels/critic_step_cuda.cu).
+  struct blpo_cuda_cvf *cvf;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
@@ -96,5 +99,10 @@ void blpo_cuda_install_rollout_fused(blpo_backend *be);
 // allocated (kernels/ppo_minibatch_cuda.cu).
 void blpo_cuda_install_ppo_minibatch(blpo_backend *be);
 void blpo_cuda_free_ppo_minibatch(blpo_cuda_impl *impl);
+
+// Installs critic_step_prepare and critic_step, and frees what prepare
+// allocated (kernels/critic_step_cuda.cu).
+void blpo_cuda_install_critic_step(blpo_backend *be);
+void blpo_cuda_free_critic_step(blpo_cuda_impl *impl);
 
 #endif

@@ -77,16 +77,6 @@ void free_workspace(blpo_cuda_mbf *w) {
   w->parts = nullptr, w->moments = nullptr, w->sq = nullptr;
 }
 
-int same_net(const blpo_mbf_net *t, const blpo_mlp *m) {
-  if (t->L != m->num_layers || t->activation != m->activation ||
-      t->num_params != (int)m->num_params)
-    return 0;
-  for (int l = 0; l <= m->num_layers; l++)
-    if (t->dims[l] != m->dims[l])
-      return 0;
-  return 1;
-}
-
 // backend.h ppo_minibatch_prepare: the largest rows per block (32, 16 or 8)
 // whose shared memory fits the device, and the workspaces for it. Runs
 // outside any graph capture (trainer create), so it may allocate.
@@ -132,8 +122,8 @@ void cuda_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_min
   blpo_cuda_mbf *w = impl->mbf;
   if (d->P <= 0 || mb->n <= 0)
     return;
-  if (!w || w->P != d->P || w->lay.n != mb->n || !same_net(&w->lay.a, mb->actor) ||
-      !same_net(&w->lay.c, mb->critic)) {
+  if (!w || w->P != d->P || w->lay.n != mb->n || !blpo_mbf_net_matches(&w->lay.a, mb->actor) ||
+      !blpo_mbf_net_matches(&w->lay.c, mb->critic)) {
     char why[160];
     snprintf(why, sizeof why, "not prepared for %d agents x %d rows of these networks", d->P,
              mb->n);

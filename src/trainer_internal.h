@@ -19,6 +19,7 @@ struct blpo_trainer {
   int normalize_obs, normalize_reward;
   int fused;        /* rollout steps through rollout_fused (run.fused_rollout) */
   int fused_update; /* PPO minibatches through ppo_minibatch (run.fused_update) */
+  int fused_critic; /* nested critic steps through critic_step (run.fused_update) */
 
   /* parameters and optimiser state */
   float *actor_params, *actor_grad, *actor_m, *actor_v;     /* (P, Na) */

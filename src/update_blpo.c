@@ -3,9 +3,11 @@
  * permutations and sketch indices are drawn by the backend from the clock,
  * and nothing is read back to the host except in the opt-in check mode. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blpo/critic_step.h"
 #include "blpo/rng.h"
 #include "trainer_internal.h"
 
@@ -19,6 +21,14 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
   int m = N / M, n = T * m;
   size_t Na = tr->actor.num_params, Nc = tr->critic.num_params, F = sizeof(float);
   tr->traj_per_mb = m;
+  /* the nested critic's steps as one op (run.fused_update), sized here,
+   * before any capture */
+  tr->fused_critic = c->fused_update != BLPO_TRI_OFF && be->critic_step &&
+                     (!be->critic_step_prepare || be->critic_step_prepare(be, d, &tr->critic, n));
+  if (c->fused_update == BLPO_TRI_ON && !tr->fused_critic)
+    fprintf(stderr, "blpo-gpu: run.fused_update: the %s backend %s; using the separate ops\n",
+            be->name,
+            be->critic_step ? "cannot run this critic as one step op" : "has no fused critic step");
   int fail = 0;
 #define ALLOC(ptr, bytes)                                                                          \
   do {                                                                                             \
@@ -218,15 +228,28 @@ void blpo_update_blpo(blpo_trainer *tr) {
       blpo_phase_mark(tr, BLPO_PHASE_NESTED);
       int64_t call = (int64_t)epoch * M + mb; /* minibatch update within the iteration */
       int64_t kc = c->nested_updates;
+      blpo_critic_step cs = {
+          .n = n,
+          .critic = &tr->critic,
+          .x = tr->mb_obs,
+          .target = tr->mb_ret,
+          .params = tr->critic_params,
+          .grad = tr->critic_grad,
+          .m = tr->critic_m,
+          .v = tr->critic_v,
+          .acts = tr->critic_acts,
+          .dvalue = tr->dvalue,
+          .scratch = tr->scratch,
+          .stats = tr->stats,
+      };
       for (int k = 0; k < c->nested_updates; k++) {
-        be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
-        be->value_loss(be, P, n, c_head, c_stride, tr->mb_ret, tr->dvalue, tr->stats,
-                       k == 0 ? BLPO_STAT_CRITIC_LOSS_BEFORE : -1);
-        be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
-                         tr->dvalue, tr->critic_grad, tr->scratch);
-        be->adam(be, P, Nc, tr->critic_params, tr->critic_grad, tr->critic_m, tr->critic_v, NULL,
-                 blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)c->num_epochs * M * kc,
-                                         call * kc + k));
+        cs.stat_slot = k == 0 ? BLPO_STAT_CRITIC_LOSS_BEFORE : -1;
+        cs.sched = blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)c->num_epochs * M * kc,
+                                           call * kc + k);
+        if (tr->fused_critic)
+          be->critic_step(be, P, &cs);
+        else
+          blpo_critic_step_ops(be, P, &cs);
       }
       be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
       be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts);

@@ -119,3 +119,9 @@ set_tests_properties(phase_timer PROPERTIES LABELS "cpu")
 blpo_test_exe(test_ppo_minibatch)
 add_test(NAME ppo_minibatch_fused_cpu COMMAND test_ppo_minibatch)
 set_tests_properties(ppo_minibatch_fused_cpu PROPERTIES LABELS "cpu;derivatives")
+
+# The CUDA fused nested critic step's block programs, run on the host,
+# against the separate ops (--cuda: the op itself; tests/gpu.cmake).
+blpo_test_exe(test_critic_step)
+add_test(NAME critic_step_blocks COMMAND test_critic_step)
+set_tests_properties(critic_step_blocks PROPERTIES LABELS "cpu;derivatives")

@@ -25,11 +25,14 @@ if(BLPO_HAVE_CUDA)
   endforeach()
 endif()
 
-# The CUDA fused PPO minibatch update against the CPU's separate ops
-# (tests/test_ppo_minibatch.c; its CPU run checks the kernels' block programs).
+# The CUDA fused PPO minibatch update and nested critic step against the
+# CPU's separate ops (tests/test_ppo_minibatch.c, tests/test_critic_step.c;
+# their CPU runs check the kernels' block programs).
 if(BLPO_HAVE_CUDA)
   add_test(NAME gpu_ppo_minibatch COMMAND test_ppo_minibatch --cuda)
-  set_tests_properties(gpu_ppo_minibatch PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;derivatives")
+  add_test(NAME gpu_critic_step COMMAND test_critic_step --cuda)
+  set_tests_properties(gpu_ppo_minibatch gpu_critic_step PROPERTIES SKIP_RETURN_CODE 77
+                       LABELS "gpu;derivatives")
 endif()
 
 # Short training runs on the GPU that must learn CartPole (PPO with the

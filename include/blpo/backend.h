@@ -87,6 +87,21 @@ typedef struct {
   blpo_adam_sched actor_sched, critic_sched;
 } blpo_ppo_minibatch;
 
+/* One Adam step of the nested critic on g(w) = (1/n) sum (G - V)^2 over n
+ * gathered rows (blpo.md step 4a), as the arguments of
+ * blpo_backend.critic_step: the critic's forward pass, the value loss, its
+ * backward pass and Adam without a clip. (P, ...) buffers. */
+typedef struct {
+  int n;                          /* rows */
+  const blpo_mlp *critic;         /* */
+  const float *x, *target;        /* (P, n, O), (P, n) */
+  float *params, *grad, *m, *v;   /* (P, Nc) */
+  float *acts, *dvalue, *scratch; /* workspaces of the separate ops */
+  float *stats;                   /* (P, BLPO_STAT_COUNT) */
+  int stat_slot;                  /* where the loss is added; < 0: nowhere */
+  blpo_adam_sched sched;
+} blpo_critic_step;
+
 /* Stamps a backend's phase timer keeps at once (blpo_backend.timer_mark). */
 #define BLPO_TIMER_SLOTS 256
 struct blpo_backend {
@@ -323,6 +338,14 @@ struct blpo_backend {
    * preparation and runs any network (the CPU). */
   int (*ppo_minibatch_prepare)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                                const blpo_mlp *critic, int n);
+  /* One nested critic step (blpo_critic_step): what blpo_critic_step_ops
+   * (src/critic_step.c) computes as mlp_forward, value_loss, mlp_backward and
+   * adam, to params, grad, m, v and stats. CUDA: two kernels (rows and
+   * Adam, include/blpo/critic_blocks.h), up to float rounding, the
+   * workspaces left unwritten; NULL on the CPU (the separate ops). */
+  void (*critic_step)(blpo_backend *be, int P, const blpo_critic_step *cs);
+  /* As ppo_minibatch_prepare, for critic_step on n-row minibatches. */
+  int (*critic_step_prepare)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *critic, int n);
 
   /* ---- replay (optional: NULL where the backend has none) ---- */
   /* Records the operations queued from capture_begin to capture_end instead

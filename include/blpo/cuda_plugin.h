@@ -19,8 +19,9 @@ extern "C" {
 #endif
 
 /* Bumped whenever blpo_backend or this table changes meaning (2: the phase
- * timer ops and timer_slots; 3: ppo_minibatch; 4: ppo_minibatch_prepare). */
-#define BLPO_CUDA_PLUGIN_ABI 4
+ * timer ops and timer_slots; 3: ppo_minibatch; 4: ppo_minibatch_prepare;
+ * 5: critic_step, critic_step_prepare). */
+#define BLPO_CUDA_PLUGIN_ABI 5
 #define BLPO_CUDA_PLUGIN_FILE "libblpo-cuda.so"
 #define BLPO_CUDA_PLUGIN_ENTRY "blpo_cuda_plugin_get"
 

@@ -120,6 +120,17 @@ static inline int blpo_mbf_net_init(blpo_mbf_net *t, const blpo_mlp *m, int off)
   return off;
 }
 
+/* Whether t was laid out from a network of m's shape. */
+static inline int blpo_mbf_net_matches(const blpo_mbf_net *t, const blpo_mlp *m) {
+  if (t->L != m->num_layers || t->activation != m->activation ||
+      t->num_params != (int)m->num_params)
+    return 0;
+  for (int l = 0; l <= m->num_layers; l++)
+    if (t->dims[l] != m->dims[l])
+      return 0;
+  return 1;
+}
+
 /* The layout for n-row minibatches of these networks with R rows per block
  * (1 <= R <= BLPO_MBF_ROWS); returns the rows kernel's shared floats. */
 static inline int blpo_mbf_layout_init(blpo_mbf_layout *y, const blpo_dims *d,

@@ -1,0 +1,253 @@
+/* The fused nested critic step (backend.h critic_step) against the separate
+ * ops it replaces (blpo_critic_step_ops on the CPU backend: mlp_forward,
+ * value_loss, mlp_backward, adam), over three steps in a row from random
+ * rows, targets, parameters and Adam moments: tanh and relu, one to three
+ * hidden layers of uneven widths, 1 to 66 blocks of rows (the last one
+ * partial), one to three agents, the loss recorded in a stats slot or not.
+ * Two fused sides:
+ *
+ *   blocks  the CUDA kernels' block programs (include/blpo/critic_blocks.h)
+ *           run on the host thread by thread, with 32 and 8 rows per block,
+ *           shared memory and partials poisoned;
+ *   cuda    (--cuda; exits 77 without a device) the CUDA backend's op.
+ *
+ * Outputs are poisoned with NaN first. Tolerances as test_ppo_minibatch: the
+ * gradient to 1e-4 of its norm, each step's change of the parameters and
+ * moments to 1e-3 of the change's norm, the stats to 1e-4. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blpo/backend.h"
+#include "blpo/critic_blocks.h"
+#include "blpo/critic_step.h"
+#include "blpo/mlp.h"
+#include "test_util.h"
+
+enum { STEPS = 3 };
+
+typedef struct {
+  const char *name;
+  int act, P, n, O;
+  int h[3], nh;
+} cs_case;
+
+static float *alloc_f(size_t count) {
+  float *p = malloc((count ? count : 1) * sizeof(float));
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  return p;
+}
+
+static void poison(float *x, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    x[i] = NAN;
+}
+
+/* The block programs, every block's threads one after another per phase. */
+static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R) {
+  blpo_cvf_layout y;
+  int sf = blpo_cvf_layout_init(&y, obs_dim, cs->critic, cs->n, R);
+  size_t np = (size_t)P * blpo_cvf_parts_floats(&y);
+  float *parts = alloc_f(np), *sm = alloc_f((size_t)sf);
+  poison(parts, np);
+  blpo_cvf_args a = blpo_cvf_args_of(&y, cs, parts);
+  for (int p = 0; p < P; p++)
+    for (int b = 0; b < y.blocks; b++) {
+      poison(sm, (size_t)sf);
+      for (int ph = 0; ph < blpo_cvf_rows_phases(&y); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_cvf_rows(&a, p, b, t, ph, sm);
+    }
+  for (int p = 0; p < P; p++)
+    for (int k = 0; k < y.col_blocks; k++) {
+      blpo_cvf_adam_shared sh;
+      memset(&sh, 0xff, sizeof(sh));
+      for (int ph = 0; ph < blpo_cvf_adam_phases(); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_cvf_adam(&a, p, k, t, ph, &sh);
+    }
+  free(parts);
+  free(sm);
+}
+
+/* |x - y| / |y| of the differences from base (NULL: 0); infinite where a
+ * value is not finite. */
+static double rel_norm(const float *x, const float *y, const float *base, size_t n) {
+  double d = 0, r = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(x[i]) || !isfinite(y[i]))
+      return INFINITY;
+    double b = base ? base[i] : 0.0, dx = (double)x[i] - b, dy = (double)y[i] - b;
+    d += (dx - dy) * (dx - dy);
+    r += dy * dy;
+  }
+  return sqrt(d) / (sqrt(r) + 1e-30);
+}
+
+enum { F_PARAMS, F_GRAD, F_M, F_V, F_STATS, F_COUNT };
+
+typedef struct {
+  float *f[F_COUNT]; /* params, grad, m, v (P, Nc); stats (P, BLPO_STAT_COUNT) */
+} state;
+
+static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
+  blpo_backend *be = blpo_backend_cpu_create(1);
+  blpo_mlp critic;
+  blpo_mlp_init_shape(&critic, c->O, c->h, c->nh, 1, c->act, 0);
+  int P = c->P, n = c->n;
+  size_t Nc = critic.num_params, Pn = (size_t)P * n;
+  size_t cnt[F_COUNT] = {P * Nc, P * Nc, P * Nc, P * Nc, (size_t)P * BLPO_STAT_COUNT};
+  const char *names[F_COUNT] = {"params", "grad", "m", "v", "stats"};
+  float *x = alloc_f(Pn * c->O), *target = alloc_f(Pn);
+  for (size_t i = 0; i < Pn * c->O; i++)
+    x[i] = (float)nrand();
+  for (size_t i = 0; i < Pn; i++)
+    target[i] = (float)(1.5 * nrand());
+  state ops, fused, before;
+  for (int k = 0; k < F_COUNT; k++) {
+    ops.f[k] = alloc_f(cnt[k]), fused.f[k] = alloc_f(cnt[k]), before.f[k] = alloc_f(cnt[k]);
+    poison(ops.f[k], cnt[k]);
+    poison(fused.f[k], cnt[k]);
+  }
+  for (size_t i = 0; i < P * Nc; i++) {
+    ops.f[F_PARAMS][i] = (float)(0.4 * nrand());
+    ops.f[F_M][i] = (float)(1e-3 * nrand());
+    ops.f[F_V][i] = (float)(1e-5 * urand());
+  }
+  for (size_t i = 0; i < cnt[F_STATS]; i++)
+    ops.f[F_STATS][i] = (float)urand();
+  for (int k = 0; k < F_COUNT; k++)
+    if (k != F_GRAD)
+      memcpy(fused.f[k], ops.f[k], cnt[k] * sizeof(float));
+  float *acts = alloc_f(Pn * critic.act_floats_per_row), *dvalue = alloc_f(Pn);
+  float *scratch = alloc_f(Pn * 2 * (size_t)critic.max_width);
+  int64_t clock = 2, *clock_dev = NULL;
+  blpo_critic_step base = {.n = n, .critic = &critic, .x = x, .target = target};
+  base.acts = acts, base.dvalue = dvalue, base.scratch = scratch;
+
+  /* the CUDA side: device copies, kept across the steps */
+  float *dev[F_COUNT] = {0}, *x_dev = NULL, *t_dev = NULL, *ws_dev[3] = {0};
+  blpo_dims d = {.P = P, .obs_dim = c->O};
+  if (gpu) {
+    int ok = gpu->critic_step && gpu->critic_step_prepare &&
+             gpu->critic_step_prepare(gpu, &d, &critic, n);
+    CHECK(ok, "%s: the CUDA backend runs this critic fused", c->name);
+    if (!ok)
+      goto done;
+    for (int k = 0; k < F_COUNT; k++) {
+      dev[k] = gpu->alloc(gpu, cnt[k] * sizeof(float));
+      gpu->upload(gpu, dev[k], fused.f[k], cnt[k] * sizeof(float));
+    }
+    x_dev = gpu->alloc(gpu, Pn * c->O * sizeof(float));
+    gpu->upload(gpu, x_dev, x, Pn * c->O * sizeof(float));
+    t_dev = gpu->alloc(gpu, Pn * sizeof(float));
+    gpu->upload(gpu, t_dev, target, Pn * sizeof(float));
+    clock_dev = gpu->alloc(gpu, sizeof(int64_t));
+    gpu->upload(gpu, clock_dev, &clock, sizeof(int64_t));
+    ws_dev[0] = gpu->alloc(gpu, Pn * critic.act_floats_per_row * sizeof(float));
+    ws_dev[1] = gpu->alloc(gpu, Pn * sizeof(float));
+    ws_dev[2] = gpu->alloc(gpu, Pn * 2 * (size_t)critic.max_width * sizeof(float));
+  }
+  for (int step = 0; step < STEPS; step++) {
+    for (int k = 0; k < F_COUNT; k++)
+      memcpy(before.f[k], ops.f[k], cnt[k] * sizeof(float));
+    blpo_critic_step a = base;
+    a.stat_slot = step == 0 ? BLPO_STAT_CRITIC_LOSS_BEFORE : step == 1 ? -1 : BLPO_STAT_V_LOSS;
+    a.sched = blpo_adam_fixed(1e-3f, 0.9f, 0.999f, 1e-5f, 1);
+    a.sched.anneal_iters = 10;
+    a.sched.step = (blpo_counter){&clock, 15, 4 + step};
+    a.params = ops.f[F_PARAMS], a.grad = ops.f[F_GRAD], a.m = ops.f[F_M], a.v = ops.f[F_V];
+    a.stats = ops.f[F_STATS];
+    blpo_critic_step_ops(be, P, &a);
+    blpo_critic_step b = a;
+    if (gpu) {
+      b.x = x_dev, b.target = t_dev, b.acts = ws_dev[0], b.dvalue = ws_dev[1];
+      b.scratch = ws_dev[2], b.sched.step.clock = clock_dev;
+      b.params = dev[F_PARAMS], b.grad = dev[F_GRAD], b.m = dev[F_M], b.v = dev[F_V];
+      b.stats = dev[F_STATS];
+      gpu->critic_step(gpu, P, &b);
+      for (int k = 0; k < F_COUNT; k++)
+        gpu->download(gpu, fused.f[k], dev[k], cnt[k] * sizeof(float));
+    } else {
+      b.params = fused.f[F_PARAMS], b.grad = fused.f[F_GRAD], b.m = fused.f[F_M];
+      b.v = fused.f[F_V], b.stats = fused.f[F_STATS];
+      run_blocks(c->O, P, &b, R);
+    }
+    for (int k = 0; k < F_COUNT; k++) {
+      const float *xf = fused.f[k], *yo = ops.f[k];
+      if (k == F_STATS) {
+        for (size_t i = 0; i < cnt[k]; i++)
+          if (!(fabsf(xf[i] - yo[i]) <= 1e-4f * (1.0f + fabsf(yo[i])))) {
+            CHECK(0, "%s, R %d, step %d: stats[%zu] %g, ops %g", c->name, R, step + 1, i,
+                  (double)xf[i], (double)yo[i]);
+            break;
+          }
+        continue;
+      }
+      double e = rel_norm(xf, yo, k == F_GRAD ? NULL : before.f[k], cnt[k]);
+      double tol = k == F_GRAD ? 1e-4 : 1e-3;
+      CHECK(e <= tol, "%s, %s, step %d: %s off by %.3g of its norm (tolerance %g)", c->name,
+            gpu ? "cuda" : (R == 8 ? "blocks of 8 rows" : "blocks of 32 rows"), step + 1, names[k],
+            e, tol);
+    }
+  }
+done:
+  if (gpu) {
+    for (int k = 0; k < F_COUNT; k++)
+      if (dev[k])
+        gpu->release(gpu, dev[k]);
+    void *ps[] = {x_dev, t_dev, clock_dev, ws_dev[0], ws_dev[1], ws_dev[2]};
+    for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
+      if (ps[k])
+        gpu->release(gpu, ps[k]);
+  }
+  for (int k = 0; k < F_COUNT; k++) {
+    free(ops.f[k]);
+    free(fused.f[k]);
+    free(before.f[k]);
+  }
+  free(x);
+  free(target);
+  free(acts);
+  free(dvalue);
+  free(scratch);
+  be->destroy(be);
+}
+
+int main(int argc, char **argv) {
+  int cuda = argc > 1 && !strcmp(argv[1], "--cuda");
+  const cs_case cases[] = {
+      {"tanh 64-64, CartPole obs, 1024 rows", BLPO_ACT_TANH, 1, 1024, 4, {64, 64}, 2},
+      {"relu 80-24, Acrobot obs, 1000 rows, 2 agents", BLPO_ACT_RELU, 2, 1000, 6, {80, 24}, 2},
+      {"tanh 32-32-32, Pendulum obs, 2100 rows", BLPO_ACT_TANH, 1, 2100, 3, {32, 32, 32}, 3},
+      {"tanh 20, MountainCar obs, 100 rows, 3 agents", BLPO_ACT_TANH, 3, 100, 2, {20}, 1},
+      {"relu 17-9, 7 rows", BLPO_ACT_RELU, 2, 7, 5, {17, 9}, 2},
+  };
+  const size_t nc = sizeof(cases) / sizeof(cases[0]);
+  if (cuda) {
+#ifdef BLPO_WITH_CUDA
+    char why[256];
+    blpo_backend *gpu = blpo_backend_cuda_create(why, sizeof why);
+    if (!gpu) {
+      printf("test_critic_step --cuda: skipped: %s\n", why);
+      return 77;
+    }
+    for (size_t k = 0; k < nc; k++)
+      check_case(&cases[k], 0, gpu);
+    gpu->destroy(gpu);
+    return test_summary("test_critic_step --cuda");
+#else
+    printf("test_critic_step --cuda: skipped: built without the CUDA backend\n");
+    return 77;
+#endif
+  }
+  const int rows[] = {BLPO_MBF_ROWS, 8};
+  for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+    for (size_t k = 0; k < nc; k++)
+      check_case(&cases[k], rows[r], NULL);
+  return test_summary("test_critic_step");
+}
