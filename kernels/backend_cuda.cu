@@ -676,8 +676,6 @@ void cuda_destroy(blpo_backend *be) {
     cudaCheck(cudaStreamSynchronize(impl->stream));
     blpo_cuda_free_timer(impl);
     blpo_cuda_free_solver(impl);
-    blpo_cuda_free_ppo_minibatch(impl);
-    blpo_cuda_free_critic_step(impl);
     cusolverCheck(cusolverDnDestroy(impl->cusolver));
     cublasCheck(cublasDestroy(impl->cublas));
     if (impl->cublas_ws)

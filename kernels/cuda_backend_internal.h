@@ -60,12 +60,9 @@ typedef struct {
   // Profile mode's phase timer: one event per slot, made on first use.
   cudaEvent_t timer_ev[BLPO_TIMER_SLOTS];
   int timer_made;
-  // The fused minibatch update's layout and workspaces, sized by
-  // ppo_minibatch_prepare (kernels/ppo_minibatch_cuda.cu owns them).
-  struct blpo_cuda_mbf *mbf;
-  // The fused nested critic step's, sized by critic_step_prepare
-  // (kernels/critic_step_cuda.cu).
-  struct blpo_cuda_cvf *cvf;
+  // The device's opt-in shared memory per block, for the fused minibatch
+  // and critic step kernels' layouts (read at create).
+  int smem_optin;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
@@ -95,14 +92,9 @@ void blpo_cuda_free_timer(blpo_cuda_impl *impl);
 // Installs rollout_fused_supported and rollout_fused (kernels/rollout_fused_cuda.cu).
 void blpo_cuda_install_rollout_fused(blpo_backend *be);
 
-// Installs ppo_minibatch_prepare and ppo_minibatch, and frees what prepare
-// allocated (kernels/ppo_minibatch_cuda.cu).
+// Installs ppo_minibatch_work and ppo_minibatch (kernels/ppo_minibatch_cuda.cu).
 void blpo_cuda_install_ppo_minibatch(blpo_backend *be);
-void blpo_cuda_free_ppo_minibatch(blpo_cuda_impl *impl);
-
-// Installs critic_step_prepare and critic_step, and frees what prepare
-// allocated (kernels/critic_step_cuda.cu).
+// Installs critic_step_work and critic_step (kernels/critic_step_cuda.cu).
 void blpo_cuda_install_critic_step(blpo_backend *be);
-void blpo_cuda_free_critic_step(blpo_cuda_impl *impl);
 
 #endif

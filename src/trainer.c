@@ -224,12 +224,15 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   size_t PN = (size_t)P * N, TPN = (size_t)T * PN;
   tr->mb_rows = (int)((int64_t)T * N / cfg->num_minibatches);
   tr->ws_rows = tr->mb_rows > N ? tr->mb_rows : N;
-  /* PPO only; prepare sizes the fused op's workspaces (CUDA) or refuses
-   * networks it cannot hold, before any capture */
-  tr->fused_update = cfg->algo == BLPO_ALGO_PPO && cfg->fused_update != BLPO_TRI_OFF &&
-                     be->ppo_minibatch &&
-                     (!be->ppo_minibatch_prepare ||
-                      be->ppo_minibatch_prepare(be, d, &tr->actor, &tr->critic, tr->mb_rows));
+  /* PPO only; the fused op's workspace (CUDA) is sized here, 0 bytes where
+   * it cannot hold these networks */
+  size_t mb_work = 0;
+  tr->fused_update =
+      cfg->algo == BLPO_ALGO_PPO && cfg->fused_update != BLPO_TRI_OFF && be->ppo_minibatch;
+  if (tr->fused_update && be->ppo_minibatch_work) {
+    mb_work = be->ppo_minibatch_work(be, d, &tr->actor, &tr->critic, tr->mb_rows);
+    tr->fused_update = mb_work > 0;
+  }
   if (cfg->algo == BLPO_ALGO_PPO && cfg->fused_update == BLPO_TRI_ON && !tr->fused_update)
     fprintf(stderr, "blpo-gpu: run.fused_update: the %s backend %s; using the separate ops\n",
             be->name,
@@ -284,6 +287,8 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   tr->sumsq_c = be_alloc(tr, (size_t)P * F, &f);
   tr->scale = be_alloc(tr, (size_t)P * F, &f);
   tr->stats = be_alloc(tr, (size_t)P * BLPO_STAT_COUNT * F, &f);
+  if (mb_work)
+    tr->mb_work = be_alloc(tr, mb_work, &f);
   tr->h_eret = malloc(TPN * F);
   tr->h_stats = malloc((size_t)P * BLPO_STAT_COUNT * F);
   tr->recent = calloc((size_t)P * BLPO_RECENT_EPISODES, F);
@@ -503,6 +508,7 @@ static void ppo_update(blpo_trainer *tr) {
       .stats = tr->stats,
       .pp = {c->clip_eps, c->vf_coef, c->ent_coef, c->clip_value, c->norm_adv},
       .max_grad_norm = c->max_grad_norm,
+      .work = tr->mb_work,
   };
 
   for (int epoch = 0; epoch < E; epoch++) {
@@ -697,7 +703,9 @@ size_t blpo_trainer_graph_kernels(const blpo_trainer *tr, size_t *nodes) {
 int blpo_trainer_replaying(const blpo_trainer *tr) { return tr->graph != NULL; }
 
 int blpo_trainer_fused_rollout(const blpo_trainer *tr) { return tr->fused; }
-int blpo_trainer_fused_update(const blpo_trainer *tr) { return tr->fused_update; }
+int blpo_trainer_fused_update(const blpo_trainer *tr) {
+  return tr->fused_update || tr->fused_critic;
+}
 
 int blpo_trainer_evaluate(blpo_trainer *tr, int episodes, int deterministic, double *mean,
                           double *std, double *mn, double *mx) {
@@ -838,7 +846,7 @@ void blpo_trainer_destroy(blpo_trainer *tr) {
       tr->critic_acts,  tr->scratch,    tr->idx,       tr->mb_obs,     tr->mb_act,
       tr->mb_logp,      tr->mb_adv,     tr->mb_ret,    tr->mb_val,     tr->dhead,
       tr->dvalue,       tr->sumsq_a,    tr->sumsq_c,   tr->scale,      tr->stats,
-      tr->clock};
+      tr->clock,        tr->mb_work};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i])
       be->release(be, bufs[i]);

@@ -21,10 +21,12 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
   int m = N / M, n = T * m;
   size_t Na = tr->actor.num_params, Nc = tr->critic.num_params, F = sizeof(float);
   tr->traj_per_mb = m;
-  /* the nested critic's steps as one op (run.fused_update), sized here,
-   * before any capture */
-  tr->fused_critic = c->fused_update != BLPO_TRI_OFF && be->critic_step &&
-                     (!be->critic_step_prepare || be->critic_step_prepare(be, d, &tr->critic, n));
+  /* the nested critic's steps as one op (run.fused_update), its workspace
+   * sized here: 0 bytes where the backend cannot hold this critic */
+  size_t cs_work = c->fused_update != BLPO_TRI_OFF && be->critic_step
+                       ? be->critic_step_work(be, d, &tr->critic, n)
+                       : 0;
+  tr->fused_critic = cs_work > 0;
   if (c->fused_update == BLPO_TRI_ON && !tr->fused_critic)
     fprintf(stderr, "blpo-gpu: run.fused_update: the %s backend %s; using the separate ops\n",
             be->name,
@@ -37,6 +39,8 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
     if (!(ptr))                                                                                    \
       fail = 1;                                                                                    \
   } while (0)
+  if (cs_work)
+    ALLOC(tr->cs_work, cs_work);
   ALLOC(tr->rows_idx, sizeof(int32_t) * (size_t)P * T * N);
   ALLOC(tr->last_idx, sizeof(int32_t) * (size_t)P * N);
   ALLOC(tr->mb_last_obs, F * P * m * O);
@@ -106,7 +110,7 @@ void blpo_update_blpo_free(blpo_trainer *tr) {
                   tr->resid,     tr->cdot,     tr->v_vec,       tr->v_last_grad, tr->x_vec,
                   tr->p_vec,     tr->vdot,     tr->vdot_last,   tr->tan_work,    tr->sketch_idx,
                   tr->hvp_rows,  tr->hvp_work, tr->cg_buf,      tr->hess,        tr->x_exact,
-                  tr->iota};
+                  tr->iota,      tr->cs_work};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i])
       be->release(be, bufs[i]);
@@ -241,6 +245,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
           .dvalue = tr->dvalue,
           .scratch = tr->scratch,
           .stats = tr->stats,
+          .work = tr->cs_work,
       };
       for (int k = 0; k < c->nested_updates; k++) {
         cs.stat_slot = k == 0 ? BLPO_STAT_CRITIC_LOSS_BEFORE : -1;

@@ -54,7 +54,9 @@ static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R) {
   size_t np = (size_t)P * blpo_cvf_parts_floats(&y);
   float *parts = alloc_f(np), *sm = alloc_f((size_t)sf);
   poison(parts, np);
-  blpo_cvf_args a = blpo_cvf_args_of(&y, cs, parts);
+  blpo_critic_step with_work = *cs;
+  with_work.work = parts;
+  blpo_cvf_args a = blpo_cvf_args_of(&y, &with_work);
   for (int p = 0; p < P; p++)
     for (int b = 0; b < y.blocks; b++) {
       poison(sm, (size_t)sf);
@@ -131,10 +133,12 @@ static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
 
   /* the CUDA side: device copies, kept across the steps */
   float *dev[F_COUNT] = {0}, *x_dev = NULL, *t_dev = NULL, *ws_dev[3] = {0};
+  void *work_dev = NULL;
   blpo_dims d = {.P = P, .obs_dim = c->O};
   if (gpu) {
-    int ok = gpu->critic_step && gpu->critic_step_prepare &&
-             gpu->critic_step_prepare(gpu, &d, &critic, n);
+    size_t wb = gpu->critic_step ? gpu->critic_step_work(gpu, &d, &critic, n) : 0;
+    work_dev = wb ? gpu->alloc(gpu, wb) : NULL;
+    int ok = work_dev != NULL;
     CHECK(ok, "%s: the CUDA backend runs this critic fused", c->name);
     if (!ok)
       goto done;
@@ -168,7 +172,7 @@ static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
       b.x = x_dev, b.target = t_dev, b.acts = ws_dev[0], b.dvalue = ws_dev[1];
       b.scratch = ws_dev[2], b.sched.step.clock = clock_dev;
       b.params = dev[F_PARAMS], b.grad = dev[F_GRAD], b.m = dev[F_M], b.v = dev[F_V];
-      b.stats = dev[F_STATS];
+      b.stats = dev[F_STATS], b.work = work_dev;
       gpu->critic_step(gpu, P, &b);
       for (int k = 0; k < F_COUNT; k++)
         gpu->download(gpu, fused.f[k], dev[k], cnt[k] * sizeof(float));
@@ -200,7 +204,7 @@ done:
     for (int k = 0; k < F_COUNT; k++)
       if (dev[k])
         gpu->release(gpu, dev[k]);
-    void *ps[] = {x_dev, t_dev, clock_dev, ws_dev[0], ws_dev[1], ws_dev[2]};
+    void *ps[] = {x_dev, t_dev, clock_dev, ws_dev[0], ws_dev[1], ws_dev[2], work_dev};
     for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
       if (ps[k])
         gpu->release(gpu, ps[k]);

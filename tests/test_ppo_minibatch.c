@@ -238,15 +238,15 @@ enum { SIDE_CPU, SIDE_BLOCKS, SIDE_CUDA };
 static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) {
   blpo_mbf_layout y;
   int P = d->P, sf = blpo_mbf_layout_init(&y, d, mb->actor, mb->critic, mb->n, R);
-  size_t np = (size_t)P * blpo_mbf_parts_floats(&y), nq = (size_t)P * blpo_mbf_sq_doubles(&y);
-  float *parts = alloc_f(np), *sm = alloc_f((size_t)sf);
-  double *moments = malloc(2 * (size_t)P * sizeof(double)), *sq = malloc(nq * sizeof(double));
-  poison(parts, np, 3);
-  for (size_t k = 0; k < 2 * (size_t)P; k++)
-    moments[k] = NAN;
-  for (size_t k = 0; k < nq; k++)
-    sq[k] = NAN;
-  blpo_mbf_args a = blpo_mbf_args_of(&y, mb, parts, moments, sq);
+  size_t wb = blpo_mbf_work_bytes(&y, P);
+  float *sm = alloc_f((size_t)sf);
+  void *work = malloc(wb);
+  if (!work) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  memset(work, 0xff, wb); /* NaN floats and doubles */
+  blpo_mbf_args a = blpo_mbf_args_of(&y, mb, P, work);
   for (int p = 0; p < P; p++) {
     blpo_mbf_moments_shared sh;
     memset(&sh, 0xff, sizeof(sh)); /* NaN doubles */
@@ -278,10 +278,8 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) 
         for (int t = 0; t < BLPO_MBF_THREADS; t++)
           blpo_mbf_adam(&a, p, k, t, ph, &sh);
     }
-  free(parts);
+  free(work);
   free(sm);
-  free(moments);
-  free(sq);
 }
 
 /* The CUDA side: device copies of the world and of one side's buffers. */
@@ -290,6 +288,7 @@ typedef struct {
   world w; /* rollout and idx device pointers */
   side s;  /* device buffers */
   int64_t *clock;
+  void *work; /* ppo_minibatch_work bytes */
 } cuda_side;
 
 static void *dev_copy(blpo_backend *be, const void *src, size_t bytes) {
@@ -325,10 +324,11 @@ static void cuda_side_init(cuda_side *g, blpo_backend *be, const world *w, side 
 
 static void cuda_side_free(cuda_side *g, const field *f, size_t nf) {
   blpo_backend *be = g->be;
-  void *ps[] = {g->w.obs, g->w.act, g->w.logp, g->w.adv,    g->w.ret,
-                g->w.val, g->w.idx, g->clock,  g->s.scratch};
+  void *ps[] = {g->w.obs, g->w.act, g->w.logp, g->w.adv,     g->w.ret,
+                g->w.val, g->w.idx, g->clock,  g->s.scratch, g->work};
   for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
-    be->release(be, ps[k]);
+    if (ps[k])
+      be->release(be, ps[k]);
   for (size_t k = 0; k < nf; k++)
     be->release(be, member(&g->s, &f[k]));
 }
@@ -430,8 +430,11 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
   cuda_side g;
   if (kind == SIDE_CUDA) {
     cuda_side_init(&g, gpu, &w, &fused, c->n, f, nf);
-    int ok = gpu->ppo_minibatch && gpu->ppo_minibatch_prepare &&
-             gpu->ppo_minibatch_prepare(gpu, &w.d, &w.actor, &w.critic, c->n);
+    size_t wb = gpu->ppo_minibatch && gpu->ppo_minibatch_work
+                    ? gpu->ppo_minibatch_work(gpu, &w.d, &w.actor, &w.critic, c->n)
+                    : 0;
+    g.work = wb ? gpu->alloc(gpu, wb) : NULL;
+    int ok = g.work != NULL;
     CHECK(ok, "%s: the CUDA backend runs these networks fused", c->name);
     if (!ok)
       kind = -1; /* nothing to compare */
@@ -446,6 +449,7 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
     blpo_ppo_minibatch_ops(be, &w.d, &a);
     if (kind == SIDE_CUDA) {
       blpo_ppo_minibatch b = args_of(&g.w, &g.s, c, which, g.clock);
+      b.work = g.work;
       gpu->ppo_minibatch(gpu, &w.d, &b);
       for (size_t k = 0; k < nf; k++)
         gpu->download(gpu, member(&fused, &f[k]), member(&g.s, &f[k]), f[k].count * sizeof(float));
@@ -486,6 +490,34 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
   side_free(&fused);
   world_free(&w);
   be->destroy(be);
+}
+
+/* The CUDA op's layout choice: the most rows per block that fit, down to 8,
+ * and a refusal for networks the layout does not hold. */
+static void check_choose(void) {
+  blpo_dims d = {
+      .P = 2, .obs_dim = 4, .act_dim = 1, .discrete = 1, .num_actions = 2, .head_dim = 2};
+  int h[2] = {64, 64}, wide[2] = {512, 512};
+  blpo_mlp a, c, aw, odd;
+  blpo_mlp_init_shape(&a, 4, h, 2, 2, BLPO_ACT_TANH, 0);
+  blpo_mlp_init_shape(&c, 4, h, 2, 1, BLPO_ACT_TANH, 0);
+  blpo_mlp_init_shape(&aw, 4, wide, 2, 2, BLPO_ACT_TANH, 0);
+  blpo_mlp_init_shape(&odd, 5, h, 2, 2, BLPO_ACT_TANH, 0); /* input width != obs_dim */
+  blpo_mbf_layout y;
+  const size_t h100 = 227 * 1024;
+  CHECK(blpo_mbf_choose(&y, &d, &a, &c, 4096, h100) == 32 && y.blocks == 128,
+        "64-64 on 227 KiB: 32 rows per block, 128 blocks (got %d, %d)", y.R, y.blocks);
+  size_t need8 = sizeof(float) * (size_t)blpo_mbf_layout_init(&y, &d, &a, &c, 4096, 8);
+  size_t need16 = sizeof(float) * (size_t)blpo_mbf_layout_init(&y, &d, &a, &c, 4096, 16);
+  CHECK(blpo_mbf_choose(&y, &d, &a, &c, 4096, need16) == 16, "16 rows where 32 do not fit");
+  CHECK(blpo_mbf_choose(&y, &d, &a, &c, 4096, need8) == 8, "8 rows where 16 do not fit");
+  CHECK(blpo_mbf_choose(&y, &d, &a, &c, 4096, need8 - 4) == 0, "refused where 8 do not fit");
+  CHECK(blpo_mbf_choose(&y, &d, &aw, &c, 4096, h100) == 0, "512-512 refused on 227 KiB");
+  CHECK(blpo_mbf_choose(&y, &d, &odd, &c, 4096, h100) == 0, "a mismatched input refused");
+  CHECK(blpo_mbf_choose(&y, &d, &c, &c, 4096, h100) == 0, "a 1-wide actor head refused");
+  blpo_dims dc = d;
+  dc.discrete = 0, dc.head_dim = 1; /* continuous: the actor needs its log_std */
+  CHECK(blpo_mbf_choose(&y, &dc, &c, &c, 4096, h100) == 0, "an actor without log_std refused");
 }
 
 int main(int argc, char **argv) {
@@ -570,6 +602,7 @@ int main(int argc, char **argv) {
     return 77;
 #endif
   }
+  check_choose();
   const int threads[] = {1, 2, 3};
   for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++)
     for (size_t k = 0; k < nc; k++)

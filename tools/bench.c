@@ -348,8 +348,8 @@ int main(int argc, char **argv) {
       snprintf(ratio, sizeof(ratio), "%.2fx", cost / ppo_cost);
     if (res[i].replayed)
       snprintf(kern, sizeof(kern), "%zu (%zu nodes)", res[i].kernels, res[i].nodes);
-    /* the fused update is PPO's minibatch; nested and blpo have none */
-    const char *fu = strcmp(res[i].algo, "ppo") ? "-" : res[i].fused_update ? "yes" : "no";
+    /* PPO's minibatch update, or the nested critic's steps (nested, blpo) */
+    const char *fu = res[i].fused_update ? "yes" : "no";
     printf("| %s | %.4f | %.0f | %s | %s | %s | %s | %s |\n", res[i].algo, res[i].s_per_iter,
            res[i].steps_per_s, ratio, res[i].replayed ? "yes" : "no", kern,
            res[i].fused ? "yes" : "no", fu);

@@ -31,9 +31,13 @@ for s in "${stages[@]}"; do
     ctest --test-dir build-gpu -L gpu --timeout 300 --output-on-failure 2>&1 | tee "$out/gpu_tests.log" || rc=1
     ;;
   memcheck)
-    for t in build-gpu/tests/test_gpu_*; do
+    # the GPU tests, and the fused ops' tests on the device (--cuda)
+    for t in build-gpu/tests/test_gpu_* "build-gpu/tests/test_ppo_minibatch --cuda" \
+      "build-gpu/tests/test_critic_step --cuda"; do
       echo "== compute-sanitizer --tool memcheck $t"
-      compute-sanitizer --tool memcheck --error-exitcode 99 --leak-check full "$t" 2>&1 | tail -n 25
+      # $t unquoted: a binary and its arguments
+      # shellcheck disable=SC2086
+      compute-sanitizer --tool memcheck --error-exitcode 99 --leak-check full $t 2>&1 | tail -n 25
       r=${PIPESTATUS[0]}
       echo "== exit $r"
       [ $r -eq 0 ] || rc=1

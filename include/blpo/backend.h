@@ -85,6 +85,7 @@ typedef struct {
   blpo_ppo_params pp;
   float max_grad_norm;
   blpo_adam_sched actor_sched, critic_sched;
+  void *work; /* ppo_minibatch_work bytes, or NULL where that op is NULL */
 } blpo_ppo_minibatch;
 
 /* One Adam step of the nested critic on g(w) = (1/n) sum (G - V)^2 over n
@@ -100,6 +101,7 @@ typedef struct {
   float *stats;                   /* (P, BLPO_STAT_COUNT) */
   int stat_slot;                  /* where the loss is added; < 0: nowhere */
   blpo_adam_sched sched;
+  void *work; /* critic_step_work bytes */
 } blpo_critic_step;
 
 /* Stamps a backend's phase timer keeps at once (blpo_backend.timer_mark). */
@@ -331,12 +333,14 @@ struct blpo_backend {
    * update); the rest agrees with the separate ops up to float rounding,
    * and a run is reproducible bit for bit. */
   void (*ppo_minibatch)(blpo_backend *be, const blpo_dims *d, const blpo_ppo_minibatch *mb);
-  /* Called once before training (never during a capture): 1 when
-   * ppo_minibatch can run these networks on n-row minibatches of d->P
-   * agents, its workspaces then sized; 0 when it cannot (the trainer then
-   * runs the separate ops). Optional: NULL where ppo_minibatch needs no
-   * preparation and runs any network (the CPU). */
-  int (*ppo_minibatch_prepare)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+  /* Bytes of the workspace (a buffer of this backend, blpo_ppo_minibatch's
+   * work) that ppo_minibatch needs for these networks on n-row minibatches
+   * of d->P agents; 0 when it cannot run them (the trainer then runs the
+   * separate ops). The caller owns the workspace, so trainers sharing a
+   * backend never share one. Called before training, never during a
+   * capture. Optional: NULL where ppo_minibatch needs no workspace and runs
+   * any network (the CPU). */
+  size_t (*ppo_minibatch_work)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                                const blpo_mlp *critic, int n);
   /* One nested critic step (blpo_critic_step): what blpo_critic_step_ops
    * (src/critic_step.c) computes as mlp_forward, value_loss, mlp_backward and
@@ -344,8 +348,9 @@ struct blpo_backend {
    * Adam, include/blpo/critic_blocks.h), up to float rounding, the
    * workspaces left unwritten; NULL on the CPU (the separate ops). */
   void (*critic_step)(blpo_backend *be, int P, const blpo_critic_step *cs);
-  /* As ppo_minibatch_prepare, for critic_step on n-row minibatches. */
-  int (*critic_step_prepare)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *critic, int n);
+  /* As ppo_minibatch_work, for critic_step on n-row minibatches (required
+   * where critic_step is not NULL). */
+  size_t (*critic_step_work)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *critic, int n);
 
   /* ---- replay (optional: NULL where the backend has none) ---- */
   /* Records the operations queued from capture_begin to capture_end instead

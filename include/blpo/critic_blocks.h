@@ -64,19 +64,35 @@ static inline int blpo_cvf_layout_init(blpo_cvf_layout *y, int obs_dim, const bl
   return off;
 }
 
+/* As blpo_mbf_choose, for the critic alone. */
+static inline int blpo_cvf_choose(blpo_cvf_layout *y, const blpo_dims *d, const blpo_mlp *critic,
+                                  int n, size_t smem_bytes) {
+  if (n <= 0 || d->P <= 0 || d->P > 65535 || !blpo_mbf_net_ok(critic, d->obs_dim, 1, 0))
+    return 0;
+  for (int R = BLPO_MBF_ROWS; R >= 8; R /= 2)
+    if (sizeof(float) * (size_t)blpo_cvf_layout_init(y, d->obs_dim, critic, n, R) <= smem_bytes)
+      return R;
+  return 0;
+}
+
 static inline size_t blpo_cvf_parts_floats(const blpo_cvf_layout *y) {
   return (size_t)y->blocks * (size_t)y->cols;
 }
 
-static inline blpo_cvf_args blpo_cvf_args_of(const blpo_cvf_layout *y, const blpo_critic_step *cs,
-                                             float *parts) {
+/* The workspace of P agents: the partials (P, blocks, cols). */
+static inline size_t blpo_cvf_work_bytes(const blpo_cvf_layout *y, int P) {
+  return (size_t)P * blpo_cvf_parts_floats(y) * sizeof(float);
+}
+
+/* A kernel's arguments for cs, its partials in cs->work. */
+static inline blpo_cvf_args blpo_cvf_args_of(const blpo_cvf_layout *y, const blpo_critic_step *cs) {
   blpo_cvf_args a;
   memset(&a, 0, sizeof(a));
   a.lay = *y;
   a.x = cs->x, a.target = cs->target;
   a.params = cs->params, a.grad = cs->grad, a.m = cs->m, a.v = cs->v, a.stats = cs->stats;
   a.stat_slot = cs->stat_slot;
-  a.parts = parts;
+  a.parts = (float *)cs->work;
   a.sched = cs->sched;
   return a;
 }

@@ -168,6 +168,29 @@ static inline int blpo_mbf_layout_init(blpo_mbf_layout *y, const blpo_dims *d,
   return off;
 }
 
+/* Whether the layouts hold network m: input width in, output width out,
+ * `extra` trailing parameters, and sizes whose int offsets cannot overflow
+ * (shared memory could not hold larger networks anyway). */
+static inline int blpo_mbf_net_ok(const blpo_mlp *m, int in, int out, size_t extra) {
+  return m->dims[0] == in && m->dims[m->num_layers] == out && m->num_extra == extra &&
+         m->num_params <= ((size_t)1 << 20) && m->max_width <= 4096;
+}
+
+/* The layout with the most rows per block (BLPO_MBF_ROWS, halved down to 8)
+ * whose shared memory fits smem_bytes, for networks the layout holds;
+ * returns its rows per block, or 0. */
+static inline int blpo_mbf_choose(blpo_mbf_layout *y, const blpo_dims *d, const blpo_mlp *actor,
+                                  const blpo_mlp *critic, int n, size_t smem_bytes) {
+  if (n <= 0 || d->P <= 0 || d->P > 65535 /* gridDim.y */ ||
+      !blpo_mbf_net_ok(actor, d->obs_dim, d->head_dim, d->discrete ? 0 : (size_t)d->act_dim) ||
+      !blpo_mbf_net_ok(critic, d->obs_dim, 1, 0))
+    return 0;
+  for (int R = BLPO_MBF_ROWS; R >= 8; R /= 2)
+    if (sizeof(float) * (size_t)blpo_mbf_layout_init(y, d, actor, critic, n, R) <= smem_bytes)
+      return R;
+  return 0;
+}
+
 /* Workspace floats/doubles per agent. */
 static inline size_t blpo_mbf_parts_floats(const blpo_mbf_layout *y) {
   return (size_t)y->blocks * (size_t)y->cols;
@@ -176,10 +199,23 @@ static inline size_t blpo_mbf_sq_doubles(const blpo_mbf_layout *y) {
   return 2 * (size_t)y->col_blocks;
 }
 
+/* The workspace of P agents: the partials (P, blocks, cols) floats, then in
+ * double the moments (P, 2) and the squared norms (P, col_blocks, 2). */
+static inline size_t blpo_mbf_parts_bytes(const blpo_mbf_layout *y, int P) {
+  return ((size_t)P * blpo_mbf_parts_floats(y) * sizeof(float) + 15) / 16 * 16;
+}
+static inline size_t blpo_mbf_work_bytes(const blpo_mbf_layout *y, int P) {
+  return blpo_mbf_parts_bytes(y, P) + (size_t)P * (2 + blpo_mbf_sq_doubles(y)) * sizeof(double);
+}
+
+/* A kernel's arguments for mb on P agents, its workspace carved from work. */
 static inline blpo_mbf_args blpo_mbf_args_of(const blpo_mbf_layout *y, const blpo_ppo_minibatch *mb,
-                                             float *parts, double *moments, double *sq) {
+                                             int P, void *work) {
   blpo_mbf_args a;
   memset(&a, 0, sizeof(a));
+  float *parts = (float *)work;
+  double *moments = (double *)((char *)work + blpo_mbf_parts_bytes(y, P));
+  double *sq = moments + 2 * (size_t)P;
   a.lay = *y;
   a.idx = mb->idx, a.idx_stride = mb->idx_stride;
   a.obs = mb->obs, a.act = mb->act, a.logp = mb->logp;

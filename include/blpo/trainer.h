@@ -66,7 +66,8 @@ int blpo_trainer_replaying(const blpo_trainer *tr);
 size_t blpo_trainer_graph_kernels(const blpo_trainer *tr, size_t *nodes);
 /* Whether the rollout runs through the fused step (run.fused_rollout). */
 int blpo_trainer_fused_rollout(const blpo_trainer *tr);
-/* Whether PPO minibatches run through the fused op (run.fused_update). */
+/* Whether the update runs through the fused ops (run.fused_update): PPO
+ * minibatches (ppo_minibatch), or the nested critic steps (critic_step). */
 int blpo_trainer_fused_update(const blpo_trainer *tr);
 /* Copies agent p's parameters to host arrays (sizes from the getters). */
 size_t blpo_trainer_actor_size(const blpo_trainer *tr);
