@@ -754,6 +754,19 @@ extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
   cublasCheck(cublasSetMathMode(impl->cublas, CUBLAS_DEFAULT_MATH));
   cusolverCheck(cusolverDnSetStream(impl->cusolver, impl->stream));
 
+  // the opt-in shared memory per block, for the fused kernels' layouts
+  e = cudaDeviceGetAttribute(&impl->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
+  if (e != cudaSuccess) {
+    set_why(why, why_len, "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)",
+            cudaGetErrorString(e));
+    cudaGetLastError();
+    cusolverDnDestroy(impl->cusolver);
+    cublasDestroy(impl->cublas);
+    cudaStreamDestroy(impl->stream);
+    free(be);
+    free(impl);
+    return NULL;
+  }
   be->impl = impl;
   be->name = "cuda";
   be->alloc = cuda_alloc;

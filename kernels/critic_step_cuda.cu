@@ -69,10 +69,6 @@ void cuda_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs) {
 
 void blpo_cuda_install_critic_step(blpo_backend *be) {
   blpo_cuda_impl *impl = blpo_cuda(be);
-  int dev = 0;
-  cudaCheck(cudaGetDevice(&dev));
-  cudaCheck(
-      cudaDeviceGetAttribute(&impl->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   // process-wide, the device's limit (see ppo_minibatch_cuda.cu)
   cudaCheck(cudaFuncSetAttribute(cvf_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  impl->smem_optin));

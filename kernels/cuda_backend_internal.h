@@ -60,8 +60,8 @@ typedef struct {
   // Profile mode's phase timer: one event per slot, made on first use.
   cudaEvent_t timer_ev[BLPO_TIMER_SLOTS];
   int timer_made;
-  // The device's opt-in shared memory per block, for the fused minibatch
-  // and critic step kernels' layouts (read at create).
+  // The device's opt-in shared memory per block, for the layouts of the
+  // fused forward, minibatch and critic step kernels (read at create).
   int smem_optin;
 } blpo_cuda_impl;
 

@@ -1,5 +1,6 @@
 // The MLP passes of the CUDA backend: the layer GEMMs are cuBLAS strided
-// batched GEMMs over the P agents, bias/activation/column sums small kernels.
+// batched GEMMs over the P agents, bias/activation/column sums small kernels;
+// the forward pass of networks that fit in shared memory is one kernel.
 // Same semantics as cpu_mlp_forward / cpu_mlp_backward (src/backend_cpu.c).
 //
 // Row-major <-> column-major mapping (used by every GEMM below, written once):
@@ -21,6 +22,7 @@
 //     => g_prev^T (din x n, ld din) = W^T (op N, din x dout, ld din) * g^T (op N, dout x n, ld
 //     dout)
 //        cublasSgemm(N, N, m=din, n=n, k=dout, W, lda=din, g, ldb=dout, beta=0, g_prev, ldc=din)
+#include "blpo/ppo_blocks.h"
 #include "cuda_ops.h"
 
 namespace {
@@ -84,12 +86,36 @@ __global__ void act_deriv_kernel(int P, size_t cnt, float *__restrict__ g, size_
     *x = hv > 0.0f ? *x : 0.0f;
 }
 
+// One network's whole forward pass, one block per (agent, rows), from the
+// block program blpo_fwd (include/blpo/ppo_blocks.h; the CPU test runs it).
+__global__ void __launch_bounds__(BLPO_MBF_THREADS)
+    forward_fused_kernel(const __grid_constant__ blpo_fwd_args a) {
+  extern __shared__ float sm[];
+  const int phases = blpo_fwd_phases(&a.lay);
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_fwd(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
+    __syncthreads();
+  }
+}
+
 // params (P,Np); x (P,n,d_0); acts (P,n,act_floats_per_row) = [h_1|...|y].
+// Networks whose weights fit in shared memory with 8 rows or more: one
+// launch (forward_fused_kernel) instead of three per layer, which classic
+// control's minibatches (a few thousand rows or fewer, 64-wide layers) are
+// bound by; wider ones: the cuBLAS GEMMs below.
 void cuda_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                       const float *x, int n, float *acts) {
   if (P <= 0 || n <= 0)
     return;
   blpo_cuda_impl *impl = blpo_cuda(be);
+  blpo_fwd_args fa;
+  if (blpo_fwd_choose(&fa.lay, m, P, n, (size_t)impl->smem_optin)) {
+    fa.params = params, fa.x = x, fa.acts = acts;
+    forward_fused_kernel<<<dim3((unsigned)fa.lay.blocks, (unsigned)P), BLPO_MBF_THREADS,
+                           sizeof(float) * (size_t)fa.lay.s_floats, impl->stream>>>(fa);
+    cudaCheckLaunch("forward_fused_kernel");
+    return;
+  }
   const int T = BLPO_CUDA_THREADS;
   const long long np = (long long)m->num_params;
   const long long a_stride = (long long)n * (long long)m->act_floats_per_row;
@@ -166,6 +192,9 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
 } // namespace
 
 void blpo_cuda_install_mlp(blpo_backend *be) {
+  // process-wide, the device's limit (kernels/ppo_minibatch_cuda.cu says why)
+  cudaCheck(cudaFuncSetAttribute(forward_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 blpo_cuda(be)->smem_optin));
   be->mlp_forward = cuda_mlp_forward;
   be->mlp_backward = cuda_mlp_backward;
 }

@@ -100,10 +100,6 @@ void cuda_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_min
 
 void blpo_cuda_install_ppo_minibatch(blpo_backend *be) {
   blpo_cuda_impl *impl = blpo_cuda(be);
-  int dev = 0;
-  cudaCheck(cudaGetDevice(&dev));
-  cudaCheck(
-      cudaDeviceGetAttribute(&impl->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   // the attribute is the kernel's, process-wide: the device's limit, so that
   // any layout ppo_minibatch_work accepts launches; set at backend create,
   // outside any capture

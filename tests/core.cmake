@@ -125,3 +125,8 @@ set_tests_properties(ppo_minibatch_fused_cpu PROPERTIES LABELS "cpu;derivatives"
 blpo_test_exe(test_critic_step)
 add_test(NAME critic_step_blocks COMMAND test_critic_step)
 set_tests_properties(critic_step_blocks PROPERTIES LABELS "cpu;derivatives")
+
+# The CUDA fused forward pass's block program against the CPU's mlp_forward.
+blpo_test_exe(test_forward_blocks)
+add_test(NAME forward_blocks COMMAND test_forward_blocks)
+set_tests_properties(forward_blocks PROPERTIES LABELS "cpu;derivatives")

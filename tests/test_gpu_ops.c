@@ -415,6 +415,8 @@ static const net_case k_nets[] = {
     {"3-37-19-1 tanh +log_std", 3, 2, {37, 19}, 1, BLPO_ACT_TANH, 1},
     {"4-64-64-1 relu", 4, 2, {64, 64}, 1, BLPO_ACT_RELU, 0},
     {"5-19-1 relu (1 hidden)", 5, 1, {19, 0}, 1, BLPO_ACT_RELU, 0},
+    /* too wide for the fused forward kernel: the cuBLAS path */
+    {"4-512-384-2 tanh (cuBLAS forward)", 4, 2, {512, 384}, 2, BLPO_ACT_TANH, 0},
 };
 
 static void test_mlp(const net_case *nc, int n) {

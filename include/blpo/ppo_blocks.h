@@ -584,4 +584,78 @@ BLPO_HD void blpo_mbf_adam(const blpo_mbf_args *a, int p, int k, int tid, int ph
   }
 }
 
+/* ---- one network's forward pass (the CUDA mlp_forward for small networks) */
+
+/* mlp_forward for networks whose weights and BLPO_MBF_ROWS rows fit in
+ * shared memory, as one kernel instead of bias, GEMM and activation
+ * launches per layer: block b of agent p stages the weights, runs the
+ * layers on its rows in shared memory (blpo_mbf_forward) and writes every
+ * layer's outputs out in mlp_forward's layout. */
+typedef struct {
+  blpo_mbf_net t;
+  int n, R, blocks;
+  int s_floats;
+  size_t act_off[BLPO_MAX_LAYERS + 1]; /* layer l's (n, d_l) block in one agent's acts */
+  size_t act_stride;                   /* n * act_floats_per_row */
+} blpo_fwd_layout;
+
+typedef struct {
+  blpo_fwd_layout lay;
+  const float *params, *x; /* (P, Np), (P, n, d_0) */
+  float *acts;             /* (P, n, act_floats_per_row) */
+} blpo_fwd_args;
+
+static inline int blpo_fwd_layout_init(blpo_fwd_layout *y, const blpo_mlp *m, int n, int R) {
+  memset(y, 0, sizeof(*y));
+  int off = blpo_mbf_net_init(&y->t, m, 0);
+  y->n = n, y->R = R, y->blocks = (n + R - 1) / R;
+  size_t a_off = 0; /* as blpo_mlp_act_offset, which the CUDA plugin does not link */
+  for (int l = 0; l <= m->num_layers; l++) {
+    y->t.h[l] = off, off += R * (m->dims[l] + 1);
+    if (l > 0)
+      y->act_off[l] = a_off, a_off += (size_t)n * m->dims[l];
+  }
+  y->act_stride = (size_t)n * m->act_floats_per_row;
+  y->s_floats = off;
+  return off;
+}
+
+/* As blpo_mbf_choose, for one network: its rows per block, or 0. */
+static inline int blpo_fwd_choose(blpo_fwd_layout *y, const blpo_mlp *m, int P, int n,
+                                  size_t smem_bytes) {
+  if (n <= 0 || P <= 0 || P > 65535 || m->num_params > ((size_t)1 << 20) || m->max_width > 4096)
+    return 0;
+  for (int R = BLPO_MBF_ROWS; R >= 8; R /= 2)
+    if (sizeof(float) * (size_t)blpo_fwd_layout_init(y, m, n, R) <= smem_bytes)
+      return R;
+  return 0;
+}
+
+/* Phases: stage, the layers (L), the outputs out. */
+BLPO_HD int blpo_fwd_phases(const blpo_fwd_layout *y) { return 2 + y->t.L; }
+
+BLPO_HD void blpo_fwd(const blpo_fwd_args *a, int p, int b, int tid, int phase, float *sm) {
+  const blpo_fwd_layout *y = &a->lay;
+  const blpo_mbf_net *t = &y->t;
+  const int R = y->R, n = y->n, r0 = b * R, rows = n - r0 < R ? n - r0 : R, d0 = t->dims[0];
+  if (phase == 0) {
+    blpo_mbf_stage(t, a->params + (size_t)p * t->num_params, sm, tid);
+    const float *x = a->x + ((size_t)p * n + r0) * d0;
+    for (int e = tid; e < rows * d0; e += BLPO_MBF_THREADS)
+      sm[t->h[0] + (e / d0) * (d0 + 1) + e % d0] = x[e];
+    return;
+  }
+  if (phase <= t->L) {
+    blpo_mbf_forward(t, phase - 1, rows, sm, tid);
+    return;
+  }
+  float *acts = a->acts + (size_t)p * y->act_stride;
+  for (int l = 1; l <= t->L; l++) { /* consecutive threads write consecutive words */
+    const int dl = t->dims[l];
+    float *out = acts + y->act_off[l] + (size_t)r0 * dl;
+    for (int e = tid; e < rows * dl; e += BLPO_MBF_THREADS)
+      out[e] = sm[t->h[l] + (e / dl) * (dl + 1) + e % dl];
+  }
+}
+
 #endif
