@@ -1,6 +1,7 @@
 // The MLP passes of the CUDA backend: the layer GEMMs are cuBLAS strided
 // batched GEMMs over the P agents, bias/activation/column sums small kernels;
-// the forward pass of networks that fit in shared memory is one kernel.
+// for networks that fit in shared memory the forward pass is one kernel and
+// the backward pass one or two.
 // Same semantics as cpu_mlp_forward / cpu_mlp_backward (src/backend_cpu.c).
 //
 // Row-major <-> column-major mapping (used by every GEMM below, written once):
@@ -98,6 +99,24 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
   }
 }
 
+// One network's backward pass for small networks: the block's partial
+// gradient (or, with one block per agent, the gradient itself) from the
+// block program blpo_bwd_rows, then the partials' sums (blpo_bwd_reduce).
+__global__ void __launch_bounds__(BLPO_MBF_THREADS)
+    backward_fused_kernel(const __grid_constant__ blpo_bwd_args a) {
+  extern __shared__ float sm[];
+  const int phases = blpo_bwd_rows_phases(&a.lay);
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_bwd_rows(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
+    __syncthreads();
+  }
+}
+
+__global__ void __launch_bounds__(BLPO_MBF_THREADS)
+    backward_reduce_kernel(const __grid_constant__ blpo_bwd_args a) {
+  blpo_bwd_reduce(&a, blockIdx.y, blockIdx.x, threadIdx.x);
+}
+
 // params (P,Np); x (P,n,d_0); acts (P,n,act_floats_per_row) = [h_1|...|y].
 // Networks whose weights fit in shared memory with 8 rows or more: one
 // launch (forward_fused_kernel) instead of three per layer, which classic
@@ -150,6 +169,21 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
   if (P <= 0)
     return;
   blpo_cuda_impl *impl = blpo_cuda(be);
+  // networks that fit in shared memory, their partials in the scratch: one
+  // or two launches instead of four per layer
+  blpo_bwd_args ba;
+  if (blpo_bwd_choose(&ba.lay, m, P, n, (size_t)impl->smem_optin)) {
+    ba.params = params, ba.x = x, ba.acts = acts, ba.dy = dy, ba.grad = grad, ba.parts = scratch;
+    backward_fused_kernel<<<dim3((unsigned)ba.lay.blocks, (unsigned)P), BLPO_MBF_THREADS,
+                            sizeof(float) * (size_t)ba.lay.s_floats, impl->stream>>>(ba);
+    cudaCheckLaunch("backward_fused_kernel");
+    if (!ba.lay.direct) {
+      unsigned cols = (unsigned)((m->num_mlp_params + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS);
+      backward_reduce_kernel<<<dim3(cols, (unsigned)P), BLPO_MBF_THREADS, 0, impl->stream>>>(ba);
+      cudaCheckLaunch("backward_reduce_kernel");
+    }
+    return;
+  }
   const int T = BLPO_CUDA_THREADS;
   const long long np = (long long)m->num_params;
   const long long a_stride = (long long)n * (long long)m->act_floats_per_row;
@@ -194,6 +228,8 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
 void blpo_cuda_install_mlp(blpo_backend *be) {
   // process-wide, the device's limit (kernels/ppo_minibatch_cuda.cu says why)
   cudaCheck(cudaFuncSetAttribute(forward_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 blpo_cuda(be)->smem_optin));
+  cudaCheck(cudaFuncSetAttribute(backward_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  blpo_cuda(be)->smem_optin));
   be->mlp_forward = cuda_mlp_forward;
   be->mlp_backward = cuda_mlp_backward;

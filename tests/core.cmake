@@ -126,7 +126,8 @@ blpo_test_exe(test_critic_step)
 add_test(NAME critic_step_blocks COMMAND test_critic_step)
 set_tests_properties(critic_step_blocks PROPERTIES LABELS "cpu;derivatives")
 
-# The CUDA fused forward pass's block program against the CPU's mlp_forward.
-blpo_test_exe(test_forward_blocks)
-add_test(NAME forward_blocks COMMAND test_forward_blocks)
-set_tests_properties(forward_blocks PROPERTIES LABELS "cpu;derivatives")
+# The CUDA fused MLP passes' block programs against the CPU's mlp_forward
+# and mlp_backward.
+blpo_test_exe(test_mlp_blocks)
+add_test(NAME mlp_blocks COMMAND test_mlp_blocks)
+set_tests_properties(mlp_blocks PROPERTIES LABELS "cpu;derivatives")

@@ -658,4 +658,109 @@ BLPO_HD void blpo_fwd(const blpo_fwd_args *a, int p, int b, int tid, int phase, 
   }
 }
 
+/* ---- one network's backward pass (the CUDA mlp_backward for small networks) */
+
+/* mlp_backward for networks that fit in shared memory: rows, one block per
+ * (agent, R rows), stages the weights, the block's inputs, hidden
+ * activations and output gradients, and runs the layers' backward passes
+ * (blpo_mbf_backward) into the block's partial gradient; reduce sums the
+ * partials per parameter in block order into grad. With one block per agent
+ * the rows program writes grad itself and reduce is not launched. The
+ * partials live in mlp_backward's scratch (P, 2 n max_width floats), so the
+ * layout is chosen only where they fit there. */
+typedef struct {
+  blpo_mbf_net t;
+  int n, R, blocks, direct;
+  int s_dy, s_g[2]; /* (R, pitch d_L + 1); (R, pitch widest layer + 1) x 2 */
+  int s_floats;
+  size_t act_off[BLPO_MAX_LAYERS + 1], act_stride; /* as blpo_fwd_layout */
+} blpo_bwd_layout;
+
+typedef struct {
+  blpo_bwd_layout lay;
+  const float *params, *x, *acts, *dy; /* (P, Np), (P, n, d_0), (P, n, A), (P, n, d_L) */
+  float *grad;                         /* (P, Np): the MLP part written */
+  float *parts;                        /* (P, blocks, Nm) unless direct */
+} blpo_bwd_args;
+
+static inline int blpo_bwd_layout_init(blpo_bwd_layout *y, const blpo_mlp *m, int n, int R) {
+  memset(y, 0, sizeof(*y));
+  int off = blpo_mbf_net_init(&y->t, m, 0);
+  y->n = n, y->R = R, y->blocks = (n + R - 1) / R, y->direct = y->blocks == 1;
+  size_t a_off = 0;
+  for (int l = 0; l < m->num_layers; l++) { /* the inputs of each layer */
+    y->t.h[l] = off, off += R * (m->dims[l] + 1);
+    if (l > 0)
+      y->act_off[l] = a_off, a_off += (size_t)n * m->dims[l];
+  }
+  y->act_stride = (size_t)n * m->act_floats_per_row;
+  y->s_dy = off, off += R * (m->dims[m->num_layers] + 1);
+  y->s_g[0] = off, off += R * (m->max_width + 1);
+  y->s_g[1] = off, off += R * (m->max_width + 1);
+  y->s_floats = off;
+  return off;
+}
+
+/* The most rows per block (64 down to 8) whose shared memory fits and whose
+ * partials fit in the scratch; returns them, or 0 (the cuBLAS path). */
+static inline int blpo_bwd_choose(blpo_bwd_layout *y, const blpo_mlp *m, int P, int n,
+                                  size_t smem_bytes) {
+  if (n <= 0 || P <= 0 || P > 65535 || m->num_params > ((size_t)1 << 20) || m->max_width > 4096)
+    return 0;
+  for (int R = 2 * BLPO_MBF_ROWS; R >= 8; R /= 2) {
+    if (sizeof(float) * (size_t)blpo_bwd_layout_init(y, m, n, R) > smem_bytes)
+      continue;
+    if (y->direct || (size_t)y->blocks * m->num_mlp_params <= 2 * (size_t)n * m->max_width)
+      return R;
+  }
+  return 0;
+}
+
+/* rows: block b of agent p. Phases: stage, the layers' backward passes from
+ * the top (L). */
+BLPO_HD int blpo_bwd_rows_phases(const blpo_bwd_layout *y) { return 1 + y->t.L; }
+
+BLPO_HD void blpo_bwd_rows(const blpo_bwd_args *a, int p, int b, int tid, int phase, float *sm) {
+  const blpo_bwd_layout *y = &a->lay;
+  const blpo_mbf_net *t = &y->t;
+  const int R = y->R, n = y->n, L = t->L, r0 = b * R, rows = n - r0 < R ? n - r0 : R;
+  if (phase == 0) {
+    blpo_mbf_stage(t, a->params + (size_t)p * t->num_params, sm, tid);
+    const int d0 = t->dims[0], dL = t->dims[L];
+    const float *x = a->x + ((size_t)p * n + r0) * d0;
+    for (int e = tid; e < rows * d0; e += BLPO_MBF_THREADS)
+      sm[t->h[0] + (e / d0) * (d0 + 1) + e % d0] = x[e];
+    const float *acts = a->acts + (size_t)p * y->act_stride;
+    for (int l = 1; l < L; l++) {
+      const int dl = t->dims[l];
+      const float *in = acts + y->act_off[l] + (size_t)r0 * dl;
+      for (int e = tid; e < rows * dl; e += BLPO_MBF_THREADS)
+        sm[t->h[l] + (e / dl) * (dl + 1) + e % dl] = in[e];
+    }
+    const float *dy = a->dy + ((size_t)p * n + r0) * dL;
+    for (int e = tid; e < rows * dL; e += BLPO_MBF_THREADS)
+      sm[y->s_dy + (e / dL) * (dL + 1) + e % dL] = dy[e];
+    return;
+  }
+  const int l = L - phase; /* as blpo_mbf_rows: s_g[l % 2] in, s_g[(l + 1) % 2] out */
+  const float *g = l == L - 1 ? sm + y->s_dy : sm + y->s_g[l % 2];
+  float *part = y->direct ? a->grad + (size_t)p * t->num_params
+                          : a->parts + ((size_t)p * y->blocks + b) * t->num_mlp;
+  blpo_mbf_backward(t, l, rows, g, sm + y->s_g[(l + 1) % 2], sm, part, tid);
+}
+
+/* reduce: block k of agent p, column c = k * THREADS + tid of the MLP part:
+ * the blocks' partials in block order, in float. One phase. */
+BLPO_HD void blpo_bwd_reduce(const blpo_bwd_args *a, int p, int k, int tid) {
+  const blpo_bwd_layout *y = &a->lay;
+  const int c = k * BLPO_MBF_THREADS + tid, nm = y->t.num_mlp;
+  if (c >= nm)
+    return;
+  const float *col = a->parts + (size_t)p * y->blocks * nm + c;
+  float s = 0.0f;
+  for (int b = 0; b < y->blocks; b++)
+    s += col[(size_t)b * nm];
+  a->grad[(size_t)p * y->t.num_params + c] = s;
+}
+
 #endif
