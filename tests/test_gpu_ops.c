@@ -912,6 +912,9 @@ int main(void) {
     test_mlp(&k_nets[i], 1);
   }
   test_mlp(&k_nets[1], 333);
+  /* the fused passes: one block of 40 rows (backward direct), 64 blocks */
+  test_mlp(&k_nets[0], 40);
+  test_mlp(&k_nets[0], 4096);
   for (int e = 0; e < NUM_ENVS; e++)
     test_policy(k_envs[e]);
   test_gae();
