@@ -3,7 +3,7 @@
 # made by tools/gpu_bundle.sh: the gpu-labelled tests, the same tests under
 # compute-sanitizer memcheck, the main job on the GPU and the benchmark.
 # Logs go to $OUT (or ./gpu-out). usage: tools/gpu_check.sh [STAGE...]
-# stages: tests memcheck train bench resume check peers (default: the first four)
+# stages: tests memcheck train bench resume check peers racecheck (default: the first four)
 set -uo pipefail
 root="$(pwd)"
 out="${OUT:-$root/gpu-out}"
@@ -43,6 +43,19 @@ for s in "${stages[@]}"; do
       [ $r -eq 0 ] || rc=1
     done >"$out/memcheck.log" 2>&1
     grep -E "^== |ERROR SUMMARY" "$out/memcheck.log"
+    ;;
+  racecheck)
+    # shared-memory hazards of the fused kernels (block programs whose phases
+    # the CPU tests can only run one thread after another)
+    for t in "build-gpu/tests/test_ppo_minibatch --cuda" "build-gpu/tests/test_critic_step --cuda"; do
+      echo "== compute-sanitizer --tool racecheck $t"
+      # shellcheck disable=SC2086
+      compute-sanitizer --tool racecheck --error-exitcode 99 $t 2>&1 | tail -n 25
+      r=${PIPESTATUS[0]}
+      echo "== exit $r"
+      [ $r -eq 0 ] || rc=1
+    done >"$out/racecheck.log" 2>&1
+    grep -E "^== |ERROR SUMMARY|RACECHECK SUMMARY" "$out/racecheck.log"
     ;;
   train)
     t0=$SECONDS
