@@ -28,16 +28,6 @@
 
 namespace {
 
-// Offset of layer `layer`'s (1..L) activations inside one agent's
-// [h_1 (n x d_1) | ... | y (n x d_L)] workspace; as blpo_mlp_act_offset (src/mlp.c),
-// repeated here so the CUDA library needs nothing from blpo_core.
-size_t act_off(const blpo_mlp *m, int layer, int n) {
-  size_t off = 0;
-  for (int l = 1; l < layer; l++)
-    off += (size_t)n * m->dims[l];
-  return off;
-}
-
 void sgemm_batched(blpo_cuda_impl *impl, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                    int k, const float *A, int lda, long long sA, const float *B, int ldb,
                    long long sB, float beta, float *C, int ldc, long long sC, int batch) {
@@ -142,7 +132,7 @@ void cuda_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *p
   long long in_stride = (long long)n * m->dims[0];
   for (int l = 0; l < m->num_layers; l++) {
     int din = m->dims[l], dout = m->dims[l + 1];
-    float *out = acts + act_off(m, l + 1, n); // agent p's block at + p * a_stride
+    float *out = acts + blpo_mlp_act_offset(m, l + 1, n); // agent p's block at + p * a_stride
     size_t cnt = (size_t)n * dout;
     bias_rows_kernel<<<blpo_cuda_blocks((size_t)P * cnt, T), T, 0, impl->stream>>>(
         P, n, dout, params + m->b_off[l], (size_t)np, out, (size_t)a_stride);
@@ -193,7 +183,7 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
   long long g_stride = (long long)n * m->dims[m->num_layers];
   for (int l = m->num_layers - 1; l >= 0; l--) {
     int din = m->dims[l], dout = m->dims[l + 1];
-    const float *hin = l == 0 ? x : acts + act_off(m, l, n);
+    const float *hin = l == 0 ? x : acts + blpo_mlp_act_offset(m, l, n);
     long long h_stride = l == 0 ? (long long)n * m->dims[0] : a_stride;
     if (n > 0) {
       // dW = g^T h_in (overwrites W's gradient)

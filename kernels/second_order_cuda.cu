@@ -23,17 +23,6 @@ namespace {
 
 const int kThreads = BLPO_CUDA_THREADS;
 
-// Offset of layer `layer`'s (1..L) block inside one agent's activation-like
-// workspace of `rows` rows ([h_1 (rows x d_1) | ... | y]); as
-// blpo_mlp_act_offset (src/mlp.c), repeated so the CUDA library needs nothing
-// from blpo_core.
-size_t act_off(const blpo_mlp *m, int layer, int rows) {
-  size_t off = 0;
-  for (int l = 1; l < layer; l++)
-    off += (size_t)rows * m->dims[l];
-  return off;
-}
-
 size_t max_weight_block(const blpo_mlp *m) {
   size_t mx = 0;
   for (int l = 0; l < m->num_layers; l++) {
@@ -230,10 +219,10 @@ void tangent_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, const float *p
   cudaStream_t st = impl->stream;
   for (int l = 0; l < L; l++) {
     int din = m->dims[l], dout = m->dims[l + 1];
-    const float *hin = l == 0 ? x : acts + act_off(m, l, n);          // (n, din)
-    size_t hstride = l == 0 ? (size_t)n * m->dims[0] : (size_t)n * A; // agent stride of hin
-    const float *rhin = l == 0 ? NULL : rh + act_off(m, l, K * n);    // (n, K, din)
-    float *rout = rh + act_off(m, l + 1, K * n);                      // (n, K, dout)
+    const float *hin = l == 0 ? x : acts + blpo_mlp_act_offset(m, l, n); // (n, din)
+    size_t hstride = l == 0 ? (size_t)n * m->dims[0] : (size_t)n * A;    // agent stride of hin
+    const float *rhin = l == 0 ? NULL : rh + blpo_mlp_act_offset(m, l, K * n); // (n, K, din)
+    float *rout = rh + blpo_mlp_act_offset(m, l + 1, K * n);                   // (n, K, dout)
     // c_l of every direction broadcast over rows; both GEMMs then accumulate.
     const float *cb = packed ? dirs + (size_t)K * m->b_off[l] : dirs + m->b_off[l];
     size_t kstride = packed ? (size_t)dout : np;
@@ -258,7 +247,7 @@ void tangent_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, const float *p
                           rout + (size_t)k * dout, K * dout, (long long)rstride, P);
     }
     if (l < L - 1) {
-      const float *hout = acts + act_off(m, l + 1, n); // (n, dout), agent stride n*A
+      const float *hout = acts + blpo_mlp_act_offset(m, l + 1, n); // (n, dout), agent stride n*A
       tan_act_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(
           P, n, K, dout, hout, (size_t)n * A, rout, rstride, m->activation == BLPO_ACT_TANH);
       launch_check("tan_act_kernel");
@@ -292,7 +281,7 @@ void blpo_cuda_tangent(blpo_cuda_impl *impl, const blpo_mlp *m, int P, const flo
   // The head block is (n, K, d_L); the seam wants (K, n, d_L).
   size_t total = (size_t)P * K * n * dL;
   tan_head_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, impl->stream>>>(
-      P, n, K, dL, rh + act_off(m, m->num_layers, K * n), rstride, ry);
+      P, n, K, dL, rh + blpo_mlp_act_offset(m, m->num_layers, K * n), rstride, ry);
   launch_check("tan_head_kernel");
 }
 
@@ -337,20 +326,20 @@ void blpo_cuda_critic_hvp_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, c
   {
     size_t total = (size_t)P * nk * dL;
     hvp_head_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(
-        P, n, K, dL, s, target, acts + act_off(m, L, n), (size_t)n * A, rh + act_off(m, L, K * n),
-        g, rg, ws);
+        P, n, K, dL, s, target, acts + blpo_mlp_act_offset(m, L, n), (size_t)n * A,
+        rh + blpo_mlp_act_offset(m, L, K * n), g, rg, ws);
     launch_check("hvp_head_kernel");
   }
 
   for (int l = L - 1; l >= 0; l--) {
     int din = m->dims[l], dout = m->dims[l + 1];
-    const float *W = params + m->w_off[l];                            // (dout, din), stride Np
-    const float *hin = l == 0 ? x : acts + act_off(m, l, n);          // (n, din)
-    size_t hstride = l == 0 ? (size_t)n * m->dims[0] : (size_t)n * A; // agent stride of hin
-    const float *rhin = l == 0 ? NULL : rh + act_off(m, l, K * n);    // (n, K, din)
-    float *hw = hp + (size_t)K * m->w_off[l];                         // (K, dout, din)
-    float *hb = hp + (size_t)K * m->b_off[l];                         // (K, dout)
-    const float *uw = up + (size_t)K * m->w_off[l];                   // (K, dout, din)
+    const float *W = params + m->w_off[l];                               // (dout, din), stride Np
+    const float *hin = l == 0 ? x : acts + blpo_mlp_act_offset(m, l, n); // (n, din)
+    size_t hstride = l == 0 ? (size_t)n * m->dims[0] : (size_t)n * A;    // agent stride of hin
+    const float *rhin = l == 0 ? NULL : rh + blpo_mlp_act_offset(m, l, K * n); // (n, K, din)
+    float *hw = hp + (size_t)K * m->w_off[l];                                  // (K, dout, din)
+    float *hb = hp + (size_t)K * m->b_off[l];                                  // (K, dout)
+    const float *uw = up + (size_t)K * m->w_off[l];                            // (K, dout, din)
 
     // R{dW_l} first term R{g_l}^T h_{l-1}: (K*dout x din) in one GEMM.
     blpo_cuda_gemm_rm(impl, 1, 0, K * dout, din, n, rg, K * dout, (long long)ws, hin, din,

@@ -34,13 +34,6 @@ void blpo_mlp_init_shape(blpo_mlp *m, int in_dim, const int *hidden, int num_hid
   m->num_params = off + (size_t)extra;
 }
 
-size_t blpo_mlp_act_offset(const blpo_mlp *m, int layer, int n) {
-  size_t off = 0;
-  for (int l = 1; l < layer; l++)
-    off += (size_t)n * m->dims[l];
-  return off;
-}
-
 /* Modified Gram-Schmidt on the columns of a (rows x cols) column-major matrix
  * with rows >= cols, in double, fixing the sign so Q = A R with diag(R) > 0
  * (the convention torch and flax use). Written here rather than LAPACK's

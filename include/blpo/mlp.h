@@ -34,8 +34,14 @@ void blpo_mlp_init_shape(blpo_mlp *m, int in_dim, const int *hidden, int num_hid
                          int activation, int extra);
 
 /* Offset of the activations of layer l (1..L) inside one (n x act_floats_per_row)
- * workspace laid out as [h_1 (n x d_1) | h_2 | ... | y (n x d_L)]. */
-size_t blpo_mlp_act_offset(const blpo_mlp *m, int layer, int n);
+ * workspace laid out as [h_1 (n x d_1) | h_2 | ... | y (n x d_L)]. Inline, so
+ * that the CUDA plugin, which links nothing of blpo_core, uses it too. */
+static inline size_t blpo_mlp_act_offset(const blpo_mlp *m, int layer, int n) {
+  size_t off = 0;
+  for (int l = 1; l < layer; l++)
+    off += (size_t)n * m->dims[l];
+  return off;
+}
 
 /* Orthogonal init (Saxe et al.; as torch.nn.init.orthogonal_ / flax's
  * orthogonal()): gain sqrt(2) on hidden layers, head_gain on the last,

@@ -120,17 +120,6 @@ static inline int blpo_mbf_net_init(blpo_mbf_net *t, const blpo_mlp *m, int off)
   return off;
 }
 
-/* Whether t was laid out from a network of m's shape. */
-static inline int blpo_mbf_net_matches(const blpo_mbf_net *t, const blpo_mlp *m) {
-  if (t->L != m->num_layers || t->activation != m->activation ||
-      t->num_params != (int)m->num_params)
-    return 0;
-  for (int l = 0; l <= m->num_layers; l++)
-    if (t->dims[l] != m->dims[l])
-      return 0;
-  return 1;
-}
-
 /* The layout for n-row minibatches of these networks with R rows per block
  * (1 <= R <= BLPO_MBF_ROWS); returns the rows kernel's shared floats. */
 static inline int blpo_mbf_layout_init(blpo_mbf_layout *y, const blpo_dims *d,
@@ -609,11 +598,9 @@ static inline int blpo_fwd_layout_init(blpo_fwd_layout *y, const blpo_mlp *m, in
   memset(y, 0, sizeof(*y));
   int off = blpo_mbf_net_init(&y->t, m, 0);
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R;
-  size_t a_off = 0; /* as blpo_mlp_act_offset, which the CUDA plugin does not link */
   for (int l = 0; l <= m->num_layers; l++) {
     y->t.h[l] = off, off += R * (m->dims[l] + 1);
-    if (l > 0)
-      y->act_off[l] = a_off, a_off += (size_t)n * m->dims[l];
+    y->act_off[l] = blpo_mlp_act_offset(m, l, n);
   }
   y->act_stride = (size_t)n * m->act_floats_per_row;
   y->s_floats = off;
@@ -687,11 +674,9 @@ static inline int blpo_bwd_layout_init(blpo_bwd_layout *y, const blpo_mlp *m, in
   memset(y, 0, sizeof(*y));
   int off = blpo_mbf_net_init(&y->t, m, 0);
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R, y->direct = y->blocks == 1;
-  size_t a_off = 0;
   for (int l = 0; l < m->num_layers; l++) { /* the inputs of each layer */
     y->t.h[l] = off, off += R * (m->dims[l] + 1);
-    if (l > 0)
-      y->act_off[l] = a_off, a_off += (size_t)n * m->dims[l];
+    y->act_off[l] = blpo_mlp_act_offset(m, l, n);
   }
   y->act_stride = (size_t)n * m->act_floats_per_row;
   y->s_dy = off, off += R * (m->dims[m->num_layers] + 1);
