@@ -33,33 +33,19 @@ typedef struct {
   int h[3], nh;
 } cs_case;
 
-static float *alloc_f(size_t count) {
-  float *p = malloc((count ? count : 1) * sizeof(float));
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
-  }
-  return p;
-}
-
-static void poison(float *x, size_t count) {
-  for (size_t i = 0; i < count; i++)
-    x[i] = NAN;
-}
-
 /* The block programs, every block's threads one after another per phase. */
 static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R) {
   blpo_cvf_layout y;
   int sf = blpo_cvf_layout_init(&y, obs_dim, cs->critic, cs->n, R);
   size_t np = (size_t)P * blpo_cvf_parts_floats(&y);
-  float *parts = alloc_f(np), *sm = alloc_f((size_t)sf);
-  poison(parts, np);
+  float *parts = test_alloc_floats(np), *sm = test_alloc_floats((size_t)sf);
+  test_poison_nan(parts, np, 1);
   blpo_critic_step with_work = *cs;
   with_work.work = parts;
   blpo_cvf_args a = blpo_cvf_args_of(&y, &with_work);
   for (int p = 0; p < P; p++)
     for (int b = 0; b < y.blocks; b++) {
-      poison(sm, (size_t)sf);
+      test_poison_nan(sm, (size_t)sf, 1);
       for (int ph = 0; ph < blpo_cvf_rows_phases(&y); ph++)
         for (int t = 0; t < BLPO_MBF_THREADS; t++)
           blpo_cvf_rows(&a, p, b, t, ph, sm);
@@ -76,20 +62,6 @@ static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R) {
   free(sm);
 }
 
-/* |x - y| / |y| of the differences from base (NULL: 0); infinite where a
- * value is not finite. */
-static double rel_norm(const float *x, const float *y, const float *base, size_t n) {
-  double d = 0, r = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite(x[i]) || !isfinite(y[i]))
-      return INFINITY;
-    double b = base ? base[i] : 0.0, dx = (double)x[i] - b, dy = (double)y[i] - b;
-    d += (dx - dy) * (dx - dy);
-    r += dy * dy;
-  }
-  return sqrt(d) / (sqrt(r) + 1e-30);
-}
-
 enum { F_PARAMS, F_GRAD, F_M, F_V, F_STATS, F_COUNT };
 
 typedef struct {
@@ -104,16 +76,17 @@ static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
   size_t Nc = critic.num_params, Pn = (size_t)P * n;
   size_t cnt[F_COUNT] = {P * Nc, P * Nc, P * Nc, P * Nc, (size_t)P * BLPO_STAT_COUNT};
   const char *names[F_COUNT] = {"params", "grad", "m", "v", "stats"};
-  float *x = alloc_f(Pn * c->O), *target = alloc_f(Pn);
+  float *x = test_alloc_floats(Pn * c->O), *target = test_alloc_floats(Pn);
   for (size_t i = 0; i < Pn * c->O; i++)
     x[i] = (float)nrand();
   for (size_t i = 0; i < Pn; i++)
     target[i] = (float)(1.5 * nrand());
   state ops, fused, before;
   for (int k = 0; k < F_COUNT; k++) {
-    ops.f[k] = alloc_f(cnt[k]), fused.f[k] = alloc_f(cnt[k]), before.f[k] = alloc_f(cnt[k]);
-    poison(ops.f[k], cnt[k]);
-    poison(fused.f[k], cnt[k]);
+    ops.f[k] = test_alloc_floats(cnt[k]), fused.f[k] = test_alloc_floats(cnt[k]),
+    before.f[k] = test_alloc_floats(cnt[k]);
+    test_poison_nan(ops.f[k], cnt[k], 1);
+    test_poison_nan(fused.f[k], cnt[k], 1);
   }
   for (size_t i = 0; i < P * Nc; i++) {
     ops.f[F_PARAMS][i] = (float)(0.4 * nrand());
@@ -125,8 +98,8 @@ static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
   for (int k = 0; k < F_COUNT; k++)
     if (k != F_GRAD)
       memcpy(fused.f[k], ops.f[k], cnt[k] * sizeof(float));
-  float *acts = alloc_f(Pn * critic.act_floats_per_row), *dvalue = alloc_f(Pn);
-  float *scratch = alloc_f(Pn * 2 * (size_t)critic.max_width);
+  float *acts = test_alloc_floats(Pn * critic.act_floats_per_row), *dvalue = test_alloc_floats(Pn);
+  float *scratch = test_alloc_floats(Pn * 2 * (size_t)critic.max_width);
   int64_t clock = 2, *clock_dev = NULL;
   blpo_critic_step base = {.n = n, .critic = &critic, .x = x, .target = target};
   base.acts = acts, base.dvalue = dvalue, base.scratch = scratch;
@@ -192,7 +165,7 @@ static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
           }
         continue;
       }
-      double e = rel_norm(xf, yo, k == F_GRAD ? NULL : before.f[k], cnt[k]);
+      double e = test_rel_norm_err(xf, yo, k == F_GRAD ? NULL : before.f[k], cnt[k]);
       double tol = k == F_GRAD ? 1e-4 : 1e-3;
       CHECK(e <= tol, "%s, %s, step %d: %s off by %.3g of its norm (tolerance %g)", c->name,
             gpu ? "cuda" : (R == 8 ? "blocks of 8 rows" : "blocks of 32 rows"), step + 1, names[k],

@@ -27,40 +27,27 @@ typedef struct {
   int in, nh, hidden[2], out, act, extra, P, n;
 } fwd_case;
 
-static float *alloc_f(size_t count) {
-  float *p = malloc((count ? count : 1) * sizeof(float));
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
-  }
-  return p;
-}
-
-static void poison(float *x, size_t count) {
-  for (size_t i = 0; i < count; i++)
-    x[i] = NAN;
-}
-
 static void check_case(blpo_backend *be, const fwd_case *c, int R) {
   blpo_mlp m;
   blpo_mlp_init_shape(&m, c->in, c->hidden, c->nh, c->out, c->act, c->extra);
   size_t np = (size_t)c->P * m.num_params, nx = (size_t)c->P * c->n * c->in;
   size_t na = (size_t)c->P * c->n * m.act_floats_per_row;
-  float *params = alloc_f(np), *x = alloc_f(nx), *cpu = alloc_f(na), *blk = alloc_f(na);
+  float *params = test_alloc_floats(np), *x = test_alloc_floats(nx), *cpu = test_alloc_floats(na),
+        *blk = test_alloc_floats(na);
   for (size_t i = 0; i < np; i++)
     params[i] = (float)(0.4 * nrand());
   for (size_t i = 0; i < nx; i++)
     x[i] = (float)nrand();
-  poison(cpu, na);
-  poison(blk, na);
+  test_poison_nan(cpu, na, 1);
+  test_poison_nan(blk, na, 1);
   be->mlp_forward(be, &m, c->P, params, x, c->n, cpu);
   blpo_fwd_args a;
   int sf = blpo_fwd_layout_init(&a.lay, &m, c->n, R);
   a.params = params, a.x = x, a.acts = blk;
-  float *sm = alloc_f((size_t)sf);
+  float *sm = test_alloc_floats((size_t)sf);
   for (int p = 0; p < c->P; p++)
     for (int b = 0; b < a.lay.blocks; b++) {
-      poison(sm, (size_t)sf);
+      test_poison_nan(sm, (size_t)sf, 1);
       for (int ph = 0; ph < blpo_fwd_phases(&a.lay); ph++)
         for (int t = 0; t < BLPO_MBF_THREADS; t++)
           blpo_fwd(&a, p, b, t, ph, sm);
@@ -75,12 +62,12 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R) {
   /* backward from the CPU's activations, with 2R rows per block too (the
    * backward layout goes to 64) */
   size_t ny = (size_t)c->P * c->n * c->out, nm = m.num_mlp_params;
-  float *dy = alloc_f(ny), *gc = alloc_f(np), *gb = alloc_f(np);
-  float *scratch = alloc_f((size_t)c->P * 2 * c->n * m.max_width);
+  float *dy = test_alloc_floats(ny), *gc = test_alloc_floats(np), *gb = test_alloc_floats(np);
+  float *scratch = test_alloc_floats((size_t)c->P * 2 * c->n * m.max_width);
   for (size_t i = 0; i < ny; i++)
     dy[i] = (float)nrand();
-  poison(gc, np);
-  poison(gb, np);
+  test_poison_nan(gc, np, 1);
+  test_poison_nan(gb, np, 1);
   be->mlp_backward(be, &m, c->P, params, x, c->n, cpu, dy, gc, scratch);
   for (int pass = 0; pass < 2; pass++) {
     int Rb = pass == 0 ? R : 2 * R;
@@ -89,12 +76,13 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R) {
     int fits = ba.lay.direct || (size_t)ba.lay.blocks * nm <= 2 * (size_t)c->n * m.max_width;
     if (!fits)
       continue; /* blpo_bwd_choose would not pick it: the scratch cannot hold the partials */
-    float *parts = alloc_f((size_t)c->P * ba.lay.blocks * nm), *sm2 = alloc_f((size_t)sb);
-    poison(parts, (size_t)c->P * ba.lay.blocks * nm);
+    float *parts = test_alloc_floats((size_t)c->P * ba.lay.blocks * nm),
+          *sm2 = test_alloc_floats((size_t)sb);
+    test_poison_nan(parts, (size_t)c->P * ba.lay.blocks * nm, 1);
     ba.params = params, ba.x = x, ba.acts = cpu, ba.dy = dy, ba.grad = gb, ba.parts = parts;
     for (int p = 0; p < c->P; p++)
       for (int b = 0; b < ba.lay.blocks; b++) {
-        poison(sm2, (size_t)sb);
+        test_poison_nan(sm2, (size_t)sb, 1);
         for (int ph = 0; ph < blpo_bwd_rows_phases(&ba.lay); ph++)
           for (int t = 0; t < BLPO_MBF_THREADS; t++)
             blpo_bwd_rows(&ba, p, b, t, ph, sm2);
@@ -106,19 +94,12 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R) {
             blpo_bwd_reduce(&ba, p, k, t);
     for (int p = 0; p < c->P; p++) {
       const float *xg = gb + (size_t)p * m.num_params, *yg = gc + (size_t)p * m.num_params;
-      double d2 = 0, r2 = 0;
-      int finite = 1;
-      for (size_t i = 0; i < nm; i++) {
-        finite &= isfinite(xg[i]) && isfinite(yg[i]);
-        d2 += ((double)xg[i] - yg[i]) * ((double)xg[i] - yg[i]);
-        r2 += (double)yg[i] * yg[i];
-      }
-      double e = finite ? sqrt(d2) / (sqrt(r2) + 1e-30) : INFINITY;
+      double e = test_rel_norm_err(xg, yg, NULL, nm); /* the MLP part */
       CHECK(e <= 1e-4,
             "%s, backward, %d rows per block (%d blocks), agent %d: gradient off by %.3g", c->name,
             Rb, ba.lay.blocks, p, e);
     }
-    poison(gb, np);
+    test_poison_nan(gb, np, 1);
     free(parts);
     free(sm2);
   }

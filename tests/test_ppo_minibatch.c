@@ -58,22 +58,6 @@ typedef struct {
   float max_grad_norm;
 } mb_case;
 
-static float *alloc_f(size_t count) {
-  float *p = malloc((count ? count : 1) * sizeof(float));
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
-  }
-  return p;
-}
-
-/* The output buffers poisoned with NaN payload `tag`. */
-static void poison(float *x, size_t count, uint32_t tag) {
-  uint32_t bits = 0x7fc00000u | tag;
-  for (size_t i = 0; i < count; i++)
-    memcpy(&x[i], &bits, sizeof(bits));
-}
-
 typedef struct {
   blpo_dims d;
   blpo_mlp actor, critic;
@@ -99,12 +83,12 @@ static void world_init(world *w, const mb_case *c) {
       (size_t)(w->actor.max_width > w->critic.max_width ? w->actor.max_width : w->critic.max_width);
   w->rows = (size_t)T_STEPS * c->P * N_ENVS;
   int O = d->obs_dim, A = d->act_dim;
-  w->obs = alloc_f(w->rows * O);
-  w->act = alloc_f(w->rows * A);
-  w->logp = alloc_f(w->rows);
-  w->adv = alloc_f(w->rows);
-  w->ret = alloc_f(w->rows);
-  w->val = alloc_f(w->rows);
+  w->obs = test_alloc_floats(w->rows * O);
+  w->act = test_alloc_floats(w->rows * A);
+  w->logp = test_alloc_floats(w->rows);
+  w->adv = test_alloc_floats(w->rows);
+  w->ret = test_alloc_floats(w->rows);
+  w->val = test_alloc_floats(w->rows);
   for (size_t r = 0; r < w->rows; r++) {
     for (int k = 0; k < O; k++)
       w->obs[r * O + k] = (float)nrand();
@@ -131,20 +115,22 @@ static void world_free(world *w) {
 
 static void side_alloc(side *s, const world *w, int n) {
   int P = w->d.P;
-  s->ap = alloc_f(P * w->Na), s->ag = alloc_f(P * w->Na);
-  s->am = alloc_f(P * w->Na), s->av = alloc_f(P * w->Na);
-  s->cp = alloc_f(P * w->Nc), s->cg = alloc_f(P * w->Nc);
-  s->cm = alloc_f(P * w->Nc), s->cv = alloc_f(P * w->Nc);
-  s->stats = alloc_f((size_t)P * BLPO_STAT_COUNT);
+  s->ap = test_alloc_floats(P * w->Na), s->ag = test_alloc_floats(P * w->Na);
+  s->am = test_alloc_floats(P * w->Na), s->av = test_alloc_floats(P * w->Na);
+  s->cp = test_alloc_floats(P * w->Nc), s->cg = test_alloc_floats(P * w->Nc);
+  s->cm = test_alloc_floats(P * w->Nc), s->cv = test_alloc_floats(P * w->Nc);
+  s->stats = test_alloc_floats((size_t)P * BLPO_STAT_COUNT);
   size_t Pn = (size_t)P * n;
-  s->mb_obs = alloc_f(Pn * w->d.obs_dim), s->mb_act = alloc_f(Pn * w->d.act_dim);
-  s->mb_logp = alloc_f(Pn), s->mb_adv = alloc_f(Pn), s->mb_ret = alloc_f(Pn);
-  s->mb_val = alloc_f(Pn);
-  s->aacts = alloc_f(Pn * w->actor.act_floats_per_row);
-  s->cacts = alloc_f(Pn * w->critic.act_floats_per_row);
-  s->dhead = alloc_f(Pn * w->d.head_dim), s->dvalue = alloc_f(Pn);
-  s->scratch = alloc_f(Pn * 2 * w->mw);
-  s->sa = alloc_f(P), s->sc = alloc_f(P), s->scale = alloc_f(P);
+  s->mb_obs = test_alloc_floats(Pn * w->d.obs_dim),
+  s->mb_act = test_alloc_floats(Pn * w->d.act_dim);
+  s->mb_logp = test_alloc_floats(Pn), s->mb_adv = test_alloc_floats(Pn),
+  s->mb_ret = test_alloc_floats(Pn);
+  s->mb_val = test_alloc_floats(Pn);
+  s->aacts = test_alloc_floats(Pn * w->actor.act_floats_per_row);
+  s->cacts = test_alloc_floats(Pn * w->critic.act_floats_per_row);
+  s->dhead = test_alloc_floats(Pn * w->d.head_dim), s->dvalue = test_alloc_floats(Pn);
+  s->scratch = test_alloc_floats(Pn * 2 * w->mw);
+  s->sa = test_alloc_floats(P), s->sc = test_alloc_floats(P), s->scale = test_alloc_floats(P);
 }
 
 static void side_free(side *s) {
@@ -239,7 +225,7 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) 
   blpo_mbf_layout y;
   int P = d->P, sf = blpo_mbf_layout_init(&y, d, mb->actor, mb->critic, mb->n, R);
   size_t wb = blpo_mbf_work_bytes(&y, P);
-  float *sm = alloc_f((size_t)sf);
+  float *sm = test_alloc_floats((size_t)sf);
   void *work = malloc(wb);
   if (!work) {
     fprintf(stderr, "out of memory\n");
@@ -256,7 +242,7 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) 
   }
   for (int p = 0; p < P; p++)
     for (int b = 0; b < y.blocks; b++) {
-      poison(sm, (size_t)sf, 4); /* a block's shared memory starts as garbage */
+      test_poison_nan(sm, (size_t)sf, 4); /* a block's shared memory starts as garbage */
       for (int ph = 0; ph < blpo_mbf_rows_phases(&y); ph++)
         for (int t = 0; t < BLPO_MBF_THREADS; t++)
           blpo_mbf_rows(&a, p, b, t, ph, sm);
@@ -335,20 +321,6 @@ static void cuda_side_free(cuda_side *g, const field *f, size_t nf) {
 
 /* ---- comparisons ---------------------------------------------------------- */
 
-/* |x - y| / |y| over n floats, the differences of each from base (if not
- * NULL); infinite where x is not finite. */
-static double rel_norm(const float *x, const float *y, const float *base, size_t n) {
-  double d = 0, r = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite(x[i]) || !isfinite(y[i]))
-      return INFINITY;
-    double b = base ? base[i] : 0.0, dx = (double)x[i] - b, dy = (double)y[i] - b;
-    d += (dx - dy) * (dx - dy);
-    r += dy * dy;
-  }
-  return sqrt(d) / (sqrt(r) + 1e-30);
-}
-
 /* Tolerance-mode check of one field; base: the ops side before the update. */
 static void check_close(const mb_case *c, const char *side_name, int which, const field *f,
                         const float *x, const float *y, const float *base) {
@@ -364,7 +336,7 @@ static void check_close(const mb_case *c, const char *side_name, int which, cons
   }
   int direct = !strcmp(name, "ag") || !strcmp(name, "cg") || !strcmp(name, "sa") ||
                !strcmp(name, "sc") || !strcmp(name, "scale");
-  double e = rel_norm(x, y, direct ? NULL : base, f->count), tol = direct ? 1e-4 : 1e-3;
+  double e = test_rel_norm_err(x, y, direct ? NULL : base, f->count), tol = direct ? 1e-4 : 1e-3;
   CHECK(e <= tol, "%s, %s, update %d: %s off by %.3g of its norm%s (tolerance %g)", c->name,
         side_name, which + 1, name, e, direct ? "" : " (the update's change)", tol);
 }
@@ -394,8 +366,8 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
   size_t nf = fields_of(&w, c->n, f);
   /* the outputs poisoned apart, then the starting state shared */
   for (size_t k = 0; k < nf; k++) {
-    poison(member(&ops, &f[k]), f[k].count, 1);
-    poison(member(&fused, &f[k]), f[k].count, 2);
+    test_poison_nan(member(&ops, &f[k]), f[k].count, 1);
+    test_poison_nan(member(&fused, &f[k]), f[k].count, 2);
   }
   int P = c->P;
   for (size_t k = 0; k < P * w.Na; k++) {
@@ -441,7 +413,7 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
   }
   float *before[32] = {0};
   for (size_t k = 0; k < nf; k++)
-    before[k] = alloc_f(f[k].count);
+    before[k] = test_alloc_floats(f[k].count);
   for (int which = 0; which < 2 && kind >= 0; which++) {
     for (size_t k = 0; k < nf; k++)
       memcpy(before[k], member(&ops, &f[k]), f[k].count * sizeof(float));

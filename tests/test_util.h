@@ -6,17 +6,18 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int g_failures = 0;
 
-#define CHECK(cond, ...)                                                                        \
-  do {                                                                                          \
-    if (!(cond)) {                                                                              \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                  \
-      fprintf(stderr, __VA_ARGS__);                                                             \
-      fputc('\n', stderr);                                                                      \
-      g_failures++;                                                                             \
-    }                                                                                           \
+#define CHECK(cond, ...)                                                                           \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                     \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fputc('\n', stderr);                                                                         \
+      g_failures++;                                                                                \
+    }                                                                                              \
   } while (0)
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -43,6 +44,40 @@ static inline double rel_err_d(const float *a, const double *b, size_t n, double
     me = fmax(me, fabs(a[i] - b[i]));
   }
   return me / (mx + floor);
+}
+
+/* count floats (at least one) or exit 2. */
+static inline float *test_alloc_floats(size_t count) {
+  float *p = malloc((count ? count : 1) * sizeof(float));
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  return p;
+}
+
+/* x (count) set to NaN with payload tag, so that a value an op leaves
+ * unwritten fails a comparison (two sides poisoned with different tags
+ * never compare equal bit for bit). */
+static inline void test_poison_nan(float *x, size_t count, uint32_t tag) {
+  uint32_t bits = 0x7fc00000u | tag;
+  for (size_t i = 0; i < count; i++)
+    memcpy(&x[i], &bits, sizeof(bits));
+}
+
+/* |x - y| / |y| over n floats, each taken as its difference from base (if
+ * not NULL: the change of an update); infinite where a value is not finite. */
+static inline double test_rel_norm_err(const float *x, const float *y, const float *base,
+                                       size_t n) {
+  double d = 0, r = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(x[i]) || !isfinite(y[i]))
+      return INFINITY;
+    double b = base ? base[i] : 0.0, dx = (double)x[i] - b, dy = (double)y[i] - b;
+    d += (dx - dy) * (dx - dy);
+    r += dy * dy;
+  }
+  return sqrt(d) / (sqrt(r) + 1e-30);
 }
 
 static inline int test_summary(const char *name) {
