@@ -300,7 +300,7 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
          P * W * (tr->actor.act_floats_per_row + tr->critic.act_floats_per_row + 2 * maxw) +
          P * n * (O + A + 6 + Y)) *
             F +
-        PN * sizeof(blpo_env_state);
+        PN * sizeof(blpo_env_state) + mb_work;
     snprintf(err, errlen,
              "out of %s memory: this config needs about %.1f MiB; lower env.num_envs, "
              "env.num_steps or run.num_seeds",
