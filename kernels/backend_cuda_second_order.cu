@@ -2,13 +2,15 @@
 // (blpo.md step 4), with the semantics of src/backend_cpu_blpo.c line by line:
 // axpy, dot, value_loss, blpo_actor (GAE and its adjoint per trajectory),
 // mixed_head, mlp_tangent, critic_hvp(_rows) (kernels/second_order_cuda.cu),
-// the Nystrom solve (batched over the population: cuSOLVER syevjBatched for
-// k <= 32, else syevd per agent; cuBLAS batched LU), CG, the dense solve and
-// the norm bound. Per-element math comes from the BLPO_HD headers shared with
-// the CPU. Per-agent sums are deterministic block reductions in double (one
-// block of BLPO_CUDA_THREADS per agent, blpo_block_sum). Nothing here
-// synchronises with the host: solver failures (devInfo) are read on the
-// device and folded into the outputs / the CORE_FAULTS stat by small kernels.
+// the Nystrom solve (one kernel per solve for k <= 32, kernels/nystrom_cuda.cu;
+// with run.fused_update off or a larger k, batched over the population:
+// cuSOLVER syevjBatched for k <= 32, else syevd per agent; cuBLAS batched
+// LU), CG, the dense solve and the norm bound. Per-element math comes from
+// the BLPO_HD headers shared with the CPU. Per-agent sums are deterministic
+// block reductions in double (one block of BLPO_CUDA_THREADS per agent,
+// blpo_block_sum). Nothing here synchronises with the host: solver failures
+// (devInfo) are read on the device and folded into the outputs / the
+// CORE_FAULTS stat by small kernels.
 //
 // The Nystrom workspaces hold the whole population (reserve_solver is given
 // P), so one launch per step serves every agent; CG is batched by nature; the
@@ -667,6 +669,8 @@ size_t cuda_critic_hvp_work(const blpo_mlp *m, int n, int K) {
 void cuda_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *rows,
                         const int32_t *idx, const float *v, float rho, float ridge, float tol,
                         float *x, float *stats) {
+  if (blpo_cuda_nystrom_fused(be, P, np, k, rows, idx, v, rho, ridge, tol, x, stats))
+    return;
   blpo_cuda_impl *impl = blpo_cuda(be);
   cudaStream_t st = impl->stream;
   so_solver *s = ensure(be, P, k, np, 0);

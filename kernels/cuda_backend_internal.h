@@ -63,6 +63,9 @@ typedef struct {
   // The device's opt-in shared memory per block, for the layouts of the
   // fused forward, minibatch and critic step kernels (read at create).
   int smem_optin;
+  // Nystrom solves of rank <= BLPO_NYS_KMAX as one kernel (kernels/nystrom_cuda.cu)
+  // instead of the cuSOLVER path; on unless set_fused_solve turns it off.
+  int fused_solve;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
@@ -96,5 +99,11 @@ void blpo_cuda_install_rollout_fused(blpo_backend *be);
 void blpo_cuda_install_ppo_minibatch(blpo_backend *be);
 // Installs critic_step_work and critic_step (kernels/critic_step_cuda.cu).
 void blpo_cuda_install_critic_step(blpo_backend *be);
+// Installs set_fused_solve (kernels/nystrom_cuda.cu). The one-kernel solve:
+// 0 where it cannot take (P, k, np) (then the caller takes the cuSOLVER path).
+void blpo_cuda_install_nystrom(blpo_backend *be);
+int blpo_cuda_nystrom_fused(blpo_backend *be, int P, size_t np, int k, const float *rows,
+                            const int32_t *idx, const float *v, float rho, float ridge, float tol,
+                            float *x, float *stats);
 
 #endif

@@ -360,6 +360,17 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
     err[0] = 0;
     tr->fused = keep;
   }
+  /* the one-kernel Nystrom solve (run.fused_update), where the rank fits */
+  if (be->set_fused_solve) {
+    int kmax = be->set_fused_solve(be, cfg->fused_update != BLPO_TRI_OFF);
+    int nys = cfg->algo == BLPO_ALGO_BLPO && cfg->hg_method == BLPO_HG_NYSTROM;
+    tr->fused_solve = nys && cfg->hg_rank <= kmax;
+    if (nys && cfg->fused_update == BLPO_TRI_ON && !tr->fused_solve)
+      fprintf(stderr,
+              "blpo-gpu: run.fused_update: the %s backend's one-kernel Nystrom solve takes "
+              "rank <= %d (algo.hypergrad.rank is %d); using the library path\n",
+              be->name, kmax, cfg->hg_rank);
+  }
   /* TF32 only now: the self-check compares against fp32 GEMMs */
   if (be->set_gemm_precision)
     be->set_gemm_precision(be, cfg->precision == BLPO_PREC_TF32);
@@ -704,7 +715,7 @@ int blpo_trainer_replaying(const blpo_trainer *tr) { return tr->graph != NULL; }
 
 int blpo_trainer_fused_rollout(const blpo_trainer *tr) { return tr->fused; }
 int blpo_trainer_fused_update(const blpo_trainer *tr) {
-  return tr->fused_update || tr->fused_critic;
+  return tr->fused_update || tr->fused_critic || tr->fused_solve;
 }
 
 int blpo_trainer_evaluate(blpo_trainer *tr, int episodes, int deterministic, double *mean,

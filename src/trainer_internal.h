@@ -20,6 +20,7 @@ struct blpo_trainer {
   int fused;        /* rollout steps through rollout_fused (run.fused_rollout) */
   int fused_update; /* PPO minibatches through ppo_minibatch (run.fused_update) */
   int fused_critic; /* nested critic steps through critic_step (run.fused_update) */
+  int fused_solve;  /* Nystrom solves as one kernel (set_fused_solve; run.fused_update) */
   void *mb_work;    /* ppo_minibatch's workspace (backend buffer), if it has one */
   void *cs_work;    /* critic_step's */
 

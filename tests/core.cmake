@@ -131,3 +131,9 @@ set_tests_properties(critic_step_blocks PROPERTIES LABELS "cpu;derivatives")
 blpo_test_exe(test_mlp_blocks)
 add_test(NAME mlp_blocks COMMAND test_mlp_blocks)
 set_tests_properties(mlp_blocks PROPERTIES LABELS "cpu;derivatives")
+
+# The CUDA one-kernel Nystrom solve's block program, run on the host, against
+# the CPU's LAPACK solve (--cuda: the op itself; tests/gpu.cmake).
+blpo_test_exe(test_nystrom_blocks)
+add_test(NAME nystrom_blocks COMMAND test_nystrom_blocks)
+set_tests_properties(nystrom_blocks PROPERTIES LABELS "cpu;derivatives")

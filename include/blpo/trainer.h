@@ -67,7 +67,8 @@ size_t blpo_trainer_graph_kernels(const blpo_trainer *tr, size_t *nodes);
 /* Whether the rollout runs through the fused step (run.fused_rollout). */
 int blpo_trainer_fused_rollout(const blpo_trainer *tr);
 /* Whether the update runs through the fused ops (run.fused_update): PPO
- * minibatches (ppo_minibatch), or the nested critic steps (critic_step). */
+ * minibatches (ppo_minibatch), the nested critic steps (critic_step) or the
+ * Nystrom solve (set_fused_solve). */
 int blpo_trainer_fused_update(const blpo_trainer *tr);
 /* Copies agent p's parameters to host arrays (sizes from the getters). */
 size_t blpo_trainer_actor_size(const blpo_trainer *tr);
