@@ -32,10 +32,15 @@
  *           converged: an eigensolver failure, as LAPACK's info != 0);
  *   select  the cut-off and the rank / eigenvalue stats, as the CPU;
  *   solve   S and B v from the Gram sums, Gaussian elimination with partial
- *           pivoting (an exactly zero or non-finite pivot is singular, as
- *           sgesv), back substitution, z = U_r y;
+ *           pivoting (an exactly zero pivot is singular, as sgesv; so is a
+ *           non-finite one, where the library paths would return NaN x:
+ *           here a NaN or Inf in C falls back to v / rho with a fault),
+ *           back substitution, z = U_r y;
  *   final   x = (v - C^T z) / rho, or the fallback.
- * Every sum has a fixed order, so a run is reproducible bit for bit. */
+ * Every sum has a fixed order, so a run is reproducible bit for bit. S is
+ * rounded differently from the CPU's (double from C C^T, against float from
+ * float B), so a nearly singular S may fault on one side only; an exactly
+ * singular one (tests/test_nystrom_blocks.c) faults on both. */
 #ifndef BLPO_NYSTROM_BLOCKS_H
 #define BLPO_NYSTROM_BLOCKS_H
 
@@ -105,7 +110,7 @@ static inline int blpo_nys_layout_init(blpo_nys_layout *y, int k, size_t np) {
   y->k = k, y->kp = k + (k & 1), y->np = np;
   y->sums = k * (k + 1) / 2 + k;
   int ch = BLPO_NYS_PARTIALS / y->sums;
-  size_t most = (np + 31) / 32; /* chunks of at least 32 parameters */
+  size_t most = (np + 31) / 32; /* about 32 parameters a chunk at least */
   if ((size_t)ch > most)
     ch = (int)most;
   y->chunks = ch < 1 ? 1 : ch;
