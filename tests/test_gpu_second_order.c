@@ -124,23 +124,6 @@ static pair rand_pair(size_t n, double scale) {
   return p;
 }
 
-/* k distinct indices in [0, range) */
-static void distinct(int k, int range, int32_t *out) {
-  int32_t *pool = malloc(sizeof(int32_t) * (size_t)range);
-  for (int i = 0; i < range; i++)
-    pool[i] = i;
-  for (int i = 0; i < k; i++) {
-    int j = i + (int)(urand() * (range - i));
-    if (j >= range)
-      j = range - 1;
-    int32_t t = pool[i];
-    pool[i] = pool[j];
-    pool[j] = t;
-    out[i] = pool[i];
-  }
-  free(pool);
-}
-
 /* ---- comparisons -------------------------------------------------------------- */
 
 typedef struct {
@@ -542,7 +525,7 @@ static void test_critic_hvp(int act) {
   const int K2 = 5;
   int32_t idx[P * K2];
   for (int p = 0; p < P; p++)
-    distinct(K2, (int)np, idx + p * K2);
+    test_distinct_indices(K2, (int)np, idx + p * K2);
   idx[0] = 0;                /* first weight */
   idx[K2 + 1] = (int)np - 1; /* the head bias */
   ipair ix = ipair_new(P * K2, idx);
@@ -558,28 +541,6 @@ static void test_critic_hvp(int act) {
     pair_free(ps[i]);
   ipair_free(&ix);
   critic_case_free(&c);
-}
-
-/* Random orthogonal (k x k) by Gram-Schmidt, row-major. */
-static void orthogonal(int k, double *Q) {
-  for (int i = 0; i < k * k; i++)
-    Q[i] = nrand();
-  for (int j = 0; j < k; j++) {
-    for (int pass = 0; pass < 2; pass++)
-      for (int i = 0; i < j; i++) {
-        double d = 0;
-        for (int r = 0; r < k; r++)
-          d += Q[r * k + i] * Q[r * k + j];
-        for (int r = 0; r < k; r++)
-          Q[r * k + j] -= d * Q[r * k + i];
-      }
-    double s = 0;
-    for (int r = 0; r < k; r++)
-      s += Q[r * k + j] * Q[r * k + j];
-    s = sqrt(s);
-    for (int r = 0; r < k; r++)
-      Q[r * k + j] /= s;
-  }
 }
 
 /* Rows C (P, k, np) whose cores C[:, idx] have prescribed spectra:
@@ -599,7 +560,7 @@ static void test_nystrom(pair *st, const float *init, int K) {
   double *Q = malloc(sizeof(double) * K * K), *lam = malloc(sizeof(double) * K);
   for (int p = 0; p < P; p++) {
     int32_t *ix = idx + p * K;
-    distinct(K, NP, ix);
+    test_distinct_indices(K, NP, ix);
     for (int a = 0; a < K; a++) {
       if (p == 0)
         lam[a] = a == 0 ? -2.0 : a == 1 ? 1e-9 : a == 2 ? -1e-9 : 1.0 + 0.4 * (a - 3);
@@ -608,7 +569,7 @@ static void test_nystrom(pair *st, const float *init, int K) {
       else
         lam[a] = 0.0;
     }
-    orthogonal(K, Q);
+    test_orthogonal(K, Q);
     float *Cp = C + (size_t)p * K * NP;
     for (int a = 0; a < K; a++)
       for (int b = 0; b <= a; b++) {

@@ -39,42 +39,6 @@ enum {
 };
 static const char *const kind_name[] = {"unstructured", "spectra", "pivoting", "singular"};
 
-/* Random orthogonal (k x k) by Gram-Schmidt, row-major. */
-static void orthogonal(int k, double *Q) {
-  for (int i = 0; i < k * k; i++)
-    Q[i] = nrand();
-  for (int j = 0; j < k; j++) {
-    for (int pass = 0; pass < 2; pass++)
-      for (int i = 0; i < j; i++) {
-        double d = 0;
-        for (int r = 0; r < k; r++)
-          d += Q[r * k + i] * Q[r * k + j];
-        for (int r = 0; r < k; r++)
-          Q[r * k + j] -= d * Q[r * k + i];
-      }
-    double s = 0;
-    for (int r = 0; r < k; r++)
-      s += Q[r * k + j] * Q[r * k + j];
-    for (int r = 0; r < k; r++)
-      Q[r * k + j] /= sqrt(s);
-  }
-}
-
-static void distinct(int k, int range, int32_t *out) {
-  int32_t *pool = malloc(sizeof(int32_t) * (size_t)range);
-  for (int i = 0; i < range; i++)
-    pool[i] = i;
-  for (int i = 0; i < k; i++) {
-    int j = i + (int)(urand() * (range - i));
-    if (j >= range)
-      j = range - 1;
-    int32_t t = pool[i];
-    pool[i] = pool[j], pool[j] = t;
-    out[i] = pool[i];
-  }
-  free(pool);
-}
-
 typedef struct {
   int k, kind;
   size_t np;
@@ -98,7 +62,7 @@ static nys_case make_case(int k, size_t np, int kind) {
   double *Q = malloc(sizeof(double) * k * k), *lam = malloc(sizeof(double) * k);
   for (int p = 0; p < P; p++) {
     int32_t *ix = c.idx + p * k;
-    distinct(k, (int)np, ix);
+    test_distinct_indices(k, (int)np, ix);
     c.rank[p] = -1, c.faults[p] = -1;
     if (kind == UNSTRUCTURED)
       continue;
@@ -122,7 +86,7 @@ static nys_case make_case(int k, size_t np, int kind) {
       for (int i = 0; i < k * k; i++)
         Q[i] = i % (k + 1) == 0;
     else
-      orthogonal(k, Q);
+      test_orthogonal(k, Q);
     float *Cp = c.C + (size_t)p * k * np;
     for (int a = 0; a < k; a++)
       for (int b = 0; b <= a; b++) {

@@ -34,6 +34,50 @@ static inline double nrand(void) {
   return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+/* k distinct indices in [0, range), a uniformly drawn prefix of a shuffle. */
+static inline void test_distinct_indices(int k, int range, int32_t *out) {
+  int32_t *pool = malloc(sizeof(int32_t) * (size_t)range);
+  if (!pool) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  for (int i = 0; i < range; i++)
+    pool[i] = i;
+  for (int i = 0; i < k; i++) {
+    int j = i + (int)(urand() * (range - i));
+    if (j >= range)
+      j = range - 1;
+    int32_t t = pool[i];
+    pool[i] = pool[j];
+    pool[j] = t;
+    out[i] = pool[i];
+  }
+  free(pool);
+}
+
+/* A random orthogonal (k x k) matrix Q, row-major, by Gram-Schmidt (twice)
+ * on normal entries: the eigenvectors of a prescribed spectrum. */
+static inline void test_orthogonal(int k, double *Q) {
+  for (int i = 0; i < k * k; i++)
+    Q[i] = nrand();
+  for (int j = 0; j < k; j++) {
+    for (int pass = 0; pass < 2; pass++)
+      for (int i = 0; i < j; i++) {
+        double d = 0;
+        for (int r = 0; r < k; r++)
+          d += Q[r * k + i] * Q[r * k + j];
+        for (int r = 0; r < k; r++)
+          Q[r * k + j] -= d * Q[r * k + i];
+      }
+    double s = 0;
+    for (int r = 0; r < k; r++)
+      s += Q[r * k + j] * Q[r * k + j];
+    s = sqrt(s);
+    for (int r = 0; r < k; r++)
+      Q[r * k + j] /= s;
+  }
+}
+
 /* max |a-b| / (max |b| + floor) over n: one scale-aware error per array. */
 static inline double rel_err_d(const float *a, const double *b, size_t n, double floor) {
   double mx = 0, me = 0;
