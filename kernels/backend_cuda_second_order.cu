@@ -649,6 +649,8 @@ size_t cuda_mlp_tangent_work(const blpo_mlp *m, int n, int K) {
 void cuda_critic_hvp_rows(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                           const float *x, int n, const float *acts, const float *target, int K,
                           const int32_t *idx, float *rows, float *work) {
+  if (blpo_cuda_hvp_rows_fused(be, m, P, params, x, n, acts, target, K, idx, rows, work))
+    return;
   size_t stride = (size_t)K * m->num_params;
   blpo_cuda_critic_hvp_pass(blpo_cuda(be), m, P, params, x, n, acts, target, K, NULL, 0, idx, rows,
                             stride, work);

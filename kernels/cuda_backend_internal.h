@@ -64,7 +64,9 @@ typedef struct {
   // fused forward, minibatch and critic step kernels (read at create).
   int smem_optin;
   // Nystrom solves of rank <= BLPO_NYS_KMAX as one kernel (kernels/nystrom_cuda.cu)
-  // instead of the cuSOLVER path; on unless set_fused_solve turns it off.
+  // instead of the cuSOLVER path, and the Hessian rows as two kernels
+  // (kernels/hvp_rows_cuda.cu) instead of the cuBLAS path; on unless
+  // set_fused_solve turns it off.
   int fused_solve;
 } blpo_cuda_impl;
 
@@ -105,5 +107,14 @@ void blpo_cuda_install_nystrom(blpo_backend *be);
 int blpo_cuda_nystrom_fused(blpo_backend *be, int P, size_t np, int k, const float *rows,
                             const int32_t *idx, const float *v, float rho, float ridge, float tol,
                             float *x, float *stats);
+// Sets the rows kernel's shared memory limit (kernels/hvp_rows_cuda.cu).
+void blpo_cuda_install_hvp_rows(blpo_backend *be);
+// critic_hvp_rows as the two kernels of include/blpo/hvp_rows_blocks.h, taken
+// with the one-kernel solve (fused_solve) where the layout fits shared memory;
+// 0 where it does not (then the caller takes the cuBLAS path). work is the
+// caller's HVP workspace, (P, blpo_cuda_hvp_work_floats(m, n, K)).
+int blpo_cuda_hvp_rows_fused(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                             const float *x, int n, const float *acts, const float *target, int K,
+                             const int32_t *idx, float *rows, float *work);
 
 #endif

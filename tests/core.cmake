@@ -137,3 +137,9 @@ set_tests_properties(mlp_blocks PROPERTIES LABELS "cpu;derivatives")
 blpo_test_exe(test_nystrom_blocks)
 add_test(NAME nystrom_blocks COMMAND test_nystrom_blocks)
 set_tests_properties(nystrom_blocks PROPERTIES LABELS "cpu;derivatives")
+
+# The CUDA Hessian rows' block programs, run on the host, against the CPU's
+# critic_hvp_rows (--cuda: the op itself; tests/gpu.cmake).
+blpo_test_exe(test_hvp_rows_blocks)
+add_test(NAME hvp_rows_blocks COMMAND test_hvp_rows_blocks)
+set_tests_properties(hvp_rows_blocks PROPERTIES LABELS "cpu;derivatives")
