@@ -801,5 +801,6 @@ extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
   blpo_cuda_install_critic_step(be);
   blpo_cuda_install_nystrom(be);
   blpo_cuda_install_hvp_rows(be);
+  blpo_cuda_install_tangent(be);
   return be;
 }

@@ -639,6 +639,8 @@ void cuda_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor
 void cuda_mlp_tangent(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                       const float *x, int n, const float *acts, int K, const float *dirs, float *ry,
                       float *work) {
+  if (blpo_cuda_tangent_fused(be, m, P, params, x, n, acts, K, dirs, ry))
+    return;
   blpo_cuda_tangent(blpo_cuda(be), m, P, params, x, n, acts, K, dirs, work, ry);
 }
 

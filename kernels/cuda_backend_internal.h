@@ -64,9 +64,9 @@ typedef struct {
   // fused forward, minibatch and critic step kernels (read at create).
   int smem_optin;
   // Nystrom solves of rank <= BLPO_NYS_KMAX as one kernel (kernels/nystrom_cuda.cu)
-  // instead of the cuSOLVER path, and the Hessian rows as two kernels
-  // (kernels/hvp_rows_cuda.cu) instead of the cuBLAS path; on unless
-  // set_fused_solve turns it off.
+  // instead of the cuSOLVER path, the Hessian rows as two kernels
+  // (kernels/hvp_rows_cuda.cu) and the tangents as one (kernels/tangent_cuda.cu)
+  // instead of the cuBLAS path; on unless set_fused_solve turns it off.
   int fused_solve;
 } blpo_cuda_impl;
 
@@ -116,5 +116,13 @@ void blpo_cuda_install_hvp_rows(blpo_backend *be);
 int blpo_cuda_hvp_rows_fused(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                              const float *x, int n, const float *acts, const float *target, int K,
                              const int32_t *idx, float *rows, float *work);
+// Sets the tangent kernel's shared memory limit (kernels/tangent_cuda.cu).
+void blpo_cuda_install_tangent(blpo_backend *be);
+// mlp_tangent as the one kernel of include/blpo/tangent_blocks.h, taken with
+// the one-kernel solve (fused_solve) where the layout fits shared memory; 0
+// where it does not (then the caller takes the cuBLAS path).
+int blpo_cuda_tangent_fused(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                            const float *x, int n, const float *acts, int K, const float *dirs,
+                            float *ry);
 
 #endif

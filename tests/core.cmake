@@ -143,3 +143,9 @@ set_tests_properties(nystrom_blocks PROPERTIES LABELS "cpu;derivatives")
 blpo_test_exe(test_hvp_rows_blocks)
 add_test(NAME hvp_rows_blocks COMMAND test_hvp_rows_blocks)
 set_tests_properties(hvp_rows_blocks PROPERTIES LABELS "cpu;derivatives")
+
+# The CUDA MLP tangent's block program, run on the host, against the CPU's
+# mlp_tangent (--cuda: the op itself; tests/gpu.cmake).
+blpo_test_exe(test_tangent_blocks)
+add_test(NAME tangent_blocks COMMAND test_tangent_blocks)
+set_tests_properties(tangent_blocks PROPERTIES LABELS "cpu;derivatives")

@@ -366,10 +366,10 @@ struct blpo_backend {
   size_t (*graph_count)(const void *graph, size_t *kernels);
   /* GEMM precision: 0 fp32, 1 TF32 tensor cores (optional: NULL = fp32 only). */
   void (*set_gemm_precision)(blpo_backend *be, int tf32);
-  /* The Nystrom solve as one kernel per agent, and critic_hvp_rows as block
-   * kernels where the critic fits (run.fused_update; optional: NULL = the
-   * backend has one way): on (1) or off (0); returns the largest rank
-   * nystrom_solve now runs that way, 0 when off. */
+  /* The Nystrom solve as one kernel per agent, and critic_hvp_rows and
+   * mlp_tangent as block kernels where the network fits (run.fused_update;
+   * optional: NULL = the backend has one way): on (1) or off (0); returns
+   * the largest rank nystrom_solve now runs that way, 0 when off. */
   int (*set_fused_solve)(blpo_backend *be, int on);
 
   /* Phase timing on the backend's own clock, for profile mode (required of

@@ -1,0 +1,44 @@
+// The forward-mode tangent of an MLP on the GPU (backend.h mlp_tangent) as
+// one kernel in place of the cuBLAS path's 3L + 1 launches: the block
+// program of include/blpo/tangent_blocks.h, which the CPU test runs thread
+// by thread; the kernel only runs its phases with a barrier after each.
+// Taken with the other block kernels of BLPO's update (set_fused_solve, that
+// is run.fused_update), for networks whose layout fits shared memory.
+#include "blpo/tangent_blocks.h"
+#include "cuda_backend_internal.h"
+#include "cuda_ops.h"
+
+namespace {
+
+constexpr int kT = BLPO_MBF_THREADS;
+
+__global__ void __launch_bounds__(kT) tnf_kernel(const __grid_constant__ blpo_tnf_args a) {
+  extern __shared__ float sm[];
+  const int phases = blpo_tnf_phases(&a.lay);
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_tnf_block(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
+    __syncthreads();
+  }
+}
+
+} // namespace
+
+int blpo_cuda_tangent_fused(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                            const float *x, int n, const float *acts, int K, const float *dirs,
+                            float *ry) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  blpo_tnf_layout lay;
+  if (!impl->fused_solve || !blpo_tnf_choose(&lay, m, P, n, K, (size_t)impl->smem_optin))
+    return 0;
+  blpo_tnf_args a = blpo_tnf_args_of(&lay, params, x, acts, dirs, ry);
+  const size_t smem = sizeof(float) * (size_t)lay.s_floats;
+  tnf_kernel<<<dim3((unsigned)lay.blocks, (unsigned)P), kT, smem, impl->stream>>>(a);
+  cudaCheckLaunch("tnf_kernel");
+  return 1;
+}
+
+void blpo_cuda_install_tangent(blpo_backend *be) {
+  // process-wide, the device's limit (see ppo_minibatch_cuda.cu)
+  cudaCheck(cudaFuncSetAttribute(tnf_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 blpo_cuda(be)->smem_optin));
+}
