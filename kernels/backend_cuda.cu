@@ -385,6 +385,52 @@ void cuda_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t idx_st
   cudaCheckLaunch("gather_rows_kernel");
 }
 
+// gather_rows_many: the gathers' elements end to end, gather t's P * n *
+// width of them from end[t-1] to end[t]; each thread finds its gather by a
+// scan of the (at most BLPO_GATHER_MAX) ends.
+struct gather_set {
+  blpo_gather g[BLPO_GATHER_MAX];
+  size_t end[BLPO_GATHER_MAX];
+  int count;
+};
+
+__global__ void gather_rows_many_kernel(const __grid_constant__ gather_set s) {
+  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= s.end[s.count - 1])
+    return;
+  int t = 0;
+  while (e >= s.end[t])
+    t++;
+  const blpo_gather *g = &s.g[t];
+  e -= t ? s.end[t - 1] : 0;
+  size_t per = (size_t)g->n * g->width;
+  size_t p = e / per, k = e % per, i = k / g->width, c = k % g->width;
+  g->dst[e] = g->src[(size_t)g->idx[p * g->idx_stride + i] * g->width + c];
+}
+
+void cuda_gather_rows_many(blpo_backend *be, int P, int count, const blpo_gather *g) {
+  if (count > BLPO_GATHER_MAX) {
+    blpo_cuda_fail("blpo", "gather_rows_many", "more gathers than BLPO_GATHER_MAX", __FILE__,
+                   __LINE__);
+    return;
+  }
+  gather_set s;
+  memset(&s, 0, sizeof(s));
+  size_t total = 0;
+  for (int k = 0; k < count; k++) {
+    size_t cnt = (size_t)(P > 0 ? P : 0) * (size_t)(g[k].n > 0 ? g[k].n : 0) *
+                 (size_t)(g[k].width > 0 ? g[k].width : 0);
+    if (!cnt)
+      continue; // an empty gather takes no elements (and no division by n * width)
+    s.g[s.count] = g[k];
+    s.end[s.count++] = total += cnt;
+  }
+  if (!s.count)
+    return;
+  gather_rows_many_kernel<<<blpo_cuda_blocks(total, kT), kT, 0, stream_of(be)>>>(s);
+  cudaCheckLaunch("gather_rows_many_kernel");
+}
+
 // P blocks of count floats: dst[p*dst_stride + k] = src[p*src_stride + k].
 __global__ void copy_blocks_kernel(int P, size_t count, float *__restrict__ dst, size_t dst_stride,
                                    const float *__restrict__ src, size_t src_stride) {
@@ -784,6 +830,7 @@ extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
   be->policy_mode = cuda_policy_mode;
   be->gae = cuda_gae;
   be->gather_rows = cuda_gather_rows;
+  be->gather_rows_many = cuda_gather_rows_many;
   be->copy_blocks = cuda_copy_blocks;
   be->shuffle_samples = cuda_shuffle_samples;
   be->shuffle_trajectories = cuda_shuffle_trajectories;

@@ -1,5 +1,5 @@
 // The Nystrom sketch's Hessian rows on the GPU (backend.h critic_hvp_rows)
-// as two kernels in place of the cuBLAS path's ~40 launches: the block
+// as two kernels in place of the cuBLAS path's ~34 launches: the block
 // programs of include/blpo/hvp_rows_blocks.h, which the CPU test runs thread
 // by thread; each kernel here only runs a program's phases with a barrier
 // after each. Taken with the one-kernel Nystrom solve (set_fused_solve, that

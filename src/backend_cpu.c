@@ -538,6 +538,11 @@ static void cpu_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t 
   }
 }
 
+static void cpu_gather_rows_many(blpo_backend *be, int P, int count, const blpo_gather *g) {
+  for (int k = 0; k < count; k++)
+    cpu_gather_rows(be, P, g[k].idx, g[k].idx_stride, g[k].n, g[k].src, g[k].width, g[k].dst);
+}
+
 typedef uint32_t perm_v16 __attribute__((vector_size(64)));
 
 /* blpo_feistel (include/blpo/permute.h) on 16 lanes at once, the same
@@ -1115,6 +1120,7 @@ blpo_backend *blpo_backend_cpu_create(int threads) {
   be->policy_mode = cpu_policy_mode;
   be->gae = cpu_gae;
   be->gather_rows = cpu_gather_rows;
+  be->gather_rows_many = cpu_gather_rows_many;
   be->copy_blocks = cpu_copy_blocks;
   be->shuffle_samples = cpu_shuffle_samples;
   be->shuffle_trajectories = cpu_shuffle_trajectories;

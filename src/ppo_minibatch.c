@@ -8,12 +8,14 @@ void blpo_ppo_minibatch_ops(blpo_backend *be, const blpo_dims *d, const blpo_ppo
   size_t c_stride = (size_t)n * cm->act_floats_per_row;
   float *a_head = mb->actor_acts + blpo_mlp_act_offset(am, am->num_layers, n);  // (P, n, Y)
   float *c_head = mb->critic_acts + blpo_mlp_act_offset(cm, cm->num_layers, n); // (P, n, 1)
-  be->gather_rows(be, P, mb->idx, mb->idx_stride, n, mb->obs, O, mb->mb_obs);
-  be->gather_rows(be, P, mb->idx, mb->idx_stride, n, mb->act, A, mb->mb_act);
-  be->gather_rows(be, P, mb->idx, mb->idx_stride, n, mb->logp, 1, mb->mb_logp);
-  be->gather_rows(be, P, mb->idx, mb->idx_stride, n, mb->adv, 1, mb->mb_adv);
-  be->gather_rows(be, P, mb->idx, mb->idx_stride, n, mb->ret, 1, mb->mb_ret);
-  be->gather_rows(be, P, mb->idx, mb->idx_stride, n, mb->val, 1, mb->mb_val);
+  const int32_t *ix = mb->idx;
+  const size_t is = mb->idx_stride;
+  const blpo_gather g[] = {
+      {ix, is, n, O, mb->obs, mb->mb_obs},   {ix, is, n, A, mb->act, mb->mb_act},
+      {ix, is, n, 1, mb->logp, mb->mb_logp}, {ix, is, n, 1, mb->adv, mb->mb_adv},
+      {ix, is, n, 1, mb->ret, mb->mb_ret},   {ix, is, n, 1, mb->val, mb->mb_val},
+  };
+  be->gather_rows_many(be, P, (int)(sizeof(g) / sizeof(g[0])), g);
   be->mlp_forward(be, am, P, mb->actor_params, mb->mb_obs, n, mb->actor_acts);
   be->mlp_forward(be, cm, P, mb->critic_params, mb->mb_obs, n, mb->critic_acts);
   be->ppo_loss(be, d, am, mb->actor_params, n, a_head, a_stride, c_head, c_stride, mb->mb_act,

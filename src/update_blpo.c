@@ -220,13 +220,13 @@ void blpo_update_blpo(blpo_trainer *tr) {
       blpo_phase_mark(tr, BLPO_PHASE_GATHER);
       const int32_t *ix = tr->rows_idx + (size_t)mb * n;
       const int32_t *lx = tr->last_idx + (size_t)mb * m;
-      be->gather_rows(be, P, ix, TN, n, tr->roll_obs, O, tr->mb_obs);
-      be->gather_rows(be, P, lx, N, m, tr->roll_obs, O, tr->mb_last_obs);
-      be->gather_rows(be, P, ix, TN, n, tr->roll_act, A, tr->mb_act);
-      be->gather_rows(be, P, ix, TN, n, tr->roll_logp, 1, tr->mb_logp);
-      be->gather_rows(be, P, ix, TN, n, tr->roll_rew, 1, tr->mb_rew);
-      be->gather_rows(be, P, ix, TN, n, tr->roll_done, 1, tr->mb_done);
-      be->gather_rows(be, P, ix, TN, n, tr->ret, 1, tr->mb_ret);
+      const blpo_gather g[] = {
+          {ix, TN, n, O, tr->roll_obs, tr->mb_obs}, {lx, N, m, O, tr->roll_obs, tr->mb_last_obs},
+          {ix, TN, n, A, tr->roll_act, tr->mb_act}, {ix, TN, n, 1, tr->roll_logp, tr->mb_logp},
+          {ix, TN, n, 1, tr->roll_rew, tr->mb_rew}, {ix, TN, n, 1, tr->roll_done, tr->mb_done},
+          {ix, TN, n, 1, tr->ret, tr->mb_ret},
+      };
+      be->gather_rows_many(be, P, (int)(sizeof(g) / sizeof(g[0])), g);
 
       /* a. nested critic: K_c Adam steps on g(w) = (1/n) sum (G - V)^2 */
       blpo_phase_mark(tr, BLPO_PHASE_NESTED);

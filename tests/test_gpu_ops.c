@@ -568,6 +568,44 @@ static void test_gather_rows(int width) {
   case_end();
 }
 
+/* Four gathers of different widths and row counts from two index sets (one
+ * empty) as one op, each against the CPU's. */
+static void test_gather_rows_many(void) {
+  enum { R = 503, NG = 4 };
+  const size_t idx_stride = 101;
+  case_begin("gather_rows_many (4 gathers, one empty)%s%s", "", "");
+  int32_t *hi = xmalloc(P * idx_stride * sizeof(int32_t));
+  for (size_t i = 0; i < P * idx_stride; i++)
+    hi[i] = (int32_t)(urand() * R);
+  size_t ibytes = P * idx_stride * sizeof(int32_t);
+  int32_t *ic = g_cpu->alloc(g_cpu, ibytes), *ig = g_gpu->alloc(g_gpu, ibytes);
+  g_cpu->upload(g_cpu, ic, hi, ibytes);
+  g_gpu->upload(g_gpu, ig, hi, ibytes);
+  const int width[NG] = {4, 1, 3, 2}, n[NG] = {77, 60, 0, 13}, off[NG] = {0, 7, 0, 50};
+  pair src[NG], dst[NG];
+  blpo_gather gc[NG], gg[NG];
+  for (int k = 0; k < NG; k++) {
+    src[k] = pair_normal((size_t)R * width[k], 1.0, 0.1);
+    dst[k] = pair_out((size_t)P * (n[k] ? n[k] : 1) * width[k]);
+    gc[k] = (blpo_gather){ic + off[k], idx_stride, n[k], width[k], src[k].c, dst[k].c};
+    gg[k] = (blpo_gather){ig + off[k], idx_stride, n[k], width[k], src[k].g, dst[k].g};
+  }
+  g_cpu->gather_rows_many(g_cpu, P, NG, gc);
+  g_gpu->gather_rows_many(g_gpu, P, NG, gg);
+  for (int k = 0; k < NG; k++) {
+    char name[32];
+    snprintf(name, sizeof name, "dst %d", k);
+    if (n[k]) /* the empty one: nothing written, nothing to compare */
+      cmp(name, &dst[k]);
+    pair_free(&src[k]);
+    pair_free(&dst[k]);
+  }
+  g_cpu->release(g_cpu, ic);
+  g_gpu->release(g_gpu, ig);
+  free(hi);
+  case_end();
+}
+
 static void test_copy_blocks(void) {
   case_begin("copy_blocks (count=37, strides 50/41)%s%s", "", "");
   pair src = pair_normal((size_t)P * 41, 1.0, 0.0);
@@ -920,6 +958,7 @@ int main(void) {
   test_gae();
   test_gather_rows(4);
   test_gather_rows(1);
+  test_gather_rows_many();
   test_copy_blocks();
   test_bootstrap();
   for (int e = 0; e < NUM_ENVS; e++) {

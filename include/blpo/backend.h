@@ -106,6 +106,18 @@ typedef struct {
 
 /* Stamps a backend's phase timer keeps at once (blpo_backend.timer_mark). */
 #define BLPO_TIMER_SLOTS 256
+
+/* One gather of gather_rows_many, with gather_rows's arguments:
+ * dst (P, n, width), row i of agent p = src row idx[p * idx_stride + i]. */
+typedef struct {
+  const int32_t *idx;
+  size_t idx_stride;
+  int n, width;
+  const float *src;
+  float *dst;
+} blpo_gather;
+#define BLPO_GATHER_MAX 8
+
 struct blpo_backend {
   const char *name;
   void *impl;
@@ -194,6 +206,10 @@ struct blpo_backend {
    * (a row index into the whole src buffer). */
   void (*gather_rows)(blpo_backend *be, int P, const int32_t *idx, size_t idx_stride, int n,
                       const float *src, int width, float *dst);
+  /* count (<= BLPO_GATHER_MAX) gathers, each as gather_rows, as one op: one
+   * launch instead of count on the GPU. No destination may overlap a source
+   * or another destination. */
+  void (*gather_rows_many)(blpo_backend *be, int P, int count, const blpo_gather *g);
   /* P blocks of count floats: dst[p*dst_stride ..] = src[p*src_stride ..]. */
   void (*copy_blocks)(blpo_backend *be, int P, size_t count, float *dst, size_t dst_stride,
                       const float *src, size_t src_stride);

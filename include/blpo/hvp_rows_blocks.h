@@ -1,7 +1,7 @@
 /* The Nystrom sketch's Hessian rows (backend.h critic_hvp_rows) as block
  * programs for host and device, in the manner of ppo_blocks.h, whose layer
  * staging and register tiles they reuse. The CUDA backend runs them as two
- * kernels (kernels/hvp_rows_cuda.cu) instead of the cuBLAS path's ~40
+ * kernels (kernels/hvp_rows_cuda.cu) instead of the cuBLAS path's ~34
  * launches (per layer a bias broadcast, up to three GEMMs and an activation
  * forward; per layer up to five GEMMs, a permute, a repack, column sums and
  * an activation backward; packing and unpacking).
