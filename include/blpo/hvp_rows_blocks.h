@@ -22,12 +22,11 @@
  *           (P, K, Nc). With one block per agent the rows program writes the
  *           rows itself and reduce is not launched.
  * A unit direction is zero below its layer: its R{h_l} there are stored as
- * exact zeros (so the dense tangent terms above add exact zeros), and the
- * g_l R{h_{l-1}} term of R{dW_l} is skipped where R{h_{l-1}} is zero, as the
- * CPU's unit_dir does. Sums run in a fixed order (rows of a chunk in order,
- * then the block's chunks, then the blocks), so results are reproducible bit
- * for bit; they are not the CPU op's bits (its GEMMs add the two R{dW}
- * terms separately), tests/test_hvp_rows_blocks.c compares to tolerance.
+ * exact zeros, and the W_l R{h_l} term of the tangent and the g R{h_l} term
+ * of R{dW_l} are skipped where R{h_l} is zero, as the CPU's unit_dir does. Sums run in a fixed
+ * order (rows of a chunk in order, then the block's chunks, then the blocks), so results are
+ * reproducible bit for bit; they are not the CPU op's bits (its GEMMs add the two R{dW} terms
+ * separately), tests/test_hvp_rows_blocks.c compares to tolerance.
  *
  * The partials live in the caller's HVP workspace (critic_hvp_work floats
  * per agent), so the number of blocks per agent is what fits there (and at
@@ -135,59 +134,62 @@ BLPO_HD int blpo_hvr_rows_phases(const blpo_hvr_layout *y) {
   return 1 + y->cpb * blpo_hvr_chunk_phases(y);
 }
 
-/* Layer l's tangent for the rows x K virtual rows: R{z_{l+1}} = W_l R{h_l}
- * (for l >= 1; R{h_0} = 0) plus the unit term of the directions at layer l,
- * then phi' below the head. Tiles of TR virtual rows x TC outputs, as
- * blpo_mbf_forward. */
+/* Layer l's tangent for the rows x K virtual rows, direction d's R{z_{l+1}}:
+ * zero below its layer (l < layer), the unit term at it (column a: h_l[b],
+ * or 1 for a bias), W_l R{h_l} above it; then phi' below the head. Tiles of
+ * TR rows of one direction x TC outputs (as blpo_mbf_forward), so that a
+ * direction's zero terms are skipped whole: for the 64-64 critic most
+ * sampled indices are in the middle layer, whose 64 x 64 W R{h} is then
+ * never multiplied out. Zeros are still stored: the backward pass reads
+ * R{h_l} in its phi'' term. */
 BLPO_HD void blpo_hvr_tangent(const blpo_hvr_layout *y, int l, int rows, float *sm, int tid) {
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const blpo_mbf_net *t = &y->c;
   const int K = y->K, din = t->dims[l], dout = t->dims[l + 1], last = l == t->L - 1;
-  const int ip = din + 1, op = dout + 1, wp = dout + 1, vrows = rows * K;
-  const int JT = (dout + TC - 1) / TC, RT = (vrows + TR - 1) / TR;
-  const float *rin = l > 0 ? sm + y->s_rh[l] : NULL, *wt = sm + t->w_dst[l];
+  const int ip = din + 1, op = dout + 1, wp = dout + 1;
+  const int JT = (dout + TC - 1) / TC, RT = (rows + TR - 1) / TR;
+  const float *rin = sm + y->s_rh[l], *wt = sm + t->w_dst[l];
   const float *hin = sm + t->h[l], *hout = sm + t->h[l + 1], *unit = sm + y->s_unit;
   float *out = sm + y->s_rh[l + 1];
-  for (int e = tid; e < RT * JT; e += BLPO_MBF_THREADS) {
-    const int v0 = (e / JT) * TR, jt = e % JT;
-    int j[TC], vv[TR];
+  for (int e = tid; e < K * RT * JT; e += BLPO_MBF_THREADS) {
+    const int d = e / (RT * JT), q = e % (RT * JT), rb = (q / JT) * TR, jt = q % JT;
+    const int ul = (int)unit[3 * d], ua = (int)unit[3 * d + 1], ub = (int)unit[3 * d + 2];
+    int j[TC], rr[TR];
     float acc[TR][TC];
     for (int c = 0; c < TC; c++)
       j[c] = blpo_mbf_imin(jt + c * JT, dout - 1);
-    for (int k = 0; k < TR; k++)
-      vv[k] = blpo_mbf_imin(v0 + k, vrows - 1) * ip;
-    for (int k = 0; k < TR; k++)
+    for (int s = 0; s < TR; s++)
+      rr[s] = (blpo_mbf_imin(rb + s, rows - 1) * K + d) * ip;
+    for (int s = 0; s < TR; s++)
       for (int c = 0; c < TC; c++)
-        acc[k][c] = 0.0f;
-    if (rin)
+        acc[s][c] = 0.0f;
+    if (ul < l) /* R{h_l} is zero unless the direction's layer is below l */
       for (int i = 0; i < din; i++) {
         float w[TC];
         for (int c = 0; c < TC; c++)
           w[c] = wt[i * wp + j[c]];
-        for (int k = 0; k < TR; k++) {
-          const float h = rin[vv[k] + i];
+        for (int s = 0; s < TR; s++) {
+          const float h = rin[rr[s] + i];
           for (int c = 0; c < TC; c++)
-            acc[k][c] = fmaf(w[c], h, acc[k][c]);
+            acc[s][c] = fmaf(w[c], h, acc[s][c]);
         }
       }
-    for (int k = 0; k < TR; k++) {
-      const int v = v0 + k;
-      if (v >= vrows)
+    for (int s = 0; s < TR; s++) {
+      const int r = rb + s;
+      if (r >= rows)
         continue;
-      const int r = v / K, d = v % K;
-      const int ul = (int)unit[3 * d], ua = (int)unit[3 * d + 1], ub = (int)unit[3 * d + 2];
       for (int c = 0; c < TC; c++) {
         const int jj = jt + c * JT;
         if (jj >= dout)
           continue;
-        float s = acc[k][c];
+        float v = acc[s][c];
         if (ul == l && jj == ua)
-          s += ub < 0 ? 1.0f : hin[r * ip + ub];
+          v += ub < 0 ? 1.0f : hin[r * ip + ub];
         if (!last) { /* R{h} = phi'(z) R{z}, phi' from h = phi(z) */
           const float h = hout[r * op + jj];
-          s = t->activation == BLPO_ACT_TANH ? s * (1.0f - h * h) : (h > 0.0f ? s : 0.0f);
+          v = t->activation == BLPO_ACT_TANH ? v * (1.0f - h * h) : (h > 0.0f ? v : 0.0f);
         }
-        out[v * op + jj] = s;
+        out[(r * K + d) * op + jj] = v;
       }
     }
   }
