@@ -16,21 +16,13 @@
 // i.e. swap the operands and M/N, keep each operand's transpose flag and all
 // leading dimensions. blpo_cuda_gemm_rm does exactly that, so every call
 // below is written with the CPU's row-major arguments.
+#include "blpo/second_order.h"
 #include "cuda_ops.h"
 #include "second_order_cuda.h"
 
 namespace {
 
 const int kThreads = BLPO_CUDA_THREADS;
-
-size_t max_weight_block(const blpo_mlp *m) {
-  size_t mx = 0;
-  for (int l = 0; l < m->num_layers; l++) {
-    size_t b = (size_t)m->dims[l + 1] * m->dims[l];
-    mx = b > mx ? b : mx;
-  }
-  return mx;
-}
 
 // Position of parameter j (< Nm) of direction k in the packed layout
 // [U_1 (K, d_1, d_0) | c_1 (K, d_1) | U_2 (K, d_2, d_1) | c_2 (K, d_2) | ...].
@@ -267,9 +259,7 @@ void blpo_cuda_gemm_rm(blpo_cuda_impl *impl, int ta, int tb, int M, int N, int K
 }
 
 size_t blpo_cuda_hvp_work_floats(const blpo_mlp *m, int n, int K) {
-  size_t nm = m->num_mlp_params, A = m->act_floats_per_row, w = (size_t)m->max_width;
-  size_t kk = (size_t)K, nn = (size_t)n;
-  return 2 * kk * nm + kk * nn * A + 2 * kk * nn * w + 2 * nn * w + kk * max_weight_block(m);
+  return blpo_hvp_pass_floats(m, n, K); // the CPU's layout (include/blpo/second_order.h)
 }
 
 void blpo_cuda_tangent(blpo_cuda_impl *impl, const blpo_mlp *m, int P, const float *params,

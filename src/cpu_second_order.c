@@ -148,15 +148,6 @@ void blpo_cpu_mlp_tangent(const blpo_mlp *m, int P, const float *params, const f
 
 /* ---- Hessian-vector products ---------------------------------------------- */
 
-static size_t max_weight_block(const blpo_mlp *m) {
-  size_t mx = 0;
-  for (int l = 0; l < m->num_layers; l++) {
-    size_t b = (size_t)m->dims[l + 1] * m->dims[l];
-    mx = b > mx ? b : mx;
-  }
-  return mx;
-}
-
 /* The floats of one unit_dir descriptor: they sit at the tail of the HVP
  * workspace (after hvp_agent's buffers) so that the training loop's rows
  * allocate nothing. */
@@ -167,9 +158,7 @@ _Static_assert(sizeof(unit_dir) == UNIT_DIR_FLOATS * sizeof(float) &&
 
 /* hvp_agent's buffers at (n, K), ahead of the unit_dir tail. */
 static size_t hvp_agent_floats(const blpo_mlp *m, int n, int K) {
-  size_t nm = m->num_mlp_params, A = m->act_floats_per_row, w = (size_t)m->max_width;
-  size_t kk = (size_t)K, nn = (size_t)n;
-  return 2 * kk * nm + kk * nn * A + 2 * kk * nn * w + 2 * nn * w + kk * max_weight_block(m);
+  return blpo_hvp_pass_floats(m, n, K);
 }
 
 size_t blpo_cpu_critic_hvp_work_floats(const blpo_mlp *m, int n, int K) {

@@ -149,3 +149,10 @@ set_tests_properties(hvp_rows_blocks PROPERTIES LABELS "cpu;derivatives")
 blpo_test_exe(test_tangent_blocks)
 add_test(NAME tangent_blocks COMMAND test_tangent_blocks)
 set_tests_properties(tangent_blocks PROPERTIES LABELS "cpu;derivatives")
+
+# Whole training iterations with the CUDA kernels' block programs in the
+# trainer's real calls, on the CPU, against the CPU backend (the same cases
+# as test_gpu_update; tests/update_compare.h).
+blpo_test_exe(test_blocks_update)
+add_test(NAME blocks_update COMMAND test_blocks_update)
+set_tests_properties(blocks_update PROPERTIES LABELS "cpu;derivatives")

@@ -23,6 +23,10 @@
 
 #include "mlp.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Forward-mode tangent along K directions.
  *   params (P, Np); x (P, n, d_0); acts (P, n, act_floats_per_row) from the
  *   forward pass ([h_1 | ... | y]); dirs (P, K, Np), each shaped like params
@@ -43,13 +47,28 @@
 void blpo_cpu_mlp_tangent(const blpo_mlp *m, int P, const float *params, const float *x, int n,
                           const float *acts, int K, const float *dirs, float *rh, float *ry);
 
+/* The HVP passes' buffers per agent at (n, K), laid out alike by both
+ * backends (hvp_agent in src/cpu_second_order.c, blpo_cuda_critic_hvp_pass
+ * in kernels/second_order_cuda.cu; the CUDA Hessian rows kernel keeps its
+ * partials there):
+ *   2 K Nm + K n A + 2 K n w + 2 n w + K Wmax
+ * with Nm = num_mlp_params, A = act_floats_per_row, w = max_width,
+ * Wmax = max_l d_l d_{l-1}. */
+static inline size_t blpo_hvp_pass_floats(const blpo_mlp *m, int n, int K) {
+  size_t nm = m->num_mlp_params, A = m->act_floats_per_row, w = (size_t)m->max_width;
+  size_t kk = (size_t)K, nn = (size_t)n, wmax = 0;
+  for (int l = 0; l < m->num_layers; l++) {
+    size_t b = (size_t)m->dims[l + 1] * m->dims[l];
+    wmax = b > wmax ? b : wmax;
+  }
+  return 2 * kk * nm + kk * nn * A + 2 * kk * nn * w + 2 * nn * w + kk * wmax;
+}
+
 /* Floats of workspace per agent for the HVP entries below at (n, K); the
  * caller allocates P times this once (it grows with K and n, so the largest
- * (n, K) used covers smaller calls):
- *   2 K Nm + K n A + 2 K n w + 2 n w + K Wmax + 3 K
- * with Nm = num_mlp_params, A = act_floats_per_row, w = max_width,
- * Wmax = max_l d_l d_{l-1}; the last 3 K hold where each unit direction of
- * the rows and the dense Hessian sits, so that those allocate nothing. */
+ * (n, K) used covers smaller calls): blpo_hvp_pass_floats + 3 K, the last
+ * 3 K holding where each unit direction of the rows and the dense Hessian
+ * sits, so that those allocate nothing. */
 size_t blpo_cpu_critic_hvp_work_floats(const blpo_mlp *m, int n, int K);
 
 /* Hessian-vector products hv (P, K, Np) = H u_k of g(w) = (1/n) sum (G - y)^2,
@@ -76,5 +95,9 @@ void blpo_cpu_critic_hvp_rows(const blpo_mlp *m, int P, const float *params, con
 void blpo_cpu_critic_hessian_dense(const blpo_mlp *m, const float *params, const float *x, int n,
                                    const float *acts, const float *target, int chunk, float *hess,
                                    float *work);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,0 +1,294 @@
+/* A test backend: the CPU backend with the ops the CUDA backend runs as
+ * block-program kernels replaced by those block programs, run on the host
+ * thread after thread per phase (shared memory poisoned with NaN for every
+ * block), with the CUDA backend's own choices: the same layouts for an
+ * H100/H200's opt-in shared memory, the same workspaces and strides, the
+ * same fall-backs to the library path where a network does not fit.
+ *
+ *   mlp_forward, mlp_backward     blpo_fwd, blpo_bwd (ppo_blocks.h)
+ *   ppo_minibatch(_work)          blpo_mbf (ppo_blocks.h)
+ *   critic_step(_work)            blpo_cvf (critic_blocks.h)
+ *   critic_hvp_rows               blpo_hvr (hvp_rows_blocks.h)   \
+ *   mlp_tangent                   blpo_tnf (tangent_blocks.h)     } set_fused_solve
+ *   nystrom_solve                 blpo_nys (nystrom_blocks.h)    /
+ *
+ * The per-op tests check each program against the CPU op on random inputs;
+ * with this backend whole training iterations (tests/test_blocks_update.c)
+ * run them on the trainer's real buffers, sizes and call order, which is
+ * what the CUDA backend runs, on a machine without a GPU. One backend at a
+ * time (the state below is static). */
+#ifndef BLPO_TEST_BLOCKS_BACKEND_H
+#define BLPO_TEST_BLOCKS_BACKEND_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "blpo/backend.h"
+#include "blpo/critic_blocks.h"
+#include "blpo/hvp_rows_blocks.h"
+#include "blpo/nystrom_blocks.h"
+#include "blpo/ppo_blocks.h"
+#include "blpo/second_order.h"
+#include "blpo/tangent_blocks.h"
+#include "test_util.h"
+
+#define BLK_SMEM ((size_t)232448) /* cudaDevAttrMaxSharedMemoryPerBlockOptin, H100 and H200 */
+
+enum { BLK_FWD, BLK_BWD, BLK_MBF, BLK_CVF, BLK_HVR, BLK_TNF, BLK_NYS, BLK_PROGRAMS };
+static const char *const blk_names[BLK_PROGRAMS] = {"fwd", "bwd", "mbf", "cvf",
+                                                    "hvr", "tnf", "nys"};
+
+static struct {
+  blpo_backend cpu; /* the CPU backend's ops, for the fall-backs */
+  int fused;        /* set_fused_solve */
+  float *sm;
+  size_t sm_floats;
+  size_t ran[BLK_PROGRAMS]; /* blocks emulated per program */
+} g_blk;
+
+/* Shared memory for one block of program `prog`, poisoned. */
+static float *blk_shared(int prog, size_t floats) {
+  if (floats > g_blk.sm_floats) {
+    free(g_blk.sm);
+    g_blk.sm = test_alloc_floats(floats);
+    g_blk.sm_floats = floats;
+  }
+  test_poison_nan(g_blk.sm, floats, 0x5b);
+  g_blk.ran[prog]++;
+  return g_blk.sm;
+}
+
+static void blk_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                            const float *x, int n, float *acts) {
+  blpo_fwd_args a;
+  if (P <= 0 || n <= 0)
+    return;
+  if (!blpo_fwd_choose(&a.lay, m, P, n, BLK_SMEM)) {
+    g_blk.cpu.mlp_forward(be, m, P, params, x, n, acts);
+    return;
+  }
+  a.params = params, a.x = x, a.acts = acts;
+  for (int p = 0; p < P; p++)
+    for (int b = 0; b < a.lay.blocks; b++) {
+      float *sm = blk_shared(BLK_FWD, (size_t)a.lay.s_floats);
+      for (int ph = 0; ph < blpo_fwd_phases(&a.lay); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_fwd(&a, p, b, t, ph, sm);
+    }
+}
+
+static void blk_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                             const float *x, int n, const float *acts, const float *dy, float *grad,
+                             float *scratch) {
+  blpo_bwd_args a;
+  if (P <= 0)
+    return;
+  if (!blpo_bwd_choose(&a.lay, m, P, n, BLK_SMEM)) {
+    g_blk.cpu.mlp_backward(be, m, P, params, x, n, acts, dy, grad, scratch);
+    return;
+  }
+  a.params = params, a.x = x, a.acts = acts, a.dy = dy, a.grad = grad, a.parts = scratch;
+  for (int p = 0; p < P; p++)
+    for (int b = 0; b < a.lay.blocks; b++) {
+      float *sm = blk_shared(BLK_BWD, (size_t)a.lay.s_floats);
+      for (int ph = 0; ph < blpo_bwd_rows_phases(&a.lay); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_bwd_rows(&a, p, b, t, ph, sm);
+    }
+  if (!a.lay.direct) {
+    int cols = (int)((m->num_mlp_params + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS);
+    for (int p = 0; p < P; p++)
+      for (int k = 0; k < cols; k++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_bwd_reduce(&a, p, k, t);
+  }
+}
+
+static size_t blk_ppo_minibatch_work(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                                     const blpo_mlp *critic, int n) {
+  (void)be;
+  blpo_mbf_layout lay;
+  return blpo_mbf_choose(&lay, d, actor, critic, n, BLK_SMEM) ? blpo_mbf_work_bytes(&lay, d->P) : 0;
+}
+
+static void blk_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_minibatch *mb) {
+  (void)be;
+  blpo_mbf_layout lay;
+  if (d->P <= 0 || mb->n <= 0)
+    return;
+  if (!mb->work || !blpo_mbf_choose(&lay, d, mb->actor, mb->critic, mb->n, BLK_SMEM)) {
+    fprintf(stderr, "blocks backend: ppo_minibatch without a layout or workspace\n");
+    exit(2);
+  }
+  const int P = d->P;
+  blpo_mbf_args a = blpo_mbf_args_of(&lay, mb, P, mb->work);
+  blpo_mbf_moments_shared msh;
+  blpo_mbf_reduce_shared rsh;
+  blpo_mbf_adam_shared ash;
+  for (int p = 0; p < P; p++) {
+    memset(&msh, 0xff, sizeof(msh));
+    for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
+      for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        blpo_mbf_moments(&a, p, t, ph, &msh);
+  }
+  for (int p = 0; p < P; p++)
+    for (int b = 0; b < lay.blocks; b++) {
+      float *sm = blk_shared(BLK_MBF, (size_t)lay.s_floats);
+      for (int ph = 0; ph < blpo_mbf_rows_phases(&lay); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_mbf_rows(&a, p, b, t, ph, sm);
+    }
+  for (int p = 0; p < P; p++)
+    for (int k = 0; k < lay.col_blocks; k++) {
+      memset(&rsh, 0xff, sizeof(rsh));
+      for (int ph = 0; ph < blpo_mbf_reduce_phases(); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_mbf_reduce(&a, p, k, t, ph, &rsh);
+    }
+  for (int p = 0; p < P; p++)
+    for (int k = 0; k < lay.col_blocks; k++) {
+      memset(&ash, 0xff, sizeof(ash));
+      for (int ph = 0; ph < blpo_mbf_adam_phases(); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_mbf_adam(&a, p, k, t, ph, &ash);
+    }
+}
+
+static size_t blk_critic_step_work(blpo_backend *be, const blpo_dims *d, const blpo_mlp *critic,
+                                   int n) {
+  (void)be;
+  blpo_cvf_layout lay;
+  return blpo_cvf_choose(&lay, d, critic, n, BLK_SMEM) ? blpo_cvf_work_bytes(&lay, d->P) : 0;
+}
+
+static void blk_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs) {
+  (void)be;
+  if (P <= 0 || cs->n <= 0)
+    return;
+  blpo_dims d;
+  memset(&d, 0, sizeof(d));
+  d.P = P, d.obs_dim = cs->critic->dims[0];
+  blpo_cvf_layout lay;
+  if (!cs->work || !blpo_cvf_choose(&lay, &d, cs->critic, cs->n, BLK_SMEM)) {
+    fprintf(stderr, "blocks backend: critic_step without a layout or workspace\n");
+    exit(2);
+  }
+  blpo_cvf_args a = blpo_cvf_args_of(&lay, cs);
+  for (int p = 0; p < P; p++)
+    for (int b = 0; b < lay.blocks; b++) {
+      float *sm = blk_shared(BLK_CVF, (size_t)lay.s_floats);
+      for (int ph = 0; ph < blpo_cvf_rows_phases(&lay); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_cvf_rows(&a, p, b, t, ph, sm);
+    }
+  blpo_cvf_adam_shared sh;
+  for (int p = 0; p < P; p++)
+    for (int k = 0; k < lay.col_blocks; k++) {
+      memset(&sh, 0xff, sizeof(sh));
+      for (int ph = 0; ph < blpo_cvf_adam_phases(); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_cvf_adam(&a, p, k, t, ph, &sh);
+    }
+}
+
+static int blk_set_fused_solve(blpo_backend *be, int on) {
+  (void)be;
+  g_blk.fused = on != 0;
+  return on ? BLPO_NYS_KMAX : 0;
+}
+
+/* As the CUDA dispatch: the partials at blpo_hvp_pass_floats per agent (the
+ * CUDA workspace), inside the CPU's larger one the trainer allocated. */
+static void blk_critic_hvp_rows(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                                const float *x, int n, const float *acts, const float *target,
+                                int K, const int32_t *idx, float *rows, float *work) {
+  blpo_hvr_layout lay;
+  if (!g_blk.fused || !blpo_hvr_choose(&lay, m, P, n, K, blpo_hvp_pass_floats(m, n, K), BLK_SMEM)) {
+    g_blk.cpu.critic_hvp_rows(be, m, P, params, x, n, acts, target, K, idx, rows, work);
+    return;
+  }
+  blpo_hvr_args a = blpo_hvr_args_of(&lay, params, x, acts, target, idx, rows, work);
+  for (int p = 0; p < P; p++)
+    for (int b = 0; b < lay.blocks; b++) {
+      float *sm = blk_shared(BLK_HVR, (size_t)lay.s_floats);
+      for (int ph = 0; ph < blpo_hvr_rows_phases(&lay); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_hvr_rows(&a, p, b, t, ph, sm);
+    }
+  if (!lay.direct)
+    for (int p = 0; p < P; p++)
+      for (int k = 0; k < blpo_hvr_reduce_blocks(&lay); k++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_hvr_reduce(&a, p, k, t);
+}
+
+static void blk_mlp_tangent(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
+                            const float *x, int n, const float *acts, int K, const float *dirs,
+                            float *ry, float *work) {
+  blpo_tnf_layout lay;
+  if (!g_blk.fused || !blpo_tnf_choose(&lay, m, P, n, K, BLK_SMEM)) {
+    g_blk.cpu.mlp_tangent(be, m, P, params, x, n, acts, K, dirs, ry, work);
+    return;
+  }
+  blpo_tnf_args a = blpo_tnf_args_of(&lay, params, x, acts, dirs, ry);
+  for (int p = 0; p < P; p++)
+    for (int b = 0; b < lay.blocks; b++) {
+      float *sm = blk_shared(BLK_TNF, (size_t)lay.s_floats);
+      for (int ph = 0; ph < blpo_tnf_phases(&lay); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_tnf_block(&a, p, b, t, ph, sm);
+    }
+}
+
+static void blk_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *rows,
+                              const int32_t *idx, const float *v, float rho, float ridge, float tol,
+                              float *x, float *stats) {
+  blpo_nys_args a;
+  if (!g_blk.fused || P <= 0 || P > 65535 || !blpo_nys_layout_init(&a.lay, k, np)) {
+    g_blk.cpu.nystrom_solve(be, P, np, k, rows, idx, v, rho, ridge, tol, x, stats);
+    return;
+  }
+  a.rows = rows, a.idx = idx, a.v = v, a.x = x, a.stats = stats;
+  a.rho = rho, a.ridge = ridge, a.tol = tol;
+  blpo_nys_shared *sh = malloc(sizeof(*sh));
+  if (!sh)
+    exit(2);
+  for (int p = 0; p < P; p++) {
+    memset(sh, 0xff, sizeof(*sh));
+    g_blk.ran[BLK_NYS]++;
+    for (int ph = 0; ph < a.lay.phases; ph = blpo_nys_next(&a.lay, sh, ph))
+      for (int t = 0; t < BLPO_NYS_THREADS; t++)
+        blpo_nys_block(&a, p, t, ph, sh);
+  }
+  free(sh);
+}
+
+static void blk_destroy(blpo_backend *be) {
+  free(g_blk.sm);
+  g_blk.sm = NULL, g_blk.sm_floats = 0;
+  g_blk.cpu.destroy(be);
+}
+
+/* The CPU backend (one thread) with the block programs in place. */
+static blpo_backend *blocks_backend_create(void) {
+  blpo_backend *be = blpo_backend_cpu_create(1);
+  if (!be)
+    return NULL;
+  g_blk.cpu = *be;
+  g_blk.fused = 1;
+  be->name = "cpu-blocks";
+  be->mlp_forward = blk_mlp_forward;
+  be->mlp_backward = blk_mlp_backward;
+  be->ppo_minibatch_work = blk_ppo_minibatch_work;
+  be->ppo_minibatch = blk_ppo_minibatch;
+  be->critic_step_work = blk_critic_step_work;
+  be->critic_step = blk_critic_step;
+  be->set_fused_solve = blk_set_fused_solve;
+  be->critic_hvp_rows = blk_critic_hvp_rows;
+  be->mlp_tangent = blk_mlp_tangent;
+  be->nystrom_solve = blk_nystrom_solve;
+  be->destroy = blk_destroy;
+  return be;
+}
+
+#endif
