@@ -72,9 +72,10 @@ const blpo_config_key blpo_config_keys[] = {
      "PPO: each minibatch update (gathers, both networks' forward and backward passes, loss, "
      "norm clip, Adam) as one backend op instead of 15; nested/blpo: each nested critic step "
      "(forward, value loss, backward, Adam) as one op instead of 4; blpo: the Nystrom solve "
-     "as one kernel instead of the cuSOLVER/cuBLAS path (rank <= 32). auto = where the "
+     "as one kernel instead of the cuSOLVER/cuBLAS path (rank <= 32), the Hessian rows as two "
+     "kernels and the critic tangents as one instead of the cuBLAS passes. auto = where the "
      "backend has it: the CPU's PPO op (one parallel region, each row chunk's passes on one "
-     "core, the same bits); CUDA's three (a few kernels with the rows in shared memory, the "
+     "core, the same bits); CUDA's (a few kernels with the rows in shared memory, the "
      "same results up to float rounding, for networks whose weights fit in shared memory)."},
     {"run.debug_emulate_replay", BLPO_KEY_BOOL, FIELD(debug_emulate_replay), 0, 0, 0, 0, 0, 0, NULL,
      "false",
