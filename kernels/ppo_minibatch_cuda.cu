@@ -26,7 +26,7 @@ __global__ void __launch_bounds__(kT) mbf_moments_kernel(const __grid_constant__
   __shared__ blpo_mbf_moments_shared sh;
   const int phases = blpo_mbf_moments_phases();
   for (int ph = 0; ph < phases; ph++) {
-    blpo_mbf_moments(&a, blockIdx.x, threadIdx.x, ph, &sh);
+    blpo_mbf_moments(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, &sh);
     __syncthreads();
   }
 }
@@ -61,11 +61,11 @@ __global__ void __launch_bounds__(kT) mbf_adam_kernel(const __grid_constant__ bl
 // backend.h ppo_minibatch_work: the layout with the most rows per block
 // (32, 16 or 8) that fits the device's shared memory, and its workspace.
 size_t cuda_ppo_minibatch_work(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
-                               const blpo_mlp *critic, int n) {
+                               const blpo_mlp *critic, int n, int minibatches) {
   blpo_mbf_layout lay;
   if (!blpo_mbf_choose(&lay, d, actor, critic, n, (size_t)blpo_cuda(be)->smem_optin))
     return 0;
-  return blpo_mbf_work_bytes(&lay, d->P);
+  return blpo_mbf_work_bytes(&lay, d->P, minibatches);
 }
 
 void cuda_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_minibatch *mb) {
@@ -75,19 +75,23 @@ void cuda_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_min
   // the layout ppo_minibatch_work sized the workspace for (a few hundred
   // integer operations on the host; a replayed graph skips them)
   blpo_mbf_layout lay;
-  if (!mb->work ||
+  if (!mb->work || !blpo_mbf_place_ok(mb) ||
       !blpo_mbf_choose(&lay, d, mb->actor, mb->critic, mb->n, (size_t)impl->smem_optin)) {
     blpo_cuda_fail("blpo", "ppo_minibatch",
-                   mb->work ? "these networks do not fit (ppo_minibatch_work said 0)"
-                            : "no workspace (size it with ppo_minibatch_work)",
+                   !mb->work ? "no workspace (size it with ppo_minibatch_work)"
+                   : !blpo_mbf_place_ok(mb)
+                       ? "minibatch outside [0, minibatches)"
+                       : "these networks do not fit (ppo_minibatch_work said 0)",
                    __FILE__, __LINE__);
     return;
   }
   blpo_mbf_args a = blpo_mbf_args_of(&lay, mb, d->P, mb->work);
   cudaStream_t s = impl->stream;
   const size_t smem = sizeof(float) * (size_t)lay.s_floats;
-  mbf_moments_kernel<<<d->P, kT, 0, s>>>(a);
-  cudaCheckLaunch("mbf_moments_kernel");
+  if (a.mb == 0) { // the epoch's moments, every minibatch's at once
+    mbf_moments_kernel<<<dim3((unsigned)a.M, (unsigned)d->P), kT, 0, s>>>(a);
+    cudaCheckLaunch("mbf_moments_kernel");
+  }
   mbf_rows_kernel<<<dim3((unsigned)lay.blocks, (unsigned)d->P), kT, smem, s>>>(a);
   cudaCheckLaunch("mbf_rows_kernel");
   mbf_reduce_kernel<<<dim3((unsigned)lay.col_blocks, (unsigned)d->P), kT, 0, s>>>(a);

@@ -230,7 +230,8 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   tr->fused_update =
       cfg->algo == BLPO_ALGO_PPO && cfg->fused_update != BLPO_TRI_OFF && be->ppo_minibatch;
   if (tr->fused_update && be->ppo_minibatch_work) {
-    mb_work = be->ppo_minibatch_work(be, d, &tr->actor, &tr->critic, tr->mb_rows);
+    mb_work =
+        be->ppo_minibatch_work(be, d, &tr->actor, &tr->critic, tr->mb_rows, cfg->num_minibatches);
     tr->fused_update = mb_work > 0;
   }
   if (cfg->algo == BLPO_ALGO_PPO && cfg->fused_update == BLPO_TRI_ON && !tr->fused_update)
@@ -520,6 +521,7 @@ static void ppo_update(blpo_trainer *tr) {
       .pp = {c->clip_eps, c->vf_coef, c->ent_coef, c->clip_value, c->norm_adv},
       .max_grad_norm = c->max_grad_norm,
       .work = tr->mb_work,
+      .minibatches = M,
   };
 
   for (int epoch = 0; epoch < E; epoch++) {
@@ -527,6 +529,7 @@ static void ppo_update(blpo_trainer *tr) {
     be->shuffle_samples(be, d, perm, tr->idx);
     for (int mb = 0; mb < M; mb++) {
       a.idx = tr->idx + (size_t)mb * n;
+      a.minibatch = mb;
       /* one optimiser step per minibatch, shared by both networks */
       int64_t step = (int64_t)epoch * M + mb;
       a.actor_sched = blpo_trainer_adam_sched(tr, c->actor_lr, (int64_t)E * M, step);

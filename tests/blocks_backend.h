@@ -105,10 +105,12 @@ static void blk_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
 }
 
 static size_t blk_ppo_minibatch_work(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
-                                     const blpo_mlp *critic, int n) {
+                                     const blpo_mlp *critic, int n, int minibatches) {
   (void)be;
   blpo_mbf_layout lay;
-  return blpo_mbf_choose(&lay, d, actor, critic, n, BLK_SMEM) ? blpo_mbf_work_bytes(&lay, d->P) : 0;
+  return blpo_mbf_choose(&lay, d, actor, critic, n, BLK_SMEM)
+             ? blpo_mbf_work_bytes(&lay, d->P, minibatches)
+             : 0;
 }
 
 static void blk_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_minibatch *mb) {
@@ -116,7 +118,8 @@ static void blk_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_p
   blpo_mbf_layout lay;
   if (d->P <= 0 || mb->n <= 0)
     return;
-  if (!mb->work || !blpo_mbf_choose(&lay, d, mb->actor, mb->critic, mb->n, BLK_SMEM)) {
+  if (!mb->work || !blpo_mbf_place_ok(mb) ||
+      !blpo_mbf_choose(&lay, d, mb->actor, mb->critic, mb->n, BLK_SMEM)) {
     fprintf(stderr, "blocks backend: ppo_minibatch without a layout or workspace\n");
     exit(2);
   }
@@ -125,12 +128,13 @@ static void blk_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_p
   blpo_mbf_moments_shared msh;
   blpo_mbf_reduce_shared rsh;
   blpo_mbf_adam_shared ash;
-  for (int p = 0; p < P; p++) {
-    memset(&msh, 0xff, sizeof(msh));
-    for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
-      for (int t = 0; t < BLPO_MBF_THREADS; t++)
-        blpo_mbf_moments(&a, p, t, ph, &msh);
-  }
+  for (int p = 0; p < P && a.mb == 0; p++) /* the epoch's moments, at its first minibatch */
+    for (int m = 0; m < a.M; m++) {
+      memset(&msh, 0xff, sizeof(msh));
+      for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
+        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          blpo_mbf_moments(&a, p, m, t, ph, &msh);
+    }
   for (int p = 0; p < P; p++)
     for (int b = 0; b < lay.blocks; b++) {
       float *sm = blk_shared(BLK_MBF, (size_t)lay.s_floats);

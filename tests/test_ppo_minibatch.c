@@ -219,12 +219,12 @@ static blpo_ppo_minibatch args_of(const world *w, const side *s, const mb_case *
 
 enum { SIDE_CPU, SIDE_BLOCKS, SIDE_CUDA };
 
-/* The four block programs of the CUDA op, each block's threads run one after
+/* The block programs of the CUDA op, each block's threads run one after
  * another per phase: what the kernels compute, in their order. */
 static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) {
   blpo_mbf_layout y;
   int P = d->P, sf = blpo_mbf_layout_init(&y, d, mb->actor, mb->critic, mb->n, R);
-  size_t wb = blpo_mbf_work_bytes(&y, P);
+  size_t wb = blpo_mbf_work_bytes(&y, P, mb->minibatches);
   float *sm = test_alloc_floats((size_t)sf);
   void *work = malloc(wb);
   if (!work) {
@@ -238,7 +238,7 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) 
     memset(&sh, 0xff, sizeof(sh)); /* NaN doubles */
     for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
       for (int t = 0; t < BLPO_MBF_THREADS; t++)
-        blpo_mbf_moments(&a, p, t, ph, &sh);
+        blpo_mbf_moments(&a, p, 0, t, ph, &sh);
   }
   for (int p = 0; p < P; p++)
     for (int b = 0; b < y.blocks; b++) {
@@ -403,7 +403,7 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
   if (kind == SIDE_CUDA) {
     cuda_side_init(&g, gpu, &w, &fused, c->n, f, nf);
     size_t wb = gpu->ppo_minibatch && gpu->ppo_minibatch_work
-                    ? gpu->ppo_minibatch_work(gpu, &w.d, &w.actor, &w.critic, c->n)
+                    ? gpu->ppo_minibatch_work(gpu, &w.d, &w.actor, &w.critic, c->n, 1)
                     : 0;
     g.work = wb ? gpu->alloc(gpu, wb) : NULL;
     int ok = g.work != NULL;

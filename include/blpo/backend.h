@@ -86,6 +86,11 @@ typedef struct {
   float max_grad_norm;
   blpo_adam_sched actor_sched, critic_sched;
   void *work; /* ppo_minibatch_work bytes, or NULL where that op is NULL */
+  /* This one's place in its epoch, for what a backend does once per epoch
+   * (CUDA: every minibatch's advantage moments, at minibatch 0). The
+   * epoch's minibatches run in order, minibatch k's rows at
+   * idx + (k - minibatch) * n; 0 of 1 (or 0 of 0) for a lone minibatch. */
+  int minibatch, minibatches;
 } blpo_ppo_minibatch;
 
 /* One Adam step of the nested critic on g(w) = (1/n) sum (G - V)^2 over n
@@ -343,11 +348,11 @@ struct blpo_backend {
    * parameters, gradients, Adam moments, norms, clip factor and stats.
    * CPU: the same bits, every buffer included; it runs in one parallel
    * region, each row chunk's forward, loss and backward passes back to back
-   * on one core. CUDA: four kernels (include/blpo/ppo_blocks.h) that keep the
-   * rows in shared memory, so the gathered rows, activations, dhead, dvalue
-   * and scratch are left unwritten (workspaces nothing reads after an
-   * update); the rest agrees with the separate ops up to float rounding,
-   * and a run is reproducible bit for bit. */
+   * on one core. CUDA: three or four kernels (include/blpo/ppo_blocks.h)
+   * that keep the rows in shared memory, so the gathered rows,
+   * activations, dhead, dvalue and scratch are left unwritten (workspaces
+   * nothing reads after an update); the rest agrees with the separate ops
+   * up to float rounding, and a run is reproducible bit for bit. */
   void (*ppo_minibatch)(blpo_backend *be, const blpo_dims *d, const blpo_ppo_minibatch *mb);
   /* Bytes of the workspace (a buffer of this backend, blpo_ppo_minibatch's
    * work) that ppo_minibatch needs for these networks on n-row minibatches
@@ -357,7 +362,7 @@ struct blpo_backend {
    * capture. Optional: NULL where ppo_minibatch needs no workspace and runs
    * any network (the CPU). */
   size_t (*ppo_minibatch_work)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
-                               const blpo_mlp *critic, int n);
+                               const blpo_mlp *critic, int n, int minibatches);
   /* One nested critic step (blpo_critic_step): what blpo_critic_step_ops
    * (src/critic_step.c) computes as mlp_forward, value_loss, mlp_backward and
    * adam, to params, grad, m, v and stats. CUDA: two kernels (rows and

@@ -1,9 +1,13 @@
 /* The CUDA backend's fused PPO minibatch update (backend.h ppo_minibatch,
  * kernels/ppo_minibatch_cuda.cu) as block programs for host and device.
  *
- * One minibatch update is four kernels instead of the separate ops' ~45
- * launches of gathers, GEMMs, bias, activation and column-sum kernels:
- *   moments  one block per agent: mean and std of its n gathered advantages;
+ * One minibatch update is three kernels (four at an epoch's first) instead
+ * of the separate ops' ~45 launches of gathers, GEMMs, bias, activation and
+ * column-sum kernels:
+ *   moments  at an epoch's first minibatch only, one block per (minibatch,
+ *            agent): the mean and std of each minibatch's n gathered
+ *            advantages (they depend on the epoch's permutation and the
+ *            advantages alone), so later minibatches are three kernels;
  *   rows     one block per (agent, BLPO_MBF_ROWS rows): both networks'
  *            weights staged in shared memory, the rows gathered, both forward
  *            passes, the PPO loss (blpo_ppo_row), both backward passes, all in
@@ -78,7 +82,8 @@ typedef struct {
   float *critic_params, *critic_grad, *critic_m, *critic_v;
   float *sumsq_a, *sumsq_c, *scale, *stats;
   float *parts;    /* (P, blocks, cols) */
-  double *moments; /* (P, 2): mean, std */
+  double *moments; /* (P, M, 2): each minibatch's mean, std */
+  int mb, M;       /* this minibatch within its epoch, the epoch's minibatches */
   double *sq;      /* (P, col_blocks, 2): actor, critic */
   blpo_ppo_params pp;
   float max_grad_norm;
@@ -188,13 +193,23 @@ static inline size_t blpo_mbf_sq_doubles(const blpo_mbf_layout *y) {
   return 2 * (size_t)y->col_blocks;
 }
 
-/* The workspace of P agents: the partials (P, blocks, cols) floats, then in
- * double the moments (P, 2) and the squared norms (P, col_blocks, 2). */
+/* The workspace of P agents and M minibatches per epoch: the partials (P,
+ * blocks, cols) floats, then in double the moments (P, M, 2) and the
+ * squared norms (P, col_blocks, 2). */
 static inline size_t blpo_mbf_parts_bytes(const blpo_mbf_layout *y, int P) {
   return ((size_t)P * blpo_mbf_parts_floats(y) * sizeof(float) + 15) / 16 * 16;
 }
-static inline size_t blpo_mbf_work_bytes(const blpo_mbf_layout *y, int P) {
-  return blpo_mbf_parts_bytes(y, P) + (size_t)P * (2 + blpo_mbf_sq_doubles(y)) * sizeof(double);
+static inline int blpo_mbf_epoch_minibatches(int M) { return M > 1 ? M : 1; }
+static inline size_t blpo_mbf_work_bytes(const blpo_mbf_layout *y, int P, int M) {
+  return blpo_mbf_parts_bytes(y, P) +
+         (size_t)P * (2 * (size_t)blpo_mbf_epoch_minibatches(M) + blpo_mbf_sq_doubles(y)) *
+             sizeof(double);
+}
+
+/* Whether mb's place in its epoch is one the workspace and the order
+ * contract allow. */
+static inline int blpo_mbf_place_ok(const blpo_ppo_minibatch *mb) {
+  return mb->minibatch >= 0 && mb->minibatch < blpo_mbf_epoch_minibatches(mb->minibatches);
 }
 
 /* A kernel's arguments for mb on P agents, its workspace carved from work. */
@@ -203,8 +218,9 @@ static inline blpo_mbf_args blpo_mbf_args_of(const blpo_mbf_layout *y, const blp
   blpo_mbf_args a;
   memset(&a, 0, sizeof(a));
   float *parts = (float *)work;
+  const int M = blpo_mbf_epoch_minibatches(mb->minibatches);
   double *moments = (double *)((char *)work + blpo_mbf_parts_bytes(y, P));
-  double *sq = moments + 2 * (size_t)P;
+  double *sq = moments + 2 * (size_t)P * M;
   a.lay = *y;
   a.idx = mb->idx, a.idx_stride = mb->idx_stride;
   a.obs = mb->obs, a.act = mb->act, a.logp = mb->logp;
@@ -215,6 +231,7 @@ static inline blpo_mbf_args blpo_mbf_args_of(const blpo_mbf_layout *y, const blp
   a.critic_m = mb->critic_m, a.critic_v = mb->critic_v;
   a.sumsq_a = mb->sumsq_a, a.sumsq_c = mb->sumsq_c, a.scale = mb->scale, a.stats = mb->stats;
   a.parts = parts, a.moments = moments, a.sq = sq;
+  a.mb = mb->minibatch, a.M = M;
   a.pp = mb->pp;
   a.max_grad_norm = mb->max_grad_norm;
   a.actor_sched = mb->actor_sched, a.critic_sched = mb->critic_sched;
@@ -230,23 +247,24 @@ BLPO_HD void blpo_mbf_tree(double *s, int tid, int step) {
     s[tid] += s[tid + half];
 }
 
-/* moments: block p. Phases: partial sums, tree, mean, partial squares,
- * tree, result. */
+/* moments: block (m, p), minibatch m of the epoch for agent p. Phases:
+ * partial sums, tree, mean, partial squares, tree, result. */
 BLPO_HD int blpo_mbf_moments_phases(void) { return 2 * BLPO_MBF_TREE_STEPS + 4; }
 
-BLPO_HD void blpo_mbf_moments(const blpo_mbf_args *a, int p, int tid, int phase,
+BLPO_HD void blpo_mbf_moments(const blpo_mbf_args *a, int p, int m, int tid, int phase,
                               blpo_mbf_moments_shared *sh) {
   const int n = a->lay.n, K = BLPO_MBF_TREE_STEPS;
-  const int32_t *ix = a->idx + (size_t)p * a->idx_stride;
+  const int32_t *ix = a->idx + (size_t)p * a->idx_stride + (ptrdiff_t)(m - a->mb) * n;
+  double *out = a->moments + 2 * ((size_t)p * a->M + m);
   if (!a->pp.norm_adv) { /* PureJaxRL's normalisation off: mean 0, std 1 */
     if (phase == 0 && tid == 0)
-      a->moments[2 * p] = 0.0, a->moments[2 * p + 1] = 1.0;
+      out[0] = 0.0, out[1] = 1.0;
     return;
   }
   if (phase == 0 || phase == K + 2) {
-    double m = phase == 0 ? 0.0 : sh->mean, s = 0;
+    double mean = phase == 0 ? 0.0 : sh->mean, s = 0;
     for (int i = tid; i < n; i += BLPO_MBF_THREADS) {
-      double v = (double)a->adv[ix[i]] - m;
+      double v = (double)a->adv[ix[i]] - mean;
       s += phase == 0 ? v : v * v;
     }
     sh->s[tid] = s;
@@ -258,8 +276,8 @@ BLPO_HD void blpo_mbf_moments(const blpo_mbf_args *a, int p, int tid, int phase,
   } else if (phase <= 2 * K + 2) {
     blpo_mbf_tree(sh->s, tid, phase - K - 2);
   } else if (tid == 0) { /* PureJaxRL: population std, + 1e-8 */
-    a->moments[2 * p] = sh->mean;
-    a->moments[2 * p + 1] = sqrt(sh->s[0] / n) + 1e-8;
+    out[0] = sh->mean;
+    out[1] = sqrt(sh->s[0] / n) + 1e-8;
   }
 }
 
@@ -448,7 +466,8 @@ BLPO_HD void blpo_mbf_rows(const blpo_mbf_args *a, int p, int b, int tid, int ph
   phase -= Lc;
   if (phase == 0) { /* the loss, one row per thread */
     const float inv_n = 1.0f / (float)y->n;
-    const double amean = a->moments[2 * p], astd = a->moments[2 * p + 1];
+    const double *mo = a->moments + 2 * ((size_t)p * a->M + a->mb);
+    const double amean = mo[0], astd = mo[1];
     for (int r = tid; r < rows; r += BLPO_MBF_THREADS) {
       float a_n = (float)(((double)sm[y->s_adv + r] - amean) / astd);
       float *dls = sm + y->s_dls + (size_t)r * A, *terms = sm + y->s_terms + (size_t)r * 5;
