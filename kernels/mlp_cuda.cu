@@ -103,6 +103,36 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 }
 
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
+    backward_many_rows_kernel(const __grid_constant__ blpo_bwd_set s) {
+  extern __shared__ float sm[];
+  const int t = blpo_pass_of(s.start, blockIdx.x);
+  const blpo_bwd_args *a = &s.b[t];
+  const int b = blockIdx.x - s.start[t], phases = blpo_bwd_rows_phases(&a->lay);
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_bwd_rows(a, blockIdx.y, b, threadIdx.x, ph, sm);
+    __syncthreads();
+  }
+}
+
+__global__ void __launch_bounds__(BLPO_MBF_THREADS)
+    backward_many_reduce_kernel(const __grid_constant__ blpo_bwd_set s) {
+  const int t = blpo_pass_of(s.rstart, blockIdx.x);
+  blpo_bwd_reduce(&s.b[t], blockIdx.y, blockIdx.x - s.rstart[t], threadIdx.x);
+}
+
+__global__ void __launch_bounds__(BLPO_MBF_THREADS)
+    forward_many_kernel(const __grid_constant__ blpo_fwd_set s) {
+  extern __shared__ float sm[];
+  const int t = blpo_fwd_set_pass(&s, blockIdx.x);
+  const blpo_fwd_args *a = &s.f[t];
+  const int b = blockIdx.x - s.start[t], phases = blpo_fwd_phases(&a->lay);
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_fwd(a, blockIdx.y, b, threadIdx.x, ph, sm);
+    __syncthreads();
+  }
+}
+
+__global__ void __launch_bounds__(BLPO_MBF_THREADS)
     backward_reduce_kernel(const __grid_constant__ blpo_bwd_args a) {
   blpo_bwd_reduce(&a, blockIdx.y, blockIdx.x, threadIdx.x);
 }
@@ -148,6 +178,24 @@ void cuda_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *p
     in = out;
     in_stride = a_stride;
   }
+}
+
+// mlp_forward_many: one launch for passes that all fit the fused kernel
+// (BLPO's critic passes on the minibatch and the last observations and its
+// actor pass); otherwise each on its own.
+void cuda_mlp_forward_many(blpo_backend *be, int P, int count, const blpo_mlp_pass *f) {
+  if (P <= 0 || count <= 0)
+    return;
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  blpo_fwd_set set;
+  if (!blpo_fwd_set_init(&set, P, count, f, (size_t)impl->smem_optin)) {
+    for (int k = 0; k < count; k++)
+      cuda_mlp_forward(be, f[k].m, P, f[k].params, f[k].x, f[k].n, f[k].acts);
+    return;
+  }
+  forward_many_kernel<<<dim3((unsigned)set.start[set.count], (unsigned)P), BLPO_MBF_THREADS,
+                        sizeof(float) * (size_t)set.s_floats, impl->stream>>>(set);
+  cudaCheckLaunch("forward_many_kernel");
 }
 
 // grad (P,Np) (MLP part only, overwritten) = d/dparams of sum(dy . y);
@@ -213,6 +261,29 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
   }
 }
 
+// mlp_backward_many: two launches for passes that all fit the fused kernels
+// (BLPO's actor pass and both critic passes of v); otherwise each on its own.
+void cuda_mlp_backward_many(blpo_backend *be, int P, int count, const blpo_mlp_grad_pass *b) {
+  if (P <= 0 || count <= 0)
+    return;
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  blpo_bwd_set set;
+  if (!blpo_bwd_set_init(&set, P, count, b, (size_t)impl->smem_optin)) {
+    for (int k = 0; k < count; k++)
+      cuda_mlp_backward(be, b[k].m, P, b[k].params, b[k].x, b[k].n, b[k].acts, b[k].dy, b[k].grad,
+                        b[k].scratch);
+    return;
+  }
+  backward_many_rows_kernel<<<dim3((unsigned)set.start[set.count], (unsigned)P), BLPO_MBF_THREADS,
+                              sizeof(float) * (size_t)set.s_floats, impl->stream>>>(set);
+  cudaCheckLaunch("backward_many_rows_kernel");
+  if (set.rstart[set.count] > 0) {
+    backward_many_reduce_kernel<<<dim3((unsigned)set.rstart[set.count], (unsigned)P),
+                                  BLPO_MBF_THREADS, 0, impl->stream>>>(set);
+    cudaCheckLaunch("backward_many_reduce_kernel");
+  }
+}
+
 } // namespace
 
 void blpo_cuda_install_mlp(blpo_backend *be) {
@@ -221,6 +292,13 @@ void blpo_cuda_install_mlp(blpo_backend *be) {
                                  blpo_cuda(be)->smem_optin));
   cudaCheck(cudaFuncSetAttribute(backward_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  blpo_cuda(be)->smem_optin));
+  cudaCheck(cudaFuncSetAttribute(forward_many_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 blpo_cuda(be)->smem_optin));
+  cudaCheck(cudaFuncSetAttribute(backward_many_rows_kernel,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 blpo_cuda(be)->smem_optin));
   be->mlp_forward = cuda_mlp_forward;
+  be->mlp_forward_many = cuda_mlp_forward_many;
   be->mlp_backward = cuda_mlp_backward;
+  be->mlp_backward_many = cuda_mlp_backward_many;
 }

@@ -322,6 +322,11 @@ static void cpu_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
   }
 }
 
+static void cpu_mlp_forward_many(blpo_backend *be, int P, int count, const blpo_mlp_pass *f) {
+  for (int k = 0; k < count; k++)
+    cpu_mlp_forward(be, f[k].m, P, f[k].params, f[k].x, f[k].n, f[k].acts);
+}
+
 /* g *= phi'(z) given h = phi(z). */
 BLPO_CPU_VECTOR_CLONES
 static void mul_act_deriv(int activation, float *restrict g, const float *restrict h, size_t cnt) {
@@ -460,6 +465,12 @@ static void cpu_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
       }
     }
   }
+}
+
+static void cpu_mlp_backward_many(blpo_backend *be, int P, int count, const blpo_mlp_grad_pass *b) {
+  for (int k = 0; k < count; k++)
+    cpu_mlp_backward(be, b[k].m, P, b[k].params, b[k].x, b[k].n, b[k].acts, b[k].dy, b[k].grad,
+                     b[k].scratch);
 }
 
 /* ---- policy ------------------------------------------------------------ */
@@ -1115,6 +1126,8 @@ blpo_backend *blpo_backend_cpu_create(int threads) {
   be->obs_norm = cpu_obs_norm;
   be->reward_norm = cpu_reward_norm;
   be->mlp_forward = cpu_mlp_forward;
+  be->mlp_forward_many = cpu_mlp_forward_many;
+  be->mlp_backward_many = cpu_mlp_backward_many;
   be->mlp_backward = cpu_mlp_backward;
   be->policy_sample = cpu_policy_sample;
   be->policy_mode = cpu_policy_mode;

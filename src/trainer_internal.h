@@ -71,17 +71,20 @@ struct blpo_trainer {
   float *vbar, *vbar_last; /* (P, n), (P, m) */
   float *rho_t, *alpha_f, *resid, *cdot; /* (P, n) */
   float *v_vec, *v_last_grad;            /* (P, Nc): v = dL/dw, and the last_obs part */
-  float *x_vec;                          /* (P, Nc): the IHVP solution */
-  float *p_vec;                          /* (P, Na): the mixed term */
-  float *vdot, *vdot_last;               /* (P, n), (P, m) */
-  float *tan_work;                       /* (P, tangent work) */
-  int32_t *sketch_idx;                   /* (P, k) */
-  float *hvp_rows;                       /* (P, k, Nc) */
-  float *hvp_work;                       /* (P, hvp work) */
-  float *cg_buf;                         /* (P, 4 Nc) cg only */
-  float *hess;                           /* (P, Nc, Nc) exact or check mode */
-  float *x_exact;                        /* (P, Nc) check mode */
-  float *eye_chunk;                      /* (P, chunk, Nc) unit directions for the dense Hessian */
+  /* blpo: the scratches of v's two critic passes, (P, 2 n w) and (P, 2 m w),
+   * w the critic's width (they run beside the actor's, mlp_backward_many) */
+  float *scratch_v, *scratch_vl;
+  float *x_vec;            /* (P, Nc): the IHVP solution */
+  float *p_vec;            /* (P, Na): the mixed term */
+  float *vdot, *vdot_last; /* (P, n), (P, m) */
+  float *tan_work;         /* (P, tangent work) */
+  int32_t *sketch_idx;     /* (P, k) */
+  float *hvp_rows;         /* (P, k, Nc) */
+  float *hvp_work;         /* (P, hvp work) */
+  float *cg_buf;           /* (P, 4 Nc) cg only */
+  float *hess;             /* (P, Nc, Nc) exact or check mode */
+  float *x_exact;          /* (P, Nc) check mode */
+  float *eye_chunk;        /* (P, chunk, Nc) unit directions for the dense Hessian */
   int hess_chunk;
   float *h_check; /* (2P) host: check-mode norms */
 

@@ -55,6 +55,10 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
   ALLOC(tr->cdot, F * P * n);
   ALLOC(tr->v_vec, F * P * Nc);
   ALLOC(tr->v_last_grad, F * P * Nc);
+  if (c->algo == BLPO_ALGO_BLPO) { /* v's two passes beside the actor's (mlp_backward_many) */
+    ALLOC(tr->scratch_v, F * P * 2 * n * (size_t)tr->critic.max_width);
+    ALLOC(tr->scratch_vl, F * P * 2 * m * (size_t)tr->critic.max_width);
+  }
   ALLOC(tr->x_vec, F * P * Nc);
   ALLOC(tr->p_vec, F * P * Na); /* stays 0 for `nested` */
   ALLOC(tr->vdot, F * P * n);
@@ -110,7 +114,7 @@ void blpo_update_blpo_free(blpo_trainer *tr) {
                   tr->resid,     tr->cdot,     tr->v_vec,       tr->v_last_grad, tr->x_vec,
                   tr->p_vec,     tr->vdot,     tr->vdot_last,   tr->tan_work,    tr->sketch_idx,
                   tr->hvp_rows,  tr->hvp_work, tr->cg_buf,      tr->hess,        tr->x_exact,
-                  tr->iota,      tr->cs_work};
+                  tr->iota,      tr->cs_work,  tr->scratch_v,   tr->scratch_vl};
   for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
     if (bufs[i])
       be->release(be, bufs[i]);
@@ -256,28 +260,38 @@ void blpo_update_blpo(blpo_trainer *tr) {
         else
           blpo_critic_step_ops(be, P, &cs);
       }
-      be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts);
-      be->mlp_forward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts);
+
+      /* b. actor loss with the current critic: g_theta, and dL/dV for v. The
+       * critic on the minibatch and the last observations and the actor, as
+       * one op (one launch on the GPU). */
+      blpo_phase_mark(tr, BLPO_PHASE_ACTOR_LOSS);
+      const blpo_mlp_pass fw[] = {
+          {&tr->critic, tr->critic_params, tr->mb_obs, n, tr->critic_acts},
+          {&tr->critic, tr->critic_params, tr->mb_last_obs, m, tr->last_acts},
+          {&tr->actor, tr->actor_params, tr->mb_obs, n, tr->actor_acts},
+      };
+      be->mlp_forward_many(be, P, (int)(sizeof(fw) / sizeof(fw[0])), fw);
       be->value_loss(be, P, n, c_head, c_stride, tr->mb_ret, tr->dvalue, tr->stats,
                      BLPO_STAT_CRITIC_LOSS_AFTER);
-
-      /* b. actor loss with the current critic: g_theta, and dL/dV for v */
-      blpo_phase_mark(tr, BLPO_PHASE_ACTOR_LOSS);
-      be->mlp_forward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts);
       be->blpo_actor(be, d, &tr->actor, tr->actor_params, T, m, a_head, a_stride, c_head, c_stride,
                      l_head, l_stride, tr->mb_act, tr->mb_logp, tr->mb_rew, tr->mb_done, tr->mb_ret,
                      c->gamma, c->gae_lambda, c->clip_eps, c->hg_clip_f, tr->dhead, tr->actor_grad,
                      tr->vbar, tr->vbar_last, tr->rho_t, tr->mb_adv, tr->alpha_f, tr->resid,
                      tr->stats);
-      be->mlp_backward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts,
-                       tr->dhead, tr->actor_grad, tr->scratch);
-
-      if (hyper) {
-        /* v = dL/dw through V(s_t) and V(last_obs) */
-        be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
-                         tr->vbar, tr->v_vec, tr->scratch);
-        be->mlp_backward(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts,
-                         tr->vbar_last, tr->v_last_grad, tr->scratch);
+      if (!hyper) {
+        be->mlp_backward(be, &tr->actor, P, tr->actor_params, tr->mb_obs, n, tr->actor_acts,
+                         tr->dhead, tr->actor_grad, tr->scratch);
+      } else {
+        /* g_theta, and v = dL/dw through V(s_t) and V(last_obs), as one op */
+        const blpo_mlp_grad_pass bw[] = {
+            {&tr->actor, tr->actor_params, tr->mb_obs, n, tr->actor_acts, tr->dhead, tr->actor_grad,
+             tr->scratch},
+            {&tr->critic, tr->critic_params, tr->mb_obs, n, tr->critic_acts, tr->vbar, tr->v_vec,
+             tr->scratch_v},
+            {&tr->critic, tr->critic_params, tr->mb_last_obs, m, tr->last_acts, tr->vbar_last,
+             tr->v_last_grad, tr->scratch_vl},
+        };
+        be->mlp_backward_many(be, P, (int)(sizeof(bw) / sizeof(bw[0])), bw);
         be->axpy(be, P, Nc, 1.0f, tr->v_last_grad, tr->v_vec);
         /* c. x ~ (H + rho I)^-1 v (marks its own phases) */
         solve_ihvp(tr, n, call);

@@ -5,7 +5,8 @@
  * H100/H200's opt-in shared memory, the same workspaces and strides, the
  * same fall-backs to the library path where a network does not fit.
  *
- *   mlp_forward, mlp_backward     blpo_fwd, blpo_bwd (ppo_blocks.h)
+ *   mlp_forward(_many)            blpo_fwd, blpo_fwd_set (ppo_blocks.h)
+ *   mlp_backward(_many)           blpo_bwd, blpo_bwd_set (ppo_blocks.h)
  *   ppo_minibatch(_work)          blpo_mbf (ppo_blocks.h)
  *   critic_step(_work)            blpo_cvf (critic_blocks.h)
  *   critic_hvp_rows               blpo_hvr (hvp_rows_blocks.h)   \
@@ -77,6 +78,28 @@ static void blk_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
     }
 }
 
+/* As the CUDA op: one grid over every pass's blocks where all fit, each
+ * block finding its pass (blpo_fwd_set_pass); otherwise pass by pass. */
+static void blk_mlp_forward_many(blpo_backend *be, int P, int count, const blpo_mlp_pass *f) {
+  blpo_fwd_set set;
+  if (P <= 0 || count <= 0)
+    return;
+  if (!blpo_fwd_set_init(&set, P, count, f, BLK_SMEM)) {
+    for (int k = 0; k < count; k++)
+      blk_mlp_forward(be, f[k].m, P, f[k].params, f[k].x, f[k].n, f[k].acts);
+    return;
+  }
+  for (int p = 0; p < P; p++)
+    for (int g = 0; g < set.start[set.count]; g++) {
+      const int t = blpo_fwd_set_pass(&set, g), b = g - set.start[t];
+      const blpo_fwd_args *a = &set.f[t];
+      float *sm = blk_shared(BLK_FWD, (size_t)set.s_floats);
+      for (int ph = 0; ph < blpo_fwd_phases(&a->lay); ph++)
+        for (int th = 0; th < BLPO_MBF_THREADS; th++)
+          blpo_fwd(a, p, b, th, ph, sm);
+    }
+}
+
 static void blk_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                              const float *x, int n, const float *acts, const float *dy, float *grad,
                              float *scratch) {
@@ -102,6 +125,35 @@ static void blk_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
         for (int t = 0; t < BLPO_MBF_THREADS; t++)
           blpo_bwd_reduce(&a, p, k, t);
   }
+}
+
+/* As the CUDA op: the rows over every pass's blocks, then the reduce over
+ * every pass's column blocks, where all fit; otherwise pass by pass. */
+static void blk_mlp_backward_many(blpo_backend *be, int P, int count, const blpo_mlp_grad_pass *g) {
+  blpo_bwd_set set;
+  if (P <= 0 || count <= 0)
+    return;
+  if (!blpo_bwd_set_init(&set, P, count, g, BLK_SMEM)) {
+    for (int k = 0; k < count; k++)
+      blk_mlp_backward(be, g[k].m, P, g[k].params, g[k].x, g[k].n, g[k].acts, g[k].dy, g[k].grad,
+                       g[k].scratch);
+    return;
+  }
+  for (int p = 0; p < P; p++)
+    for (int gb = 0; gb < set.start[set.count]; gb++) {
+      const int t = blpo_pass_of(set.start, gb);
+      const blpo_bwd_args *a = &set.b[t];
+      float *sm = blk_shared(BLK_BWD, (size_t)set.s_floats);
+      for (int ph = 0; ph < blpo_bwd_rows_phases(&a->lay); ph++)
+        for (int th = 0; th < BLPO_MBF_THREADS; th++)
+          blpo_bwd_rows(a, p, gb - set.start[t], th, ph, sm);
+    }
+  for (int p = 0; p < P; p++)
+    for (int gb = 0; gb < set.rstart[set.count]; gb++) {
+      const int t = blpo_pass_of(set.rstart, gb);
+      for (int th = 0; th < BLPO_MBF_THREADS; th++)
+        blpo_bwd_reduce(&set.b[t], p, gb - set.rstart[t], th);
+    }
 }
 
 static size_t blk_ppo_minibatch_work(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
@@ -282,7 +334,9 @@ static blpo_backend *blocks_backend_create(void) {
   g_blk.fused = 1;
   be->name = "cpu-blocks";
   be->mlp_forward = blk_mlp_forward;
+  be->mlp_forward_many = blk_mlp_forward_many;
   be->mlp_backward = blk_mlp_backward;
+  be->mlp_backward_many = blk_mlp_backward_many;
   be->ppo_minibatch_work = blk_ppo_minibatch_work;
   be->ppo_minibatch = blk_ppo_minibatch;
   be->critic_step_work = blk_critic_step_work;

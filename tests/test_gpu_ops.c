@@ -455,6 +455,73 @@ static void test_mlp(const net_case *nc, int n) {
   pair_free(&scratch);
 }
 
+/* mlp_forward_many and mlp_backward_many: three passes of two networks on
+ * two row counts (as BLPO's critic on the minibatch and the last
+ * observations, and its actor), each against the CPU's; then with one
+ * network too wide for the fused kernels (every pass on its own). */
+static void test_mlp_many(void) {
+  for (int wide = 0; wide < 2; wide++) {
+    const net_case *na = &k_nets[wide ? 5 : 0], *nc = &k_nets[3];
+    blpo_mlp ma, mc;
+    blpo_mlp_init_shape(&ma, na->in, na->hidden, na->nh, na->out, na->act, na->extra);
+    blpo_mlp_init_shape(&mc, nc->in, nc->hidden, nc->nh, nc->out, nc->act, nc->extra);
+    const int n[3] = {300, 37, 300};
+    const blpo_mlp *ms[3] = {&mc, &mc, &ma};
+    pair pc = pair_normal((size_t)P * mc.num_params, 0.3, 0.0);
+    pair pa = pair_normal((size_t)P * ma.num_params, 0.3, 0.0);
+    pair x[3], acts[3];
+    blpo_mlp_pass fc[3], fg[3];
+    for (int k = 0; k < 3; k++) {
+      x[k] = pair_normal((size_t)P * n[k] * 4, 1.0, 0.2);
+      acts[k] = pair_out((size_t)P * n[k] * ms[k]->act_floats_per_row);
+      const pair *pp = k == 2 ? &pa : &pc;
+      fc[k] = (blpo_mlp_pass){ms[k], pp->c, x[k].c, n[k], acts[k].c};
+      fg[k] = (blpo_mlp_pass){ms[k], pp->g, x[k].g, n[k], acts[k].g};
+    }
+    const char *how = wide ? ", one too wide for the fused kernels" : "";
+    case_begin("mlp_forward_many (3 passes%s)%s", how, "");
+    g_cpu->mlp_forward_many(g_cpu, P, 3, fc);
+    g_gpu->mlp_forward_many(g_gpu, P, 3, fg);
+    for (int k = 0; k < 3; k++) {
+      char name[32];
+      snprintf(name, sizeof name, "acts %d", k);
+      cmp(name, &acts[k]);
+    }
+    case_end();
+    /* the backward passes of the same three, each with its own scratch */
+    case_begin("mlp_backward_many (3 passes%s)%s", how, "");
+    pair dy[3], grad[3], scratch[3];
+    blpo_mlp_grad_pass bc[3], bg[3];
+    for (int k = 0; k < 3; k++) {
+      const blpo_mlp *mk = ms[k];
+      const pair *pp = k == 2 ? &pa : &pc;
+      pair_sync_from_cpu(&acts[k]); /* identical activations: relu masks cannot differ */
+      dy[k] = pair_normal((size_t)P * n[k] * mk->dims[mk->num_layers], 1.0, 0.0);
+      grad[k] = pair_out((size_t)P * mk->num_params);
+      scratch[k] = pair_out((size_t)P * 2 * n[k] * mk->max_width);
+      bc[k] = (blpo_mlp_grad_pass){mk,        pp->c,   x[k].c,    n[k],
+                                   acts[k].c, dy[k].c, grad[k].c, scratch[k].c};
+      bg[k] = (blpo_mlp_grad_pass){mk,        pp->g,   x[k].g,    n[k],
+                                   acts[k].g, dy[k].g, grad[k].g, scratch[k].g};
+    }
+    g_cpu->mlp_backward_many(g_cpu, P, 3, bc);
+    g_gpu->mlp_backward_many(g_gpu, P, 3, bg);
+    for (int k = 0; k < 3; k++) {
+      char name[32];
+      snprintf(name, sizeof name, "grad %d", k);
+      cmp_blocks(name, &grad[k], 0, ms[k]->num_mlp_params, ms[k]->num_params, P);
+      pair_free(&dy[k]);
+      pair_free(&grad[k]);
+      pair_free(&scratch[k]);
+      pair_free(&x[k]);
+      pair_free(&acts[k]);
+    }
+    case_end();
+    pair_free(&pc);
+    pair_free(&pa);
+  }
+}
+
 /* An actor for the task: hidden (37,19), log_std as the extra part. */
 static blpo_mlp actor_for(const blpo_dims *d) {
   blpo_mlp m;
@@ -953,6 +1020,7 @@ int main(void) {
   /* the fused passes: one block of 40 rows (backward direct), 64 blocks */
   test_mlp(&k_nets[0], 40);
   test_mlp(&k_nets[0], 4096);
+  test_mlp_many();
   for (int e = 0; e < NUM_ENVS; e++)
     test_policy(k_envs[e]);
   test_gae();

@@ -123,6 +123,24 @@ typedef struct {
 } blpo_gather;
 #define BLPO_GATHER_MAX 8
 
+/* One pass of mlp_forward_many, with mlp_forward's arguments. */
+typedef struct {
+  const blpo_mlp *m;
+  const float *params, *x; /* (P, Np), (P, n, d_0) */
+  int n;
+  float *acts; /* (P, n, act_floats_per_row) */
+} blpo_mlp_pass;
+/* One pass of mlp_backward_many, with mlp_backward's arguments; each pass
+ * has a scratch of its own. */
+typedef struct {
+  const blpo_mlp *m;
+  const float *params, *x; /* (P, Np), (P, n, d_0) */
+  int n;
+  const float *acts, *dy; /* (P, n, act_floats_per_row), (P, n, d_L) */
+  float *grad, *scratch;  /* (P, Np) (the MLP part written), (P, 2 n max_width) */
+} blpo_mlp_grad_pass;
+#define BLPO_PASS_MAX 4
+
 struct blpo_backend {
   const char *name;
   void *impl;
@@ -161,11 +179,19 @@ struct blpo_backend {
   /* params (P,Np); x (P,n,d_0); acts (P,n,act_floats_per_row) = [h_1|...|y]. */
   void (*mlp_forward)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                       const float *x, int n, float *acts);
+  /* count (<= BLPO_PASS_MAX) forward passes, each as mlp_forward, as one op:
+   * one launch on the GPU where every network fits its fused kernel. No
+   * pass may write what another reads. */
+  void (*mlp_forward_many)(blpo_backend *be, int P, int count, const blpo_mlp_pass *f);
   /* grad (P,Np) (MLP part only) = d/dparams of sum(dy . y); dy (P,n,d_L).
    * scratch: (P, 2*n*max_width) floats. */
   void (*mlp_backward)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                        const float *x, int n, const float *acts, const float *dy, float *grad,
                        float *scratch);
+  /* count (<= BLPO_PASS_MAX) backward passes, each as mlp_backward, as one
+   * op: two launches on the GPU where every network fits its fused kernels.
+   * No pass may write what another reads (scratches included). */
+  void (*mlp_backward_many)(blpo_backend *be, int P, int count, const blpo_mlp_grad_pass *b);
 
   /* ---- policy ---- */
   /* head (P,N,Y) with head_stride floats between agents (heads are read in

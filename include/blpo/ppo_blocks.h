@@ -664,6 +664,47 @@ BLPO_HD void blpo_fwd(const blpo_fwd_args *a, int p, int b, int tid, int phase, 
   }
 }
 
+/* Several forward passes as one kernel (the CUDA mlp_forward_many): pass
+ * t's blocks are [start[t], start[t + 1]) of the grid's x; each block runs
+ * its pass's blpo_fwd in that pass's layout, shared memory sized for the
+ * largest. */
+typedef struct {
+  blpo_fwd_args f[BLPO_PASS_MAX];
+  int start[BLPO_PASS_MAX + 1];
+  int count, s_floats;
+} blpo_fwd_set;
+
+/* The set for these passes on P agents, each in the layout mlp_forward would
+ * choose; 0 if any pass does not fit shared memory (or count is out of
+ * range), and then each pass goes on its own. */
+static inline int blpo_fwd_set_init(blpo_fwd_set *s, int P, int count, const blpo_mlp_pass *f,
+                                    size_t smem_bytes) {
+  memset(s, 0, sizeof(*s));
+  if (count < 1 || count > BLPO_PASS_MAX)
+    return 0;
+  for (int t = 0; t < count; t++) {
+    blpo_fwd_args *a = &s->f[t];
+    if (f[t].n <= 0 || !blpo_fwd_choose(&a->lay, f[t].m, P, f[t].n, smem_bytes))
+      return 0;
+    a->params = f[t].params, a->x = f[t].x, a->acts = f[t].acts;
+    s->start[t + 1] = s->start[t] + a->lay.blocks;
+    if (a->lay.s_floats > s->s_floats)
+      s->s_floats = a->lay.s_floats;
+  }
+  s->count = count;
+  return 1;
+}
+
+/* The pass of grid block g (< start[count]) where pass t's blocks are
+ * [start[t], start[t + 1]); passes with no blocks are passed over. */
+BLPO_HD int blpo_pass_of(const int *start, int g) {
+  int t = 0;
+  while (g >= start[t + 1])
+    t++;
+  return t;
+}
+BLPO_HD int blpo_fwd_set_pass(const blpo_fwd_set *s, int g) { return blpo_pass_of(s->start, g); }
+
 /* ---- one network's backward pass (the CUDA mlp_backward for small networks) */
 
 /* mlp_backward for networks that fit in shared memory: rows, one block per
@@ -765,6 +806,41 @@ BLPO_HD void blpo_bwd_reduce(const blpo_bwd_args *a, int p, int k, int tid) {
   for (int b = 0; b < y->blocks; b++)
     s += col[(size_t)b * nm];
   a->grad[(size_t)p * y->t.num_params + c] = s;
+}
+
+/* Several backward passes as two kernels (the CUDA mlp_backward_many): rows
+ * over every pass's blocks, pass t's at [start[t], start[t + 1]) of the
+ * grid's x, then reduce over every pass's column blocks, pass t's at
+ * [rstart[t], rstart[t + 1]) (none for a pass with one block per agent,
+ * which writes its gradient itself). Each pass in the layout mlp_backward
+ * would choose, its partials in its own scratch. */
+typedef struct {
+  blpo_bwd_args b[BLPO_PASS_MAX];
+  int start[BLPO_PASS_MAX + 1], rstart[BLPO_PASS_MAX + 1];
+  int count, s_floats;
+} blpo_bwd_set;
+
+/* 0 if any pass does not fit (or count is out of range): each then goes on
+ * its own. */
+static inline int blpo_bwd_set_init(blpo_bwd_set *s, int P, int count, const blpo_mlp_grad_pass *g,
+                                    size_t smem_bytes) {
+  memset(s, 0, sizeof(*s));
+  if (count < 1 || count > BLPO_PASS_MAX)
+    return 0;
+  for (int t = 0; t < count; t++) {
+    blpo_bwd_args *a = &s->b[t];
+    if (!blpo_bwd_choose(&a->lay, g[t].m, P, g[t].n, smem_bytes))
+      return 0;
+    a->params = g[t].params, a->x = g[t].x, a->acts = g[t].acts, a->dy = g[t].dy;
+    a->grad = g[t].grad, a->parts = g[t].scratch;
+    int cols = (int)((g[t].m->num_mlp_params + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS);
+    s->start[t + 1] = s->start[t] + a->lay.blocks;
+    s->rstart[t + 1] = s->rstart[t] + (a->lay.direct ? 0 : cols);
+    if (a->lay.s_floats > s->s_floats)
+      s->s_floats = a->lay.s_floats;
+  }
+  s->count = count;
+  return 1;
 }
 
 #endif

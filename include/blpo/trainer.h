@@ -41,7 +41,7 @@ typedef enum {
   BLPO_PHASE_PPO,         /* ppo: the whole minibatch update */
   BLPO_PHASE_GATHER,      /* nested/blpo: minibatch gathering */
   BLPO_PHASE_NESTED,      /* nested critic steps */
-  BLPO_PHASE_ACTOR_LOSS,  /* actor loss, g_theta and v (GAE adjoint) */
+  BLPO_PHASE_ACTOR_LOSS,  /* forward passes, actor loss, g_theta and v (GAE adjoint) */
   BLPO_PHASE_HVP_ROWS,    /* the k Hessian rows (or CG / dense Hessian) */
   BLPO_PHASE_CORE_SOLVE,  /* core eigendecomposition and Woodbury solve */
   BLPO_PHASE_MIXED,       /* tangent, mixed weights and the p backward pass */
