@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     forward_many_kernel(const __grid_constant__ blpo_fwd_set s) {
   extern __shared__ float sm[];
-  const int t = blpo_fwd_set_pass(&s, blockIdx.x);
+  const int t = blpo_pass_of(s.start, blockIdx.x);
   const blpo_fwd_args *a = &s.f[t];
   const int b = blockIdx.x - s.start[t], phases = blpo_fwd_phases(&a->lay);
   for (int ph = 0; ph < phases; ph++) {

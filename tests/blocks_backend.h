@@ -79,7 +79,7 @@ static void blk_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
 }
 
 /* As the CUDA op: one grid over every pass's blocks where all fit, each
- * block finding its pass (blpo_fwd_set_pass); otherwise pass by pass. */
+ * block finding its pass (blpo_pass_of); otherwise pass by pass. */
 static void blk_mlp_forward_many(blpo_backend *be, int P, int count, const blpo_mlp_pass *f) {
   blpo_fwd_set set;
   if (P <= 0 || count <= 0)
@@ -91,7 +91,7 @@ static void blk_mlp_forward_many(blpo_backend *be, int P, int count, const blpo_
   }
   for (int p = 0; p < P; p++)
     for (int g = 0; g < set.start[set.count]; g++) {
-      const int t = blpo_fwd_set_pass(&set, g), b = g - set.start[t];
+      const int t = blpo_pass_of(set.start, g), b = g - set.start[t];
       const blpo_fwd_args *a = &set.f[t];
       float *sm = blk_shared(BLK_FWD, (size_t)set.s_floats);
       for (int ph = 0; ph < blpo_fwd_phases(&a->lay); ph++)

@@ -164,16 +164,7 @@ BLPO_HD void blpo_hvr_tangent(const blpo_hvr_layout *y, int l, int rows, float *
       for (int c = 0; c < TC; c++)
         acc[s][c] = 0.0f;
     if (ul < l) /* R{h_l} is zero unless the direction's layer is below l */
-      for (int i = 0; i < din; i++) {
-        float w[TC];
-        for (int c = 0; c < TC; c++)
-          w[c] = wt[i * wp + j[c]];
-        for (int s = 0; s < TR; s++) {
-          const float h = rin[rr[s] + i];
-          for (int c = 0; c < TC; c++)
-            acc[s][c] = fmaf(w[c], h, acc[s][c]);
-        }
-      }
+      blpo_mbf_tile_hw(rin, rr, wt, wp, j, din, acc);
     for (int s = 0; s < TR; s++) {
       const int r = rb + s;
       if (r >= rows)
@@ -218,16 +209,7 @@ BLPO_HD void blpo_hvr_first_order(const blpo_hvr_layout *y, int l, int rows, flo
     for (int k = 0; k < TR; k++)
       for (int c = 0; c < TC; c++)
         acc[k][c] = 0.0f;
-    for (int j = 0; j < dout; j++) {
-      float w[TC];
-      for (int c = 0; c < TC; c++)
-        w[c] = wt[i[c] * wp + j];
-      for (int k = 0; k < TR; k++) {
-        const float gv = g[rr[k] + j];
-        for (int c = 0; c < TC; c++)
-          acc[k][c] = fmaf(gv, w[c], acc[k][c]);
-      }
-    }
+    blpo_mbf_tile_gw(g, rr, wt, wp, i, dout, acc);
     for (int k = 0; k < TR; k++)
       for (int c = 0; c < TC; c++)
         if (r0 + k < rows && it + c * IT < din) {
@@ -323,16 +305,7 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
       for (int k = 0; k < TR; k++)
         for (int c = 0; c < TC; c++)
           acc[k][c] = 0.0f;
-      for (int jj = 0; jj < dout; jj++) {
-        float wv[TC];
-        for (int c = 0; c < TC; c++)
-          wv[c] = wt[i[c] * wp + jj];
-        for (int k = 0; k < TR; k++) {
-          const float gv = rg[vv[k] + jj];
-          for (int c = 0; c < TC; c++)
-            acc[k][c] = fmaf(gv, wv[c], acc[k][c]);
-        }
-      }
+      blpo_mbf_tile_gw(rg, vv, wt, wp, i, dout, acc);
       for (int k = 0; k < TR; k++) {
         const int v = v0 + k;
         if (v >= vrows)

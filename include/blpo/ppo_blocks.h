@@ -311,6 +311,38 @@ BLPO_HD int blpo_mbf_imin(int x, int y) { return x < y ? x : y; }
 #define BLPO_MBF_TR 4
 #define BLPO_MBF_TC 2
 
+/* The two products the layer passes tile, for TR rows x TC columns, each
+ * sum in input order. hw: acc[k][c] += sum_i in[rr[k] + i] W^T[i][j[c]]
+ * (h W^T: the forward and tangent passes); gw: acc[k][c] += sum_j g[rr[k] +
+ * j] W^T[i[c]][j] (g W: d/dz and R{g} of the backward passes). rr are row
+ * offsets (pitch included); wt is W^T with row pitch wp. */
+BLPO_HD void blpo_mbf_tile_hw(const float *in, const int *rr, const float *wt, int wp, const int *j,
+                              int din, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
+  for (int i = 0; i < din; i++) {
+    float w[BLPO_MBF_TC];
+    for (int c = 0; c < BLPO_MBF_TC; c++)
+      w[c] = wt[i * wp + j[c]];
+    for (int k = 0; k < BLPO_MBF_TR; k++) {
+      const float h = in[rr[k] + i];
+      for (int c = 0; c < BLPO_MBF_TC; c++)
+        acc[k][c] = fmaf(w[c], h, acc[k][c]);
+    }
+  }
+}
+BLPO_HD void blpo_mbf_tile_gw(const float *g, const int *rr, const float *wt, int wp, const int *i,
+                              int dout, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
+  for (int jj = 0; jj < dout; jj++) {
+    float w[BLPO_MBF_TC];
+    for (int c = 0; c < BLPO_MBF_TC; c++)
+      w[c] = wt[i[c] * wp + jj];
+    for (int k = 0; k < BLPO_MBF_TR; k++) {
+      const float gv = g[rr[k] + jj];
+      for (int c = 0; c < BLPO_MBF_TC; c++)
+        acc[k][c] = fmaf(gv, w[c], acc[k][c]);
+    }
+  }
+}
+
 /* Layer l's outputs for `rows` rows: (rows, dout) from (rows, din). */
 BLPO_HD void blpo_mbf_forward(const blpo_mbf_net *t, int l, int rows, float *sm, int tid) {
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
@@ -330,16 +362,7 @@ BLPO_HD void blpo_mbf_forward(const blpo_mbf_net *t, int l, int rows, float *sm,
     for (int k = 0; k < TR; k++)
       for (int c = 0; c < TC; c++)
         acc[k][c] = bias[j[c]];
-    for (int i = 0; i < din; i++) {
-      float w[TC];
-      for (int c = 0; c < TC; c++)
-        w[c] = wt[i * wp + j[c]];
-      for (int k = 0; k < TR; k++) {
-        const float h = in[rr[k] + i];
-        for (int c = 0; c < TC; c++)
-          acc[k][c] = fmaf(w[c], h, acc[k][c]);
-      }
-    }
+    blpo_mbf_tile_hw(in, rr, wt, wp, j, din, acc);
     for (int k = 0; k < TR; k++)
       for (int c = 0; c < TC; c++)
         if (r0 + k < rows && jt + c * JT < dout)
@@ -408,16 +431,7 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
       for (int k = 0; k < TR; k++)
         for (int c = 0; c < TC; c++)
           acc[k][c] = 0.0f;
-      for (int jj = 0; jj < dout; jj++) {
-        float w[TC];
-        for (int c = 0; c < TC; c++)
-          w[c] = wt[i[c] * wp + jj];
-        for (int k = 0; k < TR; k++) {
-          const float gv = g[rr[k] + jj];
-          for (int c = 0; c < TC; c++)
-            acc[k][c] = fmaf(gv, w[c], acc[k][c]);
-        }
-      }
+      blpo_mbf_tile_gw(g, rr, wt, wp, i, dout, acc);
       for (int k = 0; k < TR; k++)
         for (int c = 0; c < TC; c++)
           if (r0 + k < rows && it + c * IT2 < din) {
@@ -703,7 +717,6 @@ BLPO_HD int blpo_pass_of(const int *start, int g) {
     t++;
   return t;
 }
-BLPO_HD int blpo_fwd_set_pass(const blpo_fwd_set *s, int g) { return blpo_pass_of(s->start, g); }
 
 /* ---- one network's backward pass (the CUDA mlp_backward for small networks) */
 

@@ -29,7 +29,7 @@
 typedef struct {
   blpo_mbf_net c;            /* weights at 0..wf; h[0..L-1] the layer inputs (R, pitch d_l + 1) */
   int wf;                    /* floats of the staged weights; direction k's at (k + 1) * wf */
-  int n, R, K, O, Y;         /* rows, rows per chunk, directions, input and output widths */
+  int n, R, K, O;            /* rows, rows per chunk, directions, input width */
   int chunks, blocks, cpb;   /* chunks of R rows; blocks per agent; chunks per block */
   int s_rh[BLPO_MAX_LAYERS]; /* l = 1..L-1: R{h_l} (R * K, pitch d_l + 1) */
   int s_floats;              /* shared floats of the kernel */
@@ -49,7 +49,7 @@ static inline int blpo_tnf_layout_init(blpo_tnf_layout *y, const blpo_mlp *m, in
   const int L = m->num_layers;
   y->wf = blpo_mbf_net_init(&y->c, m, 0);
   int off = (K + 1) * y->wf;
-  y->n = n, y->R = R, y->K = K, y->O = m->dims[0], y->Y = m->dims[L];
+  y->n = n, y->R = R, y->K = K, y->O = m->dims[0];
   for (int l = 0; l < L; l++) {
     y->c.h[l] = off, off += R * (m->dims[l] + 1);
     y->act_off[l] = blpo_mlp_act_offset(m, l, n);
@@ -103,36 +103,20 @@ BLPO_HD void blpo_tnf_layer(const blpo_tnf_args *a, int p, int l, int r0, int ro
   for (int e = tid; e < K * RT * JT; e += BLPO_MBF_THREADS) {
     const int k = e / (RT * JT), q = e % (RT * JT), rb = (q / JT) * TR, jt = q % JT;
     const float *ut = sm + (k + 1) * y->wf + t->w_dst[l], *cb = sm + (k + 1) * y->wf + t->b_dst[l];
-    int j[TC], rr[TR];
+    int j[TC], rh[TR], rv[TR]; /* row offsets into h_l and into R{h_l} */
     float acc[TR][TC];
     for (int c = 0; c < TC; c++)
       j[c] = blpo_mbf_imin(jt + c * JT, dout - 1);
-    for (int s = 0; s < TR; s++)
-      rr[s] = blpo_mbf_imin(rb + s, rows - 1);
+    for (int s = 0; s < TR; s++) {
+      const int r = blpo_mbf_imin(rb + s, rows - 1);
+      rh[s] = r * ip, rv[s] = (r * K + k) * ip;
+    }
     for (int s = 0; s < TR; s++)
       for (int c = 0; c < TC; c++)
         acc[s][c] = cb[j[c]];
-    for (int i = 0; i < din; i++) { /* U_l h_l */
-      float u[TC];
-      for (int c = 0; c < TC; c++)
-        u[c] = ut[i * wp + j[c]];
-      for (int s = 0; s < TR; s++) {
-        const float h = hin[rr[s] * ip + i];
-        for (int c = 0; c < TC; c++)
-          acc[s][c] = fmaf(u[c], h, acc[s][c]);
-      }
-    }
+    blpo_mbf_tile_hw(hin, rh, ut, wp, j, din, acc); /* U_l h_l */
     if (rin)
-      for (int i = 0; i < din; i++) { /* W_l R{h_l} */
-        float w[TC];
-        for (int c = 0; c < TC; c++)
-          w[c] = wt[i * wp + j[c]];
-        for (int s = 0; s < TR; s++) {
-          const float h = rin[(rr[s] * K + k) * ip + i];
-          for (int c = 0; c < TC; c++)
-            acc[s][c] = fmaf(w[c], h, acc[s][c]);
-        }
-      }
+      blpo_mbf_tile_hw(rin, rv, wt, wp, j, din, acc); /* W_l R{h_l} */
     for (int s = 0; s < TR; s++) {
       const int r = rb + s;
       if (r >= rows)
