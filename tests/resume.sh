@@ -7,16 +7,18 @@
 #  - each class of bad checkpoint refused with its message;
 #  - an injected NaN stops the run naming quantity, agent and iteration,
 #    keeping a loadable last good checkpoint.
-#   resume.sh BLPO_GPU TEST_CKPT_COMPARE ALGO NUM_SEEDS
+#   resume.sh BLPO_GPU TEST_CKPT_COMPARE ALGO NUM_SEEDS [ITERATIONS]
+# ITERATIONS (default 150) only needs to leave the interrupt room to land
+# mid-run, past a few checkpoints and the NaN test's iteration 9.
 # BLPO_RESUME_DEVICE=cuda runs every step on the CUDA backend instead of cpu.
 set -u
-bin="$1" cmp="$2" algo="$3" seeds="$4"
+bin="$1" cmp="$2" algo="$3" seeds="$4" iters="${5:-150}"
 dev="${BLPO_RESUME_DEVICE:-cpu}"
 . "$(dirname "$0")/check_lib.sh"
 
 args=(--config cartpole.yaml --device "$dev" --quiet --set "algo.name=$algo" --set "run.num_seeds=$seeds"
       --set env.num_envs=32 --set env.num_steps=32 --set algo.num_minibatches=4
-      --set run.total_steps=$((32 * 32 * 150)) --set run.checkpoint_every=7 --set run.seed=3)
+      --set run.total_steps=$((32 * 32 * iters)) --set run.checkpoint_every=7 --set run.seed=3)
 learning_cols() { cut -d, -f1-31 "$1"; } # all but sps and wall_time_s
 
 "$bin" "${args[@]}" --out "$tmp/a" >/dev/null 2>"$tmp/a.err"
@@ -35,7 +37,7 @@ rc=$?
 check "SIGINT exits 130 (got $rc)" "[ $rc -eq 130 ]"
 check "SIGINT says where the checkpoint is and how to resume" "grep -q -- '--resume $tmp/b' '$tmp/b.err'"
 rows_at_stop=$(($(wc -l < "$tmp/b/metrics.csv") - 1))
-check "stopped mid-run ($rows_at_stop of $((150 * seeds)) rows)" "[ $rows_at_stop -lt $((150 * seeds)) ]"
+check "stopped mid-run ($rows_at_stop of $((iters * seeds)) rows)" "[ $rows_at_stop -lt $((iters * seeds)) ]"
 "$bin" eval "$tmp/b" --episodes 3 --deterministic --device "$dev" >"$tmp/eval.out" 2>&1
 check "the interrupted run's checkpoint loads (eval)" "[ $? -eq 0 ] && grep -q 'mean' '$tmp/eval.out'"
 "$bin" --resume "$tmp/b" --device "$dev" --quiet >/dev/null 2>"$tmp/b2.err"
