@@ -1,7 +1,9 @@
 /* A test backend: the CPU backend with the ops the CUDA backend runs as
  * block-program kernels replaced by those block programs, run on the host
  * thread after thread per phase (shared memory poisoned with NaN for every
- * block), with the CUDA backend's own choices: the same layouts for an
+ * block; threads, blocks and agents in the order of tests/emu_order.h, so
+ * that a race shows as a change between orders), with the CUDA backend's
+ * own choices: the same layouts for an
  * H100/H200's opt-in shared memory, the same workspaces and strides, the
  * same fall-backs to the library path where a network does not fit.
  *
@@ -31,6 +33,7 @@
 #include "blpo/ppo_blocks.h"
 #include "blpo/second_order.h"
 #include "blpo/tangent_blocks.h"
+#include "emu_order.h"
 #include "test_util.h"
 
 #define BLK_SMEM ((size_t)232448) /* cudaDevAttrMaxSharedMemoryPerBlockOptin, H100 and H200 */
@@ -69,11 +72,11 @@ static void blk_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
     return;
   }
   a.params = params, a.x = x, a.acts = acts;
-  for (int p = 0; p < P; p++)
-    for (int b = 0; b < a.lay.blocks; b++) {
+  EMU_FOR (p, P)
+    EMU_FOR (b, a.lay.blocks) {
       float *sm = blk_shared(BLK_FWD, (size_t)a.lay.s_floats);
       for (int ph = 0; ph < blpo_fwd_phases(&a.lay); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_fwd(&a, p, b, t, ph, sm);
     }
 }
@@ -89,13 +92,13 @@ static void blk_mlp_forward_many(blpo_backend *be, int P, int count, const blpo_
       blk_mlp_forward(be, f[k].m, P, f[k].params, f[k].x, f[k].n, f[k].acts);
     return;
   }
-  for (int p = 0; p < P; p++)
-    for (int g = 0; g < set.start[set.count]; g++) {
+  EMU_FOR (p, P)
+    EMU_FOR (g, set.start[set.count]) {
       const int t = blpo_pass_of(set.start, g), b = g - set.start[t];
       const blpo_fwd_args *a = &set.f[t];
       float *sm = blk_shared(BLK_FWD, (size_t)set.s_floats);
       for (int ph = 0; ph < blpo_fwd_phases(&a->lay); ph++)
-        for (int th = 0; th < BLPO_MBF_THREADS; th++)
+        EMU_FOR (th, BLPO_MBF_THREADS)
           blpo_fwd(a, p, b, th, ph, sm);
     }
 }
@@ -111,18 +114,18 @@ static void blk_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
     return;
   }
   a.params = params, a.x = x, a.acts = acts, a.dy = dy, a.grad = grad, a.parts = scratch;
-  for (int p = 0; p < P; p++)
-    for (int b = 0; b < a.lay.blocks; b++) {
+  EMU_FOR (p, P)
+    EMU_FOR (b, a.lay.blocks) {
       float *sm = blk_shared(BLK_BWD, (size_t)a.lay.s_floats);
       for (int ph = 0; ph < blpo_bwd_rows_phases(&a.lay); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_bwd_rows(&a, p, b, t, ph, sm);
     }
   if (!a.lay.direct) {
     int cols = (int)((m->num_mlp_params + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS);
-    for (int p = 0; p < P; p++)
-      for (int k = 0; k < cols; k++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+    EMU_FOR (p, P)
+      EMU_FOR (k, cols)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_bwd_reduce(&a, p, k, t);
   }
 }
@@ -139,19 +142,19 @@ static void blk_mlp_backward_many(blpo_backend *be, int P, int count, const blpo
                        g[k].scratch);
     return;
   }
-  for (int p = 0; p < P; p++)
-    for (int gb = 0; gb < set.start[set.count]; gb++) {
+  EMU_FOR (p, P)
+    EMU_FOR (gb, set.start[set.count]) {
       const int t = blpo_pass_of(set.start, gb);
       const blpo_bwd_args *a = &set.b[t];
       float *sm = blk_shared(BLK_BWD, (size_t)set.s_floats);
       for (int ph = 0; ph < blpo_bwd_rows_phases(&a->lay); ph++)
-        for (int th = 0; th < BLPO_MBF_THREADS; th++)
+        EMU_FOR (th, BLPO_MBF_THREADS)
           blpo_bwd_rows(a, p, gb - set.start[t], th, ph, sm);
     }
-  for (int p = 0; p < P; p++)
-    for (int gb = 0; gb < set.rstart[set.count]; gb++) {
+  EMU_FOR (p, P)
+    EMU_FOR (gb, set.rstart[set.count]) {
       const int t = blpo_pass_of(set.rstart, gb);
-      for (int th = 0; th < BLPO_MBF_THREADS; th++)
+      EMU_FOR (th, BLPO_MBF_THREADS)
         blpo_bwd_reduce(&set.b[t], p, gb - set.rstart[t], th);
     }
 }
@@ -180,32 +183,33 @@ static void blk_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_p
   blpo_mbf_moments_shared msh;
   blpo_mbf_reduce_shared rsh;
   blpo_mbf_adam_shared ash;
-  for (int p = 0; p < P && a.mb == 0; p++) /* the epoch's moments, at its first minibatch */
-    for (int m = 0; m < a.M; m++) {
-      memset(&msh, 0xff, sizeof(msh));
-      for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
-          blpo_mbf_moments(&a, p, m, t, ph, &msh);
-    }
-  for (int p = 0; p < P; p++)
-    for (int b = 0; b < lay.blocks; b++) {
+  if (a.mb == 0)
+    EMU_FOR (p, P) /* the epoch's moments, at its first minibatch */
+      EMU_FOR (m, a.M) {
+        memset(&msh, 0xff, sizeof(msh));
+        for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
+          EMU_FOR (t, BLPO_MBF_THREADS)
+            blpo_mbf_moments(&a, p, m, t, ph, &msh);
+      }
+  EMU_FOR (p, P)
+    EMU_FOR (b, lay.blocks) {
       float *sm = blk_shared(BLK_MBF, (size_t)lay.s_floats);
       for (int ph = 0; ph < blpo_mbf_rows_phases(&lay); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_mbf_rows(&a, p, b, t, ph, sm);
     }
-  for (int p = 0; p < P; p++)
-    for (int k = 0; k < lay.col_blocks; k++) {
+  EMU_FOR (p, P)
+    EMU_FOR (k, lay.col_blocks) {
       memset(&rsh, 0xff, sizeof(rsh));
       for (int ph = 0; ph < blpo_mbf_reduce_phases(); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_mbf_reduce(&a, p, k, t, ph, &rsh);
     }
-  for (int p = 0; p < P; p++)
-    for (int k = 0; k < lay.col_blocks; k++) {
+  EMU_FOR (p, P)
+    EMU_FOR (k, lay.col_blocks) {
       memset(&ash, 0xff, sizeof(ash));
       for (int ph = 0; ph < blpo_mbf_adam_phases(); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_mbf_adam(&a, p, k, t, ph, &ash);
     }
 }
@@ -230,19 +234,19 @@ static void blk_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs)
     exit(2);
   }
   blpo_cvf_args a = blpo_cvf_args_of(&lay, cs);
-  for (int p = 0; p < P; p++)
-    for (int b = 0; b < lay.blocks; b++) {
+  EMU_FOR (p, P)
+    EMU_FOR (b, lay.blocks) {
       float *sm = blk_shared(BLK_CVF, (size_t)lay.s_floats);
       for (int ph = 0; ph < blpo_cvf_rows_phases(&lay); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_cvf_rows(&a, p, b, t, ph, sm);
     }
   blpo_cvf_adam_shared sh;
-  for (int p = 0; p < P; p++)
-    for (int k = 0; k < lay.col_blocks; k++) {
+  EMU_FOR (p, P)
+    EMU_FOR (k, lay.col_blocks) {
       memset(&sh, 0xff, sizeof(sh));
       for (int ph = 0; ph < blpo_cvf_adam_phases(); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_cvf_adam(&a, p, k, t, ph, &sh);
     }
 }
@@ -264,17 +268,17 @@ static void blk_critic_hvp_rows(blpo_backend *be, const blpo_mlp *m, int P, cons
     return;
   }
   blpo_hvr_args a = blpo_hvr_args_of(&lay, params, x, acts, target, idx, rows, work);
-  for (int p = 0; p < P; p++)
-    for (int b = 0; b < lay.blocks; b++) {
+  EMU_FOR (p, P)
+    EMU_FOR (b, lay.blocks) {
       float *sm = blk_shared(BLK_HVR, (size_t)lay.s_floats);
       for (int ph = 0; ph < blpo_hvr_rows_phases(&lay); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_hvr_rows(&a, p, b, t, ph, sm);
     }
   if (!lay.direct)
-    for (int p = 0; p < P; p++)
-      for (int k = 0; k < blpo_hvr_reduce_blocks(&lay); k++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+    EMU_FOR (p, P)
+      EMU_FOR (k, blpo_hvr_reduce_blocks(&lay))
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_hvr_reduce(&a, p, k, t);
 }
 
@@ -287,11 +291,11 @@ static void blk_mlp_tangent(blpo_backend *be, const blpo_mlp *m, int P, const fl
     return;
   }
   blpo_tnf_args a = blpo_tnf_args_of(&lay, params, x, acts, dirs, ry);
-  for (int p = 0; p < P; p++)
-    for (int b = 0; b < lay.blocks; b++) {
+  EMU_FOR (p, P)
+    EMU_FOR (b, lay.blocks) {
       float *sm = blk_shared(BLK_TNF, (size_t)lay.s_floats);
       for (int ph = 0; ph < blpo_tnf_phases(&lay); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_tnf_block(&a, p, b, t, ph, sm);
     }
 }
@@ -309,11 +313,11 @@ static void blk_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
   blpo_nys_shared *sh = malloc(sizeof(*sh));
   if (!sh)
     exit(2);
-  for (int p = 0; p < P; p++) {
+  EMU_FOR (p, P) {
     memset(sh, 0xff, sizeof(*sh));
     g_blk.ran[BLK_NYS]++;
     for (int ph = 0; ph < a.lay.phases; ph = blpo_nys_next(&a.lay, sh, ph))
-      for (int t = 0; t < BLPO_NYS_THREADS; t++)
+      EMU_FOR (t, BLPO_NYS_THREADS)
         blpo_nys_block(&a, p, t, ph, sh);
   }
   free(sh);

@@ -127,6 +127,12 @@ blpo_test_exe(test_ppo_minibatch)
 add_test(NAME ppo_minibatch_fused_cpu COMMAND test_ppo_minibatch)
 set_tests_properties(ppo_minibatch_fused_cpu PROPERTIES LABELS "cpu;derivatives")
 
+# The order check of the block-program tests (tests/emu_order.h): a race
+# the forward order passes is caught in reverse order.
+blpo_test_exe(test_emu_order)
+add_test(NAME emu_order COMMAND test_emu_order)
+set_tests_properties(emu_order PROPERTIES LABELS "cpu")
+
 # The CUDA fused nested critic step's block programs, run on the host,
 # against the separate ops (--cuda: the op itself; tests/gpu.cmake).
 blpo_test_exe(test_critic_step)

@@ -4,8 +4,27 @@
  * agents, CartPole and Pendulum; see tests/update_compare.h for what is
  * compared and to what tolerance. The per-op tests check each program on
  * random inputs; this checks the CUDA backend's dispatch, layouts,
- * workspaces and strides as the trainer drives them, without a GPU. */
+ * workspaces and strides as the trainer drives them, without a GPU.
+ * Every case runs with the emulated threads and blocks in forward and in
+ * reverse order (tests/emu_order.h) and must give the same bits both ways;
+ * the per-op tests also take the strided order. */
 #include "blocks_backend.h"
+#include "blpo/trainer.h"
+
+/* The block-program side's parameters and metrics, for the order check. */
+static void blocks_seen(const char *label, int p, const float *actor, size_t Na,
+                        const float *critic, size_t Nc, const blpo_iter_metrics *m) {
+  char what[320];
+  snprintf(what, sizeof what, "%s agent %d: actor parameters", label, p);
+  emu_same(what, actor, Na * sizeof(float));
+  snprintf(what, sizeof what, "%s agent %d: critic parameters", label, p);
+  emu_same(what, critic, Nc * sizeof(float));
+  /* the metrics' floats, pg_loss to ihvp_relerr (one type: no padding) */
+  snprintf(what, sizeof what, "%s agent %d: metrics", label, p);
+  emu_same(what, &m->pg_loss,
+           (size_t)((const char *)(&m->ihvp_relerr + 1) - (const char *)&m->pg_loss));
+}
+#define UPDATE_COMPARE_SEEN blocks_seen
 #include "update_compare.h"
 
 static blpo_backend *make_blocks(char *why, size_t why_len) {
@@ -16,7 +35,13 @@ static blpo_backend *make_blocks(char *why, size_t why_len) {
 }
 
 int main(void) {
-  run_all_cases(make_blocks);
+  const int orders[] = {EMU_FORWARD, EMU_REVERSE};
+  for (size_t o = 0; o < sizeof(orders) / sizeof(orders[0]); o++) {
+    emu_begin_order(orders[o], g_rng);
+    printf("block programs: threads and blocks in %s order\n", emu_order_names[orders[o]]);
+    run_all_cases(make_blocks);
+  }
+  emu_seen_free();
   /* every program ran (a dispatch that always fell back would compare the
    * CPU with itself) */
   for (int k = 0; k < BLK_PROGRAMS; k++) {

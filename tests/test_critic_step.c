@@ -23,6 +23,7 @@
 #include "blpo/critic_blocks.h"
 #include "blpo/critic_step.h"
 #include "blpo/mlp.h"
+#include "emu_order.h"
 #include "test_util.h"
 
 enum { STEPS = 3 };
@@ -43,19 +44,19 @@ static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R) {
   blpo_critic_step with_work = *cs;
   with_work.work = parts;
   blpo_cvf_args a = blpo_cvf_args_of(&y, &with_work);
-  for (int p = 0; p < P; p++)
-    for (int b = 0; b < y.blocks; b++) {
+  EMU_FOR (p, P)
+    EMU_FOR (b, y.blocks) {
       test_poison_nan(sm, (size_t)sf, 1);
       for (int ph = 0; ph < blpo_cvf_rows_phases(&y); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_cvf_rows(&a, p, b, t, ph, sm);
     }
-  for (int p = 0; p < P; p++)
-    for (int k = 0; k < y.col_blocks; k++) {
+  EMU_FOR (p, P)
+    EMU_FOR (k, y.col_blocks) {
       blpo_cvf_adam_shared sh;
       memset(&sh, 0xff, sizeof(sh));
       for (int ph = 0; ph < blpo_cvf_adam_phases(); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_cvf_adam(&a, p, k, t, ph, &sh);
     }
   free(parts);
@@ -153,6 +154,11 @@ static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
       b.params = fused.f[F_PARAMS], b.grad = fused.f[F_GRAD], b.m = fused.f[F_M];
       b.v = fused.f[F_V], b.stats = fused.f[F_STATS];
       run_blocks(c->O, P, &b, R);
+      for (int k = 0; k < F_COUNT; k++) {
+        char what[160];
+        snprintf(what, sizeof what, "%s, R %d, step %d: %s", c->name, R, step + 1, names[k]);
+        emu_same(what, fused.f[k], cnt[k] * sizeof(float));
+      }
     }
     for (int k = 0; k < F_COUNT; k++) {
       const float *xf = fused.f[k], *yo = ops.f[k];
@@ -223,8 +229,13 @@ int main(int argc, char **argv) {
 #endif
   }
   const int rows[] = {BLPO_MBF_ROWS, 8};
-  for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
-    for (size_t k = 0; k < nc; k++)
-      check_case(&cases[k], rows[r], NULL);
+  const uint64_t seed = g_rng;
+  for (int o = 0; o < EMU_ORDERS; o++) {
+    emu_begin_order(o, seed);
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+      for (size_t k = 0; k < nc; k++)
+        check_case(&cases[k], rows[r], NULL);
+  }
+  emu_seen_free();
   return test_summary("test_critic_step");
 }

@@ -24,6 +24,7 @@
 #include "blpo/backend.h"
 #include "blpo/hvp_rows_blocks.h"
 #include "blpo/mlp.h"
+#include "emu_order.h"
 #include "test_util.h"
 
 typedef struct {
@@ -129,17 +130,17 @@ static int run_blocks(const hr_inputs *in, int R, size_t work_floats, float *row
   test_poison_nan(rows, (size_t)in->P * in->K * in->Nc, 3);
   blpo_hvr_args a =
       blpo_hvr_args_of(&y, in->params, in->x, in->acts, in->target, in->idx, rows, parts);
-  for (int p = 0; p < in->P; p++)
-    for (int b = 0; b < y.blocks; b++) {
+  EMU_FOR (p, in->P)
+    EMU_FOR (b, y.blocks) {
       test_poison_nan(sm, (size_t)sf, 4);
       for (int ph = 0; ph < blpo_hvr_rows_phases(&y); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_hvr_rows(&a, p, b, t, ph, sm);
     }
   if (!y.direct)
-    for (int p = 0; p < in->P; p++)
-      for (int k = 0; k < blpo_hvr_reduce_blocks(&y); k++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+    EMU_FOR (p, in->P)
+      EMU_FOR (k, blpo_hvr_reduce_blocks(&y))
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_hvr_reduce(&a, p, k, t);
   free(parts);
   free(sm);
@@ -168,6 +169,9 @@ static void check_blocks(const hr_case *c, blpo_backend *cpu) {
       snprintf(how, sizeof how, "%d rows per chunk, %d block(s) per agent%s", R, blocks,
                direct ? " (direct)" : "");
       check_rows(&in, rows, c->name, how);
+      char what[160];
+      snprintf(what, sizeof what, "%s, %s", c->name, how);
+      emu_same(what, rows, sizeof(float) * (size_t)in.P * cols);
     }
   }
   free(rows);
@@ -274,8 +278,13 @@ int main(int argc, char **argv) {
 #endif
   }
   check_choose();
-  for (size_t k = 0; k < nc; k++)
-    check_blocks(&kCases[k], cpu);
+  const uint64_t seed = g_rng;
+  for (int o = 0; o < EMU_ORDERS; o++) {
+    emu_begin_order(o, seed);
+    for (size_t k = 0; k < nc; k++)
+      check_blocks(&kCases[k], cpu);
+  }
+  emu_seen_free();
   cpu->destroy(cpu);
   return test_summary("test_hvp_rows_blocks");
 }

@@ -20,6 +20,7 @@
 #include "blpo/backend.h"
 #include "blpo/mlp.h"
 #include "blpo/ppo_blocks.h"
+#include "emu_order.h"
 #include "test_util.h"
 
 typedef struct {
@@ -45,13 +46,16 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R) {
   int sf = blpo_fwd_layout_init(&a.lay, &m, c->n, R);
   a.params = params, a.x = x, a.acts = blk;
   float *sm = test_alloc_floats((size_t)sf);
-  for (int p = 0; p < c->P; p++)
-    for (int b = 0; b < a.lay.blocks; b++) {
+  EMU_FOR (p, c->P)
+    EMU_FOR (b, a.lay.blocks) {
       test_poison_nan(sm, (size_t)sf, 1);
       for (int ph = 0; ph < blpo_fwd_phases(&a.lay); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_fwd(&a, p, b, t, ph, sm);
     }
+  char what[160];
+  snprintf(what, sizeof what, "%s, forward, %d rows per block", c->name, R);
+  emu_same(what, blk, na * sizeof(float));
   size_t bad = 0, first = 0;
   for (size_t i = 0; i < na; i++)
     if (!(fabsf(blk[i] - cpu[i]) <= 1e-5f * (1.0f + fabsf(cpu[i]))) && bad++ == 0)
@@ -80,18 +84,20 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R) {
           *sm2 = test_alloc_floats((size_t)sb);
     test_poison_nan(parts, (size_t)c->P * ba.lay.blocks * nm, 1);
     ba.params = params, ba.x = x, ba.acts = cpu, ba.dy = dy, ba.grad = gb, ba.parts = parts;
-    for (int p = 0; p < c->P; p++)
-      for (int b = 0; b < ba.lay.blocks; b++) {
+    EMU_FOR (p, c->P)
+      EMU_FOR (b, ba.lay.blocks) {
         test_poison_nan(sm2, (size_t)sb, 1);
         for (int ph = 0; ph < blpo_bwd_rows_phases(&ba.lay); ph++)
-          for (int t = 0; t < BLPO_MBF_THREADS; t++)
+          EMU_FOR (t, BLPO_MBF_THREADS)
             blpo_bwd_rows(&ba, p, b, t, ph, sm2);
       }
     if (!ba.lay.direct)
-      for (int p = 0; p < c->P; p++)
-        for (int k = 0; k < (int)((nm + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS); k++)
-          for (int t = 0; t < BLPO_MBF_THREADS; t++)
+      EMU_FOR (p, c->P)
+        EMU_FOR (k, (int)((nm + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS))
+          EMU_FOR (t, BLPO_MBF_THREADS)
             blpo_bwd_reduce(&ba, p, k, t);
+    snprintf(what, sizeof what, "%s, backward, %d rows per block", c->name, Rb);
+    emu_same(what, gb, np * sizeof(float));
     for (int p = 0; p < c->P; p++) {
       const float *xg = gb + (size_t)p * m.num_params, *yg = gc + (size_t)p * m.num_params;
       double e = test_rel_norm_err(xg, yg, NULL, nm); /* the MLP part */
@@ -124,9 +130,14 @@ int main(void) {
       {"2-24-24-3 relu, 2 agents x 1 row", 2, 2, {24, 24}, 3, BLPO_ACT_RELU, 0, 2, 1},
   };
   const int rows[] = {BLPO_MBF_ROWS, 8};
-  for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
-    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
-      check_case(be, &cases[k], rows[r]);
+  const uint64_t seed = g_rng;
+  for (int o = 0; o < EMU_ORDERS; o++) {
+    emu_begin_order(o, seed);
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+      for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
+        check_case(be, &cases[k], rows[r]);
+  }
+  emu_seen_free();
   /* the choice: 64-64 takes 32 rows per block on 227 KiB; 512-384 does not fit */
   blpo_mlp m, wide;
   int h[2] = {64, 64}, hw[2] = {512, 384};

@@ -23,6 +23,7 @@
 
 #include "blpo/backend.h"
 #include "blpo/nystrom_blocks.h"
+#include "emu_order.h"
 #include "test_util.h"
 
 enum { P = 3 };
@@ -110,11 +111,11 @@ static int run_blocks(const nys_case *c, float *x, float *stats) {
   CHECK(blpo_nys_layout_init(&a.lay, c->k, c->np), "layout k = %d np = %zu", c->k, c->np);
   blpo_nys_shared *sh = malloc(sizeof(*sh));
   int most = 0;
-  for (int p = 0; p < P; p++) {
+  EMU_FOR (p, P) {
     memset(sh, 0xff, sizeof(*sh)); /* doubles NaN, ints -1 */
     int ran = 0;
     for (int ph = 0; ph < a.lay.phases; ph = blpo_nys_next(&a.lay, sh, ph), ran++)
-      for (int t = 0; t < BLPO_NYS_THREADS; t++)
+      EMU_FOR (t, BLPO_NYS_THREADS)
         blpo_nys_block(&a, p, t, ph, sh);
     most = ran > most ? ran : most;
   }
@@ -144,6 +145,10 @@ static void check_case(blpo_backend *cpu, blpo_backend *gpu, const char *side, i
   int ran = 0;
   if (!gpu) {
     ran = run_blocks(&c, xf, sf);
+    char what[96];
+    snprintf(what, sizeof what, "%s k = %d np = %zu %s", side, k, np, kind_name[kind]);
+    emu_same(what, xf, sizeof(float) * nx);
+    emu_same(what, sf, sizeof(float) * ns);
   } else {
     CHECK(gpu->reserve_solver(gpu, P, k, np, 0) == 0, "gpu reserve_solver");
     float *dC = gpu->alloc(gpu, sizeof(float) * P * k * np), *dv = gpu->alloc(gpu, 4 * nx);
@@ -291,12 +296,18 @@ int main(int argc, char **argv) {
 #endif
   }
   check_rounds();
-  for (size_t i = 0; i < ns; i++)
-    for (int kind = UNSTRUCTURED; kind <= SPECTRA; kind++)
-      check_case(cpu, NULL, "blocks", sizes[i].k, sizes[i].np, kind);
-  check_case(cpu, NULL, "blocks", 6, 9, PIVOTING);
-  check_case(cpu, NULL, "blocks", 3, 3, SINGULAR);
-  check_nan_core(cpu);
+  const uint64_t seed = g_rng;
+  for (int o = 0; o < EMU_ORDERS; o++) {
+    emu_begin_order(o, seed);
+    printf("threads and agents in %s order\n", emu_order_names[o]);
+    for (size_t i = 0; i < ns; i++)
+      for (int kind = UNSTRUCTURED; kind <= SPECTRA; kind++)
+        check_case(cpu, NULL, "blocks", sizes[i].k, sizes[i].np, kind);
+    check_case(cpu, NULL, "blocks", 6, 9, PIVOTING);
+    check_case(cpu, NULL, "blocks", 3, 3, SINGULAR);
+    check_nan_core(cpu);
+  }
+  emu_seen_free();
   cpu->destroy(cpu);
   return test_summary("test_nystrom_blocks");
 }

@@ -34,6 +34,7 @@
 #include "blpo/mlp.h"
 #include "blpo/ppo_blocks.h"
 #include "blpo/ppo_minibatch.h"
+#include "emu_order.h"
 #include "test_util.h"
 
 enum { N_ENVS = 41, T_STEPS = 64 };
@@ -233,35 +234,35 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) 
   }
   memset(work, 0xff, wb); /* NaN floats and doubles */
   blpo_mbf_args a = blpo_mbf_args_of(&y, mb, P, work);
-  for (int p = 0; p < P; p++) {
+  EMU_FOR (p, P) {
     blpo_mbf_moments_shared sh;
     memset(&sh, 0xff, sizeof(sh)); /* NaN doubles */
     for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
-      for (int t = 0; t < BLPO_MBF_THREADS; t++)
+      EMU_FOR (t, BLPO_MBF_THREADS)
         blpo_mbf_moments(&a, p, 0, t, ph, &sh);
   }
-  for (int p = 0; p < P; p++)
-    for (int b = 0; b < y.blocks; b++) {
+  EMU_FOR (p, P)
+    EMU_FOR (b, y.blocks) {
       test_poison_nan(sm, (size_t)sf, 4); /* a block's shared memory starts as garbage */
       for (int ph = 0; ph < blpo_mbf_rows_phases(&y); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_mbf_rows(&a, p, b, t, ph, sm);
     }
-  for (int p = 0; p < P; p++)
-    for (int k = 0; k < y.col_blocks; k++) {
+  EMU_FOR (p, P)
+    EMU_FOR (k, y.col_blocks) {
       blpo_mbf_reduce_shared sh;
       memset(&sh, 0xff, sizeof(sh));
       for (int ph = 0; ph < blpo_mbf_reduce_phases(); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_mbf_reduce(&a, p, k, t, ph, &sh);
     }
   /* every reduce block before any adam block, as the two launches */
-  for (int p = 0; p < P; p++)
-    for (int k = 0; k < y.col_blocks; k++) {
+  EMU_FOR (p, P)
+    EMU_FOR (k, y.col_blocks) {
       blpo_mbf_adam_shared sh;
       memset(&sh, 0xff, sizeof(sh));
       for (int ph = 0; ph < blpo_mbf_adam_phases(); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_mbf_adam(&a, p, k, t, ph, &sh);
     }
   free(work);
@@ -429,8 +430,16 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
       blpo_ppo_minibatch b = args_of(&w, &fused, c, which, &w.clock);
       if (kind == SIDE_CPU)
         be->ppo_minibatch(be, &w.d, &b);
-      else
+      else {
         run_blocks(&w.d, &b, R);
+        for (size_t k = 0; k < nf; k++)
+          if (is_result(f[k].name)) {
+            char what[160];
+            snprintf(what, sizeof what, "%s, %s, update %d: %s", c->name, side_name, which + 1,
+                     f[k].name);
+            emu_same(what, member(&fused, &f[k]), f[k].count * sizeof(float));
+          }
+      }
     }
     for (size_t k = 0; k < nf; k++) {
       const float *x = member(&fused, &f[k]), *y = member(&ops, &f[k]);
@@ -580,8 +589,13 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < nc; k++)
       check_case(&cases[k], SIDE_CPU, threads[t], 0, NULL);
   const int rows[] = {BLPO_MBF_ROWS, 8};
-  for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
-    for (size_t k = 0; k < nc; k++)
-      check_case(&cases[k], SIDE_BLOCKS, 1, rows[r], NULL);
+  const uint64_t seed = g_rng;
+  for (int o = 0; o < EMU_ORDERS; o++) {
+    emu_begin_order(o, seed);
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+      for (size_t k = 0; k < nc; k++)
+        check_case(&cases[k], SIDE_BLOCKS, 1, rows[r], NULL);
+  }
+  emu_seen_free();
   return test_summary("test_ppo_minibatch");
 }

@@ -20,6 +20,7 @@
 #include "blpo/backend.h"
 #include "blpo/mlp.h"
 #include "blpo/tangent_blocks.h"
+#include "emu_order.h"
 #include "test_util.h"
 
 typedef struct {
@@ -85,11 +86,11 @@ static int run_blocks(const tn_inputs *in, int R, float *ry) {
   float *sm = test_alloc_floats((size_t)sf);
   test_poison_nan(ry, (size_t)in->P * in->K * in->n * in->Y, 2);
   blpo_tnf_args a = blpo_tnf_args_of(&y, in->params, in->x, in->acts, in->dirs, ry);
-  for (int p = 0; p < in->P; p++)
-    for (int b = 0; b < y.blocks; b++) {
+  EMU_FOR (p, in->P)
+    EMU_FOR (b, y.blocks) {
       test_poison_nan(sm, (size_t)sf, 3);
       for (int ph = 0; ph < blpo_tnf_phases(&y); ph++)
-        for (int t = 0; t < BLPO_MBF_THREADS; t++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_tnf_block(&a, p, b, t, ph, sm);
     }
   free(sm);
@@ -109,6 +110,9 @@ static void check_blocks(const tn_case *c, blpo_backend *cpu) {
     char how[64];
     snprintf(how, sizeof how, "%d rows per chunk, %d chunk(s) per block", Rs[r], cpb);
     check_out(&in, ry, c->name, how);
+    char what[160];
+    snprintf(what, sizeof what, "%s, %s", c->name, how);
+    emu_same(what, ry, sizeof(float) * (size_t)in.P * in.K * in.n * in.Y);
   }
   free(ry);
   inputs_free(&in);
@@ -218,8 +222,13 @@ int main(int argc, char **argv) {
 #endif
   }
   check_choose();
-  for (size_t k = 0; k < nc; k++)
-    check_blocks(&kCases[k], cpu);
+  const uint64_t seed = g_rng;
+  for (int o = 0; o < EMU_ORDERS; o++) {
+    emu_begin_order(o, seed);
+    for (size_t k = 0; k < nc; k++)
+      check_blocks(&kCases[k], cpu);
+  }
+  emu_seen_free();
   cpu->destroy(cpu);
   return test_summary("test_tangent_blocks");
 }

@@ -101,6 +101,9 @@ static void run_case(const char *config, const char *const *sets, int nsets, int
     memset(ag, 0xFF, sizeof(float) * Na); /* NaN poison: an unread download shows */
     memset(cg, 0xFF, sizeof(float) * Nc);
     blpo_trainer_get_params(tg, p, ag, cg);
+#ifdef UPDATE_COMPARE_SEEN /* the other backend's results, to a test's own check */
+    UPDATE_COMPARE_SEEN(label, p, ag, Na, cg, Nc, &mg[p]);
+#endif
     double ea = rel_norm_err(ag, ac, Na), ec = rel_norm_err(cg, cc, Nc);
     printf("%-60s agent %d: actor %.2e critic %.2e", label, p, ea, ec);
     CHECK(ea < 1e-3, "%s agent %d: actor params differ by %.3e", label, p, ea);
