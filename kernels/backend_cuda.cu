@@ -41,6 +41,23 @@ void blpo_cuda_fail(const char *lib, const char *call, const char *err, const ch
   exit(4);
 }
 
+void blpo_cuda_allow_smem(blpo_backend *be, const void *kernel, const char *name) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  int dev = 0, optin = 0;
+  cudaCheck(cudaGetDevice(&dev));
+  cudaCheck(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  cudaFuncAttributes fa;
+  cudaError_t e = cudaFuncGetAttributes(&fa, kernel);
+  if (e != cudaSuccess)
+    blpo_cuda_fail("CUDA", name, cudaGetErrorName(e), __FILE__, __LINE__);
+  const int room = optin - (int)fa.sharedSizeBytes;
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, room);
+  if (e != cudaSuccess)
+    blpo_cuda_fail("CUDA", name, cudaGetErrorName(e), __FILE__, __LINE__);
+  if (room < impl->smem_optin)
+    impl->smem_optin = room;
+}
+
 const char *blpo_cublas_status_name(cublasStatus_t s) {
   switch (s) {
   case CUBLAS_STATUS_SUCCESS:

@@ -62,10 +62,7 @@ const int kBatchedEigMax = 32;
 
 so_solver *solver_of(blpo_backend *be) { return (so_solver *)blpo_cuda(be)->solver; }
 
-void launch_check(const char *name) {
-  (void)name;
-  cudaCheckLaunch(name);
-}
+void launch_check(const char *name) { cudaCheckLaunch(name); }
 
 // ---- elementwise and per-agent reductions -----------------------------------
 

@@ -68,10 +68,8 @@ void cuda_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs) {
 } // namespace
 
 void blpo_cuda_install_critic_step(blpo_backend *be) {
-  blpo_cuda_impl *impl = blpo_cuda(be);
   // process-wide, the device's limit (see ppo_minibatch_cuda.cu)
-  cudaCheck(cudaFuncSetAttribute(cvf_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 impl->smem_optin));
+  blpo_cuda_allow_smem(be, (const void *)cvf_rows_kernel, "cvf_rows_kernel");
   be->critic_step_work = cuda_critic_step_work;
   be->critic_step = cuda_critic_step;
 }

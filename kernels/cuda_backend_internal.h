@@ -44,8 +44,13 @@ typedef struct {
 } blpo_cuda_capture_state;
 extern blpo_cuda_capture_state blpo_cuda_capture;
 
-// After every kernel launch.
-#define cudaCheckLaunch(name) cudaCheck(cudaPeekAtLastError())
+// After every kernel launch: the kernel's name as the call, with file:line.
+#define cudaCheckLaunch(name)                                                                      \
+  do {                                                                                             \
+    cudaError_t e_ = cudaPeekAtLastError();                                                        \
+    if (e_ != cudaSuccess)                                                                         \
+      blpo_cuda_fail("CUDA", (name), cudaGetErrorName(e_), __FILE__, __LINE__);                    \
+  } while (0)
 
 typedef struct {
   cudaStream_t stream;
@@ -60,8 +65,9 @@ typedef struct {
   // Profile mode's phase timer: one event per slot, made on first use.
   cudaEvent_t timer_ev[BLPO_TIMER_SLOTS];
   int timer_made;
-  // The device's opt-in shared memory per block, for the layouts of the
-  // fused forward, minibatch and critic step kernels (read at create).
+  // The device's opt-in shared memory per block, less the most static shared
+  // memory of any fused kernel (blpo_cuda_allow_smem): the layouts of the
+  // fused kernels are chosen within it (set at create).
   int smem_optin;
   // Nystrom solves of rank <= BLPO_NYS_KMAX as one kernel (kernels/nystrom_cuda.cu)
   // instead of the cuSOLVER path, the Hessian rows as two kernels
@@ -71,6 +77,12 @@ typedef struct {
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
+
+// Lets `kernel` launch with the device's opt-in shared memory per block less
+// its own static shared memory (the runtime refuses a larger dynamic limit),
+// and lowers impl->smem_optin, the bound every fused layout is chosen
+// within, to that room. At backend create, outside any capture.
+void blpo_cuda_allow_smem(blpo_backend *be, const void *kernel, const char *name);
 
 // Grid size for `count` threads of `threads` per block.
 static inline unsigned blpo_cuda_blocks(size_t count, int threads) {

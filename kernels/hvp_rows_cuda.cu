@@ -50,6 +50,5 @@ int blpo_cuda_hvp_rows_fused(blpo_backend *be, const blpo_mlp *m, int P, const f
 
 void blpo_cuda_install_hvp_rows(blpo_backend *be) {
   // process-wide, the device's limit (see ppo_minibatch_cuda.cu)
-  cudaCheck(cudaFuncSetAttribute(hvr_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 blpo_cuda(be)->smem_optin));
+  blpo_cuda_allow_smem(be, (const void *)hvr_rows_kernel, "hvr_rows_kernel");
 }

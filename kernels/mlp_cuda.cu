@@ -288,15 +288,10 @@ void cuda_mlp_backward_many(blpo_backend *be, int P, int count, const blpo_mlp_g
 
 void blpo_cuda_install_mlp(blpo_backend *be) {
   // process-wide, the device's limit (kernels/ppo_minibatch_cuda.cu says why)
-  cudaCheck(cudaFuncSetAttribute(forward_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 blpo_cuda(be)->smem_optin));
-  cudaCheck(cudaFuncSetAttribute(backward_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 blpo_cuda(be)->smem_optin));
-  cudaCheck(cudaFuncSetAttribute(forward_many_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 blpo_cuda(be)->smem_optin));
-  cudaCheck(cudaFuncSetAttribute(backward_many_rows_kernel,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 blpo_cuda(be)->smem_optin));
+  blpo_cuda_allow_smem(be, (const void *)forward_fused_kernel, "forward_fused_kernel");
+  blpo_cuda_allow_smem(be, (const void *)backward_fused_kernel, "backward_fused_kernel");
+  blpo_cuda_allow_smem(be, (const void *)forward_many_kernel, "forward_many_kernel");
+  blpo_cuda_allow_smem(be, (const void *)backward_many_rows_kernel, "backward_many_rows_kernel");
   be->mlp_forward = cuda_mlp_forward;
   be->mlp_forward_many = cuda_mlp_forward_many;
   be->mlp_backward = cuda_mlp_backward;

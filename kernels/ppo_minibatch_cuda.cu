@@ -103,12 +103,10 @@ void cuda_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_min
 } // namespace
 
 void blpo_cuda_install_ppo_minibatch(blpo_backend *be) {
-  blpo_cuda_impl *impl = blpo_cuda(be);
   // the attribute is the kernel's, process-wide: the device's limit, so that
   // any layout ppo_minibatch_work accepts launches; set at backend create,
   // outside any capture
-  cudaCheck(cudaFuncSetAttribute(mbf_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 impl->smem_optin));
+  blpo_cuda_allow_smem(be, (const void *)mbf_rows_kernel, "mbf_rows_kernel");
   be->ppo_minibatch_work = cuda_ppo_minibatch_work;
   be->ppo_minibatch = cuda_ppo_minibatch;
 }

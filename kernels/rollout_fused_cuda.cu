@@ -199,14 +199,17 @@ int cuda_rollout_fused_supported(blpo_backend *be, const blpo_mlp *actor, const 
   int dev = 0, optin = 0;
   cudaCheck(cudaGetDevice(&dev));
   cudaCheck(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  cudaFuncAttributes fa;
+  cudaCheck(cudaFuncGetAttributes(&fa, (const void *)rollout_fused_kernel));
+  const int room = optin - (int)fa.sharedSizeBytes; // dynamic + static <= the opt-in
   fused_shape s = shape_of(actor, critic);
-  if (s.smem_bytes > (size_t)optin)
+  if (s.smem_bytes > (size_t)room)
     return 0;
   // the attribute is the kernel's, process-wide: set to the device's limit
   // (not to this network's need, which another trainer's could exceed); set
   // here, outside any graph capture
   cudaCheck(cudaFuncSetAttribute(rollout_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 optin));
+                                 room));
   return 2;
 }
 

@@ -195,10 +195,7 @@ __global__ void hvp_act_kernel(int P, int n, int K, int din, const float *hin, s
   *qr = tanh_act ? qv * (1.0f - h * h) : (h > 0.0f ? qv : 0.0f);
 }
 
-void launch_check(const char *name) {
-  (void)name;
-  cudaCheckLaunch(name);
-}
+void launch_check(const char *name) { cudaCheckLaunch(name); }
 
 // The tangent forward of src/cpu_second_order.c tangent_agent for all agents.
 //   dirs: packed (per agent (K * Nm), stride dstride) or unpacked ((K, Np),

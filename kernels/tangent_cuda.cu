@@ -39,6 +39,5 @@ int blpo_cuda_tangent_fused(blpo_backend *be, const blpo_mlp *m, int P, const fl
 
 void blpo_cuda_install_tangent(blpo_backend *be) {
   // process-wide, the device's limit (see ppo_minibatch_cuda.cu)
-  cudaCheck(cudaFuncSetAttribute(tnf_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 blpo_cuda(be)->smem_optin));
+  blpo_cuda_allow_smem(be, (const void *)tnf_kernel, "tnf_kernel");
 }
