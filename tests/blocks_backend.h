@@ -50,9 +50,10 @@ static struct {
   size_t ran[BLK_PROGRAMS]; /* blocks emulated per program */
 } g_blk;
 
-/* Shared memory for one block of program `prog`, poisoned. */
+/* Shared memory for one block of program `prog`, poisoned; exactly the
+ * layout's size, so that ASan sees a read or write past it. */
 static float *blk_shared(int prog, size_t floats) {
-  if (floats > g_blk.sm_floats) {
+  if (floats != g_blk.sm_floats) {
     free(g_blk.sm);
     g_blk.sm = test_alloc_floats(floats);
     g_blk.sm_floats = floats;
