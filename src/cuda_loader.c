@@ -64,6 +64,14 @@ static const blpo_cuda_plugin *open_plugin(const char *path) {
              "this program: %zu, %d); rebuild or point BLPO_CUDA_PLUGIN at the matching one",
              path, p->backend_size, p->timer_slots, sizeof(blpo_backend), BLPO_TIMER_SLOTS);
     p = NULL;
+  } else if (p->seam_signature != blpo_cuda_plugin_seam_signature()) {
+    snprintf(status, sizeof(status),
+             "%s comes from another build of blpo-gpu (the sizes of the structs its ops take "
+             "differ: seam signature %016llx, this program's %016llx); rebuild or point "
+             "BLPO_CUDA_PLUGIN at the matching one",
+             path, (unsigned long long)p->seam_signature,
+             (unsigned long long)blpo_cuda_plugin_seam_signature());
+    p = NULL;
   }
   if (!p)
     dlclose(h);

@@ -65,19 +65,23 @@ if(BLPO_HAVE_CUDA)
 endif()
 
 # The CUDA backend plugin's loader, on any machine (no GPU needed): a CPU run
-# maps no CUDA library, the built plugin loads, and a missing, foreign or
-# stale plugin is refused with its reason.
+# maps no CUDA library, the built plugin loads, and a missing, foreign,
+# stale or mismatched plugin is refused with its reason.
 if(BLPO_HAVE_CUDA)
   blpo_test_exe(test_cuda_plugin)
   add_library(stale_cuda_plugin MODULE ${CMAKE_CURRENT_SOURCE_DIR}/stale_cuda_plugin.c)
   target_include_directories(stale_cuda_plugin PRIVATE ${CMAKE_SOURCE_DIR}/include)
+  add_library(mismatched_cuda_plugin MODULE ${CMAKE_CURRENT_SOURCE_DIR}/stale_cuda_plugin.c)
+  target_include_directories(mismatched_cuda_plugin PRIVATE ${CMAKE_SOURCE_DIR}/include)
+  target_compile_definitions(mismatched_cuda_plugin PRIVATE BLPO_TEST_SAME_ABI)
   find_library(BLPO_LIBM_SO NAMES libm.so.6 m)
   set(plugin_cases
       "cpu-only|"
       "real|$<TARGET_FILE:blpo_cuda_plugin>"
       "missing|${CMAKE_CURRENT_BINARY_DIR}/no-such-plugin.so"
       "foreign|${BLPO_LIBM_SO}"
-      "stale|$<TARGET_FILE:stale_cuda_plugin>")
+      "stale|$<TARGET_FILE:stale_cuda_plugin>"
+      "mismatched|$<TARGET_FILE:mismatched_cuda_plugin>")
   foreach(c ${plugin_cases})
     string(REPLACE "|" ";" parts "${c}")
     list(GET parts 0 mode)

@@ -7,6 +7,7 @@
  *   missing    BLPO_CUDA_PLUGIN names no file: a clear reason, no crash
  *   foreign    a shared library without the entry point is refused
  *   stale      a plugin from another build (other ABI) is refused
+ *   mismatched a plugin with this ABI but other seam struct sizes is refused
  * The scenario's BLPO_CUDA_PLUGIN comes from CTest (tests/gpu.cmake). */
 #define _POSIX_C_SOURCE 200809L
 #include <dlfcn.h>
@@ -65,10 +66,12 @@ int main(int argc, char **argv) {
     CHECK(mapped("libcudart") == 1, "plugin loaded without its CUDA runtime");
     CHECK(n > 0 || why[0] != 0, "no device and no reason");
     printf("test_cuda_plugin: real: %d device(s)%s%s\n", n, n ? "" : ": ", n ? "" : why);
-  } else if (!strcmp(mode, "missing") || !strcmp(mode, "foreign") || !strcmp(mode, "stale")) {
-    const char *expect = !strcmp(mode, "missing")   ? "cannot load the CUDA backend plugin"
-                         : !strcmp(mode, "foreign") ? "is not a blpo-gpu CUDA plugin"
-                                                    : "comes from another build";
+  } else if (!strcmp(mode, "missing") || !strcmp(mode, "foreign") || !strcmp(mode, "stale") ||
+             !strcmp(mode, "mismatched")) {
+    const char *expect = !strcmp(mode, "missing")      ? "cannot load the CUDA backend plugin"
+                         : !strcmp(mode, "foreign")    ? "is not a blpo-gpu CUDA plugin"
+                         : !strcmp(mode, "mismatched") ? "seam signature"
+                                                       : "comes from another build";
     CHECK(blpo_cuda_device_count(why, sizeof(why)) == 0, "devices through a bad plugin");
     CHECK(strstr(why, expect) != NULL, "reason '%s' lacks '%s'", why, expect);
     CHECK(blpo_backend_cuda_create(why, sizeof(why)) == NULL, "a backend from a bad plugin");
@@ -77,7 +80,7 @@ int main(int argc, char **argv) {
     CHECK(name[0] == 0, "device name '%s' from a bad plugin", name);
     printf("test_cuda_plugin: %s: %s\n", mode, why);
   } else {
-    fprintf(stderr, "usage: test_cuda_plugin cpu-only|real|missing|foreign|stale\n");
+    fprintf(stderr, "usage: test_cuda_plugin cpu-only|real|missing|foreign|stale|mismatched\n");
     return 2;
   }
   return test_summary("test_cuda_plugin");
