@@ -41,8 +41,7 @@ void blpo_cuda_fail(const char *lib, const char *call, const char *err, const ch
   exit(4);
 }
 
-void blpo_cuda_allow_smem(blpo_backend *be, const void *kernel, const char *name) {
-  blpo_cuda_impl *impl = blpo_cuda(be);
+int blpo_cuda_smem_room(const void *kernel, const char *name) {
   int dev = 0, optin = 0;
   cudaCheck(cudaGetDevice(&dev));
   cudaCheck(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
@@ -54,8 +53,13 @@ void blpo_cuda_allow_smem(blpo_backend *be, const void *kernel, const char *name
   e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, room);
   if (e != cudaSuccess)
     blpo_cuda_fail("CUDA", name, cudaGetErrorName(e), __FILE__, __LINE__);
-  if (room < impl->smem_optin)
-    impl->smem_optin = room;
+  return room;
+}
+
+void blpo_cuda_allow_smem(blpo_backend *be, const void *kernel, const char *name) {
+  const int room = blpo_cuda_smem_room(kernel, name);
+  if (room < blpo_cuda(be)->smem_optin)
+    blpo_cuda(be)->smem_optin = room;
 }
 
 const char *blpo_cublas_status_name(cublasStatus_t s) {

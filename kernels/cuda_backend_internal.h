@@ -79,9 +79,12 @@ typedef struct {
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
 
 // Lets `kernel` launch with the device's opt-in shared memory per block less
-// its own static shared memory (the runtime refuses a larger dynamic limit),
-// and lowers impl->smem_optin, the bound every fused layout is chosen
-// within, to that room. At backend create, outside any capture.
+// its own static shared memory (the runtime refuses a larger dynamic limit)
+// and returns that room. The attribute is the kernel's, process-wide; set
+// outside any capture.
+int blpo_cuda_smem_room(const void *kernel, const char *name);
+// blpo_cuda_smem_room, and impl->smem_optin, the bound every fused layout is
+// chosen within, lowered to that room. At backend create.
 void blpo_cuda_allow_smem(blpo_backend *be, const void *kernel, const char *name);
 
 // Grid size for `count` threads of `threads` per block.

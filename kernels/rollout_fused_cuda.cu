@@ -196,20 +196,12 @@ int cuda_rollout_fused_supported(blpo_backend *be, const blpo_mlp *actor, const 
   if (actor->dims[0] > 8 || actor->dims[actor->num_layers] > 4 ||
       critic->dims[critic->num_layers] != 1)
     return 0;
-  int dev = 0, optin = 0;
-  cudaCheck(cudaGetDevice(&dev));
-  cudaCheck(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  cudaFuncAttributes fa;
-  cudaCheck(cudaFuncGetAttributes(&fa, (const void *)rollout_fused_kernel));
-  const int room = optin - (int)fa.sharedSizeBytes; // dynamic + static <= the opt-in
+  // the attribute is set to the device's limit (not to this network's need,
+  // which another trainer's could exceed); here, outside any graph capture
+  const int room = blpo_cuda_smem_room((const void *)rollout_fused_kernel, "rollout_fused_kernel");
   fused_shape s = shape_of(actor, critic);
   if (s.smem_bytes > (size_t)room)
     return 0;
-  // the attribute is the kernel's, process-wide: set to the device's limit
-  // (not to this network's need, which another trainer's could exceed); set
-  // here, outside any graph capture
-  cudaCheck(cudaFuncSetAttribute(rollout_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 room));
   return 2;
 }
 
