@@ -234,13 +234,15 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) 
   }
   memset(work, 0xff, wb); /* NaN floats and doubles */
   blpo_mbf_args a = blpo_mbf_args_of(&y, mb, P, work);
-  EMU_FOR (p, P) {
-    blpo_mbf_moments_shared sh;
-    memset(&sh, 0xff, sizeof(sh)); /* NaN doubles */
-    for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
-      EMU_FOR (t, BLPO_MBF_THREADS)
-        blpo_mbf_moments(&a, p, 0, t, ph, &sh);
-  }
+  if (a.mb == 0) /* the epoch's moments, every minibatch's, as the launch */
+    EMU_FOR (p, P)
+      EMU_FOR (m, a.M) {
+        blpo_mbf_moments_shared sh;
+        memset(&sh, 0xff, sizeof(sh)); /* NaN doubles */
+        for (int ph = 0; ph < blpo_mbf_moments_phases(); ph++)
+          EMU_FOR (t, BLPO_MBF_THREADS)
+            blpo_mbf_moments(&a, p, m, t, ph, &sh);
+      }
   EMU_FOR (p, P)
     EMU_FOR (b, y.blocks) {
       test_poison_nan(sm, (size_t)sf, 4); /* a block's shared memory starts as garbage */
@@ -499,6 +501,21 @@ static void check_choose(void) {
   blpo_dims dc = d;
   dc.discrete = 0, dc.head_dim = 1; /* continuous: the actor needs its log_std */
   CHECK(blpo_mbf_choose(&y, &dc, &c, &c, 4096, h100) == 0, "an actor without log_std refused");
+  /* continuous with A wide enough that the log_std sums would run out of
+   * threads: refused (the unfused ops take it); one fewer: accepted */
+  blpo_mlp wa;
+  for (int A = BLPO_MBF_THREADS - BLPO_MBF_TERMS; A <= BLPO_MBF_THREADS - BLPO_MBF_TERMS + 1; A++) {
+    blpo_dims dw = d;
+    dw.discrete = 0, dw.num_actions = 0, dw.act_dim = dw.head_dim = A;
+    int hs[1] = {16};
+    blpo_mlp_init_shape(&wa, 4, hs, 1, A, BLPO_ACT_TANH, A);
+    blpo_mlp_init_shape(&c, 4, hs, 1, 1, BLPO_ACT_TANH, 0);
+    int got = blpo_mbf_choose(&y, &dw, &wa, &c, 256, h100);
+    if (A <= BLPO_MBF_THREADS - BLPO_MBF_TERMS)
+      CHECK(got > 0, "%d actions: fused (got %d)", A, got);
+    else
+      CHECK(got == 0, "%d actions: refused, one log_std sum per thread (got %d)", A, got);
+  }
 }
 
 int main(int argc, char **argv) {

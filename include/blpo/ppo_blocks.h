@@ -171,11 +171,15 @@ static inline int blpo_mbf_net_ok(const blpo_mlp *m, int in, int out, size_t ext
 }
 
 /* The layout with the most rows per block (BLPO_MBF_ROWS, halved down to 8)
- * whose shared memory fits smem_bytes, for networks the layout holds;
+ * whose shared memory fits smem_bytes, for networks and action widths the
+ * layout holds;
  * returns its rows per block, or 0. */
 static inline int blpo_mbf_choose(blpo_mbf_layout *y, const blpo_dims *d, const blpo_mlp *actor,
                                   const blpo_mlp *critic, int n, size_t smem_bytes) {
+  /* the block sums give each log_std column one thread after the loss sums'
+   * (blpo_mbf_rows, phase 1) */
   if (n <= 0 || d->P <= 0 || d->P > 65535 /* gridDim.y */ ||
+      (!d->discrete && d->act_dim > BLPO_MBF_THREADS - BLPO_MBF_TERMS) ||
       !blpo_mbf_net_ok(actor, d->obs_dim, d->head_dim, d->discrete ? 0 : (size_t)d->act_dim) ||
       !blpo_mbf_net_ok(critic, d->obs_dim, 1, 0))
     return 0;
