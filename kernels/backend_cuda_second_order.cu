@@ -5,7 +5,9 @@
 // the Nystrom solve (one kernel per solve for k <= 32, kernels/nystrom_cuda.cu;
 // with run.fused_update off or a larger k, batched over the population:
 // cuSOLVER syevjBatched for k <= 32, else syevd per agent; cuBLAS batched
-// LU), CG, the dense solve and the norm bound. Per-element math comes from
+// LU), CG, the dense solve, and the norm bound with or without the actor's
+// Adam step after it (hypergrad_step: one kernel, include/blpo/
+// hypergrad_blocks.h). Per-element math comes from
 // the BLPO_HD headers shared with the CPU. Per-agent sums are deterministic
 // block reductions in double (one block of BLPO_CUDA_THREADS per agent,
 // blpo_block_sum). Nothing here synchronises with the host: solver failures
@@ -21,6 +23,7 @@
 #include "blpo/blpo_rows.h"
 #include "blpo/gae.h"
 #include "blpo/heads.h"
+#include "blpo/hypergrad_blocks.h"
 #include "cuda_ops.h"
 #include "second_order_cuda.h"
 
@@ -226,35 +229,15 @@ __global__ void mixed_rows_kernel(blpo_dims d, size_t anp, size_t anm, int n, co
   }
 }
 
-// g (P, count) <- g - s p with s = min(1, beta |g| / (|p| + 1e-8)); stats.
-__global__ void hypergrad_kernel(size_t count, float *g, const float *pv, float beta,
-                                 float *stats) {
-  __shared__ double sh[kThreads];
-  size_t a = blockIdx.x;
-  float *ga = g + a * count;
-  const float *pa = pv + a * count;
-  double gg = 0, pp = 0, gp = 0;
-  for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
-    gg += (double)ga[i] * ga[i];
-    pp += (double)pa[i] * pa[i];
-    gp += (double)ga[i] * pa[i];
-  }
-  gg = blpo_block_sum(gg, sh);
-  pp = blpo_block_sum(pp, sh);
-  gp = blpo_block_sum(gp, sh);
-  double gn = sqrt(gg), pn = sqrt(pp);
-  double s = beta * gn / (pn + 1e-8);
-  if (s > 1.0)
-    s = 1.0;
-  float sf = (float)s;
-  for (size_t i = threadIdx.x; i < count; i += blockDim.x)
-    ga[i] -= sf * pa[i];
-  if (threadIdx.x == 0) {
-    float *st = stats + a * BLPO_STAT_COUNT;
-    st[BLPO_STAT_G_NORM] += (float)gn;
-    st[BLPO_STAT_P_NORM] += (float)pn;
-    st[BLPO_STAT_SCALE] += sf;
-    st[BLPO_STAT_COS] += (gn > 0 && pn > 0) ? (float)(gp / (gn * pn)) : 0.0f;
+// The norm bound and hypergradient, with or without Adam after it: one block
+// per agent runs the block program of include/blpo/hypergrad_blocks.h.
+__global__ void __launch_bounds__(BLPO_HGS_THREADS)
+    hgs_kernel(const __grid_constant__ blpo_hgs_args a) {
+  __shared__ blpo_hgs_shared sh;
+  const int phases = blpo_hgs_phases();
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_hgs_block(&a, blockIdx.x, threadIdx.x, ph, &sh);
+    __syncthreads();
   }
 }
 
@@ -780,8 +763,32 @@ void cuda_dense_solve(blpo_backend *be, int P, size_t np, float *hess, const flo
 
 void cuda_hypergrad_combine(blpo_backend *be, int P, size_t count, float *g, const float *p,
                             float beta, float *stats) {
-  hypergrad_kernel<<<P, kThreads, 0, blpo_cuda(be)->stream>>>(count, g, p, beta, stats);
-  launch_check("hypergrad_kernel");
+  if (P <= 0)
+    return;
+  blpo_hgs_args a = {};
+  a.count = count, a.g = g, a.p = p, a.beta = beta, a.stats = stats;
+  hgs_kernel<<<(unsigned)P, BLPO_HGS_THREADS, 0, blpo_cuda(be)->stream>>>(a);
+  launch_check("hgs_kernel");
+}
+
+// backend.h hypergrad_step: Adam inside the combine's kernel with
+// run.fused_update where the agent's vectors are small enough for one block
+// (hypergrad_blocks.h), else the combine and the many-block Adam kernel.
+void cuda_hypergrad_step(blpo_backend *be, int P, size_t count, float *g, const float *p,
+                         float beta, float *stats, float *params, float *m, float *v,
+                         blpo_adam_sched sched) {
+  if (P <= 0)
+    return;
+  if (!blpo_cuda(be)->fused_solve || count > BLPO_HGS_MAX_COUNT) {
+    cuda_hypergrad_combine(be, P, count, g, p, beta, stats);
+    be->adam(be, P, count, params, g, m, v, NULL, sched);
+    return;
+  }
+  blpo_hgs_args a = {};
+  a.count = count, a.g = g, a.p = p, a.beta = beta, a.stats = stats;
+  a.adam = 1, a.params = params, a.m = m, a.v = v, a.sched = sched;
+  hgs_kernel<<<(unsigned)P, BLPO_HGS_THREADS, 0, blpo_cuda(be)->stream>>>(a);
+  launch_check("hgs_kernel");
 }
 
 int cuda_reserve_solver(blpo_backend *be, int P, int k, size_t np, int dense) {
@@ -806,6 +813,7 @@ void blpo_cuda_install_second_order(blpo_backend *be) {
   be->cg_solve = cuda_cg_solve;
   be->dense_solve = cuda_dense_solve;
   be->hypergrad_combine = cuda_hypergrad_combine;
+  be->hypergrad_step = cuda_hypergrad_step;
 }
 
 void blpo_cuda_free_solver(blpo_cuda_impl *impl) {

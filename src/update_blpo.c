@@ -310,9 +310,15 @@ void blpo_update_blpo(blpo_trainer *tr) {
       }
       /* e. norm bound, h = g - s p, Adam on the actor (p = 0 for nested) */
       blpo_phase_mark(tr, BLPO_PHASE_ACTOR_STEP);
-      be->hypergrad_combine(be, P, Na, tr->actor_grad, tr->p_vec, c->hg_ihvp_bound, tr->stats);
-      be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, NULL,
-               blpo_trainer_adam_sched(tr, c->actor_lr, (int64_t)c->num_epochs * M, call));
+      blpo_adam_sched as =
+          blpo_trainer_adam_sched(tr, c->actor_lr, (int64_t)c->num_epochs * M, call);
+      if (be->hypergrad_step) {
+        be->hypergrad_step(be, P, Na, tr->actor_grad, tr->p_vec, c->hg_ihvp_bound, tr->stats,
+                           tr->actor_params, tr->actor_m, tr->actor_v, as);
+      } else {
+        be->hypergrad_combine(be, P, Na, tr->actor_grad, tr->p_vec, c->hg_ihvp_bound, tr->stats);
+        be->adam(be, P, Na, tr->actor_params, tr->actor_grad, tr->actor_m, tr->actor_v, NULL, as);
+      }
     }
   }
 }

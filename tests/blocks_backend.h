@@ -14,6 +14,8 @@
  *   critic_hvp_rows               blpo_hvr (hvp_rows_blocks.h)   \
  *   mlp_tangent                   blpo_tnf (tangent_blocks.h)     } set_fused_solve
  *   nystrom_solve                 blpo_nys (nystrom_blocks.h)    /
+ *   hypergrad_combine, _step      blpo_hgs (hypergrad_blocks.h; _step's
+ *                                 Adam part with set_fused_solve)
  *
  * The per-op tests check each program against the CPU op on random inputs;
  * with this backend whole training iterations (tests/test_blocks_update.c)
@@ -29,6 +31,7 @@
 #include "blpo/backend.h"
 #include "blpo/critic_blocks.h"
 #include "blpo/hvp_rows_blocks.h"
+#include "blpo/hypergrad_blocks.h"
 #include "blpo/nystrom_blocks.h"
 #include "blpo/ppo_blocks.h"
 #include "blpo/second_order.h"
@@ -38,9 +41,9 @@
 
 #define BLK_SMEM ((size_t)232448) /* cudaDevAttrMaxSharedMemoryPerBlockOptin, H100 and H200 */
 
-enum { BLK_FWD, BLK_BWD, BLK_MBF, BLK_CVF, BLK_HVR, BLK_TNF, BLK_NYS, BLK_PROGRAMS };
+enum { BLK_FWD, BLK_BWD, BLK_MBF, BLK_CVF, BLK_HVR, BLK_TNF, BLK_NYS, BLK_HGS, BLK_PROGRAMS };
 static const char *const blk_names[BLK_PROGRAMS] = {"fwd", "bwd", "mbf", "cvf",
-                                                    "hvr", "tnf", "nys"};
+                                                    "hvr", "tnf", "nys", "hgs"};
 
 static struct {
   blpo_backend cpu; /* the CPU backend's ops, for the fall-backs */
@@ -324,6 +327,46 @@ static void blk_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
   free(sh);
 }
 
+/* The CUDA op's kernel for either op: one block per agent. */
+static void blk_hgs_run(const blpo_hgs_args *a, int P) {
+  blpo_hgs_shared sh;
+  EMU_FOR (p, P) {
+    memset(&sh, 0xff, sizeof(sh)); /* NaN doubles and floats */
+    g_blk.ran[BLK_HGS]++;
+    for (int ph = 0; ph < blpo_hgs_phases(); ph++)
+      EMU_FOR (t, BLPO_HGS_THREADS)
+        blpo_hgs_block(a, p, t, ph, &sh);
+  }
+}
+
+static void blk_hypergrad_combine(blpo_backend *be, int P, size_t count, float *g, const float *p,
+                                  float beta, float *stats) {
+  (void)be;
+  blpo_hgs_args a = {.count = count, .g = g, .p = p, .beta = beta, .stats = stats};
+  blk_hgs_run(&a, P);
+}
+
+static void blk_hypergrad_step(blpo_backend *be, int P, size_t count, float *g, const float *p,
+                               float beta, float *stats, float *params, float *m, float *v,
+                               blpo_adam_sched sched) {
+  if (!g_blk.fused || count > BLPO_HGS_MAX_COUNT) {
+    blk_hypergrad_combine(be, P, count, g, p, beta, stats);
+    be->adam(be, P, count, params, g, m, v, NULL, sched);
+    return;
+  }
+  blpo_hgs_args a = {.count = count,
+                     .g = g,
+                     .p = p,
+                     .beta = beta,
+                     .stats = stats,
+                     .adam = 1,
+                     .params = params,
+                     .m = m,
+                     .v = v,
+                     .sched = sched};
+  blk_hgs_run(&a, P);
+}
+
 static void blk_destroy(blpo_backend *be) {
   free(g_blk.sm);
   g_blk.sm = NULL, g_blk.sm_floats = 0;
@@ -350,6 +393,8 @@ static blpo_backend *blocks_backend_create(void) {
   be->critic_hvp_rows = blk_critic_hvp_rows;
   be->mlp_tangent = blk_mlp_tangent;
   be->nystrom_solve = blk_nystrom_solve;
+  be->hypergrad_combine = blk_hypergrad_combine;
+  be->hypergrad_step = blk_hypergrad_step;
   be->destroy = blk_destroy;
   return be;
 }

@@ -163,6 +163,13 @@ blpo_test_exe(test_tangent_blocks)
 add_test(NAME tangent_blocks COMMAND test_tangent_blocks)
 set_tests_properties(tangent_blocks PROPERTIES LABELS "cpu;derivatives")
 
+# The CUDA actor step's block program (the norm bound and hypergradient,
+# then Adam), run on the host, against the CPU's hypergrad_combine and adam
+# (--cuda: the ops themselves; tests/gpu.cmake).
+blpo_test_exe(test_hypergrad_blocks)
+add_test(NAME hypergrad_blocks COMMAND test_hypergrad_blocks)
+set_tests_properties(hypergrad_blocks PROPERTIES LABELS "cpu;derivatives")
+
 # Whole training iterations with the CUDA kernels' block programs in the
 # trainer's real calls, on the CPU, against the CPU backend (the same cases
 # as test_gpu_update; tests/update_compare.h).

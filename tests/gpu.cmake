@@ -26,9 +26,10 @@ if(BLPO_HAVE_CUDA)
 endif()
 
 # The CUDA fused PPO minibatch update, nested critic step, Nystrom solve,
-# Hessian rows and tangent against the CPU's ops (tests/test_ppo_minibatch.c,
-# tests/test_critic_step.c, tests/test_nystrom_blocks.c,
-# tests/test_hvp_rows_blocks.c, tests/test_tangent_blocks.c; their CPU runs
+# Hessian rows, tangent and actor step against the CPU's ops
+# (tests/test_ppo_minibatch.c, tests/test_critic_step.c,
+# tests/test_nystrom_blocks.c, tests/test_hvp_rows_blocks.c,
+# tests/test_tangent_blocks.c, tests/test_hypergrad_blocks.c; their CPU runs
 # check the kernels' block programs).
 if(BLPO_HAVE_CUDA)
   add_test(NAME gpu_ppo_minibatch COMMAND test_ppo_minibatch --cuda)
@@ -36,7 +37,9 @@ if(BLPO_HAVE_CUDA)
   add_test(NAME gpu_nystrom COMMAND test_nystrom_blocks --cuda)
   add_test(NAME gpu_hvp_rows COMMAND test_hvp_rows_blocks --cuda)
   add_test(NAME gpu_tangent COMMAND test_tangent_blocks --cuda)
+  add_test(NAME gpu_hypergrad COMMAND test_hypergrad_blocks --cuda)
   set_tests_properties(gpu_ppo_minibatch gpu_critic_step gpu_nystrom gpu_hvp_rows gpu_tangent
+                       gpu_hypergrad
                        PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;derivatives")
 endif()
 

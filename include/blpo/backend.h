@@ -398,6 +398,14 @@ struct blpo_backend {
   /* As ppo_minibatch_work, for critic_step on n-row minibatches (required
    * where critic_step is not NULL). */
   size_t (*critic_step_work)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *critic, int n);
+  /* The actor's step of a BLPO minibatch: what hypergrad_combine(g, p,
+   * beta, stats) then adam(params, g, m, v, no scale, sched) compute, to g,
+   * params, m, v and stats. CUDA: one kernel with run.fused_update on
+   * (include/blpo/hypergrad_blocks.h), up to float rounding; NULL on the CPU
+   * (the two ops). */
+  void (*hypergrad_step)(blpo_backend *be, int P, size_t count, float *g, const float *p,
+                         float beta, float *stats, float *params, float *m, float *v,
+                         blpo_adam_sched sched);
 
   /* ---- replay (optional: NULL where the backend has none) ---- */
   /* Records the operations queued from capture_begin to capture_end instead
