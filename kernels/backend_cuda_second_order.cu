@@ -19,6 +19,7 @@
 // dense solve (tests and small networks only) loops over the agents.
 #include <math.h>
 
+#include "blpo/actor_blocks.h"
 #include "blpo/blpo_math.h"
 #include "blpo/blpo_rows.h"
 #include "blpo/gae.h"
@@ -106,126 +107,26 @@ __global__ void value_loss_kernel(int n, const float *value, size_t vstride, con
     stats[p * BLPO_STAT_COUNT + slot] += (float)(s / n);
 }
 
-// GAE forward per trajectory, one thread per (p, j): reward, done (P, n)
-// time-major rows t*m + j; value (P, stride vstride) (n); value_last (P,
-// stride lstride) (m); adv (P, n).
-__global__ void gae_cols_kernel(int P, int T, int m, const float *reward, const float *done,
-                                const float *value, size_t vstride, const float *value_last,
-                                size_t lstride, float gamma, float lambda, float *adv) {
-  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= (size_t)P * m)
-    return;
-  size_t p = e / m, j = e % m, o = p * (size_t)T * m;
-  blpo_gae_column(reward + o + j, done + o + j, value + p * vstride + j,
-                  value_last[p * lstride + j], T, m, gamma, lambda, adv + o + j, NULL);
-}
-
-// The per-row part of blpo_actor, block p = agent p over its n rows:
-// head (P, stride hstride) (n, Y); actor_params (P, Np); actions (P, n, A);
-// logp_old, adv, target (P, n); value (P, stride vstride) (n).
-// Writes dhead (P, n, Y), vbar (P, n) (= abar, before the adjoint), rho,
-// alpha_f, resid (P, n), actor_grad's log_std part (continuous) and adds the
-// loss to stats (P, BLPO_STAT_COUNT).
-__global__ void actor_rows_kernel(blpo_dims d, size_t anp, size_t anm, int n, const float *head,
-                                  size_t hstride, const float *actor_params, const float *actions,
-                                  const float *logp_old, const float *adv, const float *target,
-                                  const float *value, size_t vstride, float clip_eps, float clip_f,
-                                  float *dhead, float *actor_grad, float *vbar, float *rho,
-                                  float *alpha_f, float *resid, float *stats) {
-  __shared__ double sh[kThreads];
-  size_t p = blockIdx.x;
-  int Y = d.head_dim, A = d.act_dim;
-  float inv_n = 1.0f / (float)n;
-  size_t o = p * (size_t)n;
-  const float *val = value + p * vstride;
-  const float *log_std = actor_params + p * anp + anm;
-  double lsum = 0, gls[BLPO_ENV_MAX_ACT];
-  for (int k = 0; k < BLPO_ENV_MAX_ACT; k++)
-    gls[k] = 0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    size_t r = o + i;
-    const float *z = head + p * hstride + (size_t)i * Y;
-    float dls[BLPO_ENV_MAX_ACT];
-    lsum += blpo_actor_row(d.discrete, d.num_actions, A, z, log_std, actions + r * A, logp_old[r],
-                           adv[r], target[r], val[i], clip_eps, clip_f, inv_n, dhead + r * Y, dls,
-                           &vbar[r], &rho[r], &alpha_f[r], &resid[r]);
-    if (!d.discrete)
-      for (int k = 0; k < A; k++)
-        gls[k] += dls[k];
-  }
-  lsum = blpo_block_sum(lsum, sh);
-  if (threadIdx.x == 0)
-    stats[p * BLPO_STAT_COUNT + BLPO_STAT_ACTOR_LOSS] += (float)(-lsum / n);
-  if (!d.discrete) {
-    float *g_log_std = actor_grad + p * anp + anm;
-    for (int k = 0; k < A; k++) {
-      double s = blpo_block_sum(gls[k], sh);
-      if (threadIdx.x == 0)
-        g_log_std[k] = (float)s;
-    }
+// blpo_actor and mixed_head: one block per agent runs the block program of
+// include/blpo/actor_blocks.h (the GAE columns, the rows and their sums,
+// the adjoint columns), one launch each instead of three and two.
+__global__ void __launch_bounds__(BLPO_ACB_THREADS)
+    acb_kernel(const __grid_constant__ blpo_acb_args a) {
+  __shared__ blpo_acb_shared sh;
+  const int phases = blpo_acb_phases();
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_acb_block(&a, blockIdx.x, threadIdx.x, ph, &sh);
+    __syncthreads();
   }
 }
 
-// GAE adjoint per trajectory, in place: vbar (P, n) holds abar on entry;
-// vbar_last (P, m).
-__global__ void gae_adjoint_kernel(int P, int T, int m, float *vbar, const float *done, float gamma,
-                                   float lambda, float *vbar_last) {
-  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= (size_t)P * m)
-    return;
-  size_t p = e / m, j = e % m, o = p * (size_t)T * m;
-  blpo_gae_adjoint_column(vbar + o + j, done + o + j, T, m, gamma, lambda, vbar + o + j,
-                          &vbar_last[p * m + j]);
-}
-
-// The mixed term's per-trajectory weights, one thread per (p, j): vdot,
-// done, resid, adv, rho, alpha_f (P, n) time-major; vdot_last (P, m);
-// cdot (P, n) (adot first, overwritten in place in the same pass).
-__global__ void mixed_cols_kernel(int P, int T, int m, const float *vdot, const float *vdot_last,
-                                  const float *done, const float *resid, const float *adv,
-                                  const float *rho, const float *alpha_f, float gamma, float lambda,
-                                  float inv_n, float *cdot) {
-  size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= (size_t)P * m)
-    return;
-  size_t p = e / m, j = e % m, o = p * (size_t)T * m;
-  blpo_gae_tangent_column(vdot + o + j, vdot_last[p * m + j], done + o + j, T, m, gamma, lambda,
-                          cdot + o + j);
-  blpo_mixed_coef_column(resid + o + j, vdot + o + j, adv + o + j, cdot + o + j, rho + o + j,
-                         alpha_f + o + j, T, m, inv_n, cdot + o + j);
-}
-
-// dhead (P, n, Y) = cdot * d log pi / d head, block p = agent p; head (P,
-// stride hstride) (n, Y); actions (P, n, A); p_grad (P, Np) log_std part
-// (continuous only).
-__global__ void mixed_rows_kernel(blpo_dims d, size_t anp, size_t anm, int n, const float *head,
-                                  size_t hstride, const float *actor_params, const float *actions,
-                                  const float *cdot, float *dhead, float *p_grad) {
-  __shared__ double sh[kThreads];
-  size_t p = blockIdx.x;
-  int Y = d.head_dim, A = d.act_dim;
-  size_t o = p * (size_t)n;
-  const float *log_std = actor_params + p * anp + anm;
-  double gls[BLPO_ENV_MAX_ACT];
-  for (int k = 0; k < BLPO_ENV_MAX_ACT; k++)
-    gls[k] = 0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    size_t r = o + i;
-    const float *z = head + p * hstride + (size_t)i * Y;
-    float dls[BLPO_ENV_MAX_ACT];
-    blpo_head_logp_grad(d.discrete, d.num_actions, A, z, log_std, actions + r * A, cdot[r],
-                        dhead + r * Y, dls);
-    if (!d.discrete)
-      for (int k = 0; k < A; k++)
-        gls[k] += dls[k];
-  }
-  if (!d.discrete) {
-    float *pg = p_grad + p * anp + anm;
-    for (int k = 0; k < A; k++) {
-      double s = blpo_block_sum(gls[k], sh);
-      if (threadIdx.x == 0)
-        pg[k] = (float)s;
-    }
+__global__ void __launch_bounds__(BLPO_ACB_THREADS)
+    mxb_kernel(const __grid_constant__ blpo_mxb_args a) {
+  __shared__ blpo_acb_shared sh;
+  const int phases = blpo_acb_phases();
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_mxb_block(&a, blockIdx.x, threadIdx.x, ph, &sh);
+    __syncthreads();
   }
 }
 
@@ -583,19 +484,19 @@ void cuda_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor
                      float lambda, float clip_eps, float clip_f, float *dhead, float *actor_grad,
                      float *vbar, float *vbar_last, float *rho, float *adv, float *alpha_f,
                      float *resid, float *stats) {
-  cudaStream_t st = blpo_cuda(be)->stream;
-  int P = d->P, n = T * m;
-  unsigned cols = blpo_cuda_blocks((size_t)P * m, kThreads);
-  gae_cols_kernel<<<cols, kThreads, 0, st>>>(P, T, m, reward, done, value, value_stride, value_last,
-                                             last_stride, gamma, lambda, adv);
-  launch_check("gae_cols_kernel");
-  actor_rows_kernel<<<P, kThreads, 0, st>>>(*d, actor->num_params, actor->num_mlp_params, n, head,
-                                            head_stride, actor_params, actions, logp_old, adv,
-                                            target, value, value_stride, clip_eps, clip_f, dhead,
-                                            actor_grad, vbar, rho, alpha_f, resid, stats);
-  launch_check("actor_rows_kernel");
-  gae_adjoint_kernel<<<cols, kThreads, 0, st>>>(P, T, m, vbar, done, gamma, lambda, vbar_last);
-  launch_check("gae_adjoint_kernel");
+  if (d->P <= 0)
+    return;
+  blpo_acb_args a = {};
+  a.d = *d, a.anp = actor->num_params, a.anm = actor->num_mlp_params, a.T = T, a.m = m;
+  a.head = head, a.hstride = head_stride, a.value = value, a.vstride = value_stride;
+  a.value_last = value_last, a.lstride = last_stride;
+  a.actor_params = actor_params, a.actions = actions, a.logp_old = logp_old, a.reward = reward;
+  a.done = done, a.target = target;
+  a.gamma = gamma, a.lambda = lambda, a.clip_eps = clip_eps, a.clip_f = clip_f;
+  a.dhead = dhead, a.actor_grad = actor_grad, a.vbar = vbar, a.vbar_last = vbar_last;
+  a.rho = rho, a.adv = adv, a.alpha_f = alpha_f, a.resid = resid, a.stats = stats;
+  acb_kernel<<<(unsigned)d->P, BLPO_ACB_THREADS, 0, blpo_cuda(be)->stream>>>(a);
+  launch_check("acb_kernel");
 }
 
 void cuda_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
@@ -604,16 +505,16 @@ void cuda_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor
                      const float *vdot_last, const float *rho, const float *adv,
                      const float *alpha_f, const float *resid, float gamma, float lambda,
                      float *cdot, float *dhead, float *p_grad) {
-  cudaStream_t st = blpo_cuda(be)->stream;
-  int P = d->P, n = T * m;
-  float inv_n = 1.0f / (float)n;
-  mixed_cols_kernel<<<blpo_cuda_blocks((size_t)P * m, kThreads), kThreads, 0, st>>>(
-      P, T, m, vdot, vdot_last, done, resid, adv, rho, alpha_f, gamma, lambda, inv_n, cdot);
-  launch_check("mixed_cols_kernel");
-  mixed_rows_kernel<<<P, kThreads, 0, st>>>(*d, actor->num_params, actor->num_mlp_params, n, head,
-                                            head_stride, actor_params, actions, cdot, dhead,
-                                            p_grad);
-  launch_check("mixed_rows_kernel");
+  if (d->P <= 0)
+    return;
+  blpo_mxb_args a = {};
+  a.d = *d, a.anp = actor->num_params, a.anm = actor->num_mlp_params, a.T = T, a.m = m;
+  a.head = head, a.hstride = head_stride, a.actor_params = actor_params, a.actions = actions;
+  a.done = done, a.vdot = vdot, a.vdot_last = vdot_last, a.rho = rho, a.adv = adv;
+  a.alpha_f = alpha_f, a.resid = resid, a.gamma = gamma, a.lambda = lambda;
+  a.cdot = cdot, a.dhead = dhead, a.p_grad = p_grad;
+  mxb_kernel<<<(unsigned)d->P, BLPO_ACB_THREADS, 0, blpo_cuda(be)->stream>>>(a);
+  launch_check("mxb_kernel");
 }
 
 void cuda_mlp_tangent(blpo_backend *be, const blpo_mlp *m, int P, const float *params,

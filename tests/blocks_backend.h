@@ -16,6 +16,7 @@
  *   nystrom_solve                 blpo_nys (nystrom_blocks.h)    /
  *   hypergrad_combine, _step      blpo_hgs (hypergrad_blocks.h; _step's
  *                                 Adam part with set_fused_solve)
+ *   blpo_actor, mixed_head        blpo_acb, blpo_mxb (actor_blocks.h)
  *
  * The per-op tests check each program against the CPU op on random inputs;
  * with this backend whole training iterations (tests/test_blocks_update.c)
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blpo/actor_blocks.h"
 #include "blpo/backend.h"
 #include "blpo/critic_blocks.h"
 #include "blpo/hvp_rows_blocks.h"
@@ -41,9 +43,21 @@
 
 #define BLK_SMEM ((size_t)232448) /* cudaDevAttrMaxSharedMemoryPerBlockOptin, H100 and H200 */
 
-enum { BLK_FWD, BLK_BWD, BLK_MBF, BLK_CVF, BLK_HVR, BLK_TNF, BLK_NYS, BLK_HGS, BLK_PROGRAMS };
-static const char *const blk_names[BLK_PROGRAMS] = {"fwd", "bwd", "mbf", "cvf",
-                                                    "hvr", "tnf", "nys", "hgs"};
+enum {
+  BLK_FWD,
+  BLK_BWD,
+  BLK_MBF,
+  BLK_CVF,
+  BLK_HVR,
+  BLK_TNF,
+  BLK_NYS,
+  BLK_HGS,
+  BLK_ACB,
+  BLK_MXB,
+  BLK_PROGRAMS
+};
+static const char *const blk_names[BLK_PROGRAMS] = {"fwd", "bwd", "mbf", "cvf", "hvr",
+                                                    "tnf", "nys", "hgs", "acb", "mxb"};
 
 static struct {
   blpo_backend cpu; /* the CPU backend's ops, for the fall-backs */
@@ -367,6 +381,100 @@ static void blk_hypergrad_step(blpo_backend *be, int P, size_t count, float *g, 
   blk_hgs_run(&a, P);
 }
 
+static void blk_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                           const float *actor_params, int T, int m, const float *head,
+                           size_t head_stride, const float *value, size_t value_stride,
+                           const float *value_last, size_t last_stride, const float *actions,
+                           const float *logp_old, const float *reward, const float *done,
+                           const float *target, float gamma, float lambda, float clip_eps,
+                           float clip_f, float *dhead, float *actor_grad, float *vbar,
+                           float *vbar_last, float *rho, float *adv, float *alpha_f, float *resid,
+                           float *stats) {
+  (void)be;
+  blpo_acb_args a = {.d = *d,
+                     .anp = actor->num_params,
+                     .anm = actor->num_mlp_params,
+                     .T = T,
+                     .m = m,
+                     .head = head,
+                     .hstride = head_stride,
+                     .value = value,
+                     .vstride = value_stride,
+                     .value_last = value_last,
+                     .lstride = last_stride,
+                     .actor_params = actor_params,
+                     .actions = actions,
+                     .logp_old = logp_old,
+                     .reward = reward,
+                     .done = done,
+                     .target = target,
+                     .gamma = gamma,
+                     .lambda = lambda,
+                     .clip_eps = clip_eps,
+                     .clip_f = clip_f,
+                     .dhead = dhead,
+                     .actor_grad = actor_grad,
+                     .vbar = vbar,
+                     .vbar_last = vbar_last,
+                     .rho = rho,
+                     .adv = adv,
+                     .alpha_f = alpha_f,
+                     .resid = resid,
+                     .stats = stats};
+  blpo_acb_shared *sh = malloc(sizeof(*sh));
+  if (!sh)
+    exit(2);
+  EMU_FOR (p, d->P) {
+    memset(sh, 0xff, sizeof(*sh));
+    g_blk.ran[BLK_ACB]++;
+    for (int ph = 0; ph < blpo_acb_phases(); ph++)
+      EMU_FOR (t, BLPO_ACB_THREADS)
+        blpo_acb_block(&a, p, t, ph, sh);
+  }
+  free(sh);
+}
+
+static void blk_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                           const float *actor_params, int T, int m, const float *head,
+                           size_t head_stride, const float *actions, const float *done,
+                           const float *vdot, const float *vdot_last, const float *rho,
+                           const float *adv, const float *alpha_f, const float *resid, float gamma,
+                           float lambda, float *cdot, float *dhead, float *p_grad) {
+  (void)be;
+  blpo_mxb_args a = {.d = *d,
+                     .anp = actor->num_params,
+                     .anm = actor->num_mlp_params,
+                     .T = T,
+                     .m = m,
+                     .head = head,
+                     .hstride = head_stride,
+                     .actor_params = actor_params,
+                     .actions = actions,
+                     .done = done,
+                     .vdot = vdot,
+                     .vdot_last = vdot_last,
+                     .rho = rho,
+                     .adv = adv,
+                     .alpha_f = alpha_f,
+                     .resid = resid,
+                     .gamma = gamma,
+                     .lambda = lambda,
+                     .cdot = cdot,
+                     .dhead = dhead,
+                     .p_grad = p_grad};
+  blpo_acb_shared *sh = malloc(sizeof(*sh));
+  if (!sh)
+    exit(2);
+  EMU_FOR (p, d->P) {
+    memset(sh, 0xff, sizeof(*sh));
+    g_blk.ran[BLK_MXB]++;
+    for (int ph = 0; ph < blpo_acb_phases(); ph++)
+      EMU_FOR (t, BLPO_ACB_THREADS)
+        blpo_mxb_block(&a, p, t, ph, sh);
+  }
+  free(sh);
+}
+
 static void blk_destroy(blpo_backend *be) {
   free(g_blk.sm);
   g_blk.sm = NULL, g_blk.sm_floats = 0;
@@ -395,6 +503,8 @@ static blpo_backend *blocks_backend_create(void) {
   be->nystrom_solve = blk_nystrom_solve;
   be->hypergrad_combine = blk_hypergrad_combine;
   be->hypergrad_step = blk_hypergrad_step;
+  be->blpo_actor = blk_blpo_actor;
+  be->mixed_head = blk_mixed_head;
   be->destroy = blk_destroy;
   return be;
 }

@@ -170,6 +170,13 @@ blpo_test_exe(test_hypergrad_blocks)
 add_test(NAME hypergrad_blocks COMMAND test_hypergrad_blocks)
 set_tests_properties(hypergrad_blocks PROPERTIES LABELS "cpu;derivatives")
 
+# The CUDA actor loss and mixed head's block programs, run on the host,
+# against the CPU's blpo_actor and mixed_head (--cuda: the ops themselves;
+# tests/gpu.cmake).
+blpo_test_exe(test_actor_blocks)
+add_test(NAME actor_blocks COMMAND test_actor_blocks)
+set_tests_properties(actor_blocks PROPERTIES LABELS "cpu;derivatives")
+
 # Whole training iterations with the CUDA kernels' block programs in the
 # trainer's real calls, on the CPU, against the CPU backend (the same cases
 # as test_gpu_update; tests/update_compare.h).

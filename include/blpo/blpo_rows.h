@@ -1,7 +1,7 @@
 /* The per-row bodies of BLPO's actor step and mixed head (blpo.md step 4;
  * derivatives.md "Clipped surrogate", "Heads"), host and device, so that
- * cpu_blpo_actor / cpu_mixed_head and the CUDA actor_rows_kernel /
- * mixed_rows_kernel run the same code for each row and differ only in how
+ * cpu_blpo_actor / cpu_mixed_head and the CUDA kernels' block programs
+ * (actor_blocks.h) run the same code for each row and differ only in how
  * they sum the rows. */
 #ifndef BLPO_BLPO_ROWS_H
 #define BLPO_BLPO_ROWS_H
