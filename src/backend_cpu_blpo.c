@@ -95,7 +95,7 @@ static void blpo_actor_agent(int p, const blpo_dims *d, const blpo_mlp *actor,
   for (int j = 0; j < m; j++)
     blpo_gae_column(reward + o + j, done + o + j, val + j, value_last[p * last_stride + j], T, m,
                     gamma, lambda, adv + o + j, NULL);
-  double lsum = 0, gls[BLPO_ENV_MAX_ACT] = {0};
+  double lsum = 0, vsum = 0, gls[BLPO_ENV_MAX_ACT] = {0};
   for (int i = 0; i < n; i++) {
     size_t r = o + i;
     const float *z = head + p * head_stride + (size_t)i * Y;
@@ -103,6 +103,7 @@ static void blpo_actor_agent(int p, const blpo_dims *d, const blpo_mlp *actor,
     lsum += blpo_actor_row(d->discrete, d->num_actions, A, z, log_std, actions + r * A, logp_old[r],
                            adv[r], target[r], val[i], clip_eps, clip_f, inv_n, dhead + r * Y, dls,
                            &vbar[r], &rho[r], &alpha_f[r], &resid[r]);
+    vsum += (double)resid[r] * resid[r]; /* as value_loss: the same terms in the same order */
     if (!d->discrete)
       for (int k = 0; k < A; k++)
         gls[k] += dls[k];
@@ -115,6 +116,7 @@ static void blpo_actor_agent(int p, const blpo_dims *d, const blpo_mlp *actor,
     blpo_gae_adjoint_column(vbar + o + j, done + o + j, T, m, gamma, lambda, vbar + o + j,
                             &vbar_last[(size_t)p * m + j]);
   stats[(size_t)p * BLPO_STAT_COUNT + BLPO_STAT_ACTOR_LOSS] += (float)(-lsum / n);
+  stats[(size_t)p * BLPO_STAT_COUNT + BLPO_STAT_CRITIC_LOSS_AFTER] += (float)(vsum / n);
 }
 
 static void cpu_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,

@@ -271,8 +271,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
           {&tr->actor, tr->actor_params, tr->mb_obs, n, tr->actor_acts},
       };
       be->mlp_forward_many(be, P, (int)(sizeof(fw) / sizeof(fw[0])), fw);
-      be->value_loss(be, P, n, c_head, c_stride, tr->mb_ret, tr->dvalue, tr->stats,
-                     BLPO_STAT_CRITIC_LOSS_AFTER);
+      /* also the critic's loss after the nested steps, from its resid */
       be->blpo_actor(be, d, &tr->actor, tr->actor_params, T, m, a_head, a_stride, c_head, c_stride,
                      l_head, l_stride, tr->mb_act, tr->mb_logp, tr->mb_rew, tr->mb_done, tr->mb_ret,
                      c->gamma, c->gae_lambda, c->clip_eps, c->hg_clip_f, tr->dhead, tr->actor_grad,

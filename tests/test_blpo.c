@@ -193,6 +193,14 @@ static void test_gradients(blpo_backend *be) {
   double L = ref_L(&pr, aw, cw);
   CHECK(fabs(an.stats[BLPO_STAT_ACTOR_LOSS] - L) < 1e-5 * (1 + fabs(L)), "L %g vs %g",
         an.stats[BLPO_STAT_ACTOR_LOSS], L);
+  { /* the critic's loss on the same rows, (1/n) sum (G - V)^2, in the same call */
+    double V[NR], Vl[MT], Adv[NR], g = 0;
+    ref_values_adv(&pr, cw, V, Vl, Adv);
+    for (int i = 0; i < NR; i++)
+      g += (pr.G[i] - V[i]) * (pr.G[i] - V[i]) / NR;
+    CHECK(fabs(an.stats[BLPO_STAT_CRITIC_LOSS_AFTER] - g) < 1e-5 * (1 + g),
+          "critic loss after %g vs %g", an.stats[BLPO_STAT_CRITIC_LOSS_AFTER], g);
+  }
   double fda[MAXP], fdc[MAXP], h = 1e-6;
   for (size_t i = 0; i < pr.am.num_params; i++) {
     double s = aw[i];

@@ -14,11 +14,12 @@
  *
  *   blpo_actor  gae      advantages per trajectory (blpo_gae_column);
  *               rows     per row the surrogate, dhead, abar, rho, alpha_f,
- *                        resid (blpo_actor_row), each thread's loss and
- *                        log_std sums in double;
+ *                        resid (blpo_actor_row), each thread's sums of the
+ *                        loss, resid^2 (the critic's loss, which took a
+ *                        value_loss launch of its own) and log_std in double;
  *               tree     the sums pairwise, as the old row kernel's
  *                        blpo_block_sum (the same order, the same bits);
- *               finish   the loss stat and the log_std gradient (thread 0),
+ *               finish   both loss stats and the log_std gradient (thread 0),
  *                        the GAE adjoint per trajectory (abar to vbar, in
  *                        place, and vbar_last).
  *   mixed_head  cols     adot and cdot per trajectory
@@ -81,6 +82,7 @@ typedef struct {
 
 typedef struct {
   double l[BLPO_ACB_THREADS];                   /* the loss */
+  double v[BLPO_ACB_THREADS];                   /* the critic's loss, sum resid^2 */
   double g[BLPO_ENV_MAX_ACT][BLPO_ACB_THREADS]; /* the log_std gradient */
 } blpo_acb_shared;
 
@@ -107,7 +109,7 @@ BLPO_HD void blpo_acb_block(const blpo_acb_args *a, int p, int tid, int ph, blpo
   } else if (ph == 1) {
     const float inv_n = 1.0f / (float)n;
     const float *log_std = a->actor_params + (size_t)p * a->anp + a->anm;
-    double lsum = 0, gls[BLPO_ENV_MAX_ACT];
+    double lsum = 0, vsum = 0, gls[BLPO_ENV_MAX_ACT];
     for (int k = 0; k < BLPO_ENV_MAX_ACT; k++)
       gls[k] = 0;
     for (int i = tid; i < n; i += BLPO_ACB_THREADS) {
@@ -118,21 +120,26 @@ BLPO_HD void blpo_acb_block(const blpo_acb_args *a, int p, int tid, int ph, blpo
                              a->logp_old[r], a->adv[r], a->target[r], val[i], a->clip_eps,
                              a->clip_f, inv_n, a->dhead + r * Y, dls, &a->vbar[r], &a->rho[r],
                              &a->alpha_f[r], &a->resid[r]);
+      vsum += (double)a->resid[r] * a->resid[r];
       if (!d->discrete)
         for (int k = 0; k < A; k++)
           gls[k] += dls[k];
     }
     sh->l[tid] = lsum;
+    sh->v[tid] = vsum;
     for (int k = 0; k < BLPO_ENV_MAX_ACT; k++)
       sh->g[k][tid] = gls[k];
   } else if (ph <= BLPO_ACB_TREE_STEPS + 1) {
     blpo_acb_tree(sh->l, tid, ph - 1);
+    blpo_acb_tree(sh->v, tid, ph - 1);
     if (!d->discrete)
       for (int k = 0; k < A; k++)
         blpo_acb_tree(sh->g[k], tid, ph - 1);
   } else {
     if (tid == 0) {
-      a->stats[(size_t)p * BLPO_STAT_COUNT + BLPO_STAT_ACTOR_LOSS] += (float)(-sh->l[0] / n);
+      float *st = a->stats + (size_t)p * BLPO_STAT_COUNT;
+      st[BLPO_STAT_ACTOR_LOSS] += (float)(-sh->l[0] / n);
+      st[BLPO_STAT_CRITIC_LOSS_AFTER] += (float)(sh->v[0] / n);
       if (!d->discrete)
         for (int k = 0; k < A; k++)
           a->actor_grad[(size_t)p * a->anp + a->anm + k] = (float)sh->g[k][0];

@@ -288,7 +288,9 @@ struct blpo_backend {
    *   dhead (P,n,Y) and actor_grad's extra part: dL/d(head) for g_theta,
    *   vbar (P,n), vbar_last (P,m): dL/dV through the GAE adjoint (for v),
    *   rho, adv, alpha_f (clip_f surrogate), resid = G - V: (P,n) for the mixed term.
-   * Adds L to stats. */
+   * Adds L to stats[BLPO_STAT_ACTOR_LOSS] and the critic's loss on these rows,
+   * (1/n) sum resid^2 (value_loss's, without its dvalue), to
+   * stats[BLPO_STAT_CRITIC_LOSS_AFTER]. */
   void (*blpo_actor)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                      const float *actor_params, int T, int m, const float *head, size_t head_stride,
                      const float *value, size_t value_stride, const float *value_last,
