@@ -227,12 +227,27 @@ static void programs(const ac_world *w, float **b) {
   free(sh);
 }
 
+/* got against want; stats0: the stats both started from. */
 static void compare(const ac_case *c, const char *side, const ac_world *w, float **got,
-                    float **want) {
+                    float **want, const float *stats0) {
   for (int k = B_INPUTS; k < B_COUNT; k++) {
     double e = test_rel_norm_err(got[k], want[k], NULL, w->count[k]);
     CHECK(e < 1e-6, "%s, %s: %s differs by %.3e of its norm", c->name, side, kNames[k], e);
   }
+  /* per stat: the two losses' increments to 1e-6 of themselves (plus the
+   * rounding of adding them to the starting value), the rest unchanged */
+  for (int p = 0; p < w->d.P; p++)
+    for (int q = 0; q < BLPO_STAT_COUNT; q++) {
+      size_t i = (size_t)p * BLPO_STAT_COUNT + q;
+      float x = got[B_STATS][i], y = want[B_STATS][i], s0 = stats0[i];
+      if (q == BLPO_STAT_ACTOR_LOSS || q == BLPO_STAT_CRITIC_LOSS_AFTER)
+        CHECK(fabs((double)x - y) <= 1e-6 * fabs((double)y - s0) + 4e-7 * fabs((double)y),
+              "%s, %s: agent %d stat %d adds %.9g, want %.9g", c->name, side, p, q, (double)x - s0,
+              (double)y - s0);
+      else
+        CHECK(!memcmp(&x, &y, sizeof x) && !memcmp(&x, &s0, sizeof x),
+              "%s, %s: agent %d stat %d (not the ops') changed", c->name, side, p, q);
+    }
   for (int k = 0; k < B_INPUTS; k++)
     CHECK(!memcmp(got[k], want[k], w->count[k] * sizeof(float)), "%s, %s: input %s was written",
           c->name, side, kNames[k]);
@@ -244,9 +259,12 @@ static void check_blocks(const ac_case *c, blpo_backend *cpu) {
   float *want[B_COUNT], *got[B_COUNT];
   fill(&w, want, NULL, 1);
   fill(&w, got, want, 2);
+  float *stats0 = test_alloc_floats(w.count[B_STATS]);
+  memcpy(stats0, want[B_STATS], w.count[B_STATS] * sizeof(float));
   cpu_ops(cpu, &w, want);
   programs(&w, got);
-  compare(c, "block programs", &w, got, want);
+  compare(c, "block programs", &w, got, want, stats0);
+  free(stats0);
   for (int k = B_INPUTS; k < B_COUNT; k++) {
     char what[160];
     snprintf(what, sizeof what, "%s: %s", c->name, kNames[k]);
@@ -263,6 +281,8 @@ static void check_cuda(const ac_case *c, blpo_backend *cpu, blpo_backend *gpu) {
   float *want[B_COUNT], *got[B_COUNT], *dev[B_COUNT];
   fill(&w, want, NULL, 1);
   fill(&w, got, want, 2);
+  float *stats0 = test_alloc_floats(w.count[B_STATS]);
+  memcpy(stats0, want[B_STATS], w.count[B_STATS] * sizeof(float));
   for (int k = 0; k < B_COUNT; k++) {
     dev[k] = gpu->alloc(gpu, w.count[k] * sizeof(float));
     gpu->upload(gpu, dev[k], got[k], w.count[k] * sizeof(float));
@@ -273,7 +293,8 @@ static void check_cuda(const ac_case *c, blpo_backend *cpu, blpo_backend *gpu) {
     gpu->download(gpu, got[k], dev[k], w.count[k] * sizeof(float));
     gpu->release(gpu, dev[k]);
   }
-  compare(c, "cuda", &w, got, want);
+  compare(c, "cuda", &w, got, want, stats0);
+  free(stats0);
   release(want);
   release(got);
 }

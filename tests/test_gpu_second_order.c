@@ -405,8 +405,8 @@ static void test_blpo_actor(pair *st, const float *init, int discrete) {
   op_cmp(&o, "adv", &adv, TOL);
   op_cmp(&o, "alpha_f", &af, TOL);
   op_cmp(&o, "resid", &resid, TOL);
-  int slot[1] = {BLPO_STAT_ACTOR_LOSS};
-  op_stats(&o, st, init, slot, 1, TOL);
+  int slot[2] = {BLPO_STAT_ACTOR_LOSS, BLPO_STAT_CRITIC_LOSS_AFTER};
+  op_stats(&o, st, init, slot, 2, TOL);
   op_end(&o);
   pair *ps[] = {&dhead, &agrad, &vbar, &vbl, &rho, &adv, &af, &resid};
   for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++)

@@ -30,9 +30,10 @@
  *
  * The per-row and per-trajectory math is the CPU's (blpo_rows.h, gae.h,
  * blpo_math.h); only the sums over rows are in another order (the CPU's
- * run in row order). A trajectory's columns have one thread each, so m
- * beyond 256 trajectories per agent loops, where the column kernels had
- * one thread per (agent, trajectory): T serial steps either way. */
+ * run in row order). A trajectory's columns have one thread each, so past
+ * 256 trajectories per agent a thread takes ceil(m / 256) of them (T steps
+ * each), where the column kernels had one thread per (agent, trajectory);
+ * at BLPO's sizes (m = 128 at 4096 envs and 32 minibatches) it is one. */
 #ifndef BLPO_ACTOR_BLOCKS_H
 #define BLPO_ACTOR_BLOCKS_H
 
@@ -47,6 +48,7 @@
 
 #define BLPO_ACB_THREADS 256
 #define BLPO_ACB_TREE_STEPS 8 /* log2(BLPO_ACB_THREADS) */
+typedef char blpo_acb_tree_covers_threads[(BLPO_ACB_THREADS >> BLPO_ACB_TREE_STEPS) == 1 ? 1 : -1];
 
 /* blpo_actor's arguments (backend.h), agent strides included. */
 typedef struct {

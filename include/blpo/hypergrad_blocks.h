@@ -18,10 +18,11 @@
  *           (optim.h), by the thread that wrote h.
  *
  * One block per agent reads the agent's whole vectors, so the Adam part
- * runs on 256 threads rather than the Adam kernel's many blocks: cheaper
- * than a second launch up to BLPO_HGS_MAX_COUNT parameters (the 64-64
- * CartPole actor has 4610), and above that the backend launches the Adam
- * kernel after this program with Adam off. The sums differ from the CPU's
+ * runs on 256 threads rather than the Adam kernel's many blocks. Up to
+ * BLPO_HGS_MAX_COUNT parameters (128 per thread; the 64-64 CartPole actor
+ * has 4610) that is taken to cost less than a second launch, an estimate
+ * not yet measured on a GPU; above it the backend launches the Adam kernel
+ * after this program with Adam off. The sums differ from the CPU's
  * sequential ones only in double rounding. */
 #ifndef BLPO_HYPERGRAD_BLOCKS_H
 #define BLPO_HYPERGRAD_BLOCKS_H
@@ -35,6 +36,7 @@
 #define BLPO_HGS_THREADS 256
 #define BLPO_HGS_TREE_STEPS 8          /* log2(BLPO_HGS_THREADS) */
 #define BLPO_HGS_MAX_COUNT (128 * 256) /* parameters per agent for the Adam part */
+typedef char blpo_hgs_tree_covers_threads[(BLPO_HGS_THREADS >> BLPO_HGS_TREE_STEPS) == 1 ? 1 : -1];
 
 typedef struct {
   size_t count;          /* parameters per agent */
