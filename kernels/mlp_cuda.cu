@@ -116,8 +116,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     backward_many_reduce_kernel(const __grid_constant__ blpo_bwd_set s) {
-  const int t = blpo_pass_of(s.rstart, blockIdx.x);
-  blpo_bwd_reduce(&s.b[t], blockIdx.y, blockIdx.x - s.rstart[t], threadIdx.x);
+  blpo_bwd_set_reduce(&s, blockIdx.y, blockIdx.x, threadIdx.x);
 }
 
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
@@ -262,7 +261,8 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
 }
 
 // mlp_backward_many: two launches for passes that all fit the fused kernels
-// (BLPO's actor pass and both critic passes of v); otherwise each on its own.
+// (BLPO's actor pass and both critic passes of v, the second added to the
+// first in the reduce); otherwise each on its own and the sums as axpy.
 void cuda_mlp_backward_many(blpo_backend *be, int P, int count, const blpo_mlp_grad_pass *b) {
   if (P <= 0 || count <= 0)
     return;
@@ -272,6 +272,9 @@ void cuda_mlp_backward_many(blpo_backend *be, int P, int count, const blpo_mlp_g
     for (int k = 0; k < count; k++)
       cuda_mlp_backward(be, b[k].m, P, b[k].params, b[k].x, b[k].n, b[k].acts, b[k].dy, b[k].grad,
                         b[k].scratch);
+    for (int k = 1; k < count; k++)
+      if (b[k].add_to_prev)
+        be->axpy(be, P, b[k].m->num_params, 1.0f, b[k].grad, b[k - 1].grad);
     return;
   }
   backward_many_rows_kernel<<<dim3((unsigned)set.start[set.count], (unsigned)P), BLPO_MBF_THREADS,

@@ -471,6 +471,9 @@ static void cpu_mlp_backward_many(blpo_backend *be, int P, int count, const blpo
   for (int k = 0; k < count; k++)
     cpu_mlp_backward(be, b[k].m, P, b[k].params, b[k].x, b[k].n, b[k].acts, b[k].dy, b[k].grad,
                      b[k].scratch);
+  for (int k = 1; k < count; k++)
+    if (b[k].add_to_prev)
+      be->axpy(be, P, b[k].m->num_params, 1.0f, b[k].grad, b[k - 1].grad);
 }
 
 /* ---- policy ------------------------------------------------------------ */

@@ -204,7 +204,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
   const blpo_dims *d = &tr->d;
   int P = d->P, N = d->N, T = d->T, O = d->obs_dim, A = d->act_dim, M = c->num_minibatches;
   int m = tr->traj_per_mb, n = T * m;
-  size_t Na = tr->actor.num_params, Nc = tr->critic.num_params;
+  size_t Na = tr->actor.num_params;
   size_t TN = (size_t)T * N;
   size_t a_stride = (size_t)n * tr->actor.act_floats_per_row;
   size_t c_stride = (size_t)n * tr->critic.act_floats_per_row;
@@ -284,14 +284,13 @@ void blpo_update_blpo(blpo_trainer *tr) {
         /* g_theta, and v = dL/dw through V(s_t) and V(last_obs), as one op */
         const blpo_mlp_grad_pass bw[] = {
             {&tr->actor, tr->actor_params, tr->mb_obs, n, tr->actor_acts, tr->dhead, tr->actor_grad,
-             tr->scratch},
+             tr->scratch, 0},
             {&tr->critic, tr->critic_params, tr->mb_obs, n, tr->critic_acts, tr->vbar, tr->v_vec,
-             tr->scratch_v},
+             tr->scratch_v, 0},
             {&tr->critic, tr->critic_params, tr->mb_last_obs, m, tr->last_acts, tr->vbar_last,
-             tr->v_last_grad, tr->scratch_vl},
+             tr->v_last_grad, tr->scratch_vl, 1 /* v += the last observations' part */},
         };
         be->mlp_backward_many(be, P, (int)(sizeof(bw) / sizeof(bw[0])), bw);
-        be->axpy(be, P, Nc, 1.0f, tr->v_last_grad, tr->v_vec);
         /* c. x ~ (H + rho I)^-1 v (marks its own phases) */
         solve_ihvp(tr, n, call);
         blpo_phase_mark(tr, BLPO_PHASE_MIXED);

@@ -158,6 +158,9 @@ static void blk_mlp_backward_many(blpo_backend *be, int P, int count, const blpo
     for (int k = 0; k < count; k++)
       blk_mlp_backward(be, g[k].m, P, g[k].params, g[k].x, g[k].n, g[k].acts, g[k].dy, g[k].grad,
                        g[k].scratch);
+    for (int k = 1; k < count; k++)
+      if (g[k].add_to_prev)
+        be->axpy(be, P, g[k].m->num_params, 1.0f, g[k].grad, g[k - 1].grad);
     return;
   }
   EMU_FOR (p, P)
@@ -170,11 +173,9 @@ static void blk_mlp_backward_many(blpo_backend *be, int P, int count, const blpo
           blpo_bwd_rows(a, p, gb - set.start[t], th, ph, sm);
     }
   EMU_FOR (p, P)
-    EMU_FOR (gb, set.rstart[set.count]) {
-      const int t = blpo_pass_of(set.rstart, gb);
+    EMU_FOR (gb, set.rstart[set.count])
       EMU_FOR (th, BLPO_MBF_THREADS)
-        blpo_bwd_reduce(&set.b[t], p, gb - set.rstart[t], th);
-    }
+        blpo_bwd_set_reduce(&set, p, gb, th);
 }
 
 static size_t blk_ppo_minibatch_work(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,

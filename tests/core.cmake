@@ -177,6 +177,12 @@ blpo_test_exe(test_actor_blocks)
 add_test(NAME actor_blocks COMMAND test_actor_blocks)
 set_tests_properties(actor_blocks PROPERTIES LABELS "cpu;derivatives")
 
+# The CUDA mlp_forward_many / mlp_backward_many sets (add_to_prev's sums
+# included), run on the host by the blocks backend, against the CPU's.
+blpo_test_exe(test_mlp_many_blocks)
+add_test(NAME mlp_many_blocks COMMAND test_mlp_many_blocks)
+set_tests_properties(mlp_many_blocks PROPERTIES LABELS "cpu;derivatives")
+
 # Whole training iterations with the CUDA kernels' block programs in the
 # trainer's real calls, on the CPU, against the CPU backend (the same cases
 # as test_gpu_update; tests/update_compare.h).

@@ -488,35 +488,42 @@ static void test_mlp_many(void) {
       cmp(name, &acts[k]);
     }
     case_end();
-    /* the backward passes of the same three, each with its own scratch */
-    case_begin("mlp_backward_many (3 passes%s)%s", how, "");
-    pair dy[3], grad[3], scratch[3];
-    blpo_mlp_grad_pass bc[3], bg[3];
-    for (int k = 0; k < 3; k++) {
-      const blpo_mlp *mk = ms[k];
-      const pair *pp = k == 2 ? &pa : &pc;
-      pair_sync_from_cpu(&acts[k]); /* identical activations: relu masks cannot differ */
-      dy[k] = pair_normal((size_t)P * n[k] * mk->dims[mk->num_layers], 1.0, 0.0);
-      grad[k] = pair_out((size_t)P * mk->num_params);
-      scratch[k] = pair_out((size_t)P * 2 * n[k] * mk->max_width);
-      bc[k] = (blpo_mlp_grad_pass){mk,        pp->c,   x[k].c,    n[k],
-                                   acts[k].c, dy[k].c, grad[k].c, scratch[k].c};
-      bg[k] = (blpo_mlp_grad_pass){mk,        pp->g,   x[k].g,    n[k],
-                                   acts[k].g, dy[k].g, grad[k].g, scratch[k].g};
+    /* the backward passes of the same three, each with its own scratch;
+     * then with the second critic pass added to the first (add_to_prev,
+     * as BLPO's v) */
+    for (int add = 0; add < 2; add++) {
+      case_begin("mlp_backward_many (3 passes%s)%s", how, add ? ", pass 1 added to pass 0" : "");
+      pair dy[3], grad[3], scratch[3];
+      blpo_mlp_grad_pass bc[3], bg[3];
+      for (int k = 0; k < 3; k++) {
+        const blpo_mlp *mk = ms[k];
+        const pair *pp = k == 2 ? &pa : &pc;
+        pair_sync_from_cpu(&acts[k]); /* identical activations: relu masks cannot differ */
+        dy[k] = pair_normal((size_t)P * n[k] * mk->dims[mk->num_layers], 1.0, 0.0);
+        grad[k] = pair_out((size_t)P * mk->num_params);
+        scratch[k] = pair_out((size_t)P * 2 * n[k] * mk->max_width);
+        int a = add && k == 1;
+        bc[k] = (blpo_mlp_grad_pass){mk,      pp->c,     x[k].c,       n[k], acts[k].c,
+                                     dy[k].c, grad[k].c, scratch[k].c, a};
+        bg[k] = (blpo_mlp_grad_pass){mk,      pp->g,     x[k].g,       n[k], acts[k].g,
+                                     dy[k].g, grad[k].g, scratch[k].g, a};
+      }
+      g_cpu->mlp_backward_many(g_cpu, P, 3, bc);
+      g_gpu->mlp_backward_many(g_gpu, P, 3, bg);
+      for (int k = 0; k < 3; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "grad %d", k);
+        cmp_blocks(name, &grad[k], 0, ms[k]->num_mlp_params, ms[k]->num_params, P);
+        pair_free(&dy[k]);
+        pair_free(&grad[k]);
+        pair_free(&scratch[k]);
+      }
+      case_end();
     }
-    g_cpu->mlp_backward_many(g_cpu, P, 3, bc);
-    g_gpu->mlp_backward_many(g_gpu, P, 3, bg);
     for (int k = 0; k < 3; k++) {
-      char name[32];
-      snprintf(name, sizeof name, "grad %d", k);
-      cmp_blocks(name, &grad[k], 0, ms[k]->num_mlp_params, ms[k]->num_params, P);
-      pair_free(&dy[k]);
-      pair_free(&grad[k]);
-      pair_free(&scratch[k]);
       pair_free(&x[k]);
       pair_free(&acts[k]);
     }
-    case_end();
     pair_free(&pc);
     pair_free(&pa);
   }

@@ -131,13 +131,17 @@ typedef struct {
   float *acts; /* (P, n, act_floats_per_row) */
 } blpo_mlp_pass;
 /* One pass of mlp_backward_many, with mlp_backward's arguments; each pass
- * has a scratch of its own. */
+ * has a scratch of its own. add_to_prev: once both passes are done, the
+ * previous pass's grad += this pass's (the whole (P, Np), as axpy with
+ * alpha 1; the same network without extra parameters, as BLPO's v over the
+ * minibatch and the last observations), this pass's grad still its own. */
 typedef struct {
   const blpo_mlp *m;
   const float *params, *x; /* (P, Np), (P, n, d_0) */
   int n;
   const float *acts, *dy; /* (P, n, act_floats_per_row), (P, n, d_L) */
   float *grad, *scratch;  /* (P, Np) (the MLP part written), (P, 2 n max_width) */
+  int add_to_prev;
 } blpo_mlp_grad_pass;
 #define BLPO_PASS_MAX 4
 
@@ -189,8 +193,9 @@ struct blpo_backend {
                        const float *x, int n, const float *acts, const float *dy, float *grad,
                        float *scratch);
   /* count (<= BLPO_PASS_MAX) backward passes, each as mlp_backward, as one
-   * op: two launches on the GPU where every network fits its fused kernels.
-   * No pass may write what another reads (scratches included). */
+   * op, with the sums of add_to_prev: two launches on the GPU where every
+   * network fits its fused kernels (the sum inside the second). No pass may
+   * write what another reads (scratches included). */
   void (*mlp_backward_many)(blpo_backend *be, int P, int count, const blpo_mlp_grad_pass *b);
 
   /* ---- policy ---- */

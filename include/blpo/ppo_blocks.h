@@ -811,18 +811,26 @@ BLPO_HD void blpo_bwd_rows(const blpo_bwd_args *a, int p, int b, int tid, int ph
   blpo_mbf_backward(t, l, rows, g, sm + y->s_g[(l + 1) % 2], sm, part, tid);
 }
 
-/* reduce: block k of agent p, column c = k * THREADS + tid of the MLP part:
- * the blocks' partials in block order, in float. One phase. */
-BLPO_HD void blpo_bwd_reduce(const blpo_bwd_args *a, int p, int k, int tid) {
+/* Column c of agent p's gradient: the blocks' partials in block order, in
+ * float, or, with one block per agent, what the rows program wrote. */
+BLPO_HD float blpo_bwd_column(const blpo_bwd_args *a, int p, int c) {
   const blpo_bwd_layout *y = &a->lay;
-  const int c = k * BLPO_MBF_THREADS + tid, nm = y->t.num_mlp;
-  if (c >= nm)
-    return;
+  const int nm = y->t.num_mlp;
+  if (y->direct)
+    return a->grad[(size_t)p * y->t.num_params + c];
   const float *col = a->parts + (size_t)p * y->blocks * nm + c;
   float s = 0.0f;
   for (int b = 0; b < y->blocks; b++)
     s += col[(size_t)b * nm];
-  a->grad[(size_t)p * y->t.num_params + c] = s;
+  return s;
+}
+
+/* reduce: block k of agent p, column c = k * THREADS + tid of the MLP part
+ * (a layout with several blocks per agent). One phase. */
+BLPO_HD void blpo_bwd_reduce(const blpo_bwd_args *a, int p, int k, int tid) {
+  const int c = k * BLPO_MBF_THREADS + tid;
+  if (c < a->lay.t.num_mlp)
+    a->grad[(size_t)p * a->lay.t.num_params + c] = blpo_bwd_column(a, p, c);
 }
 
 /* Several backward passes as two kernels (the CUDA mlp_backward_many): rows
@@ -834,11 +842,16 @@ BLPO_HD void blpo_bwd_reduce(const blpo_bwd_args *a, int p, int k, int tid) {
 typedef struct {
   blpo_bwd_args b[BLPO_PASS_MAX];
   int start[BLPO_PASS_MAX + 1], rstart[BLPO_PASS_MAX + 1];
+  int add_to_prev[BLPO_PASS_MAX]; /* blpo_mlp_grad_pass's */
   int count, s_floats;
 } blpo_bwd_set;
 
-/* 0 if any pass does not fit (or count is out of range): each then goes on
- * its own. */
+/* 0 if any pass does not fit (or count is out of range), or a pass adds to
+ * the previous one where that is not the same shape without extra
+ * parameters or neither of the two has reduce blocks, or a pass with one
+ * block per agent sits inside a chain of sums (its gradient would be read
+ * by the reduce before it and added to by the one after, in one launch):
+ * each then goes on its own, the sums as axpy. */
 static inline int blpo_bwd_set_init(blpo_bwd_set *s, int P, int count, const blpo_mlp_grad_pass *g,
                                     size_t smem_bytes) {
   memset(s, 0, sizeof(*s));
@@ -855,9 +868,34 @@ static inline int blpo_bwd_set_init(blpo_bwd_set *s, int P, int count, const blp
     s->rstart[t + 1] = s->rstart[t] + (a->lay.direct ? 0 : cols);
     if (a->lay.s_floats > s->s_floats)
       s->s_floats = a->lay.s_floats;
+    s->add_to_prev[t] = g[t].add_to_prev != 0;
+    if (s->add_to_prev[t] &&
+        (t == 0 || g[t].m->num_extra != 0 || g[t - 1].m->num_params != g[t].m->num_params ||
+         (a->lay.direct && s->b[t - 1].lay.direct) ||
+         (t >= 2 && s->add_to_prev[t - 1] && s->b[t - 1].lay.direct)))
+      return 0;
   }
   s->count = count;
   return 1;
+}
+
+/* The set's reduce: grid block gb of agent p, pass t's column c. Where pass
+ * t + 1 adds to pass t, pass t's column is its sum plus pass t + 1's (read
+ * from pass t + 1's partials, or from the gradient its rows program wrote),
+ * as axpy would add them; where pass t adds to a pass t - 1 with one block
+ * per agent (no reduce blocks), it adds its column there itself. Either
+ * way each gradient element has one writer in the launch. */
+BLPO_HD void blpo_bwd_set_reduce(const blpo_bwd_set *s, int p, int gb, int tid) {
+  const int t = blpo_pass_of(s->rstart, gb);
+  const blpo_bwd_args *a = &s->b[t];
+  const int c = (gb - s->rstart[t]) * BLPO_MBF_THREADS + tid;
+  if (c >= a->lay.t.num_mlp)
+    return;
+  float v = blpo_bwd_column(a, p, c);
+  float *g = a->grad + (size_t)p * a->lay.t.num_params + c;
+  *g = t + 1 < s->count && s->add_to_prev[t + 1] ? v + blpo_bwd_column(&s->b[t + 1], p, c) : v;
+  if (s->add_to_prev[t] && s->b[t - 1].lay.direct)
+    s->b[t - 1].grad[(size_t)p * a->lay.t.num_params + c] += v;
 }
 
 #endif
