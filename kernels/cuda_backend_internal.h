@@ -131,7 +131,8 @@ void blpo_cuda_install_hvp_rows(blpo_backend *be);
 int blpo_cuda_hvp_rows_fused(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
                              const float *x, int n, const float *acts, const float *target, int K,
                              const int32_t *idx, float *rows, float *work);
-// Sets the tangent kernel's shared memory limit (kernels/tangent_cuda.cu).
+// Sets the tangent kernels' shared memory limits and installs
+// mlp_tangent_many (kernels/tangent_cuda.cu).
 void blpo_cuda_install_tangent(blpo_backend *be);
 // mlp_tangent as the one kernel of include/blpo/tangent_blocks.h, taken with
 // the one-kernel solve (fused_solve) where the layout fits shared memory; 0

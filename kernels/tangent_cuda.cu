@@ -21,6 +21,37 @@ __global__ void __launch_bounds__(kT) tnf_kernel(const __grid_constant__ blpo_tn
   }
 }
 
+// Each block finds its pass; blocks of different passes run different phase
+// counts (the barrier is the block's own).
+__global__ void __launch_bounds__(kT) tnf_many_kernel(const __grid_constant__ blpo_tnf_set s) {
+  extern __shared__ float sm[];
+  const int t = blpo_pass_of(s.start, blockIdx.x);
+  const blpo_tnf_args *a = &s.t[t];
+  const int b = blockIdx.x - s.start[t], phases = blpo_tnf_phases(&a->lay);
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_tnf_block(a, blockIdx.y, b, threadIdx.x, ph, sm);
+    __syncthreads();
+  }
+}
+
+// backend.h mlp_tangent_many: one launch where every pass fits (with
+// run.fused_update), else each pass as mlp_tangent.
+void cuda_mlp_tangent_many(blpo_backend *be, int P, int count, const blpo_mlp_tangent_pass *t) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  blpo_tnf_set s;
+  if (P <= 0 || count <= 0)
+    return;
+  if (!impl->fused_solve || !blpo_tnf_set_init(&s, P, count, t, (size_t)impl->smem_optin)) {
+    for (int k = 0; k < count; k++)
+      be->mlp_tangent(be, t[k].m, P, t[k].params, t[k].x, t[k].n, t[k].acts, t[k].K, t[k].dirs,
+                      t[k].ry, t[k].work);
+    return;
+  }
+  tnf_many_kernel<<<dim3((unsigned)s.start[s.count], (unsigned)P), kT,
+                    sizeof(float) * (size_t)s.s_floats, impl->stream>>>(s);
+  cudaCheckLaunch("tnf_many_kernel");
+}
+
 } // namespace
 
 int blpo_cuda_tangent_fused(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
@@ -40,4 +71,6 @@ int blpo_cuda_tangent_fused(blpo_backend *be, const blpo_mlp *m, int P, const fl
 void blpo_cuda_install_tangent(blpo_backend *be) {
   // process-wide, the device's limit (see ppo_minibatch_cuda.cu)
   blpo_cuda_allow_smem(be, (const void *)tnf_kernel, "tnf_kernel");
+  blpo_cuda_allow_smem(be, (const void *)tnf_many_kernel, "tnf_many_kernel");
+  be->mlp_tangent_many = cuda_mlp_tangent_many;
 }

@@ -322,6 +322,13 @@ static void cpu_mlp_tangent(blpo_backend *be, const blpo_mlp *m, int P, const fl
   blpo_cpu_mlp_tangent(m, P, params, x, n, acts, K, dirs, work, ry);
 }
 
+static void cpu_mlp_tangent_many(blpo_backend *be, int P, int count,
+                                 const blpo_mlp_tangent_pass *t) {
+  for (int k = 0; k < count; k++)
+    cpu_mlp_tangent(be, t[k].m, P, t[k].params, t[k].x, t[k].n, t[k].acts, t[k].K, t[k].dirs,
+                    t[k].ry, t[k].work);
+}
+
 static size_t cpu_mlp_tangent_work(const blpo_mlp *m, int n, int K) {
   return (size_t)K * n * m->act_floats_per_row;
 }
@@ -443,6 +450,7 @@ int blpo_cpu_register_blpo_ops(blpo_backend *be) {
   be->mixed_head = cpu_mixed_head;
   be->mlp_tangent = cpu_mlp_tangent;
   be->mlp_tangent_work = cpu_mlp_tangent_work;
+  be->mlp_tangent_many = cpu_mlp_tangent_many;
   be->critic_hvp_rows = cpu_critic_hvp_rows;
   be->critic_hvp = cpu_critic_hvp;
   be->critic_hvp_work = cpu_critic_hvp_work;

@@ -296,10 +296,13 @@ void blpo_update_blpo(blpo_trainer *tr) {
         blpo_phase_mark(tr, BLPO_PHASE_MIXED);
         /* d. p = d/de grad_theta f2(theta, w + e x): critic tangents along x,
          * the mixed weights cdot, one actor backward pass */
-        be->mlp_tangent(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts, 1,
-                        tr->x_vec, tr->vdot, tr->tan_work);
-        be->mlp_tangent(be, &tr->critic, P, tr->critic_params, tr->mb_last_obs, m, tr->last_acts, 1,
-                        tr->x_vec, tr->vdot_last, tr->tan_work);
+        const blpo_mlp_tangent_pass tp[] = {
+            {&tr->critic, tr->critic_params, tr->mb_obs, n, tr->critic_acts, 1, tr->x_vec, tr->vdot,
+             tr->tan_work},
+            {&tr->critic, tr->critic_params, tr->mb_last_obs, m, tr->last_acts, 1, tr->x_vec,
+             tr->vdot_last, tr->tan_work},
+        };
+        be->mlp_tangent_many(be, P, (int)(sizeof(tp) / sizeof(tp[0])), tp);
         be->mixed_head(be, d, &tr->actor, tr->actor_params, T, m, a_head, a_stride, tr->mb_act,
                        tr->mb_done, tr->vdot, tr->vdot_last, tr->rho_t, tr->mb_adv, tr->alpha_f,
                        tr->resid, c->gamma, c->gae_lambda, tr->cdot, tr->dhead, tr->p_vec);

@@ -12,7 +12,8 @@
  *   ppo_minibatch(_work)          blpo_mbf (ppo_blocks.h)
  *   critic_step(_work)            blpo_cvf (critic_blocks.h)
  *   critic_hvp_rows               blpo_hvr (hvp_rows_blocks.h)   \
- *   mlp_tangent                   blpo_tnf (tangent_blocks.h)     } set_fused_solve
+ *   mlp_tangent(_many)            blpo_tnf, blpo_tnf_set          } set_fused_solve
+ *                                 (tangent_blocks.h)             |
  *   nystrom_solve                 blpo_nys (nystrom_blocks.h)    /
  *   hypergrad_combine, _step      blpo_hgs (hypergrad_blocks.h; _step's
  *                                 Adam part with set_fused_solve)
@@ -319,6 +320,29 @@ static void blk_mlp_tangent(blpo_backend *be, const blpo_mlp *m, int P, const fl
     }
 }
 
+/* As the CUDA op: one launch over every pass's blocks where all fit. */
+static void blk_mlp_tangent_many(blpo_backend *be, int P, int count,
+                                 const blpo_mlp_tangent_pass *t) {
+  blpo_tnf_set s;
+  if (P <= 0 || count <= 0)
+    return;
+  if (!g_blk.fused || !blpo_tnf_set_init(&s, P, count, t, BLK_SMEM)) {
+    for (int k = 0; k < count; k++)
+      be->mlp_tangent(be, t[k].m, P, t[k].params, t[k].x, t[k].n, t[k].acts, t[k].K, t[k].dirs,
+                      t[k].ry, t[k].work);
+    return;
+  }
+  EMU_FOR (p, P)
+    EMU_FOR (gb, s.start[s.count]) {
+      const int k = blpo_pass_of(s.start, gb);
+      const blpo_tnf_args *a = &s.t[k];
+      float *sm = blk_shared(BLK_TNF, (size_t)s.s_floats);
+      for (int ph = 0; ph < blpo_tnf_phases(&a->lay); ph++)
+        EMU_FOR (th, BLPO_MBF_THREADS)
+          blpo_tnf_block(a, p, gb - s.start[k], th, ph, sm);
+    }
+}
+
 static void blk_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *rows,
                               const int32_t *idx, const float *v, float rho, float ridge, float tol,
                               float *x, float *stats) {
@@ -501,6 +525,7 @@ static blpo_backend *blocks_backend_create(void) {
   be->set_fused_solve = blk_set_fused_solve;
   be->critic_hvp_rows = blk_critic_hvp_rows;
   be->mlp_tangent = blk_mlp_tangent;
+  be->mlp_tangent_many = blk_mlp_tangent_many;
   be->nystrom_solve = blk_nystrom_solve;
   be->hypergrad_combine = blk_hypergrad_combine;
   be->hypergrad_step = blk_hypergrad_step;

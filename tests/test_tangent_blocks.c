@@ -8,10 +8,15 @@
  * 32 and 4 rows per chunk. Shared memory and the output are poisoned with
  * NaN first; every (agent, direction) output must match to 1e-4 of its norm.
  *
+ * Sets of two and three passes (mlp_tangent_many's blpo_tnf_set: BLPO's
+ * critic on the minibatch and the last observations, and mixed networks,
+ * row counts and directions) run as one emulated launch, each block
+ * finding its pass, to the same tolerance.
+ *
  *   --cuda  (exits 77 without a device) the CUDA backend's mlp_tangent with
  *           the block kernel on and off (set_fused_solve), against the CPU,
  *           plus a network too wide for shared memory (the cuBLAS path
- *           either way). */
+ *           either way), and mlp_tangent_many on the sets, on and off. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +123,60 @@ static void check_blocks(const tn_case *c, blpo_backend *cpu) {
   inputs_free(&in);
 }
 
+/* mlp_tangent_many's set (blpo_tnf_set): passes of different row counts,
+ * directions and networks in one emulated launch, each block finding its
+ * pass, against the CPU op per pass (inputs_new's want). */
+static const tn_case kMany[][3] = {
+    {{"critic on the minibatch", BLPO_ACT_TANH, 2, 4096, 4, 1, 0, 1, {64, 64}, 2},
+     {"critic on the last observations", BLPO_ACT_TANH, 2, 128, 4, 1, 0, 1, {64, 64}, 2},
+     {NULL}},
+    {{"relu 17-9, K 3", BLPO_ACT_RELU, 1, 300, 5, 2, 0, 3, {17, 9}, 2},
+     {"tanh 20, K 1", BLPO_ACT_TANH, 1, 7, 2, 1, 0, 1, {20}, 1},
+     {"tanh 16-8, 9000 rows", BLPO_ACT_TANH, 1, 9000, 4, 1, 0, 2, {16, 8}, 2}},
+};
+
+static int many_count(const tn_case *set) {
+  int c = 0;
+  while (c < 3 && set[c].name)
+    c++;
+  return c;
+}
+
+static void check_many_blocks(const tn_case *set, blpo_backend *cpu) {
+  const int count = many_count(set);
+  tn_inputs in[3];
+  blpo_mlp_tangent_pass tp[3];
+  float *ry[3];
+  for (int k = 0; k < count; k++) {
+    inputs_new(&in[k], &set[k], cpu);
+    CHECK(in[k].P == in[0].P, "the set's passes share P");
+    ry[k] = test_alloc_floats((size_t)in[k].P * in[k].K * in[k].n * in[k].Y);
+    test_poison_nan(ry[k], (size_t)in[k].P * in[k].K * in[k].n * in[k].Y, 5);
+    tp[k] = (blpo_mlp_tangent_pass){&in[k].m, in[k].params, in[k].x, in[k].n, in[k].acts,
+                                    in[k].K,  in[k].dirs,   ry[k],   NULL};
+  }
+  blpo_tnf_set s;
+  CHECK(blpo_tnf_set_init(&s, in[0].P, count, tp, 232448), "%s ...: the set fits", set[0].name);
+  float *sm = test_alloc_floats((size_t)s.s_floats);
+  EMU_FOR (p, in[0].P)
+    EMU_FOR (gb, s.start[s.count]) {
+      const int k = blpo_pass_of(s.start, gb);
+      test_poison_nan(sm, (size_t)s.s_floats, 3);
+      for (int ph = 0; ph < blpo_tnf_phases(&s.t[k].lay); ph++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
+          blpo_tnf_block(&s.t[k], p, gb - s.start[k], t, ph, sm);
+    }
+  free(sm);
+  for (int k = 0; k < count; k++) {
+    check_out(&in[k], ry[k], set[k].name, "in a set of passes");
+    char what[160];
+    snprintf(what, sizeof what, "%s, in a set", set[k].name);
+    emu_same(what, ry[k], sizeof(float) * (size_t)in[k].P * in[k].K * in[k].n * in[k].Y);
+    free(ry[k]);
+    inputs_free(&in[k]);
+  }
+}
+
 /* The layout takes the 64-64 critic (K = 1) at 32 rows per chunk in an
  * H100's 227 KiB and leaves networks too wide for shared memory to cuBLAS. */
 static void check_choose(void) {
@@ -161,6 +220,51 @@ static const tn_case kCases[] = {
 };
 
 #ifdef BLPO_WITH_CUDA
+/* The CUDA mlp_tangent_many, the block kernel on and off, against the CPU. */
+static void check_many_cuda(const tn_case *set, blpo_backend *cpu, blpo_backend *gpu) {
+  const int count = many_count(set);
+  tn_inputs in[3];
+  blpo_mlp_tangent_pass tp[3];
+  float *dev[3][6], *got[3];
+  for (int k = 0; k < count; k++) {
+    inputs_new(&in[k], &set[k], cpu);
+    size_t P = (size_t)in[k].P, n = (size_t)in[k].n, A = in[k].m.act_floats_per_row;
+    size_t out = P * in[k].K * n * in[k].Y, wf = gpu->mlp_tangent_work(&in[k].m, in[k].n, in[k].K);
+    const size_t bytes[6] = {P * in[k].Np, P * n * set[k].O, P * n * A, P * in[k].K * in[k].Np,
+                             out,          P * wf + 1};
+    const float *src[4] = {in[k].params, in[k].x, in[k].acts, in[k].dirs};
+    for (int b = 0; b < 6; b++) {
+      dev[k][b] = gpu->alloc(gpu, bytes[b] * sizeof(float));
+      if (b < 4)
+        gpu->upload(gpu, dev[k][b], src[b], bytes[b] * sizeof(float));
+    }
+    got[k] = test_alloc_floats(out);
+    tp[k] = (blpo_mlp_tangent_pass){&in[k].m, dev[k][0], dev[k][1], in[k].n,  dev[k][2],
+                                    in[k].K,  dev[k][3], dev[k][4], dev[k][5]};
+  }
+  for (int on = 1; on >= 0; on--) {
+    gpu->set_fused_solve(gpu, on);
+    for (int k = 0; k < count; k++) {
+      size_t out = (size_t)in[k].P * in[k].K * in[k].n * in[k].Y;
+      test_poison_nan(got[k], out, 4);
+      gpu->upload(gpu, dev[k][4], got[k], out * sizeof(float));
+    }
+    gpu->mlp_tangent_many(gpu, in[0].P, count, tp);
+    for (int k = 0; k < count; k++) {
+      size_t out = (size_t)in[k].P * in[k].K * in[k].n * in[k].Y;
+      gpu->download(gpu, got[k], dev[k][4], out * sizeof(float));
+      check_out(&in[k], got[k], set[k].name, on ? "cuda many, block kernel" : "cuda many, cuBLAS");
+    }
+  }
+  gpu->set_fused_solve(gpu, 1);
+  for (int k = 0; k < count; k++) {
+    for (int b = 0; b < 6; b++)
+      gpu->release(gpu, dev[k][b]);
+    free(got[k]);
+    inputs_free(&in[k]);
+  }
+}
+
 static void check_cuda(const tn_case *c, blpo_backend *cpu, blpo_backend *gpu) {
   tn_inputs in;
   inputs_new(&in, c, cpu);
@@ -212,6 +316,8 @@ int main(int argc, char **argv) {
     const tn_case wide = {
         "tanh 256-256 (cuBLAS), 500 rows, K 1", BLPO_ACT_TANH, 1, 500, 4, 1, 0, 1, {256, 256}, 2};
     check_cuda(&wide, cpu, gpu);
+    for (size_t k = 0; k < sizeof(kMany) / sizeof(kMany[0]); k++)
+      check_many_cuda(kMany[k], cpu, gpu);
     gpu->destroy(gpu);
     cpu->destroy(cpu);
     return test_summary("test_tangent_blocks --cuda");
@@ -227,6 +333,8 @@ int main(int argc, char **argv) {
     emu_begin_order(o, seed);
     for (size_t k = 0; k < nc; k++)
       check_blocks(&kCases[k], cpu);
+    for (size_t k = 0; k < sizeof(kMany) / sizeof(kMany[0]); k++)
+      check_many_blocks(kMany[k], cpu);
   }
   emu_seen_free();
   cpu->destroy(cpu);

@@ -144,6 +144,17 @@ typedef struct {
   int add_to_prev;
 } blpo_mlp_grad_pass;
 #define BLPO_PASS_MAX 4
+/* One pass of mlp_tangent_many, with mlp_tangent's arguments. */
+typedef struct {
+  const blpo_mlp *m;
+  const float *params, *x; /* (P, Np), (P, n, d_0) */
+  int n;
+  const float *acts; /* (P, n, act_floats_per_row) */
+  int K;
+  const float *dirs; /* (P, K, Np) */
+  float *ry;         /* (P, K, n, d_L) */
+  float *work;       /* mlp_tangent_work floats per agent */
+} blpo_mlp_tangent_pass;
 
 struct blpo_backend {
   const char *name;
@@ -320,6 +331,12 @@ struct blpo_backend {
                       const float *x, int n, const float *acts, int K, const float *dirs, float *ry,
                       float *work);
   size_t (*mlp_tangent_work)(const blpo_mlp *m, int n, int K); /* floats per agent */
+  /* count (<= BLPO_PASS_MAX) tangents, each as mlp_tangent, as one op: one
+   * launch on the GPU where every network fits the block kernel (BLPO's
+   * critic tangents on the minibatch and the last observations). The passes
+   * may share a work buffer (it is used one pass at a time); no pass may
+   * write what another reads otherwise. */
+  void (*mlp_tangent_many)(blpo_backend *be, int P, int count, const blpo_mlp_tangent_pass *t);
   /* Rows C (P,K,Np) = H[idx,:] of the critic loss g on n rows (target (P,n)),
    * idx (P,K) parameter indices; one batched pass over the K directions. */
   void (*critic_hvp_rows)(blpo_backend *be, const blpo_mlp *m, int P, const float *params,

@@ -181,4 +181,35 @@ static inline blpo_tnf_args blpo_tnf_args_of(const blpo_tnf_layout *y, const flo
   return a;
 }
 
+/* Several tangents as one kernel (the CUDA mlp_tangent_many): pass t's
+ * blocks are [start[t], start[t + 1]) of the grid's x (blpo_pass_of); each
+ * block runs its pass's program in that pass's layout and phase count,
+ * shared memory sized for the largest. */
+typedef struct {
+  blpo_tnf_args t[BLPO_PASS_MAX];
+  int start[BLPO_PASS_MAX + 1];
+  int count, s_floats;
+} blpo_tnf_set;
+
+/* The set for these passes on P agents, each in the layout mlp_tangent
+ * would choose; 0 if any does not fit (or count is out of range), and then
+ * each goes on its own. */
+static inline int blpo_tnf_set_init(blpo_tnf_set *s, int P, int count,
+                                    const blpo_mlp_tangent_pass *t, size_t smem_bytes) {
+  memset(s, 0, sizeof(*s));
+  if (count < 1 || count > BLPO_PASS_MAX)
+    return 0;
+  for (int k = 0; k < count; k++) {
+    blpo_tnf_layout y;
+    if (!blpo_tnf_choose(&y, t[k].m, P, t[k].n, t[k].K, smem_bytes))
+      return 0;
+    s->t[k] = blpo_tnf_args_of(&y, t[k].params, t[k].x, t[k].acts, t[k].dirs, t[k].ry);
+    s->start[k + 1] = s->start[k] + y.blocks;
+    if (y.s_floats > s->s_floats)
+      s->s_floats = y.s_floats;
+  }
+  s->count = count;
+  return 1;
+}
+
 #endif
