@@ -526,25 +526,26 @@ void cuda_shuffle_trajectories(blpo_backend *be, const blpo_dims *d, int m, blpo
   cudaCheckLaunch("shuffle_trajectories_kernel");
 }
 
-// One thread per (agent p, draw i < k): idx (P, k), as cpu_sketch_indices.
-__global__ void sketch_indices_kernel(int P, uint64_t seed, uint32_t np, int k, blpo_counter ctr,
-                                      int32_t *__restrict__ idx) {
+// One thread per (draw j, agent p, index i < k): idx (draws, P, k), as
+// cpu_sketch_indices.
+__global__ void sketch_indices_kernel(int P, int draws, uint64_t seed, uint32_t np, int k,
+                                      blpo_counter ctr, int32_t *__restrict__ idx) {
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= (size_t)P * k)
+  if (e >= (size_t)draws * P * k)
     return;
-  const int p = (int)(e / k);
-  const uint32_t c = (uint32_t)blpo_counter_at(ctr, blpo_clock_read(ctr.clock));
-  blpo_perm pm = blpo_perm_make(blpo_sketch_key(seed, p), c, np);
+  const int p = (int)(e / k % P), j = (int)(e / ((size_t)k * P));
+  const int64_t c0 = blpo_counter_at(ctr, blpo_clock_read(ctr.clock));
+  blpo_perm pm = blpo_perm_make(blpo_sketch_key(seed, p), (uint32_t)(c0 + j), np);
   idx[e] = (int32_t)blpo_perm_at(&pm, (uint32_t)(e % k));
 }
 
 void cuda_sketch_indices(blpo_backend *be, const blpo_dims *d, size_t np, int k,
-                         blpo_counter counter, int32_t *idx) {
-  size_t cnt = (size_t)d->P * (size_t)(k > 0 ? k : 0);
+                         blpo_counter counter, int draws, int32_t *idx) {
+  size_t cnt = (size_t)(draws > 0 ? draws : 0) * d->P * (size_t)(k > 0 ? k : 0);
   if (!cnt)
     return;
   sketch_indices_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(
-      d->P, d->seed, (uint32_t)np, k, counter, idx);
+      d->P, draws, d->seed, (uint32_t)np, k, counter, idx);
   cudaCheckLaunch("sketch_indices_kernel");
 }
 

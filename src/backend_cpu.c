@@ -660,14 +660,15 @@ static void cpu_shuffle_trajectories(blpo_backend *be, const blpo_dims *d, int m
 }
 
 static void cpu_sketch_indices(blpo_backend *be, const blpo_dims *d, size_t np, int k,
-                               blpo_counter counter, int32_t *idx) {
+                               blpo_counter counter, int draws, int32_t *idx) {
   (void)be;
-  uint32_t ctr = (uint32_t)blpo_counter_at(counter, blpo_clock_read(counter.clock));
-  for (int p = 0; p < d->P; p++) {
-    blpo_perm pm = blpo_perm_make(blpo_sketch_key(d->seed, p), ctr, (uint32_t)np);
-    for (int i = 0; i < k; i++)
-      idx[(size_t)p * k + i] = (int32_t)blpo_perm_at(&pm, (uint32_t)i);
-  }
+  const int64_t c0 = blpo_counter_at(counter, blpo_clock_read(counter.clock));
+  for (int j = 0; j < draws; j++)
+    for (int p = 0; p < d->P; p++) {
+      blpo_perm pm = blpo_perm_make(blpo_sketch_key(d->seed, p), (uint32_t)(c0 + j), (uint32_t)np);
+      for (int i = 0; i < k; i++)
+        idx[((size_t)j * d->P + p) * k + i] = (int32_t)blpo_perm_at(&pm, (uint32_t)i);
+    }
 }
 
 static void cpu_copy_blocks(blpo_backend *be, int P, size_t count, float *dst, size_t dst_stride,

@@ -78,7 +78,7 @@ struct blpo_trainer {
   float *p_vec;            /* (P, Na): the mixed term */
   float *vdot, *vdot_last; /* (P, n), (P, m) */
   float *tan_work;         /* (P, tangent work) */
-  int32_t *sketch_idx;     /* (P, k) */
+  int32_t *sketch_idx;     /* (M, P, k): the epoch's draws (one draw, fixed) */
   float *hvp_rows;         /* (P, k, Nc) */
   float *hvp_work;         /* (P, hvp work) */
   float *cg_buf;           /* (P, 4 Nc) cg only */

@@ -70,7 +70,8 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
     int dense = c->hg_method == BLPO_HG_EXACT || c->hg_check;
     size_t hw = be->critic_hvp_work(&tr->critic, n, 1);
     if (k > 0) {
-      ALLOC(tr->sketch_idx, sizeof(int32_t) * (size_t)P * k);
+      /* the epoch's draws, one per minibatch (one for the run's fixed draw) */
+      ALLOC(tr->sketch_idx, sizeof(int32_t) * (size_t)(c->hg_fixed_indices ? 1 : M) * P * k);
       ALLOC(tr->hvp_rows, F * P * k * Nc);
       size_t w = be->critic_hvp_work(&tr->critic, n, k);
       hw = w > hw ? w : hw;
@@ -141,9 +142,22 @@ static void dense_hessian(blpo_trainer *tr, int n) {
   }
 }
 
-/* x ~ (H + rho I)^-1 v by the configured method; `call` numbers the solve
- * within the iteration (epoch * M + minibatch). */
-static void solve_ihvp(blpo_trainer *tr, int n, int64_t call) {
+/* The sketch indices of every minibatch of this epoch, one launch on the
+ * GPU: a fresh draw per solve (counter = solves before it in the run, so
+ * draw mb is the epoch's first + mb), or draw 0 for the whole run. */
+static void draw_sketches(blpo_trainer *tr, int epoch) {
+  const blpo_config *c = &tr->cfg;
+  int M = c->num_minibatches;
+  blpo_counter draw = {tr->clock, (int64_t)c->num_epochs * M, (int64_t)epoch * M};
+  if (c->hg_fixed_indices)
+    draw = (blpo_counter){NULL, 0, 0};
+  tr->be->sketch_indices(tr->be, &tr->d, tr->critic.num_params, c->hg_rank, draw,
+                         c->hg_fixed_indices ? 1 : M, tr->sketch_idx);
+}
+
+/* x ~ (H + rho I)^-1 v by the configured method, minibatch mb of the
+ * epoch. */
+static void solve_ihvp(blpo_trainer *tr, int n, int mb) {
   blpo_backend *be = tr->be;
   const blpo_config *c = &tr->cfg;
   const blpo_dims *d = &tr->d;
@@ -153,16 +167,11 @@ static void solve_ihvp(blpo_trainer *tr, int n, int64_t call) {
   switch (c->hg_method) {
   case BLPO_HG_NYSTROM: {
     int k = c->hg_rank;
-    /* a fresh draw per solve (counter = solves before this one), or draw 0
-     * for the whole run */
-    blpo_counter draw = {tr->clock, (int64_t)c->num_epochs * c->num_minibatches, call};
-    if (c->hg_fixed_indices)
-      draw = (blpo_counter){NULL, 0, 0};
-    be->sketch_indices(be, d, Nc, k, draw, tr->sketch_idx);
+    const int32_t *idx = tr->sketch_idx + (c->hg_fixed_indices ? 0 : (size_t)mb * P * k);
     be->critic_hvp_rows(be, &tr->critic, P, tr->critic_params, tr->mb_obs, n, tr->critic_acts,
-                        tr->mb_ret, k, tr->sketch_idx, tr->hvp_rows, tr->hvp_work);
+                        tr->mb_ret, k, idx, tr->hvp_rows, tr->hvp_work);
     blpo_phase_mark(tr, BLPO_PHASE_CORE_SOLVE);
-    be->nystrom_solve(be, P, Nc, k, tr->hvp_rows, tr->sketch_idx, tr->v_vec, c->hg_rho, c->hg_ridge,
+    be->nystrom_solve(be, P, Nc, k, tr->hvp_rows, idx, tr->v_vec, c->hg_rho, c->hg_ridge,
                       c->hg_cutoff * (float)k, tr->x_vec, tr->stats);
     break;
   }
@@ -219,6 +228,8 @@ void blpo_update_blpo(blpo_trainer *tr) {
     /* rows of every minibatch of this epoch (backend.h shuffle_trajectories) */
     blpo_counter perm = {tr->clock, c->num_epochs, epoch};
     be->shuffle_trajectories(be, d, m, perm, tr->rows_idx, tr->last_idx);
+    if (hyper && c->hg_method == BLPO_HG_NYSTROM && (epoch == 0 || !c->hg_fixed_indices))
+      draw_sketches(tr, epoch);
 
     for (int mb = 0; mb < M; mb++) {
       blpo_phase_mark(tr, BLPO_PHASE_GATHER);
@@ -292,7 +303,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
         };
         be->mlp_backward_many(be, P, (int)(sizeof(bw) / sizeof(bw[0])), bw);
         /* c. x ~ (H + rho I)^-1 v (marks its own phases) */
-        solve_ihvp(tr, n, call);
+        solve_ihvp(tr, n, mb);
         blpo_phase_mark(tr, BLPO_PHASE_MIXED);
         /* d. p = d/de grad_theta f2(theta, w + e x): critic tangents along x,
          * the mixed weights cdot, one actor backward pass */

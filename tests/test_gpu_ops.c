@@ -902,10 +902,10 @@ static void test_shuffles(void) {
   cmp_indices("shuffle_trajectories rows", ic, ig, P * TN);
   cmp_indices("shuffle_trajectories last", lc, lg, P * d.N);
   const int k = 10;
-  ipoison(ig, P * k);
-  g_cpu->sketch_indices(g_cpu, &d, 4545, k, cc, ic);
-  g_gpu->sketch_indices(g_gpu, &d, 4545, k, cg, ig);
-  cmp_indices("sketch_indices", ic, ig, P * k);
+  ipoison(ig, 3 * P * k);
+  g_cpu->sketch_indices(g_cpu, &d, 4545, k, cc, 3, ic);
+  g_gpu->sketch_indices(g_gpu, &d, 4545, k, cg, 3, ig);
+  cmp_indices("sketch_indices (3 draws)", ic, ig, 3 * P * k);
   printf("shuffle_samples, shuffle_trajectories, sketch_indices: compared\n");
   g_cpu->release(g_cpu, ic);
   g_gpu->release(g_gpu, ig);

@@ -142,7 +142,7 @@ static void test_backend_draws(void) {
 
   const int k = 40;
   const size_t np = 4545;
-  be->sketch_indices(be, &d, np, k, (blpo_counter){clock, 128, 17}, idx);
+  be->sketch_indices(be, &d, np, k, (blpo_counter){clock, 128, 17}, 1, idx);
   bad = 0;
   for (int p = 0; p < d.P; p++)
     for (int i = 0; i < k; i++) {
@@ -157,6 +157,23 @@ static void test_backend_draws(void) {
   for (int i = 0; i < k; i++)
     differ += idx[i] != idx[k + i];
   CHECK(differ > k / 2, "sketch_indices: agents 0 and 1 share %d of %d draws", k - differ, k);
+  /* three draws in one call: draw j is the single draw at the counter + j */
+  {
+    int32_t *three = malloc(sizeof(int32_t) * 3 * d.P * k),
+            *one = malloc(sizeof(int32_t) * d.P * k);
+    be->sketch_indices(be, &d, np, k, (blpo_counter){clock, 128, 17}, 3, three);
+    int same = 1, fresh = 0;
+    for (int j = 0; j < 3; j++) {
+      be->sketch_indices(be, &d, np, k, (blpo_counter){clock, 128, 17 + j}, 1, one);
+      same &= !memcmp(one, three + (size_t)j * d.P * k, sizeof(int32_t) * d.P * k);
+      if (j > 0)
+        fresh += memcmp(three, three + (size_t)j * d.P * k, sizeof(int32_t) * d.P * k) != 0;
+    }
+    CHECK(same, "sketch_indices: draw j of one call is not the single draw at counter + j");
+    CHECK(fresh == 2, "sketch_indices: the draws of one call repeat");
+    free(three);
+    free(one);
+  }
 
   free(seen);
   be->release(be, idx);

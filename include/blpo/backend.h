@@ -245,10 +245,12 @@ struct blpo_backend {
    * (the trajectory's last_obs in the (T+1,P,N,O) obs buffer). */
   void (*shuffle_trajectories)(blpo_backend *be, const blpo_dims *d, int m, blpo_counter counter,
                                int32_t *rows, int32_t *last);
-  /* Nystrom: idx (P, k) = the first k elements of a permutation of [0, np)
-   * per agent: k distinct indices, uniform without replacement. */
+  /* Nystrom: idx (draws, P, k): draw j of agent p = the first k elements of
+   * a permutation of [0, np) for the counter's value + j: k distinct
+   * indices, uniform without replacement. Several draws in one op, so that
+   * an epoch's minibatches take theirs in one launch on the GPU. */
   void (*sketch_indices)(blpo_backend *be, const blpo_dims *d, size_t np, int k,
-                         blpo_counter counter, int32_t *idx);
+                         blpo_counter counter, int draws, int32_t *idx);
   /* dst (P,n,width): row i of agent p is src row idx[p*idx_stride + i]
    * (a row index into the whole src buffer). */
   void (*gather_rows)(blpo_backend *be, int P, const int32_t *idx, size_t idx_stride, int n,
