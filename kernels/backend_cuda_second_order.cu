@@ -692,7 +692,24 @@ void cuda_hypergrad_step(blpo_backend *be, int P, size_t count, float *g, const 
   launch_check("hgs_kernel");
 }
 
+// backend.h reserve_solver. Workspaces that already hold the request are
+// kept: another trainer on this backend may have captured a graph that
+// holds their addresses, and while one does (live_graphs) they cannot be
+// reallocated, so a request they do not hold fails, with the reason.
 int cuda_reserve_solver(blpo_backend *be, int P, int k, size_t np, int dense) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  so_solver *s = solver_of(be);
+  if (s && s->P >= P && s->k == (k < 0 ? 0 : k) && s->np >= np && (s->dense || !dense))
+    return 0;
+  if (s && impl->live_graphs > 0) {
+    fprintf(stderr,
+            "blpo-gpu: reserve_solver: the solver workspaces (P %d, rank %d, %zu parameters) "
+            "cannot be regrown for P %d, rank %d, %zu parameters while %d captured graph(s) on "
+            "this backend use them; create the trainer with the largest solver first, or give "
+            "each trainer its own backend\n",
+            s->P, s->k, s->np, P, k, np, impl->live_graphs);
+    return -1;
+  }
   return reserve(be, P, k, np, dense);
 }
 

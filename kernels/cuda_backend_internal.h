@@ -74,6 +74,9 @@ typedef struct {
   // (kernels/hvp_rows_cuda.cu) and the tangents as one (kernels/tangent_cuda.cu)
   // instead of the cuBLAS path; on unless set_fused_solve turns it off.
   int fused_solve;
+  // Instantiated graphs not yet freed (kernels/graph_cuda.cu): they hold the
+  // solver workspaces' addresses, so reserve_solver may not reallocate them.
+  int live_graphs;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }

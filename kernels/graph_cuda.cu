@@ -64,6 +64,7 @@ void *cuda_capture_end(blpo_backend *be, char *why, size_t why_len) {
   }
   h->graph = g;
   h->exec = exec;
+  impl->live_graphs++;
   size_t n = 0;
   cudaCheck(cudaGraphGetNodes(g, nullptr, &n));
   h->nodes = n;
@@ -94,6 +95,7 @@ void cuda_graph_free(blpo_backend *be, void *graph) {
   cudaCheck(cudaGraphExecDestroy(h->exec));
   cudaCheck(cudaGraphDestroy(h->graph));
   free(h);
+  blpo_cuda(be)->live_graphs--;
 }
 
 size_t cuda_graph_count(const void *graph, size_t *kernels) {

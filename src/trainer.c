@@ -338,7 +338,16 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   float hr[3] = {0.0f, 1.0f, 1e-4f};
   for (int p = 0; p < P; p++)
     be->upload(be, tr->rew_stats + 3 * p, hr, sizeof(hr));
-  if (cfg->algo != BLPO_ALGO_PPO && blpo_update_blpo_alloc(tr) != 0) {
+  int blpo_alloc = cfg->algo != BLPO_ALGO_PPO ? blpo_update_blpo_alloc(tr) : 0;
+  if (blpo_alloc == -2) {
+    snprintf(err, errlen,
+             "the %s backend could not reserve the hypergradient solver's workspaces (out of "
+             "memory, or the reason printed above)",
+             be->name);
+    blpo_trainer_destroy(tr);
+    return NULL;
+  }
+  if (blpo_alloc != 0) {
     snprintf(err, errlen,
              "out of %s memory for the nested/BLPO buffers (they need %.1f MiB beyond the "
              "rollout's): lower algo.hypergrad.rank, the minibatch size "

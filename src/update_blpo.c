@@ -102,7 +102,7 @@ int blpo_update_blpo_alloc(blpo_trainer *tr) {
       free(h);
     }
     if (!fail && be->reserve_solver(be, P, k, Nc, dense) != 0)
-      fail = 1;
+      return -2; /* the backend said why */
   }
 #undef ALLOC
   return fail ? -1 : 0;
