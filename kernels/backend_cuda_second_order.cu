@@ -444,6 +444,11 @@ so_solver *ensure(blpo_backend *be, int P, int k, size_t np, int dense) {
       fprintf(stderr, "blpo-gpu: solver workspaces first asked for inside a graph capture\n");
       exit(4);
     }
+    if (blpo_cuda(be)->live_graphs > 0) // a captured graph holds their addresses
+      blpo_cuda_fail("blpo", "reserve_solver",
+                     "the solver workspaces would be regrown while a captured graph uses them "
+                     "(trainers with different solver sizes on one backend: give each its own)",
+                     __FILE__, __LINE__);
     int P2 = s && s->P > P ? s->P : P;
     int k2 = k > 0 ? k : (s ? s->k : 0);
     size_t np2 = s && s->np > np ? s->np : np;
@@ -693,13 +698,17 @@ void cuda_hypergrad_step(blpo_backend *be, int P, size_t count, float *g, const 
 }
 
 // backend.h reserve_solver. Workspaces that already hold the request are
-// kept: another trainer on this backend may have captured a graph that
+// kept (as ensure keeps them; a rank-0 request, CG or the dense solve, takes
+// any rank): another trainer on this backend may have captured a graph that
 // holds their addresses, and while one does (live_graphs) they cannot be
-// reallocated, so a request they do not hold fails, with the reason.
+// reallocated, so a request they do not hold fails, with the reason. Grown,
+// they hold the old request and the new, as ensure grows them.
 int cuda_reserve_solver(blpo_backend *be, int P, int k, size_t np, int dense) {
   blpo_cuda_impl *impl = blpo_cuda(be);
   so_solver *s = solver_of(be);
-  if (s && s->P >= P && s->k == (k < 0 ? 0 : k) && s->np >= np && (s->dense || !dense))
+  if (k < 0)
+    k = 0;
+  if (s && s->P >= P && (k == 0 || s->k == k) && s->np >= np && (s->dense || !dense))
     return 0;
   if (s && impl->live_graphs > 0) {
     fprintf(stderr,
@@ -710,6 +719,9 @@ int cuda_reserve_solver(blpo_backend *be, int P, int k, size_t np, int dense) {
             s->P, s->k, s->np, P, k, np, impl->live_graphs);
     return -1;
   }
+  if (s)
+    return reserve(be, s->P > P ? s->P : P, k > 0 ? k : s->k, s->np > np ? s->np : np,
+                   dense || s->dense);
   return reserve(be, P, k, np, dense);
 }
 

@@ -472,8 +472,16 @@ static void cpu_mlp_backward_many(blpo_backend *be, int P, int count, const blpo
     cpu_mlp_backward(be, b[k].m, P, b[k].params, b[k].x, b[k].n, b[k].acts, b[k].dy, b[k].grad,
                      b[k].scratch);
   for (int k = 1; k < count; k++)
-    if (b[k].add_to_prev)
+    if (b[k].add_to_prev) {
+      if (b[k].m->num_params != b[k - 1].m->num_params) { /* a caller's error */
+        fprintf(stderr,
+                "blpo-gpu: mlp_backward_many: add_to_prev between networks of %zu and "
+                "%zu parameters\n",
+                b[k].m->num_params, b[k - 1].m->num_params);
+        abort();
+      }
       be->axpy(be, P, b[k].m->num_params, 1.0f, b[k].grad, b[k - 1].grad);
+    }
 }
 
 /* ---- policy ------------------------------------------------------------ */

@@ -56,8 +56,11 @@ static void check_shared_backend(void) {
   smaller.num_seeds = 1;
   blpo_trainer *s = blpo_trainer_create(&smaller, gpu, err, sizeof(err));
   CHECK(s != NULL, "a trainer the workspaces hold is accepted: %s", err);
-  if (s)
+  if (s) {
+    blpo_iter_metrics ms[1];
+    blpo_trainer_iterate(s, ms); /* on the workspaces the first's graph holds */
     blpo_trainer_destroy(s);
+  }
   for (int it = 0; it < 2; it++) {
     blpo_trainer_iterate(a, ma);
     blpo_trainer_iterate(ref, mr);

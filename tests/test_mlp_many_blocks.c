@@ -51,6 +51,8 @@ static const many_case kCases[] = {
      {0, 1, 1},
      0},
     {"no sums", 1, 3, {100, 37, 200}, {1, 0, 0}, {0, 0, 0}, 1},
+    {"a chain from a pass of one block", 3, 3, {37, 300, 200}, {0, 0, 0}, {0, 1, 1}, 1},
+    {"a chain into a pass of one block", 1, 3, {300, 200, 37}, {0, 0, 0}, {0, 1, 1}, 1},
 };
 
 typedef struct {
@@ -112,6 +114,18 @@ static void check_case(const many_case *c, blpo_backend *cpu, blpo_backend *blk)
     CHECK(e < 1e-5, "%s: pass %d activations differ by %.3e", c->name, t, e);
     memcpy(side[1][t].acts, side[0][t].acts, na * sizeof(float));
   }
+  /* the CPU without the sums, to see that they change something */
+  float *plain[3] = {NULL, NULL, NULL};
+  {
+    blpo_mlp_grad_pass nb[3];
+    for (int t = 0; t < c->count; t++) {
+      const blpo_mlp *m = c->actor[t] ? &actor : &critic;
+      plain[t] = test_alloc_floats(P * m->num_params);
+      nb[t] = bw[0][t];
+      nb[t].grad = plain[t], nb[t].add_to_prev = 0;
+    }
+    cpu->mlp_backward_many(cpu, c->P, c->count, nb);
+  }
   cpu->mlp_backward_many(cpu, c->P, c->count, bw[0]);
   blk->mlp_backward_many(blk, c->P, c->count, bw[1]);
   for (int t = 0; t < c->count; t++) {
@@ -122,21 +136,45 @@ static void check_case(const many_case *c, blpo_backend *cpu, blpo_backend *blk)
     snprintf(what, sizeof what, "%s: pass %d gradient", c->name, t);
     emu_same(what, side[1][t].grad, P * m->num_params * sizeof(float));
   }
-  /* the sums are there: pass t - 1's gradient is not its own alone */
+  /* the sums are there: where pass t adds to pass t - 1, the block
+   * programs' pass t - 1 is not that pass's own gradient (plain) */
   for (int t = 1; t < c->count; t++)
     if (c->add[t]) {
-      const blpo_mlp *m = &critic;
-      double d = 0;
-      for (size_t i = 0; i < P * m->num_params; i++)
-        d += fabs((double)side[0][t - 1].grad[i] - side[0][t].grad[i]);
-      CHECK(d > 0, "%s: pass %d's sum left pass %d's gradient equal to its own", c->name, t, t - 1);
+      double e = test_rel_norm_err(side[1][t - 1].grad, plain[t - 1], NULL, P * critic.num_params);
+      CHECK(e > 1e-2, "%s: pass %d's gradient is its own alone (%.2e off it): the sum is missing",
+            c->name, t - 1, e);
     }
+  for (int t = 0; t < c->count; t++)
+    free(plain[t]);
   for (int t = 0; t < c->count; t++)
     for (int s = 0; s < 2; s++) {
       pass_bufs *b = &side[s][t];
       free(b->x), free(b->acts), free(b->dy), free(b->grad), free(b->scratch);
     }
   free(cw), free(aw);
+}
+
+/* Sets blpo_bwd_set_init must refuse: a sum between networks of other
+ * sizes, or into or from one with extra parameters (its axpy covers them,
+ * the reduce does not). */
+static void check_refusals(void) {
+  blpo_mlp a, b, e1, e2;
+  int h[2] = {64, 64}, g[2] = {64, 32};
+  blpo_mlp_init_shape(&a, 4, h, 2, 1, BLPO_ACT_TANH, 0);
+  blpo_mlp_init_shape(&b, 4, g, 2, 1, BLPO_ACT_TANH, 0);
+  blpo_mlp_init_shape(&e1, 4, h, 2, 1, BLPO_ACT_TANH, 1);
+  blpo_mlp_init_shape(&e2, 4, h, 2, 1, BLPO_ACT_TANH, 1);
+  static float buf[1]; /* never read: only the layouts are chosen */
+  const blpo_mlp *pairs[][2] = {{&a, &b}, {&e1, &e2}};
+  const char *what[] = {"networks of other sizes", "networks with extra parameters"};
+  for (int k = 0; k < 2; k++) {
+    blpo_mlp_grad_pass p[2] = {{pairs[k][0], buf, buf, 300, buf, buf, buf, buf, 0},
+                               {pairs[k][1], buf, buf, 300, buf, buf, buf, buf, 1}};
+    blpo_bwd_set s;
+    CHECK(!blpo_bwd_set_init(&s, 1, 2, p, BLK_SMEM), "a sum between %s is refused", what[k]);
+    p[1].add_to_prev = 0;
+    CHECK(blpo_bwd_set_init(&s, 1, 2, p, BLK_SMEM), "the same passes without the sum are taken");
+  }
 }
 
 /* The sums against the ops they stand for: the passes one at a time, then
@@ -180,6 +218,7 @@ static void check_cpu_semantics(blpo_backend *cpu) {
 int main(void) {
   blpo_backend *cpu = blpo_backend_cpu_create(1);
   check_cpu_semantics(cpu);
+  check_refusals();
   const uint64_t seed = g_rng;
   for (int o = 0; o < EMU_ORDERS; o++) {
     emu_begin_order(o, seed);

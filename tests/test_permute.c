@@ -170,6 +170,17 @@ static void test_backend_draws(void) {
         fresh += memcmp(three, three + (size_t)j * d.P * k, sizeof(int32_t) * d.P * k) != 0;
     }
     CHECK(same, "sketch_indices: draw j of one call is not the single draw at counter + j");
+    /* and each is the permutation of the documented counter, clock * 128 +
+     * 17 + j: what the trainer's solves drew one at a time before */
+    int pinned = 1;
+    for (int j = 0; j < 3; j++)
+      for (int p = 0; p < d.P; p++) {
+        blpo_perm q =
+            blpo_perm_make(blpo_sketch_key(d.seed, p), (uint32_t)(it * 128 + 17 + j), (uint32_t)np);
+        for (int i = 0; i < k; i++)
+          pinned &= three[((size_t)j * d.P + p) * k + i] == (int32_t)blpo_perm_at(&q, (uint32_t)i);
+      }
+    CHECK(pinned, "sketch_indices: a draw is not blpo_perm at clock * per_iter + offset + j");
     CHECK(fresh == 2, "sketch_indices: the draws of one call repeat");
     free(three);
     free(one);

@@ -869,10 +869,10 @@ static inline int blpo_bwd_set_init(blpo_bwd_set *s, int P, int count, const blp
     if (a->lay.s_floats > s->s_floats)
       s->s_floats = a->lay.s_floats;
     s->add_to_prev[t] = g[t].add_to_prev != 0;
-    if (s->add_to_prev[t] &&
-        (t == 0 || g[t].m->num_extra != 0 || g[t - 1].m->num_params != g[t].m->num_params ||
-         (a->lay.direct && s->b[t - 1].lay.direct) ||
-         (t >= 2 && s->add_to_prev[t - 1] && s->b[t - 1].lay.direct)))
+    if (s->add_to_prev[t] && (t == 0 || g[t].m->num_extra != 0 || g[t - 1].m->num_extra != 0 ||
+                              g[t - 1].m->num_params != g[t].m->num_params ||
+                              (a->lay.direct && s->b[t - 1].lay.direct) ||
+                              (t >= 2 && s->add_to_prev[t - 1] && s->b[t - 1].lay.direct)))
       return 0;
   }
   s->count = count;
