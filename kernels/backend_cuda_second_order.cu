@@ -491,15 +491,10 @@ void cuda_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor
                      float *resid, float *stats) {
   if (d->P <= 0)
     return;
-  blpo_acb_args a = {};
-  a.d = *d, a.anp = actor->num_params, a.anm = actor->num_mlp_params, a.T = T, a.m = m;
-  a.head = head, a.hstride = head_stride, a.value = value, a.vstride = value_stride;
-  a.value_last = value_last, a.lstride = last_stride;
-  a.actor_params = actor_params, a.actions = actions, a.logp_old = logp_old, a.reward = reward;
-  a.done = done, a.target = target;
-  a.gamma = gamma, a.lambda = lambda, a.clip_eps = clip_eps, a.clip_f = clip_f;
-  a.dhead = dhead, a.actor_grad = actor_grad, a.vbar = vbar, a.vbar_last = vbar_last;
-  a.rho = rho, a.adv = adv, a.alpha_f = alpha_f, a.resid = resid, a.stats = stats;
+  blpo_acb_args a = blpo_acb_args_of(d, actor, actor_params, T, m, head, head_stride, value,
+                                     value_stride, value_last, last_stride, actions, logp_old,
+                                     reward, done, target, gamma, lambda, clip_eps, clip_f, dhead,
+                                     actor_grad, vbar, vbar_last, rho, adv, alpha_f, resid, stats);
   acb_kernel<<<(unsigned)d->P, BLPO_ACB_THREADS, 0, blpo_cuda(be)->stream>>>(a);
   launch_check("acb_kernel");
 }
@@ -512,12 +507,9 @@ void cuda_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor
                      float *cdot, float *dhead, float *p_grad) {
   if (d->P <= 0)
     return;
-  blpo_mxb_args a = {};
-  a.d = *d, a.anp = actor->num_params, a.anm = actor->num_mlp_params, a.T = T, a.m = m;
-  a.head = head, a.hstride = head_stride, a.actor_params = actor_params, a.actions = actions;
-  a.done = done, a.vdot = vdot, a.vdot_last = vdot_last, a.rho = rho, a.adv = adv;
-  a.alpha_f = alpha_f, a.resid = resid, a.gamma = gamma, a.lambda = lambda;
-  a.cdot = cdot, a.dhead = dhead, a.p_grad = p_grad;
+  blpo_mxb_args a =
+      blpo_mxb_args_of(d, actor, actor_params, T, m, head, head_stride, actions, done, vdot,
+                       vdot_last, rho, adv, alpha_f, resid, gamma, lambda, cdot, dhead, p_grad);
   mxb_kernel<<<(unsigned)d->P, BLPO_ACB_THREADS, 0, blpo_cuda(be)->stream>>>(a);
   launch_check("mxb_kernel");
 }

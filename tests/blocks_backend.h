@@ -416,36 +416,10 @@ static void blk_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
                            float *vbar_last, float *rho, float *adv, float *alpha_f, float *resid,
                            float *stats) {
   (void)be;
-  blpo_acb_args a = {.d = *d,
-                     .anp = actor->num_params,
-                     .anm = actor->num_mlp_params,
-                     .T = T,
-                     .m = m,
-                     .head = head,
-                     .hstride = head_stride,
-                     .value = value,
-                     .vstride = value_stride,
-                     .value_last = value_last,
-                     .lstride = last_stride,
-                     .actor_params = actor_params,
-                     .actions = actions,
-                     .logp_old = logp_old,
-                     .reward = reward,
-                     .done = done,
-                     .target = target,
-                     .gamma = gamma,
-                     .lambda = lambda,
-                     .clip_eps = clip_eps,
-                     .clip_f = clip_f,
-                     .dhead = dhead,
-                     .actor_grad = actor_grad,
-                     .vbar = vbar,
-                     .vbar_last = vbar_last,
-                     .rho = rho,
-                     .adv = adv,
-                     .alpha_f = alpha_f,
-                     .resid = resid,
-                     .stats = stats};
+  blpo_acb_args a = blpo_acb_args_of(d, actor, actor_params, T, m, head, head_stride, value,
+                                     value_stride, value_last, last_stride, actions, logp_old,
+                                     reward, done, target, gamma, lambda, clip_eps, clip_f, dhead,
+                                     actor_grad, vbar, vbar_last, rho, adv, alpha_f, resid, stats);
   blpo_acb_shared *sh = malloc(sizeof(*sh));
   if (!sh)
     exit(2);
@@ -466,27 +440,9 @@ static void blk_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
                            const float *adv, const float *alpha_f, const float *resid, float gamma,
                            float lambda, float *cdot, float *dhead, float *p_grad) {
   (void)be;
-  blpo_mxb_args a = {.d = *d,
-                     .anp = actor->num_params,
-                     .anm = actor->num_mlp_params,
-                     .T = T,
-                     .m = m,
-                     .head = head,
-                     .hstride = head_stride,
-                     .actor_params = actor_params,
-                     .actions = actions,
-                     .done = done,
-                     .vdot = vdot,
-                     .vdot_last = vdot_last,
-                     .rho = rho,
-                     .adv = adv,
-                     .alpha_f = alpha_f,
-                     .resid = resid,
-                     .gamma = gamma,
-                     .lambda = lambda,
-                     .cdot = cdot,
-                     .dhead = dhead,
-                     .p_grad = p_grad};
+  blpo_mxb_args a =
+      blpo_mxb_args_of(d, actor, actor_params, T, m, head, head_stride, actions, done, vdot,
+                       vdot_last, rho, adv, alpha_f, resid, gamma, lambda, cdot, dhead, p_grad);
   blpo_acb_shared *sh = malloc(sizeof(*sh));
   if (!sh)
     exit(2);

@@ -158,57 +158,15 @@ static void cpu_ops(blpo_backend *be, const ac_world *w, float **b) {
 }
 
 static void programs(const ac_world *w, float **b) {
-  blpo_acb_args a = {.d = w->d,
-                     .anp = w->actor.num_params,
-                     .anm = w->actor.num_mlp_params,
-                     .T = w->T,
-                     .m = w->m,
-                     .head = b[B_HEAD],
-                     .hstride = w->hstride,
-                     .value = b[B_VALUE],
-                     .vstride = w->vstride,
-                     .value_last = b[B_VLAST],
-                     .lstride = w->lstride,
-                     .actor_params = b[B_PARAMS],
-                     .actions = b[B_ACT],
-                     .logp_old = b[B_LOGP],
-                     .reward = b[B_REW],
-                     .done = b[B_DONE],
-                     .target = b[B_TARGET],
-                     .gamma = GAMMA,
-                     .lambda = LAMBDA,
-                     .clip_eps = CLIP,
-                     .clip_f = CLIP_F,
-                     .dhead = b[B_DHEAD],
-                     .actor_grad = b[B_AGRAD],
-                     .vbar = b[B_VBAR],
-                     .vbar_last = b[B_VBAR_LAST],
-                     .rho = b[B_RHO],
-                     .adv = b[B_ADV],
-                     .alpha_f = b[B_ALPHA],
-                     .resid = b[B_RESID],
-                     .stats = b[B_STATS]};
-  blpo_mxb_args x = {.d = w->d,
-                     .anp = w->actor.num_params,
-                     .anm = w->actor.num_mlp_params,
-                     .T = w->T,
-                     .m = w->m,
-                     .head = b[B_HEAD],
-                     .hstride = w->hstride,
-                     .actor_params = b[B_PARAMS],
-                     .actions = b[B_ACT],
-                     .done = b[B_DONE],
-                     .vdot = b[B_VDOT],
-                     .vdot_last = b[B_VDOT_LAST],
-                     .rho = b[B_RHO],
-                     .adv = b[B_ADV],
-                     .alpha_f = b[B_ALPHA],
-                     .resid = b[B_RESID],
-                     .gamma = GAMMA,
-                     .lambda = LAMBDA,
-                     .cdot = b[B_CDOT],
-                     .dhead = b[B_MDHEAD],
-                     .p_grad = b[B_PGRAD]};
+  blpo_acb_args a =
+      blpo_acb_args_of(&w->d, &w->actor, b[B_PARAMS], w->T, w->m, b[B_HEAD], w->hstride, b[B_VALUE],
+                       w->vstride, b[B_VLAST], w->lstride, b[B_ACT], b[B_LOGP], b[B_REW], b[B_DONE],
+                       b[B_TARGET], GAMMA, LAMBDA, CLIP, CLIP_F, b[B_DHEAD], b[B_AGRAD], b[B_VBAR],
+                       b[B_VBAR_LAST], b[B_RHO], b[B_ADV], b[B_ALPHA], b[B_RESID], b[B_STATS]);
+  blpo_mxb_args x =
+      blpo_mxb_args_of(&w->d, &w->actor, b[B_PARAMS], w->T, w->m, b[B_HEAD], w->hstride, b[B_ACT],
+                       b[B_DONE], b[B_VDOT], b[B_VDOT_LAST], b[B_RHO], b[B_ADV], b[B_ALPHA],
+                       b[B_RESID], GAMMA, LAMBDA, b[B_CDOT], b[B_MDHEAD], b[B_PGRAD]);
   blpo_acb_shared *sh = malloc(sizeof(*sh));
   if (!sh)
     exit(2);

@@ -38,6 +38,7 @@
 #define BLPO_ACTOR_BLOCKS_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "backend.h"
 #include "blpo_math.h"
@@ -87,6 +88,45 @@ typedef struct {
   double v[BLPO_ACB_THREADS];                   /* the critic's loss, sum resid^2 */
   double g[BLPO_ENV_MAX_ACT][BLPO_ACB_THREADS]; /* the log_std gradient */
 } blpo_acb_shared;
+
+/* The programs' arguments from the seam ops' (backend.h blpo_actor,
+ * mixed_head), for the CUDA backend and the tests alike. */
+static inline blpo_acb_args
+blpo_acb_args_of(const blpo_dims *d, const blpo_mlp *actor, const float *actor_params, int T, int m,
+                 const float *head, size_t head_stride, const float *value, size_t value_stride,
+                 const float *value_last, size_t last_stride, const float *actions,
+                 const float *logp_old, const float *reward, const float *done, const float *target,
+                 float gamma, float lambda, float clip_eps, float clip_f, float *dhead,
+                 float *actor_grad, float *vbar, float *vbar_last, float *rho, float *adv,
+                 float *alpha_f, float *resid, float *stats) {
+  blpo_acb_args a;
+  memset(&a, 0, sizeof(a));
+  a.d = *d, a.anp = actor->num_params, a.anm = actor->num_mlp_params, a.T = T, a.m = m;
+  a.head = head, a.hstride = head_stride, a.value = value, a.vstride = value_stride;
+  a.value_last = value_last, a.lstride = last_stride;
+  a.actor_params = actor_params, a.actions = actions, a.logp_old = logp_old, a.reward = reward;
+  a.done = done, a.target = target;
+  a.gamma = gamma, a.lambda = lambda, a.clip_eps = clip_eps, a.clip_f = clip_f;
+  a.dhead = dhead, a.actor_grad = actor_grad, a.vbar = vbar, a.vbar_last = vbar_last;
+  a.rho = rho, a.adv = adv, a.alpha_f = alpha_f, a.resid = resid, a.stats = stats;
+  return a;
+}
+
+static inline blpo_mxb_args
+blpo_mxb_args_of(const blpo_dims *d, const blpo_mlp *actor, const float *actor_params, int T, int m,
+                 const float *head, size_t head_stride, const float *actions, const float *done,
+                 const float *vdot, const float *vdot_last, const float *rho, const float *adv,
+                 const float *alpha_f, const float *resid, float gamma, float lambda, float *cdot,
+                 float *dhead, float *p_grad) {
+  blpo_mxb_args a;
+  memset(&a, 0, sizeof(a));
+  a.d = *d, a.anp = actor->num_params, a.anm = actor->num_mlp_params, a.T = T, a.m = m;
+  a.head = head, a.hstride = head_stride, a.actor_params = actor_params, a.actions = actions;
+  a.done = done, a.vdot = vdot, a.vdot_last = vdot_last, a.rho = rho, a.adv = adv;
+  a.alpha_f = alpha_f, a.resid = resid, a.gamma = gamma, a.lambda = lambda;
+  a.cdot = cdot, a.dhead = dhead, a.p_grad = p_grad;
+  return a;
+}
 
 BLPO_HD int blpo_acb_phases(void) { return BLPO_ACB_TREE_STEPS + 3; }
 
