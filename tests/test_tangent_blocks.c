@@ -10,8 +10,9 @@
  *
  * Sets of two and three passes (mlp_tangent_many's blpo_tnf_set: BLPO's
  * critic on the minibatch and the last observations, and mixed networks,
- * row counts and directions) run as one emulated launch, each block
- * finding its pass, to the same tolerance.
+ * row counts and directions) run through the blocks backend's
+ * mlp_tangent_many (tests/blocks_backend.h: the CUDA op's dispatch, one
+ * emulated launch, each block finding its pass), to the same tolerance.
  *
  *   --cuda  (exits 77 without a device) the CUDA backend's mlp_tangent with
  *           the block kernel on and off (set_fused_solve), against the CPU,
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocks_backend.h"
 #include "blpo/backend.h"
 #include "blpo/mlp.h"
 #include "blpo/tangent_blocks.h"
@@ -142,7 +144,7 @@ static int many_count(const tn_case *set) {
   return c;
 }
 
-static void check_many_blocks(const tn_case *set, blpo_backend *cpu) {
+static void check_many_blocks(const tn_case *set, blpo_backend *cpu, blpo_backend *blk) {
   const int count = many_count(set);
   tn_inputs in[3];
   blpo_mlp_tangent_pass tp[3];
@@ -155,18 +157,13 @@ static void check_many_blocks(const tn_case *set, blpo_backend *cpu) {
     tp[k] = (blpo_mlp_tangent_pass){&in[k].m, in[k].params, in[k].x, in[k].n, in[k].acts,
                                     in[k].K,  in[k].dirs,   ry[k],   NULL};
   }
+  /* the blocks backend's mlp_tangent_many: the CUDA op's dispatch, its
+   * launch emulated (the set fits, so no pass takes the work-using path) */
   blpo_tnf_set s;
-  CHECK(blpo_tnf_set_init(&s, in[0].P, count, tp, 232448), "%s ...: the set fits", set[0].name);
-  float *sm = test_alloc_floats((size_t)s.s_floats);
-  EMU_FOR (p, in[0].P)
-    EMU_FOR (gb, s.start[s.count]) {
-      const int k = blpo_pass_of(s.start, gb);
-      test_poison_nan(sm, (size_t)s.s_floats, 3);
-      for (int ph = 0; ph < blpo_tnf_phases(&s.t[k].lay); ph++)
-        EMU_FOR (t, BLPO_MBF_THREADS)
-          blpo_tnf_block(&s.t[k], p, gb - s.start[k], t, ph, sm);
-    }
-  free(sm);
+  int fits = blpo_tnf_set_init(&s, in[0].P, count, tp, BLK_SMEM);
+  CHECK(fits, "%s ...: the set fits", set[0].name);
+  if (fits)
+    blk->mlp_tangent_many(blk, in[0].P, count, tp);
   for (int k = 0; k < count; k++) {
     check_out(&in[k], ry[k], set[k].name, "in a set of passes");
     char what[160];
@@ -333,8 +330,10 @@ int main(int argc, char **argv) {
     emu_begin_order(o, seed);
     for (size_t k = 0; k < nc; k++)
       check_blocks(&kCases[k], cpu);
+    blpo_backend *blk = blocks_backend_create();
     for (size_t k = 0; k < sizeof(kMany) / sizeof(kMany[0]); k++)
-      check_many_blocks(kMany[k], cpu);
+      check_many_blocks(kMany[k], cpu, blk);
+    blk->destroy(blk);
   }
   emu_seen_free();
   cpu->destroy(cpu);
