@@ -578,14 +578,19 @@ void cuda_bootstrap_truncated(blpo_backend *be, size_t count, float *reward, con
 // value (agent stride value_stride), actions (A per row), logp_old, adv, ret,
 // value_old. Outputs: dhead (P,n,Y), dvalue (P,n) written; actor_grad
 // (P,np): log_std part [num_mlp, num_mlp + A) written for continuous heads;
-// stats (P,BLPO_STAT_COUNT) accumulated.
-__global__ void ppo_loss_kernel(
-    blpo_dims d, size_t np, size_t num_mlp, const float *__restrict__ actor_params, int n,
-    const float *__restrict__ head, size_t head_stride, const float *__restrict__ value,
-    size_t value_stride, const float *__restrict__ actions, const float *__restrict__ logp_old,
-    const float *__restrict__ adv, const float *__restrict__ ret,
-    const float *__restrict__ value_old, blpo_ppo_params pp, float *__restrict__ dhead,
-    float *__restrict__ dvalue, float *__restrict__ actor_grad, float *__restrict__ stats) {
+// stats (P,BLPO_STAT_COUNT) accumulated. The bound's minimum of one block
+// per multiprocessor keeps ptxas from capping the kernel at 64 registers and
+// spilling, as it does on sm_80..89 with the thread bound alone
+// (tools/kernel_resources.py).
+__global__ void __launch_bounds__(kT, 1)
+    ppo_loss_kernel(blpo_dims d, size_t np, size_t num_mlp, const float *__restrict__ actor_params,
+                    int n, const float *__restrict__ head, size_t head_stride,
+                    const float *__restrict__ value, size_t value_stride,
+                    const float *__restrict__ actions, const float *__restrict__ logp_old,
+                    const float *__restrict__ adv, const float *__restrict__ ret,
+                    const float *__restrict__ value_old, blpo_ppo_params pp,
+                    float *__restrict__ dhead, float *__restrict__ dvalue,
+                    float *__restrict__ actor_grad, float *__restrict__ stats) {
   __shared__ double sh[BLPO_CUDA_THREADS];
   const int p = blockIdx.x;
   const int Y = d.head_dim, A = d.act_dim;

@@ -64,6 +64,10 @@ fused_net net_layout(const blpo_mlp *m) {
 // and the head outputs (4: actor head, then the value at +4).
 constexpr int kEnvExtra = 16;
 constexpr int kTargetThreads = 512;
+// shape_of's blocks: EPB envs of W threads, W <= 256 (a warp multiple), so
+// EPB * W <= kTargetThreads, the kernel's launch bound
+static_assert((BLPO_FUSED_MAX_WIDTH + 31) / 32 * 32 <= kTargetThreads,
+              "a fused rollout block would exceed the kernel's launch bound");
 
 struct fused_shape {
   int W, epb, threads;
@@ -121,15 +125,18 @@ __device__ void forward(const fused_net &n, const float *s, const float *x, floa
   }
 }
 
-__global__ void rollout_fused_kernel(blpo_dims d, fused_net an, fused_net cn, int W, int epb,
-                                     const float *__restrict__ actor_params,
-                                     const float *__restrict__ critic_params, int t0, int t1,
-                                     blpo_counter ctr, blpo_env_state *__restrict__ states,
-                                     float *__restrict__ obs, float *__restrict__ act,
-                                     float *__restrict__ logp, float *__restrict__ value,
-                                     float *__restrict__ reward, float *__restrict__ done,
-                                     float *__restrict__ ep_ret, float *__restrict__ final_obs,
-                                     float *__restrict__ trunc) {
+// The launch bound's minimum of one block per multiprocessor keeps ptxas at
+// the 80 registers it chose before the bound was added; with the thread bound
+// alone it caps the kernel at 64 and spills.
+__global__ void __launch_bounds__(kTargetThreads, 1)
+    rollout_fused_kernel(blpo_dims d, fused_net an, fused_net cn, int W, int epb,
+                         const float *__restrict__ actor_params,
+                         const float *__restrict__ critic_params, int t0, int t1, blpo_counter ctr,
+                         blpo_env_state *__restrict__ states, float *__restrict__ obs,
+                         float *__restrict__ act, float *__restrict__ logp,
+                         float *__restrict__ value, float *__restrict__ reward,
+                         float *__restrict__ done, float *__restrict__ ep_ret,
+                         float *__restrict__ final_obs, float *__restrict__ trunc) {
   extern __shared__ float sm[];
   const int p = blockIdx.y;
   const int O = d.obs_dim, A = d.act_dim;

@@ -107,3 +107,29 @@ if(BLPO_HAVE_CUDA)
                    $<TARGET_FILE:stale_cuda_plugin>)
   set_tests_properties(cuda_plugin_cli PROPERTIES LABELS "cpu;cli")
 endif()
+
+# Every kernel's registers, spills and static shared memory as ptxas reports
+# them for each architecture built, checked so that no launch can fail for
+# resources on a device (tools/kernel_resources.py). Needs no GPU, so CI runs
+# it on every commit.
+if(BLPO_HAVE_CUDA)
+  find_package(Python3 COMPONENTS Interpreter)
+  if(Python3_FOUND)
+    set(blpo_kr_archs "")
+    foreach(a ${CMAKE_CUDA_ARCHITECTURES})
+      string(REGEX REPLACE "-(real|virtual)$" "" a "${a}")
+      if(a MATCHES "^[0-9]+[af]?$") # "native" or "all": the tool's default list
+        list(APPEND blpo_kr_archs --arch ${a})
+      endif()
+    endforeach()
+    file(GLOB blpo_kr_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/*.cu)
+    add_test(NAME kernel_resources
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tools/kernel_resources.py
+                     --nvcc ${CMAKE_CUDA_COMPILER} ${blpo_kr_archs}
+                     -I ${CMAKE_SOURCE_DIR}/include -I ${CMAKE_SOURCE_DIR}/envs_gpu
+                     --table ${CMAKE_BINARY_DIR}/kernel_resources.md ${blpo_kr_sources})
+    set_tests_properties(kernel_resources PROPERTIES LABELS "cuda-static")
+  else()
+    message(STATUS "kernel_resources test: no Python 3 interpreter, not registered")
+  endif()
+endif()

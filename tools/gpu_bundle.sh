@@ -12,6 +12,9 @@ cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DBLPO_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
 cmake --build build-gpu -j "$(nproc)" 2>&1 | grep -E 'warning|error' || true
 test -x build-gpu/blpo-gpu
+# the kernels' registers, spills and shared memory for this architecture,
+# for the results (gpu_check.sh copies the table into its output)
+ctest --test-dir build-gpu -R '^kernel_resources$' --output-on-failure
 rm -rf .gpucarry && mkdir -p .gpucarry/libs
 for lib in libyaml-0.so.2 libgfortran.so.5 libquadmath.so.0 libgomp.so.1; do
   cp -L "/lib/x86_64-linux-gnu/$lib" .gpucarry/libs/
@@ -20,6 +23,7 @@ cp -L /usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0 .gpucarry/libs/
 # binaries and CTest files only (no object files)
 find build-gpu -type f \( -perm -u+x -o -name 'CTestTestfile.cmake' -o -name '*.tcl' \) \
   ! -path '*/CMakeFiles/*' >.gpucarry/files
+[ -f build-gpu/kernel_resources.md ] && echo build-gpu/kernel_resources.md >>.gpucarry/files
 tar -cJf .gpucarry/bundle.tar.xz -T .gpucarry/files -C .gpucarry libs
 rm -rf .gpucarry/libs .gpucarry/files
 excl="$(git rev-parse --git-dir)/info/exclude"

@@ -28,6 +28,7 @@ rc=0
 for s in "${stages[@]}"; do
   case "$s" in
   tests)
+    cp build-gpu/kernel_resources.md "$out/" 2>/dev/null || true
     ctest --test-dir build-gpu -L gpu --timeout 300 --output-on-failure 2>&1 | tee "$out/gpu_tests.log" || rc=1
     ;;
   memcheck)

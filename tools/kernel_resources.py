@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Every CUDA kernel's resources as ptxas reports them, per architecture, and
+the checks that a launch will not fail for resources on a real device.
+
+Runs without a GPU (nvcc and ptxas only), so CI checks the kernels' resource
+use on every commit although it cannot launch them. For each kernels/*.cu and
+each architecture it compiles the file to PTX, assembles it with `ptxas -v`,
+and reads per kernel: registers, spill bytes, stack frame, static shared
+memory and the launch bound (`.maxntid`, from __launch_bounds__).
+
+Checks (each failure names the kernel, the file and the architecture):
+  - a kernel without __launch_bounds__ uses at most 64 registers, so that any
+    block size up to 1024 threads fits a multiprocessor's 65536 registers
+    (with a bound, ptxas itself holds the registers to it);
+  - registers x bound fit 65536 (ptxas guarantees it; checked in case);
+  - no register spills, except the kernels listed in SPILL_ALLOWED with the
+    most bytes tolerated and why;
+  - static shared memory at most 48 KiB (more needs dynamic shared memory and
+    the opt-in attribute, which the launchers set for their dynamic part).
+
+Usage: kernel_resources.py [--nvcc PATH] [--arch 90 ...] [--table FILE]
+                           [-I DIR ...] SOURCE.cu ...
+Exit status 0 when every check passes, 1 when one fails, 2 on a compiler
+error.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+REGS_PER_SM = 65536
+STATIC_SMEM_MAX = 48 * 1024
+# Kernels whose spills are known, with the most bytes (stores + loads) held
+# to and why. Any other kernel must not spill at all.
+SPILL_ALLOWED = {
+    # sm_80..89 (12 + 12 bytes): the calling convention's saves around the
+    # call into libdevice's non-inlined __internal_accurate_pow (Adam's bias
+    # corrections), not register pressure
+    "acb_kernel": (32, "call saves around __internal_accurate_pow"),
+    "mbf_rows_kernel": (32, "call saves around __internal_accurate_pow"),
+    # sm_90 (28 + 32 bytes at 48 registers of the 255 its bound allows): a
+    # few words of the eigensolver's locals; one block per agent runs it once
+    # per minibatch, so they cannot cost anything measurable
+    "nys_fused_kernel": (64, "eigensolver locals, one block per agent"),
+}
+
+ENTRY_RE = re.compile(r"^(?:\.visible\s+)?\.entry (\S+)\((.*?)\)\s*((?:\.\w+[^\n{]*\n\s*)*)\{",
+                      re.S | re.M)
+MAXNTID_RE = re.compile(r"\.maxntid\s+(\d+),\s*(\d+),\s*(\d+)")
+PTXAS_RE = re.compile(
+    r"Compiling entry function '(\S+)' for 'sm_(\d+)'\n"
+    r"(?:ptxas info\s*: Function properties for \S+\n)?"
+    r"\s*(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads\n"
+    r"ptxas info\s*: Used (\d+) registers([^\n]*)")
+SMEM_RE = re.compile(r"(\d+) bytes smem")
+
+
+def demangle(names):
+    """Short names: c++filt, anonymous namespaces and arguments dropped."""
+    filt = shutil.which("c++filt")
+    if not filt:
+        return {n: n for n in names}
+    out = subprocess.run([filt], input="\n".join(names), capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    short = {}
+    for n, d in zip(names, out):
+        d = d.replace("(anonymous namespace)::", "").split("(")[0]
+        d = re.sub(r".*::", "", d)
+        short[n] = d
+    return short
+
+
+def kernels_of(nvcc, ptxas, src, arch, includes, tmp):
+    """[(mangled, resources dict)] of src compiled for sm_<arch>."""
+    ptx = os.path.join(tmp, f"{os.path.basename(src)}.{arch}.ptx")
+    cmd = [nvcc, "-O3", "-DNDEBUG", f"-arch=compute_{arch}", "-ptx", src, "-o", ptx]
+    for inc in includes:
+        cmd += ["-I", inc]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(f"kernel_resources: {' '.join(cmd)} failed:\n{r.stderr}")
+        sys.exit(2)
+    r = subprocess.run([ptxas, f"-arch=sm_{arch}", "-O3", "-v", ptx, "-o", os.devnull],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(f"kernel_resources: ptxas on {ptx} failed:\n{r.stderr}")
+        sys.exit(2)
+    text = open(ptx).read()
+    bounds = {}
+    for m in ENTRY_RE.finditer(text):
+        b = MAXNTID_RE.search(m.group(3))
+        bounds[m.group(1)] = int(b.group(1)) * int(b.group(2)) * int(b.group(3)) if b else None
+    found = []
+    for m in PTXAS_RE.finditer(r.stdout + r.stderr):
+        smem = SMEM_RE.search(m.group(7))
+        found.append((m.group(1), {
+            "stack": int(m.group(3)),
+            "spill": int(m.group(4)) + int(m.group(5)),
+            "regs": int(m.group(6)),
+            "smem": int(smem.group(1)) if smem else 0,
+            "bound": bounds.get(m.group(1)),
+        }))
+    if len(found) != len(bounds):
+        sys.stderr.write(f"kernel_resources: {src} sm_{arch}: ptxas reported {len(found)} "
+                         f"kernels, the PTX has {len(bounds)} (output format changed?)\n")
+        sys.exit(2)
+    return found
+
+
+def problems_of(name, k):
+    out = []
+    # registers are allocated per warp in units of 256
+    per_warp = (k["regs"] * 32 + 255) // 256 * 256
+    most = min(1024, REGS_PER_SM // per_warp * 32)  # threads of the largest block that fits
+    if k["bound"] is None and most < 1024:
+        out.append(f"{k['regs']} registers without __launch_bounds__: a block of more than "
+                   f"{most} threads cannot launch; give the kernel the launch bound its "
+                   "launcher uses")
+    if k["bound"] is not None:
+        if (k["bound"] + 31) // 32 * per_warp > REGS_PER_SM:
+            out.append(f"{k['regs']} registers x {k['bound']} threads exceed {REGS_PER_SM}")
+    allowed, _ = SPILL_ALLOWED.get(name, (0, ""))
+    if k["spill"] > allowed:
+        out.append(f"{k['spill']} bytes of register spills (allowed {allowed})")
+    if k["smem"] > STATIC_SMEM_MAX:
+        out.append(f"{k['smem']} bytes of static shared memory (at most {STATIC_SMEM_MAX})")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--nvcc", default=shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc")
+    ap.add_argument("--arch", action="append", help="compute capability, e.g. 90 (repeatable)")
+    ap.add_argument("--table", help="write the resource table (markdown) here")
+    ap.add_argument("-I", dest="includes", action="append", default=[])
+    ap.add_argument("sources", nargs="+")
+    a = ap.parse_args()
+    archs = a.arch or ["80", "86", "89", "90"]
+    ptxas = os.path.join(os.path.dirname(a.nvcc), "ptxas")
+    if not os.path.exists(ptxas):
+        ptxas = shutil.which("ptxas") or "ptxas"
+
+    rows, failures = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in a.sources:
+            for arch in archs:
+                found = kernels_of(a.nvcc, ptxas, src, arch, a.includes, tmp)
+                short = demangle([n for n, _ in found])
+                for mangled, k in found:
+                    name = short[mangled]
+                    rows.append((os.path.basename(src), arch, name, k))
+                    for p in problems_of(name, k):
+                        failures.append(f"{os.path.basename(src)}: {name} (sm_{arch}): {p}")
+
+    # a kernel defined in a header appears once per file that includes it
+    seen, table = set(), []
+    for src, arch, name, k in sorted(rows, key=lambda r: (r[1], r[0], r[2])):
+        if (arch, name, tuple(sorted(k.items()))) in seen:
+            continue
+        seen.add((arch, name, tuple(sorted(k.items()))))
+        table.append(f"| sm_{arch} | {src} | {name} | {k['regs']} | "
+                     f"{k['bound'] if k['bound'] else '-'} | {k['smem']} | {k['stack']} | "
+                     f"{k['spill']} |")
+    head = ("| arch | file | kernel | registers | launch bound | static smem (B) | "
+            "stack (B) | spill (B) |\n|---|---|---|---:|---:|---:|---:|---:|\n")
+    if a.table:
+        tmp_path = a.table + ".tmp"
+        with open(tmp_path, "w") as f:
+            f.write(head + "\n".join(table) + "\n")
+        os.replace(tmp_path, a.table)
+    n_kernels = len({(r[0], r[2]) for r in rows})
+    print(f"kernel_resources: {n_kernels} kernels in {len(a.sources)} files, "
+          f"architectures {', '.join('sm_' + x for x in archs)}")
+    for f in failures:
+        print("FAIL " + f)
+    if failures:
+        return 1
+    print("kernel_resources: every kernel fits its launch (registers, spills, static smem)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
