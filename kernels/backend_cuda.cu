@@ -163,6 +163,7 @@ void cuda_download(blpo_backend *be, void *dst, const void *src, size_t bytes) {
 
 // dst (count) = value.
 __global__ void fill_kernel(float *__restrict__ dst, float value, size_t count) {
+  blpo_pdl_enter();
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < count)
     dst[i] = value;
@@ -171,8 +172,7 @@ __global__ void fill_kernel(float *__restrict__ dst, float value, size_t count) 
 void cuda_fill(blpo_backend *be, float *dst, float value, size_t count) {
   if (!count)
     return;
-  fill_kernel<<<blpo_cuda_blocks(count, kT), kT, 0, stream_of(be)>>>(dst, value, count);
-  cudaCheckLaunch("fill_kernel");
+  blpo_launch(blpo_cuda(be), fill_kernel, blpo_cuda_blocks(count, kT), kT, 0, dst, value, count);
 }
 
 void cuda_sync(blpo_backend *be) { cudaCheck(cudaStreamSynchronize(stream_of(be))); }
@@ -203,6 +203,7 @@ void cuda_env_step(blpo_backend *be, const blpo_dims *d, blpo_env_state *states,
 // centred second moment. Thread 0 alone reads and writes the stats.
 __global__ void moments_update_kernel(int dim, int rows, float *__restrict__ stats,
                                       const float *__restrict__ x) {
+  blpo_pdl_enter();
   __shared__ double sh[BLPO_CUDA_THREADS];
   const int p = blockIdx.x;
   float *mean = stats + (size_t)p * (2 * dim + 1), *var = mean + dim, *count = mean + 2 * dim;
@@ -234,6 +235,7 @@ __global__ void moments_update_kernel(int dim, int rows, float *__restrict__ sta
 // obs (P,N,O) normalised in place with stats (P, 2*O+1).
 __global__ void obs_normalise_kernel(int P, int N, int O, const float *__restrict__ stats,
                                      float *__restrict__ obs) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * N * O)
     return;
@@ -246,20 +248,20 @@ __global__ void obs_normalise_kernel(int P, int N, int O, const float *__restric
 void cuda_obs_norm(blpo_backend *be, const blpo_dims *d, float *stats, float *obs, int update) {
   if (d->P <= 0 || d->N <= 0)
     return;
-  cudaStream_t s = stream_of(be);
+  const blpo_cuda_impl *impl = blpo_cuda(be);
   if (update) {
-    moments_update_kernel<<<d->P, kT, 0, s>>>(d->obs_dim, d->N, stats, obs);
-    cudaCheckLaunch("moments_update_kernel");
+    blpo_launch(impl, moments_update_kernel, d->P, kT, 0, d->obs_dim, d->N, stats, obs);
   }
   size_t cnt = (size_t)d->P * d->N * d->obs_dim;
-  obs_normalise_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, s>>>(d->P, d->N, d->obs_dim, stats, obs);
-  cudaCheckLaunch("obs_normalise_kernel");
+  blpo_launch(impl, obs_normalise_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, d->P, d->N, d->obs_dim,
+              stats, obs);
 }
 
 // ret_acc (count) = ret_acc * gamma * (1 - done) + reward.
 __global__ void ret_acc_kernel(size_t count, float *__restrict__ ret_acc,
                                const float *__restrict__ reward, const float *__restrict__ done,
                                float gamma) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e < count)
     ret_acc[e] = ret_acc[e] * gamma * (1.0f - done[e]) + reward[e];
@@ -268,6 +270,7 @@ __global__ void ret_acc_kernel(size_t count, float *__restrict__ ret_acc,
 // reward (P,N) /= sqrt(var_p + 1e-8) with stats (P,3).
 __global__ void reward_scale_kernel(int P, int N, const float *__restrict__ stats,
                                     float *__restrict__ reward) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * N)
     return;
@@ -280,15 +283,14 @@ void cuda_reward_norm(blpo_backend *be, const blpo_dims *d, float *stats, float 
                       float *reward, const float *done, float gamma) {
   if (d->P <= 0 || d->N <= 0)
     return;
-  cudaStream_t s = stream_of(be);
+  const blpo_cuda_impl *impl = blpo_cuda(be);
   size_t cnt = (size_t)d->P * d->N;
-  ret_acc_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, s>>>(cnt, ret_acc, reward, done, gamma);
-  cudaCheckLaunch("ret_acc_kernel");
+  blpo_launch(impl, ret_acc_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, cnt, ret_acc, reward, done,
+              gamma);
   // dim 1: stats (P, 2*1+1) = (mean, var, count), the batch ret_acc (P,N,1)
-  moments_update_kernel<<<d->P, kT, 0, s>>>(1, d->N, stats, ret_acc);
-  cudaCheckLaunch("moments_update_kernel");
-  reward_scale_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, s>>>(d->P, d->N, stats, reward);
-  cudaCheckLaunch("reward_scale_kernel");
+  blpo_launch(impl, moments_update_kernel, d->P, kT, 0, 1, d->N, stats, ret_acc);
+  blpo_launch(impl, reward_scale_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, d->P, d->N, stats,
+              reward);
 }
 
 // ---- policy ------------------------------------------------------------------
@@ -300,6 +302,7 @@ __global__ void policy_sample_kernel(blpo_dims d, size_t np, size_t num_mlp,
                                      const float *__restrict__ head, size_t head_stride,
                                      blpo_counter ctr, float *__restrict__ actions,
                                      float *__restrict__ logp) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)d.P * d.N)
     return;
@@ -317,15 +320,15 @@ void cuda_policy_sample(blpo_backend *be, const blpo_dims *d, const blpo_mlp *ac
   size_t cnt = (size_t)d->P * d->N;
   if (!cnt)
     return;
-  policy_sample_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(
-      *d, actor->num_params, actor->num_mlp_params, actor_params, head, head_stride, counter,
-      actions, logp);
-  cudaCheckLaunch("policy_sample_kernel");
+  blpo_launch(blpo_cuda(be), policy_sample_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, *d,
+              actor->num_params, actor->num_mlp_params, actor_params, head, head_stride, counter,
+              actions, logp);
 }
 
 // head (P,N,Y) with agent stride head_stride -> actions (P,N,A).
 __global__ void policy_mode_kernel(blpo_dims d, const float *__restrict__ head, size_t head_stride,
                                    float *__restrict__ actions) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)d.P * d.N)
     return;
@@ -350,9 +353,8 @@ void cuda_policy_mode(blpo_backend *be, const blpo_dims *d, const float *head, s
   size_t cnt = (size_t)d->P * d->N;
   if (!cnt)
     return;
-  policy_mode_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(*d, head, head_stride,
-                                                                          actions);
-  cudaCheckLaunch("policy_mode_kernel");
+  blpo_launch(blpo_cuda(be), policy_mode_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, *d, head,
+              head_stride, actions);
 }
 
 // ---- targets -----------------------------------------------------------------
@@ -363,6 +365,7 @@ __global__ void gae_kernel(int PN, int T, const float *__restrict__ reward,
                            const float *__restrict__ done, const float *__restrict__ value,
                            const float *__restrict__ last_value, float gamma, float lambda,
                            float *__restrict__ adv, float *__restrict__ ret) {
+  blpo_pdl_enter();
   int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= PN)
     return;
@@ -376,9 +379,8 @@ void cuda_gae(blpo_backend *be, const blpo_dims *d, const float *reward, const f
   int PN = d->P * d->N;
   if (PN <= 0)
     return;
-  gae_kernel<<<blpo_cuda_blocks((size_t)PN, kT), kT, 0, stream_of(be)>>>(
-      PN, d->T, reward, done, value, last_value, gamma, lambda, adv, ret);
-  cudaCheckLaunch("gae_kernel");
+  blpo_launch(blpo_cuda(be), gae_kernel, blpo_cuda_blocks((size_t)PN, kT), kT, 0, PN, d->T, reward,
+              done, value, last_value, gamma, lambda, adv, ret);
 }
 
 // ---- minibatches -------------------------------------------------------------
@@ -388,6 +390,7 @@ void cuda_gae(blpo_backend *be, const blpo_dims *d, const float *reward, const f
 __global__ void gather_rows_kernel(int P, const int32_t *__restrict__ idx, size_t idx_stride, int n,
                                    const float *__restrict__ src, int width,
                                    float *__restrict__ dst) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   size_t per = (size_t)n * width;
   if (e >= (size_t)P * per)
@@ -401,9 +404,8 @@ void cuda_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t idx_st
   size_t cnt = (size_t)(P > 0 ? P : 0) * (size_t)(n > 0 ? n : 0) * (size_t)(width > 0 ? width : 0);
   if (!cnt)
     return;
-  gather_rows_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(P, idx, idx_stride, n,
-                                                                          src, width, dst);
-  cudaCheckLaunch("gather_rows_kernel");
+  blpo_launch(blpo_cuda(be), gather_rows_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, P, idx,
+              idx_stride, n, src, width, dst);
 }
 
 // gather_rows_many: the gathers' elements end to end, gather t's P * n *
@@ -416,6 +418,7 @@ struct gather_set {
 };
 
 __global__ void gather_rows_many_kernel(const __grid_constant__ gather_set s) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= s.end[s.count - 1])
     return;
@@ -448,13 +451,13 @@ void cuda_gather_rows_many(blpo_backend *be, int P, int count, const blpo_gather
   }
   if (!s.count)
     return;
-  gather_rows_many_kernel<<<blpo_cuda_blocks(total, kT), kT, 0, stream_of(be)>>>(s);
-  cudaCheckLaunch("gather_rows_many_kernel");
+  blpo_launch(blpo_cuda(be), gather_rows_many_kernel, blpo_cuda_blocks(total, kT), kT, 0, s);
 }
 
 // P blocks of count floats: dst[p*dst_stride + k] = src[p*src_stride + k].
 __global__ void copy_blocks_kernel(int P, size_t count, float *__restrict__ dst, size_t dst_stride,
                                    const float *__restrict__ src, size_t src_stride) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * count)
     return;
@@ -467,15 +470,15 @@ void cuda_copy_blocks(blpo_backend *be, int P, size_t count, float *dst, size_t 
   if (P <= 0 || !count)
     return;
   size_t cnt = (size_t)P * count;
-  copy_blocks_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(P, count, dst, dst_stride,
-                                                                          src, src_stride);
-  cudaCheckLaunch("copy_blocks_kernel");
+  blpo_launch(blpo_cuda(be), copy_blocks_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, P, count, dst,
+              dst_stride, src, src_stride);
 }
 
 // One thread per (agent p, position i < T*N): idx (P, T*N), as
 // cpu_shuffle_samples (src/backend_cpu.c); the counter read from the clock.
 __global__ void shuffle_samples_kernel(int P, int N, int T, uint64_t seed, blpo_counter ctr,
                                        int32_t *__restrict__ idx) {
+  blpo_pdl_enter();
   const size_t TN = (size_t)T * N;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * TN)
@@ -491,9 +494,8 @@ void cuda_shuffle_samples(blpo_backend *be, const blpo_dims *d, blpo_counter cou
   size_t cnt = (size_t)d->P * d->T * d->N;
   if (!cnt)
     return;
-  shuffle_samples_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(
-      d->P, d->N, d->T, d->seed, counter, idx);
-  cudaCheckLaunch("shuffle_samples_kernel");
+  blpo_launch(blpo_cuda(be), shuffle_samples_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, d->P, d->N,
+              d->T, d->seed, counter, idx);
 }
 
 // One thread per (agent p, env slot < N) of the trajectory minibatches: rows
@@ -501,6 +503,7 @@ void cuda_shuffle_samples(blpo_backend *be, const blpo_dims *d, blpo_counter cou
 __global__ void shuffle_trajectories_kernel(int P, int N, int T, int m, uint64_t seed,
                                             blpo_counter ctr, int32_t *__restrict__ rows,
                                             int32_t *__restrict__ last) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * N)
     return;
@@ -521,15 +524,15 @@ void cuda_shuffle_trajectories(blpo_backend *be, const blpo_dims *d, int m, blpo
   size_t cnt = (size_t)d->P * d->N;
   if (!cnt || m <= 0)
     return;
-  shuffle_trajectories_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(
-      d->P, d->N, d->T, m, d->seed, counter, rows, last);
-  cudaCheckLaunch("shuffle_trajectories_kernel");
+  blpo_launch(blpo_cuda(be), shuffle_trajectories_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, d->P,
+              d->N, d->T, m, d->seed, counter, rows, last);
 }
 
 // One thread per (draw j, agent p, index i < k): idx (draws, P, k), as
 // cpu_sketch_indices.
 __global__ void sketch_indices_kernel(int P, int draws, uint64_t seed, uint32_t np, int k,
                                       blpo_counter ctr, int32_t *__restrict__ idx) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)draws * P * k)
     return;
@@ -544,9 +547,8 @@ void cuda_sketch_indices(blpo_backend *be, const blpo_dims *d, size_t np, int k,
   size_t cnt = (size_t)(draws > 0 ? draws : 0) * d->P * (size_t)(k > 0 ? k : 0);
   if (!cnt)
     return;
-  sketch_indices_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(
-      d->P, draws, d->seed, (uint32_t)np, k, counter, idx);
-  cudaCheckLaunch("sketch_indices_kernel");
+  blpo_launch(blpo_cuda(be), sketch_indices_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, d->P, draws,
+              d->seed, (uint32_t)np, k, counter, idx);
 }
 
 // reward, trunc (count = P*N); value (P, agent stride value_stride_agent, N floats).
@@ -554,6 +556,7 @@ __global__ void bootstrap_truncated_kernel(size_t count, float *__restrict__ rew
                                            const float *__restrict__ trunc,
                                            const float *__restrict__ value,
                                            size_t value_stride_agent, int N, float gamma) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= count)
     return;
@@ -565,9 +568,8 @@ void cuda_bootstrap_truncated(blpo_backend *be, size_t count, float *reward, con
                               const float *value, size_t value_stride_agent, int N, float gamma) {
   if (!count)
     return;
-  bootstrap_truncated_kernel<<<blpo_cuda_blocks(count, kT), kT, 0, stream_of(be)>>>(
-      count, reward, trunc, value, value_stride_agent, N, gamma);
-  cudaCheckLaunch("bootstrap_truncated_kernel");
+  blpo_launch(blpo_cuda(be), bootstrap_truncated_kernel, blpo_cuda_blocks(count, kT), kT, 0, count,
+              reward, trunc, value, value_stride_agent, N, gamma);
 }
 
 // ---- losses ------------------------------------------------------------------
@@ -591,6 +593,7 @@ __global__ void __launch_bounds__(kT, 1)
                     const float *__restrict__ value_old, blpo_ppo_params pp,
                     float *__restrict__ dhead, float *__restrict__ dvalue,
                     float *__restrict__ actor_grad, float *__restrict__ stats) {
+  blpo_pdl_enter();
   __shared__ double sh[BLPO_CUDA_THREADS];
   const int p = blockIdx.x;
   const int Y = d.head_dim, A = d.act_dim;
@@ -663,16 +666,16 @@ void cuda_ppo_loss(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                    float *actor_grad, float *stats) {
   if (d->P <= 0)
     return;
-  ppo_loss_kernel<<<d->P, kT, 0, stream_of(be)>>>(
-      *d, actor->num_params, actor->num_mlp_params, actor_params, n, head, head_stride, value,
-      value_stride, actions, logp_old, adv, ret, value_old, pp, dhead, dvalue, actor_grad, stats);
-  cudaCheckLaunch("ppo_loss_kernel");
+  blpo_launch(blpo_cuda(be), ppo_loss_kernel, d->P, kT, 0, *d, actor->num_params,
+              actor->num_mlp_params, actor_params, n, head, head_stride, value, value_stride,
+              actions, logp_old, adv, ret, value_old, pp, dhead, dvalue, actor_grad, stats);
 }
 
 // ---- optimiser ---------------------------------------------------------------
 
 // One block per agent: out (P) = sum of squares of x (P,count), in double.
 __global__ void sumsq_kernel(const float *__restrict__ x, size_t count, float *__restrict__ out) {
+  blpo_pdl_enter();
   __shared__ double sh[BLPO_CUDA_THREADS];
   const float *xp = x + (size_t)blockIdx.x * count;
   double s = 0;
@@ -686,14 +689,14 @@ __global__ void sumsq_kernel(const float *__restrict__ x, size_t count, float *_
 void cuda_sumsq(blpo_backend *be, int P, const float *x, size_t count, float *out) {
   if (P <= 0)
     return;
-  sumsq_kernel<<<P, kT, 0, stream_of(be)>>>(x, count, out);
-  cudaCheckLaunch("sumsq_kernel");
+  blpo_launch(blpo_cuda(be), sumsq_kernel, P, kT, 0, x, count, out);
 }
 
 // sa, sc, scale (P); stats (P,BLPO_STAT_COUNT) accumulated.
 __global__ void clip_scale_kernel(int P, const float *__restrict__ sa, const float *__restrict__ sc,
                                   float max_norm, float *__restrict__ stats,
                                   float *__restrict__ scale) {
+  blpo_pdl_enter();
   int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= P)
     return;
@@ -707,9 +710,8 @@ void cuda_clip_scale(blpo_backend *be, int P, const float *sa, const float *sc, 
                      float *stats, float *scale) {
   if (P <= 0)
     return;
-  clip_scale_kernel<<<blpo_cuda_blocks((size_t)P, kT), kT, 0, stream_of(be)>>>(P, sa, sc, max_norm,
-                                                                               stats, scale);
-  cudaCheckLaunch("clip_scale_kernel");
+  blpo_launch(blpo_cuda(be), clip_scale_kernel, blpo_cuda_blocks((size_t)P, kT), kT, 0, P, sa, sc,
+              max_norm, stats, scale);
 }
 
 // params, grad, m, v (P,count); scale (P) or NULL. The step constants are
@@ -718,6 +720,7 @@ __global__ void adam_kernel(int P, size_t count, float *__restrict__ params,
                             const float *__restrict__ grad, float *__restrict__ m,
                             float *__restrict__ v, const float *__restrict__ scale,
                             blpo_adam_sched sched) {
+  blpo_pdl_enter();
   __shared__ blpo_adam_step_params sp;
   if (threadIdx.x == 0)
     sp = blpo_adam_resolve(sched, blpo_clock_read(sched.step.clock));
@@ -734,9 +737,8 @@ void cuda_adam(blpo_backend *be, int P, size_t count, float *params, const float
   if (P <= 0 || !count)
     return;
   size_t cnt = (size_t)P * count;
-  adam_kernel<<<blpo_cuda_blocks(cnt, kT), kT, 0, stream_of(be)>>>(P, count, params, grad, m, v,
-                                                                   scale, sched);
-  cudaCheckLaunch("adam_kernel");
+  blpo_launch(blpo_cuda(be), adam_kernel, blpo_cuda_blocks(cnt, kT), kT, 0, P, count, params, grad,
+              m, v, scale, sched);
 }
 
 // ---- lifetime ----------------------------------------------------------------

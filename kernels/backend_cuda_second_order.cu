@@ -66,12 +66,11 @@ const int kBatchedEigMax = 32;
 
 so_solver *solver_of(blpo_backend *be) { return (so_solver *)blpo_cuda(be)->solver; }
 
-void launch_check(const char *name) { cudaCheckLaunch(name); }
-
 // ---- elementwise and per-agent reductions -----------------------------------
 
 // dst (total) += alpha * src (total).
 __global__ void axpy_kernel(size_t total, float alpha, const float *src, float *dst) {
+  blpo_pdl_enter();
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < total)
     dst[i] += alpha * src[i];
@@ -79,6 +78,7 @@ __global__ void axpy_kernel(size_t total, float alpha, const float *src, float *
 
 // out (P) = <a, b> over (P, count); block p = agent p.
 __global__ void dot_kernel(size_t count, const float *a, const float *b, float *out) {
+  blpo_pdl_enter();
   __shared__ double sh[kThreads];
   size_t p = blockIdx.x;
   const float *x = a + p * count, *y = b + p * count;
@@ -94,6 +94,7 @@ __global__ void dot_kernel(size_t count, const float *a, const float *b, float *
 // stats (P, BLPO_STAT_COUNT)[slot] (slot < 0: not recorded).
 __global__ void value_loss_kernel(int n, const float *value, size_t vstride, const float *target,
                                   float *dvalue, float *stats, int slot) {
+  blpo_pdl_enter();
   __shared__ double sh[kThreads];
   size_t p = blockIdx.x;
   double s = 0;
@@ -112,6 +113,7 @@ __global__ void value_loss_kernel(int n, const float *value, size_t vstride, con
 // the adjoint columns), one launch each instead of three and two.
 __global__ void __launch_bounds__(BLPO_ACB_THREADS)
     acb_kernel(const __grid_constant__ blpo_acb_args a) {
+  blpo_pdl_enter();
   __shared__ blpo_acb_shared sh;
   const int phases = blpo_acb_phases();
   for (int ph = 0; ph < phases; ph++) {
@@ -122,6 +124,7 @@ __global__ void __launch_bounds__(BLPO_ACB_THREADS)
 
 __global__ void __launch_bounds__(BLPO_ACB_THREADS)
     mxb_kernel(const __grid_constant__ blpo_mxb_args a) {
+  blpo_pdl_enter();
   __shared__ blpo_acb_shared sh;
   const int phases = blpo_acb_phases();
   for (int ph = 0; ph < phases; ph++) {
@@ -134,6 +137,7 @@ __global__ void __launch_bounds__(BLPO_ACB_THREADS)
 // per agent runs the block program of include/blpo/hypergrad_blocks.h.
 __global__ void __launch_bounds__(BLPO_HGS_THREADS)
     hgs_kernel(const __grid_constant__ blpo_hgs_args a) {
+  blpo_pdl_enter();
   __shared__ blpo_hgs_shared sh;
   const int phases = blpo_hgs_phases();
   for (int ph = 0; ph < phases; ph++) {
@@ -148,6 +152,7 @@ __global__ void __launch_bounds__(BLPO_HGS_THREADS)
 // C (P, k, np); ix (P, k).
 __global__ void nys_core_kernel(int P, int k, size_t np, const float *C, const int32_t *ix,
                                 float *M) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   size_t kk = (size_t)k * k;
   if (e >= (size_t)P * kk)
@@ -165,6 +170,7 @@ __global__ void nys_core_kernel(int P, int k, size_t np, const float *C, const i
 // are exactly 0. lam (P, k); M (P, k, k); stats (P, BLPO_STAT_COUNT).
 __global__ void nys_select_kernel(int k, const float *lam_all, const int *eig_info, float tol,
                                   float *M_all, float *mask_all, int *rank, float *stats) {
+  blpo_pdl_enter();
   int p = blockIdx.x;
   const float *lam = lam_all + (size_t)p * k;
   float *M = M_all + (size_t)p * k * k;
@@ -200,6 +206,7 @@ __global__ void nys_select_kernel(int k, const float *lam_all, const int *eig_in
 // r x r system and the cut unknowns solve to 0). S (P, k, k); lam, mask (P, k).
 __global__ void nys_diag_kernel(int P, int k, const float *lam, const float *mask, float rho,
                                 float ridge, float *S) {
+  blpo_pdl_enter();
   int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= P * k)
     return;
@@ -211,6 +218,7 @@ __global__ void nys_diag_kernel(int P, int k, const float *lam, const float *mas
 // singular (then one CORE_FAULTS counted for agent p). v, t, x (P, np).
 __global__ void nys_final_kernel(int P, size_t np, const float *v, const float *t, const int *rank,
                                  const int *lu_info, float rho, float *x, float *stats) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * np)
     return;
@@ -224,6 +232,7 @@ __global__ void nys_final_kernel(int P, size_t np, const float *v, const float *
 
 // ptrs[p] = base + p * stride, for cuBLAS's batched LU.
 __global__ void batch_ptrs_kernel(int P, float *base, size_t stride, float **ptrs) {
+  blpo_pdl_enter();
   int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p < P)
     ptrs[p] = base + (size_t)p * stride;
@@ -233,6 +242,7 @@ __global__ void batch_ptrs_kernel(int P, float *base, size_t stride, float **ptr
 
 // H (np, np) += rho I.
 __global__ void dense_diag_kernel(size_t np, float *H, float rho) {
+  blpo_pdl_enter();
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < np)
     H[i * np + i] += rho;
@@ -240,6 +250,7 @@ __global__ void dense_diag_kernel(size_t np, float *H, float rho) {
 
 // x (np) = NaN where getrf reported a singular matrix (info[1] != 0).
 __global__ void dense_nan_kernel(size_t np, const int *info, float *x) {
+  blpo_pdl_enter();
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < np && info[1] != 0)
     x[i] = NAN;
@@ -250,6 +261,7 @@ __global__ void dense_nan_kernel(size_t np, const int *info, float *x) {
 
 __global__ void cg_init_kernel(size_t np, const float *v, float *x, float *cg, double *state,
                                int iters, float tol) {
+  blpo_pdl_enter();
   __shared__ double sh[kThreads];
   size_t p = blockIdx.x;
   const float *vp = v + p * np;
@@ -273,6 +285,7 @@ __global__ void cg_init_kernel(size_t np, const float *v, float *x, float *cg, d
 // One CG iteration of the active agents, given hd = H dir.
 __global__ void cg_iter_kernel(size_t np, float rho, float tol, float *cg, float *x,
                                double *state) {
+  blpo_pdl_enter();
   __shared__ double sh[kThreads];
   size_t p = blockIdx.x;
   double *st = state + p * 4;
@@ -310,6 +323,7 @@ __global__ void cg_iter_kernel(size_t np, float rho, float tol, float *cg, float
 
 // stats (P, BLPO_STAT_COUNT)[CG_RESID] += final |r| / |v|.
 __global__ void cg_final_kernel(int P, const double *state, float *stats) {
+  blpo_pdl_enter();
   int p = blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= P)
     return;
@@ -386,12 +400,10 @@ int reserve(blpo_backend *be, int P, int k, size_t np, int dense) {
     return -1;
   }
   if (kk > 0) {
-    batch_ptrs_kernel<<<blpo_cuda_blocks(Pn, kThreads), kThreads, 0, impl->stream>>>(
-        s->P, s->S, kk * kk, s->S_ptr);
-    launch_check("batch_ptrs_kernel");
-    batch_ptrs_kernel<<<blpo_cuda_blocks(Pn, kThreads), kThreads, 0, impl->stream>>>(s->P, s->bv,
-                                                                                     kk, s->bv_ptr);
-    launch_check("batch_ptrs_kernel");
+    blpo_launch(impl, batch_ptrs_kernel, blpo_cuda_blocks(Pn, kThreads), kThreads, 0, s->P, s->S,
+                kk * kk, s->S_ptr);
+    blpo_launch(impl, batch_ptrs_kernel, blpo_cuda_blocks(Pn, kThreads), kThreads, 0, s->P, s->bv,
+                kk, s->bv_ptr);
   }
   // cuSOLVER workspace: the eigensolver's (batched Jacobi for k <= 32, else
   // syevd for one agent at a time) and the dense solve's getrf.
@@ -464,21 +476,18 @@ so_solver *ensure(blpo_backend *be, int P, int k, size_t np, int dense) {
 
 void cuda_axpy(blpo_backend *be, int P, size_t count, float alpha, const float *src, float *dst) {
   size_t total = (size_t)P * count;
-  axpy_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, blpo_cuda(be)->stream>>>(
-      total, alpha, src, dst);
-  launch_check("axpy_kernel");
+  blpo_launch(blpo_cuda(be), axpy_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, total,
+              alpha, src, dst);
 }
 
 void cuda_dot(blpo_backend *be, int P, size_t count, const float *a, const float *b, float *out) {
-  dot_kernel<<<P, kThreads, 0, blpo_cuda(be)->stream>>>(count, a, b, out);
-  launch_check("dot_kernel");
+  blpo_launch(blpo_cuda(be), dot_kernel, P, kThreads, 0, count, a, b, out);
 }
 
 void cuda_value_loss(blpo_backend *be, int P, int n, const float *value, size_t vstride,
                      const float *target, float *dvalue, float *stats, int slot) {
-  value_loss_kernel<<<P, kThreads, 0, blpo_cuda(be)->stream>>>(n, value, vstride, target, dvalue,
-                                                               stats, slot);
-  launch_check("value_loss_kernel");
+  blpo_launch(blpo_cuda(be), value_loss_kernel, P, kThreads, 0, n, value, vstride, target, dvalue,
+              stats, slot);
 }
 
 void cuda_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
@@ -495,8 +504,7 @@ void cuda_blpo_actor(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor
                                      value_stride, value_last, last_stride, actions, logp_old,
                                      reward, done, target, gamma, lambda, clip_eps, clip_f, dhead,
                                      actor_grad, vbar, vbar_last, rho, adv, alpha_f, resid, stats);
-  acb_kernel<<<(unsigned)d->P, BLPO_ACB_THREADS, 0, blpo_cuda(be)->stream>>>(a);
-  launch_check("acb_kernel");
+  blpo_launch(blpo_cuda(be), acb_kernel, (unsigned)d->P, BLPO_ACB_THREADS, 0, a);
 }
 
 void cuda_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
@@ -510,8 +518,7 @@ void cuda_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor
   blpo_mxb_args a =
       blpo_mxb_args_of(d, actor, actor_params, T, m, head, head_stride, actions, done, vdot,
                        vdot_last, rho, adv, alpha_f, resid, gamma, lambda, cdot, dhead, p_grad);
-  mxb_kernel<<<(unsigned)d->P, BLPO_ACB_THREADS, 0, blpo_cuda(be)->stream>>>(a);
-  launch_check("mxb_kernel");
+  blpo_launch(blpo_cuda(be), mxb_kernel, (unsigned)d->P, BLPO_ACB_THREADS, 0, a);
 }
 
 void cuda_mlp_tangent(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
@@ -554,15 +561,13 @@ void cuda_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *
   if (blpo_cuda_nystrom_fused(be, P, np, k, rows, idx, v, rho, ridge, tol, x, stats))
     return;
   blpo_cuda_impl *impl = blpo_cuda(be);
-  cudaStream_t st = impl->stream;
   so_solver *s = ensure(be, P, k, np, 0);
   size_t kk = (size_t)k * k;
   long long kn = (long long)k * (long long)np;
   // cores M_p = C_p[:, idx_p], symmetrised; symmetric, so row- and
   // column-major agree
-  nys_core_kernel<<<blpo_cuda_blocks((size_t)P * kk, kThreads), kThreads, 0, st>>>(P, k, np, rows,
-                                                                                   idx, s->core);
-  launch_check("nys_core_kernel");
+  blpo_launch(impl, nys_core_kernel, blpo_cuda_blocks((size_t)P * kk, kThreads), kThreads, 0, P, k,
+              np, rows, idx, s->core);
   if (k <= kBatchedEigMax) {
     cusolverCheck(cusolverDnSsyevjBatched(impl->cusolver, CUSOLVER_EIG_MODE_VECTOR,
                                           CUBLAS_FILL_MODE_UPPER, k, s->core, k, s->lam, s->work,
@@ -573,9 +578,8 @@ void cuda_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *
                                      CUBLAS_FILL_MODE_UPPER, k, s->core + (size_t)p * kk, k,
                                      s->lam + (size_t)p * k, s->work, s->lwork, s->eig_info + p));
   }
-  nys_select_kernel<<<P, kThreads, 0, st>>>(k, s->lam, s->eig_info, tol, s->core, s->mask, s->rank,
-                                            stats);
-  launch_check("nys_select_kernel");
+  blpo_launch(impl, nys_select_kernel, P, kThreads, 0, k, s->lam, s->eig_info, tol, s->core,
+              s->mask, s->rank, stats);
   // B_p (k x np) = U_p^T C_p: row a of the row-major view of an eigenvector
   // buffer is eigenvector a (cut ones zeroed), so B_p = Mbuf_p C_p row-major.
   blpo_cuda_gemm_rm(impl, 0, 0, k, (int)np, k, s->core, k, (long long)kk, rows, (int)np, kn, 0.0f,
@@ -585,9 +589,8 @@ void cuda_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *
                     (long long)kk, P);
   blpo_cuda_gemm_rm(impl, 0, 0, k, 1, (int)np, s->B, (int)np, kn, v, 1, (long long)np, 0.0f, s->bv,
                     1, k, P);
-  nys_diag_kernel<<<blpo_cuda_blocks((size_t)P * k, kThreads), kThreads, 0, st>>>(
-      P, k, s->lam, s->mask, rho, ridge, s->S);
-  launch_check("nys_diag_kernel");
+  blpo_launch(impl, nys_diag_kernel, blpo_cuda_blocks((size_t)P * k, kThreads), kThreads, 0, P, k,
+              s->lam, s->mask, rho, ridge, s->S);
   // y_p = S_p^-1 bv_p, all agents in one batched LU (S_p is symmetric, so the
   // column-major factorisation solves the same system)
   cublasCheck(cublasSgetrfBatched(impl->cublas, k, s->S_ptr, k, s->ipiv, s->lu_info, P));
@@ -597,9 +600,8 @@ void cuda_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const float *
   // t_p (1 x np) = y_p^T B_p; x_p = (v_p - t_p) / rho, or the fallback
   blpo_cuda_gemm_rm(impl, 0, 0, 1, (int)np, k, s->bv, k, k, s->B, (int)np, kn, 0.0f, s->t, (int)np,
                     (long long)np, P);
-  nys_final_kernel<<<blpo_cuda_blocks((size_t)P * np, kThreads), kThreads, 0, st>>>(
-      P, np, v, s->t, s->rank, s->lu_info, rho, x, stats);
-  launch_check("nys_final_kernel");
+  blpo_launch(impl, nys_final_kernel, blpo_cuda_blocks((size_t)P * np, kThreads), kThreads, 0, P,
+              np, v, s->t, s->rank, s->lu_info, rho, x, stats);
 }
 
 void cuda_cg_solve(blpo_backend *be, const blpo_mlp *m, int P, const float *params,
@@ -623,18 +625,16 @@ void cuda_cg_solve(blpo_backend *be, const blpo_mlp *m, int P, const float *para
       blpo_cuda_fail("blpo", "cg_solve", "out of device memory", __FILE__, __LINE__);
     s->cg_cap = P;
   }
-  cg_init_kernel<<<P, kThreads, 0, st>>>(np, v, x, cg, s->cg, iters, tol);
-  launch_check("cg_init_kernel");
+  blpo_launch(impl, cg_init_kernel, P, kThreads, 0, np, v, x, cg, s->cg, iters, tol);
   // A fixed count of iterations; an agent that has converged (or met a
   // non-positive curvature) is inactive and its iterations change nothing.
   for (int it = 0; it < iters; it++) {
     blpo_cuda_critic_hvp_pass(impl, m, P, params, x_in, n, acts, target, 1, cg + np, 4 * np, NULL,
                               cg + 2 * np, 4 * np, work);
-    cg_iter_kernel<<<P, kThreads, 0, st>>>(np, rho, tol, cg, x, s->cg);
-    launch_check("cg_iter_kernel");
+    blpo_launch(impl, cg_iter_kernel, P, kThreads, 0, np, rho, tol, cg, x, s->cg);
   }
-  cg_final_kernel<<<blpo_cuda_blocks((size_t)P, kThreads), kThreads, 0, st>>>(P, s->cg, stats);
-  launch_check("cg_final_kernel");
+  blpo_launch(impl, cg_final_kernel, blpo_cuda_blocks((size_t)P, kThreads), kThreads, 0, P, s->cg,
+              stats);
 }
 
 void cuda_dense_solve(blpo_backend *be, int P, size_t np, float *hess, const float *v, float rho,
@@ -647,15 +647,13 @@ void cuda_dense_solve(blpo_backend *be, int P, size_t np, float *hess, const flo
   for (int p = 0; p < P; p++) {
     float *H = hess + (size_t)p * np * np; // (np, np) row-major: LAPACK sees H^T, as on the CPU
     float *xp = x + (size_t)p * np;
-    dense_diag_kernel<<<np_blocks, kThreads, 0, st>>>(np, H, rho);
-    launch_check("dense_diag_kernel");
+    blpo_launch(impl, dense_diag_kernel, np_blocks, kThreads, 0, np, H, rho);
     cudaCheck(
         cudaMemcpyAsync(xp, v + (size_t)p * np, sizeof(float) * np, cudaMemcpyDeviceToDevice, st));
     cusolverCheck(cusolverDnSgetrf(impl->cusolver, nn, nn, H, nn, s->work, s->dipiv, s->info + 1));
     cusolverCheck(
         cusolverDnSgetrs(impl->cusolver, CUBLAS_OP_N, nn, 1, H, nn, s->dipiv, xp, nn, s->info + 2));
-    dense_nan_kernel<<<np_blocks, kThreads, 0, st>>>(np, s->info, xp);
-    launch_check("dense_nan_kernel");
+    blpo_launch(impl, dense_nan_kernel, np_blocks, kThreads, 0, np, s->info, xp);
   }
 }
 
@@ -665,8 +663,7 @@ void cuda_hypergrad_combine(blpo_backend *be, int P, size_t count, float *g, con
     return;
   blpo_hgs_args a = {};
   a.count = count, a.g = g, a.p = p, a.beta = beta, a.stats = stats;
-  hgs_kernel<<<(unsigned)P, BLPO_HGS_THREADS, 0, blpo_cuda(be)->stream>>>(a);
-  launch_check("hgs_kernel");
+  blpo_launch(blpo_cuda(be), hgs_kernel, (unsigned)P, BLPO_HGS_THREADS, 0, a);
 }
 
 // backend.h hypergrad_step: Adam inside the combine's kernel with
@@ -685,8 +682,7 @@ void cuda_hypergrad_step(blpo_backend *be, int P, size_t count, float *g, const 
   blpo_hgs_args a = {};
   a.count = count, a.g = g, a.p = p, a.beta = beta, a.stats = stats;
   a.adam = 1, a.params = params, a.m = m, a.v = v, a.sched = sched;
-  hgs_kernel<<<(unsigned)P, BLPO_HGS_THREADS, 0, blpo_cuda(be)->stream>>>(a);
-  launch_check("hgs_kernel");
+  blpo_launch(blpo_cuda(be), hgs_kernel, (unsigned)P, BLPO_HGS_THREADS, 0, a);
 }
 
 // backend.h reserve_solver. Workspaces that already hold the request are

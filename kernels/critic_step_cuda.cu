@@ -14,6 +14,7 @@ namespace {
 constexpr int kT = BLPO_MBF_THREADS;
 
 __global__ void __launch_bounds__(kT) cvf_rows_kernel(const __grid_constant__ blpo_cvf_args a) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int phases = blpo_cvf_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
@@ -23,6 +24,7 @@ __global__ void __launch_bounds__(kT) cvf_rows_kernel(const __grid_constant__ bl
 }
 
 __global__ void __launch_bounds__(kT) cvf_adam_kernel(const __grid_constant__ blpo_cvf_args a) {
+  blpo_pdl_enter();
   __shared__ blpo_cvf_adam_shared sh;
   const int phases = blpo_cvf_adam_phases();
   for (int ph = 0; ph < phases; ph++) {
@@ -57,12 +59,9 @@ void cuda_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs) {
     return;
   }
   blpo_cvf_args a = blpo_cvf_args_of(&lay, cs);
-  cudaStream_t s = impl->stream;
   const size_t smem = sizeof(float) * (size_t)lay.s_floats;
-  cvf_rows_kernel<<<dim3((unsigned)lay.blocks, (unsigned)P), kT, smem, s>>>(a);
-  cudaCheckLaunch("cvf_rows_kernel");
-  cvf_adam_kernel<<<dim3((unsigned)lay.col_blocks, (unsigned)P), kT, 0, s>>>(a);
-  cudaCheckLaunch("cvf_adam_kernel");
+  blpo_launch(impl, cvf_rows_kernel, dim3((unsigned)lay.blocks, (unsigned)P), kT, smem, a);
+  blpo_launch(impl, cvf_adam_kernel, dim3((unsigned)lay.col_blocks, (unsigned)P), kT, 0, a);
 }
 
 } // namespace

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <utility>
+
 #include "blpo/backend.h"
+#include "pdl_cuda.h"
 
 // Every CUDA / cuBLAS / cuSOLVER call goes through one of these: on failure
 // they print the call, file:line and the library's error name, then exit(4).
@@ -44,14 +47,6 @@ typedef struct {
 } blpo_cuda_capture_state;
 extern blpo_cuda_capture_state blpo_cuda_capture;
 
-// After every kernel launch: the kernel's name as the call, with file:line.
-#define cudaCheckLaunch(name)                                                                      \
-  do {                                                                                             \
-    cudaError_t e_ = cudaPeekAtLastError();                                                        \
-    if (e_ != cudaSuccess)                                                                         \
-      blpo_cuda_fail("CUDA", (name), cudaGetErrorName(e_), __FILE__, __LINE__);                    \
-  } while (0)
-
 typedef struct {
   cudaStream_t stream;
   cublasHandle_t cublas;
@@ -77,9 +72,47 @@ typedef struct {
   // Instantiated graphs not yet freed (kernels/graph_cuda.cu): they hold the
   // solver workspaces' addresses, so reserve_solver may not reallocate them.
   int live_graphs;
+  // Every blpo_launch with programmatic dependent launch (run.pdl, set_pdl;
+  // kernels/pdl_cuda.h); pdl_supported: 0 not yet asked, 1 this device and
+  // build can (compute capability 9.0+), -1 they cannot.
+  int pdl;
+  int pdl_supported;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
+
+// kernel<<<grid, block, smem, impl->stream>>>(args...), launched with
+// programmatic dependent launch where impl->pdl is on (kernels/pdl_cuda.h:
+// the kernel may be scheduled before the one ahead of it has finished, and
+// waits for it at its start). A failed launch exits, or fails the capture,
+// naming the kernel and the caller's file:line.
+#define blpo_launch(impl, kernel, grid, block, smem, ...)                                          \
+  blpo_launch_at(__FILE__, __LINE__, #kernel, (impl), kernel, (grid), (block), (smem), __VA_ARGS__)
+
+template <typename... Params, typename... Args>
+static inline void blpo_launch_at(const char *file, int line, const char *name,
+                                  const blpo_cuda_impl *impl, void (*kernel)(Params...), dim3 grid,
+                                  dim3 block, size_t smem, Args &&...args) {
+  cudaError_t e;
+  if (!impl->pdl) {
+    kernel<<<grid, block, smem, impl->stream>>>(std::forward<Args>(args)...);
+    e = cudaPeekAtLastError();
+  } else {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = impl->stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  }
+  if (e != cudaSuccess)
+    blpo_cuda_fail("CUDA", name, cudaGetErrorName(e), file, line);
+}
 
 // Lets `kernel` launch with the device's opt-in shared memory per block less
 // its own static shared memory (the runtime refuses a larger dynamic limit)
@@ -106,7 +139,7 @@ void blpo_cuda_free_solver(blpo_cuda_impl *impl);
 
 // Installs the optional replay, precision and timer operations
 // (capture_begin, capture_end, graph_launch, graph_free, graph_count,
-// set_gemm_precision, timer_mark, timer_seconds); kernels/graph_cuda.cu.
+// set_gemm_precision, set_pdl, timer_mark, timer_seconds); kernels/graph_cuda.cu.
 // Also sets the cuBLAS workspace.
 void blpo_cuda_install_graph(blpo_backend *be);
 // Destroys the phase timer's events, if any were made (kernels/graph_cuda.cu).

@@ -39,6 +39,7 @@ static __device__ __forceinline__ double blpo_block_sum(double v, double *sh) {
 static __global__ void blpo_col_sums_kernel(int n, int cols, const float *__restrict__ g,
                                             size_t g_stride, float *__restrict__ out,
                                             size_t out_stride) {
+  blpo_pdl_enter();
   __shared__ float part[BLPO_COL_LANES][BLPO_COL_TILE + 1];
   const int tx = threadIdx.x, ty = threadIdx.y, j = blockIdx.x * BLPO_COL_TILE + tx;
   const size_t p = blockIdx.y;
@@ -57,14 +58,14 @@ static __global__ void blpo_col_sums_kernel(int n, int cols, const float *__rest
   }
 }
 
-static inline void blpo_cuda_col_sums(int P, int n, int cols, const float *g, size_t g_stride,
-                                      float *out, size_t out_stride, cudaStream_t stream) {
+static inline void blpo_cuda_col_sums(const blpo_cuda_impl *impl, int P, int n, int cols,
+                                      const float *g, size_t g_stride, float *out,
+                                      size_t out_stride) {
   if (P <= 0 || cols <= 0)
     return;
   dim3 grid((unsigned)((cols + BLPO_COL_TILE - 1) / BLPO_COL_TILE), (unsigned)P);
-  blpo_col_sums_kernel<<<grid, dim3(BLPO_COL_TILE, BLPO_COL_LANES), 0, stream>>>(
-      n, cols, g, g_stride, out, out_stride);
-  cudaCheck(cudaPeekAtLastError());
+  blpo_launch(impl, blpo_col_sums_kernel, grid, dim3(BLPO_COL_TILE, BLPO_COL_LANES), 0, n, cols, g,
+              g_stride, out, out_stride);
 }
 
 // Installs mlp_forward and mlp_backward (kernels/mlp_cuda.cu).

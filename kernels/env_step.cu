@@ -5,6 +5,7 @@
 #include "blpo/cuda_envs.h"
 #include "blpo/rng.h"
 #include "envs.h"
+#include "pdl_cuda.h"
 
 namespace {
 
@@ -18,6 +19,7 @@ __device__ __forceinline__ blpo_key env_key(uint64_t seed, int p, int i) {
 
 __global__ void env_reset_kernel(int env_id, int P, int N, uint64_t seed,
                                  blpo_env_state *__restrict__ states, float *__restrict__ obs) {
+  blpo_pdl_enter();
   const long long total = (long long)P * N;
   const long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= total)
@@ -44,6 +46,7 @@ __global__ void env_step_kernel(int env_id, int P, int N, uint64_t seed,
                                 float *__restrict__ reward, float *__restrict__ done,
                                 float *__restrict__ ep_ret, int *__restrict__ ep_len,
                                 float *__restrict__ final_obs, float *__restrict__ trunc) {
+  blpo_pdl_enter();
   const long long total = (long long)P * N;
   const long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= total)

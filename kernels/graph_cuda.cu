@@ -112,6 +112,26 @@ void cuda_set_gemm_precision(blpo_backend *be, int tf32) {
                                 tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
+// backend.h set_pdl. Launching with the attribute is only safe where the
+// kernels that run hold blpo_pdl_enter's wait: a device of compute
+// capability 9.0+ running code compiled for compute_90 or later (an sm_90
+// device JIT-compiling compute_80 PTX would run kernels without it). Every
+// file of the plugin is built with the same architectures, so one kernel's
+// PTX version stands for all.
+int cuda_set_pdl(blpo_backend *be, int on) {
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  if (impl->pdl_supported == 0) {
+    int dev = 0, major = 0;
+    cudaFuncAttributes fa;
+    cudaCheck(cudaGetDevice(&dev));
+    cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    cudaCheck(cudaFuncGetAttributes(&fa, (const void *)blpo_col_sums_kernel));
+    impl->pdl_supported = major >= 9 && fa.ptxVersion >= 90 ? 1 : -1;
+  }
+  impl->pdl = on && impl->pdl_supported > 0;
+  return impl->pdl;
+}
+
 // Profile mode's phase stamps: events on the stream, so that timing the
 // phases adds no synchronisation between them (the trainer reads them once
 // per iteration, or when its ring of BLPO_TIMER_SLOTS stamps is full).
@@ -157,6 +177,7 @@ void blpo_cuda_install_graph(blpo_backend *be) {
   be->graph_free = cuda_graph_free;
   be->graph_count = cuda_graph_count;
   be->set_gemm_precision = cuda_set_gemm_precision;
+  be->set_pdl = cuda_set_pdl;
   be->timer_mark = cuda_timer_mark;
   be->timer_seconds = cuda_timer_seconds;
 }

@@ -14,6 +14,7 @@ namespace {
 constexpr int kT = BLPO_MBF_THREADS;
 
 __global__ void __launch_bounds__(kT) hvr_rows_kernel(const __grid_constant__ blpo_hvr_args a) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int phases = blpo_hvr_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
@@ -23,6 +24,7 @@ __global__ void __launch_bounds__(kT) hvr_rows_kernel(const __grid_constant__ bl
 }
 
 __global__ void __launch_bounds__(kT) hvr_reduce_kernel(const __grid_constant__ blpo_hvr_args a) {
+  blpo_pdl_enter();
   blpo_hvr_reduce(&a, blockIdx.y, blockIdx.x, threadIdx.x);
 }
 
@@ -37,13 +39,11 @@ int blpo_cuda_hvp_rows_fused(blpo_backend *be, const blpo_mlp *m, int P, const f
                                              (size_t)impl->smem_optin))
     return 0;
   blpo_hvr_args a = blpo_hvr_args_of(&lay, params, x, acts, target, idx, rows, work);
-  cudaStream_t s = impl->stream;
   const size_t smem = sizeof(float) * (size_t)lay.s_floats;
-  hvr_rows_kernel<<<dim3((unsigned)lay.blocks, (unsigned)P), kT, smem, s>>>(a);
-  cudaCheckLaunch("hvr_rows_kernel");
+  blpo_launch(impl, hvr_rows_kernel, dim3((unsigned)lay.blocks, (unsigned)P), kT, smem, a);
   if (!lay.direct) {
-    hvr_reduce_kernel<<<dim3((unsigned)blpo_hvr_reduce_blocks(&lay), (unsigned)P), kT, 0, s>>>(a);
-    cudaCheckLaunch("hvr_reduce_kernel");
+    blpo_launch(impl, hvr_reduce_kernel, dim3((unsigned)blpo_hvr_reduce_blocks(&lay), (unsigned)P),
+                kT, 0, a);
   }
   return 1;
 }

@@ -40,6 +40,7 @@ void sgemm_batched(blpo_cuda_impl *impl, cublasOperation_t ta, cublasOperation_t
 // bias b (P, agent stride np, dout floats) broadcast.
 __global__ void bias_rows_kernel(int P, int n, int dout, const float *__restrict__ b, size_t np,
                                  float *__restrict__ out, size_t out_stride) {
+  blpo_pdl_enter();
   size_t per = (size_t)n * dout;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -51,6 +52,7 @@ __global__ void bias_rows_kernel(int P, int n, int dout, const float *__restrict
 // h (P, agent stride stride), cnt floats per agent: h = phi(h) in place.
 __global__ void activation_kernel(int P, size_t cnt, float *__restrict__ h, size_t stride,
                                   int activation) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * cnt)
     return;
@@ -65,6 +67,7 @@ __global__ void activation_kernel(int P, size_t cnt, float *__restrict__ h, size
 // h = phi(z) (P, agent stride h_stride).
 __global__ void act_deriv_kernel(int P, size_t cnt, float *__restrict__ g, size_t g_stride,
                                  const float *__restrict__ h, size_t h_stride, int activation) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * cnt)
     return;
@@ -81,6 +84,7 @@ __global__ void act_deriv_kernel(int P, size_t cnt, float *__restrict__ g, size_
 // block program blpo_fwd (include/blpo/ppo_blocks.h; the CPU test runs it).
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     forward_fused_kernel(const __grid_constant__ blpo_fwd_args a) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int phases = blpo_fwd_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
@@ -94,6 +98,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 // block program blpo_bwd_rows, then the partials' sums (blpo_bwd_reduce).
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     backward_fused_kernel(const __grid_constant__ blpo_bwd_args a) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int phases = blpo_bwd_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
@@ -104,6 +109,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     backward_many_rows_kernel(const __grid_constant__ blpo_bwd_set s) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int t = blpo_pass_of(s.start, blockIdx.x);
   const blpo_bwd_args *a = &s.b[t];
@@ -116,11 +122,13 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     backward_many_reduce_kernel(const __grid_constant__ blpo_bwd_set s) {
+  blpo_pdl_enter();
   blpo_bwd_set_reduce(&s, blockIdx.y, blockIdx.x, threadIdx.x);
 }
 
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     forward_many_kernel(const __grid_constant__ blpo_fwd_set s) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int t = blpo_pass_of(s.start, blockIdx.x);
   const blpo_fwd_args *a = &s.f[t];
@@ -133,6 +141,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     backward_reduce_kernel(const __grid_constant__ blpo_bwd_args a) {
+  blpo_pdl_enter();
   blpo_bwd_reduce(&a, blockIdx.y, blockIdx.x, threadIdx.x);
 }
 
@@ -149,9 +158,8 @@ void cuda_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *p
   blpo_fwd_args fa;
   if (blpo_fwd_choose(&fa.lay, m, P, n, (size_t)impl->smem_optin)) {
     fa.params = params, fa.x = x, fa.acts = acts;
-    forward_fused_kernel<<<dim3((unsigned)fa.lay.blocks, (unsigned)P), BLPO_MBF_THREADS,
-                           sizeof(float) * (size_t)fa.lay.s_floats, impl->stream>>>(fa);
-    cudaCheckLaunch("forward_fused_kernel");
+    blpo_launch(impl, forward_fused_kernel, dim3((unsigned)fa.lay.blocks, (unsigned)P),
+                BLPO_MBF_THREADS, sizeof(float) * (size_t)fa.lay.s_floats, fa);
     return;
   }
   const int T = BLPO_CUDA_THREADS;
@@ -163,16 +171,14 @@ void cuda_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *p
     int din = m->dims[l], dout = m->dims[l + 1];
     float *out = acts + blpo_mlp_act_offset(m, l + 1, n); // agent p's block at + p * a_stride
     size_t cnt = (size_t)n * dout;
-    bias_rows_kernel<<<blpo_cuda_blocks((size_t)P * cnt, T), T, 0, impl->stream>>>(
-        P, n, dout, params + m->b_off[l], (size_t)np, out, (size_t)a_stride);
-    cudaCheckLaunch("bias_rows_kernel");
+    blpo_launch(impl, bias_rows_kernel, blpo_cuda_blocks((size_t)P * cnt, T), T, 0, P, n, dout,
+                params + m->b_off[l], (size_t)np, out, (size_t)a_stride);
     // z = in W^T + z (see the mapping at the top of the file)
     sgemm_batched(impl, CUBLAS_OP_T, CUBLAS_OP_N, dout, n, din, params + m->w_off[l], din, np, in,
                   din, in_stride, 1.0f, out, dout, a_stride, P);
     if (l < m->num_layers - 1) {
-      activation_kernel<<<blpo_cuda_blocks((size_t)P * cnt, T), T, 0, impl->stream>>>(
-          P, cnt, out, (size_t)a_stride, m->activation);
-      cudaCheckLaunch("activation_kernel");
+      blpo_launch(impl, activation_kernel, blpo_cuda_blocks((size_t)P * cnt, T), T, 0, P, cnt, out,
+                  (size_t)a_stride, m->activation);
     }
     in = out;
     in_stride = a_stride;
@@ -192,9 +198,8 @@ void cuda_mlp_forward_many(blpo_backend *be, int P, int count, const blpo_mlp_pa
       cuda_mlp_forward(be, f[k].m, P, f[k].params, f[k].x, f[k].n, f[k].acts);
     return;
   }
-  forward_many_kernel<<<dim3((unsigned)set.start[set.count], (unsigned)P), BLPO_MBF_THREADS,
-                        sizeof(float) * (size_t)set.s_floats, impl->stream>>>(set);
-  cudaCheckLaunch("forward_many_kernel");
+  blpo_launch(impl, forward_many_kernel, dim3((unsigned)set.start[set.count], (unsigned)P),
+              BLPO_MBF_THREADS, sizeof(float) * (size_t)set.s_floats, set);
 }
 
 // grad (P,Np) (MLP part only, overwritten) = d/dparams of sum(dy . y);
@@ -211,13 +216,11 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
   blpo_bwd_args ba;
   if (blpo_bwd_choose(&ba.lay, m, P, n, (size_t)impl->smem_optin)) {
     ba.params = params, ba.x = x, ba.acts = acts, ba.dy = dy, ba.grad = grad, ba.parts = scratch;
-    backward_fused_kernel<<<dim3((unsigned)ba.lay.blocks, (unsigned)P), BLPO_MBF_THREADS,
-                            sizeof(float) * (size_t)ba.lay.s_floats, impl->stream>>>(ba);
-    cudaCheckLaunch("backward_fused_kernel");
+    blpo_launch(impl, backward_fused_kernel, dim3((unsigned)ba.lay.blocks, (unsigned)P),
+                BLPO_MBF_THREADS, sizeof(float) * (size_t)ba.lay.s_floats, ba);
     if (!ba.lay.direct) {
       unsigned cols = (unsigned)((m->num_mlp_params + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS);
-      backward_reduce_kernel<<<dim3(cols, (unsigned)P), BLPO_MBF_THREADS, 0, impl->stream>>>(ba);
-      cudaCheckLaunch("backward_reduce_kernel");
+      blpo_launch(impl, backward_reduce_kernel, dim3(cols, (unsigned)P), BLPO_MBF_THREADS, 0, ba);
     }
     return;
   }
@@ -243,17 +246,15 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
                                   sizeof(float) * (size_t)din * dout, impl->stream));
     }
     // db = colsum(g)
-    blpo_cuda_col_sums(P, n, dout, g, (size_t)g_stride, grad + m->b_off[l], (size_t)np,
-                       impl->stream);
+    blpo_cuda_col_sums(impl, P, n, dout, g, (size_t)g_stride, grad + m->b_off[l], (size_t)np);
     if (l > 0 && n > 0) {
       float *gprev = (g == s0) ? s1 : s0;
       // g_prev = g W, then times phi'(z_l) from h_l = hin
       sgemm_batched(impl, CUBLAS_OP_N, CUBLAS_OP_N, din, n, dout, params + m->w_off[l], din, np, g,
                     dout, g_stride, 0.0f, gprev, din, s_stride, P);
       size_t cnt = (size_t)n * din;
-      act_deriv_kernel<<<blpo_cuda_blocks((size_t)P * cnt, T), T, 0, impl->stream>>>(
-          P, cnt, gprev, (size_t)s_stride, hin, (size_t)h_stride, m->activation);
-      cudaCheckLaunch("act_deriv_kernel");
+      blpo_launch(impl, act_deriv_kernel, blpo_cuda_blocks((size_t)P * cnt, T), T, 0, P, cnt, gprev,
+                  (size_t)s_stride, hin, (size_t)h_stride, m->activation);
       g = gprev;
       g_stride = s_stride;
     }
@@ -277,13 +278,11 @@ void cuda_mlp_backward_many(blpo_backend *be, int P, int count, const blpo_mlp_g
         be->axpy(be, P, b[k].m->num_params, 1.0f, b[k].grad, b[k - 1].grad);
     return;
   }
-  backward_many_rows_kernel<<<dim3((unsigned)set.start[set.count], (unsigned)P), BLPO_MBF_THREADS,
-                              sizeof(float) * (size_t)set.s_floats, impl->stream>>>(set);
-  cudaCheckLaunch("backward_many_rows_kernel");
+  blpo_launch(impl, backward_many_rows_kernel, dim3((unsigned)set.start[set.count], (unsigned)P),
+              BLPO_MBF_THREADS, sizeof(float) * (size_t)set.s_floats, set);
   if (set.rstart[set.count] > 0) {
-    backward_many_reduce_kernel<<<dim3((unsigned)set.rstart[set.count], (unsigned)P),
-                                  BLPO_MBF_THREADS, 0, impl->stream>>>(set);
-    cudaCheckLaunch("backward_many_reduce_kernel");
+    blpo_launch(impl, backward_many_reduce_kernel,
+                dim3((unsigned)set.rstart[set.count], (unsigned)P), BLPO_MBF_THREADS, 0, set);
   }
 }
 

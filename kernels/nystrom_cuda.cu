@@ -11,6 +11,7 @@ namespace {
 constexpr int kT = BLPO_NYS_THREADS;
 
 __global__ void __launch_bounds__(kT) nys_fused_kernel(const __grid_constant__ blpo_nys_args a) {
+  blpo_pdl_enter();
   __shared__ blpo_nys_shared sh;
   const int phases = a.lay.phases;
   for (int ph = 0; ph < phases; ph = blpo_nys_next(&a.lay, &sh, ph)) {
@@ -37,8 +38,7 @@ int blpo_cuda_nystrom_fused(blpo_backend *be, int P, size_t np, int k, const flo
     return 0;
   a.rows = rows, a.idx = idx, a.v = v, a.x = x, a.stats = stats;
   a.rho = rho, a.ridge = ridge, a.tol = tol;
-  nys_fused_kernel<<<(unsigned)P, kT, 0, impl->stream>>>(a);
-  cudaCheckLaunch("nys_fused_kernel");
+  blpo_launch(impl, nys_fused_kernel, (unsigned)P, kT, 0, a);
   return 1;
 }
 

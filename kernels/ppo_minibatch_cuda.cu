@@ -23,6 +23,7 @@ constexpr int kT = BLPO_MBF_THREADS;
 // Every kernel takes its arguments as a __grid_constant__, so the programs
 // read them through a pointer without a per-thread copy.
 __global__ void __launch_bounds__(kT) mbf_moments_kernel(const __grid_constant__ blpo_mbf_args a) {
+  blpo_pdl_enter();
   __shared__ blpo_mbf_moments_shared sh;
   const int phases = blpo_mbf_moments_phases();
   for (int ph = 0; ph < phases; ph++) {
@@ -32,6 +33,7 @@ __global__ void __launch_bounds__(kT) mbf_moments_kernel(const __grid_constant__
 }
 
 __global__ void __launch_bounds__(kT) mbf_rows_kernel(const __grid_constant__ blpo_mbf_args a) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int phases = blpo_mbf_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
@@ -41,6 +43,7 @@ __global__ void __launch_bounds__(kT) mbf_rows_kernel(const __grid_constant__ bl
 }
 
 __global__ void __launch_bounds__(kT) mbf_reduce_kernel(const __grid_constant__ blpo_mbf_args a) {
+  blpo_pdl_enter();
   __shared__ blpo_mbf_reduce_shared sh;
   const int phases = blpo_mbf_reduce_phases();
   for (int ph = 0; ph < phases; ph++) {
@@ -50,6 +53,7 @@ __global__ void __launch_bounds__(kT) mbf_reduce_kernel(const __grid_constant__ 
 }
 
 __global__ void __launch_bounds__(kT) mbf_adam_kernel(const __grid_constant__ blpo_mbf_args a) {
+  blpo_pdl_enter();
   __shared__ blpo_mbf_adam_shared sh;
   const int phases = blpo_mbf_adam_phases();
   for (int ph = 0; ph < phases; ph++) {
@@ -86,18 +90,13 @@ void cuda_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_min
     return;
   }
   blpo_mbf_args a = blpo_mbf_args_of(&lay, mb, d->P, mb->work);
-  cudaStream_t s = impl->stream;
   const size_t smem = sizeof(float) * (size_t)lay.s_floats;
   if (a.mb == 0) { // the epoch's moments, every minibatch's at once
-    mbf_moments_kernel<<<dim3((unsigned)a.M, (unsigned)d->P), kT, 0, s>>>(a);
-    cudaCheckLaunch("mbf_moments_kernel");
+    blpo_launch(impl, mbf_moments_kernel, dim3((unsigned)a.M, (unsigned)d->P), kT, 0, a);
   }
-  mbf_rows_kernel<<<dim3((unsigned)lay.blocks, (unsigned)d->P), kT, smem, s>>>(a);
-  cudaCheckLaunch("mbf_rows_kernel");
-  mbf_reduce_kernel<<<dim3((unsigned)lay.col_blocks, (unsigned)d->P), kT, 0, s>>>(a);
-  cudaCheckLaunch("mbf_reduce_kernel");
-  mbf_adam_kernel<<<dim3((unsigned)lay.col_blocks, (unsigned)d->P), kT, 0, s>>>(a);
-  cudaCheckLaunch("mbf_adam_kernel");
+  blpo_launch(impl, mbf_rows_kernel, dim3((unsigned)lay.blocks, (unsigned)d->P), kT, smem, a);
+  blpo_launch(impl, mbf_reduce_kernel, dim3((unsigned)lay.col_blocks, (unsigned)d->P), kT, 0, a);
+  blpo_launch(impl, mbf_adam_kernel, dim3((unsigned)lay.col_blocks, (unsigned)d->P), kT, 0, a);
 }
 
 } // namespace

@@ -137,6 +137,7 @@ __global__ void __launch_bounds__(kTargetThreads, 1)
                          float *__restrict__ value, float *__restrict__ reward,
                          float *__restrict__ done, float *__restrict__ ep_ret,
                          float *__restrict__ final_obs, float *__restrict__ trunc) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int p = blockIdx.y;
   const int O = d.obs_dim, A = d.act_dim;
@@ -221,10 +222,9 @@ void cuda_rollout_fused(blpo_backend *be, const blpo_dims *d, const blpo_mlp *ac
     return;
   fused_shape s = shape_of(actor, critic);
   dim3 grid((unsigned)((d->N + s.epb - 1) / s.epb), (unsigned)d->P);
-  rollout_fused_kernel<<<grid, s.threads, s.smem_bytes, blpo_cuda(be)->stream>>>(
-      *d, net_layout(actor), net_layout(critic), s.W, s.epb, actor_params, critic_params, t0, t1,
-      counter, states, obs, act, logp, value, reward, done, ep_ret, final_obs, trunc);
-  cudaCheckLaunch("rollout_fused_kernel");
+  blpo_launch(blpo_cuda(be), rollout_fused_kernel, grid, s.threads, s.smem_bytes, *d,
+              net_layout(actor), net_layout(critic), s.W, s.epb, actor_params, critic_params, t0,
+              t1, counter, states, obs, act, logp, value, reward, done, ep_ret, final_obs, trunc);
 }
 
 } // namespace

@@ -40,6 +40,7 @@ __device__ __forceinline__ size_t packed_index(const blpo_mlp &m, int K, size_t 
 // c_k[o], c_k at base + p * dstride + k * kstride (dout floats).
 __global__ void tan_bias_kernel(int P, int n, int K, int dout, const float *base, size_t dstride,
                                 size_t kstride, float *rout, size_t rstride) {
+  blpo_pdl_enter();
   size_t per = (size_t)n * K * dout;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -53,6 +54,7 @@ __global__ void tan_bias_kernel(int P, int n, int K, int dout, const float *base
 // h (P, stride hstride) block (n, dout) = phi(z), broadcast over k.
 __global__ void tan_act_kernel(int P, int n, int K, int dout, const float *h, size_t hstride,
                                float *rout, size_t rstride, int tanh_act) {
+  blpo_pdl_enter();
   size_t per = (size_t)n * K * dout;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -71,6 +73,7 @@ __global__ void tan_act_kernel(int P, int n, int K, int dout, const float *h, si
 // ry (P, K, n, dL) from the head block rhead (P, stride rstride) (n, K, dL).
 __global__ void tan_head_kernel(int P, int n, int K, int dL, const float *rhead, size_t rstride,
                                 float *ry) {
+  blpo_pdl_enter();
   size_t per = (size_t)K * n * dL;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -83,6 +86,7 @@ __global__ void tan_head_kernel(int P, int n, int K, int dL, const float *rhead,
 // up (P, stride ws) (K * Nm) packed from dirs (P, stride dstride) (K, Np).
 __global__ void pack_dirs_kernel(blpo_mlp m, int P, int K, const float *dirs, size_t dstride,
                                  float *up, size_t ws) {
+  blpo_pdl_enter();
   size_t nm = m.num_mlp_params, per = (size_t)K * nm;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -95,6 +99,7 @@ __global__ void pack_dirs_kernel(blpo_mlp m, int P, int K, const float *dirs, si
 
 // up (P, stride ws) (K * Nm) := 0.
 __global__ void zero_dirs_kernel(int P, size_t count, float *up, size_t ws) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * count)
     return;
@@ -105,6 +110,7 @@ __global__ void zero_dirs_kernel(int P, size_t count, float *up, size_t ws) {
 // layout; j outside the MLP part leaves direction k zero.
 __global__ void unit_dirs_kernel(blpo_mlp m, int P, int K, const int32_t *idx, float *up,
                                  size_t ws) {
+  blpo_pdl_enter();
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * K)
     return;
@@ -120,6 +126,7 @@ __global__ void unit_dirs_kernel(blpo_mlp m, int P, int K, const int32_t *idx, f
 // the extra tail is set to 0.
 __global__ void unpack_out_kernel(blpo_mlp m, int P, int K, const float *hp, size_t ws, float *out,
                                   size_t ostride) {
+  blpo_pdl_enter();
   size_t np = m.num_params, per = (size_t)K * np;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -135,6 +142,7 @@ __global__ void unpack_out_kernel(blpo_mlp m, int P, int K, const float *hp, siz
 __global__ void hvp_head_kernel(int P, int n, int K, int dL, float s, const float *G,
                                 const float *y, size_t ystride, const float *ry, float *g,
                                 float *rg, size_t ws) {
+  blpo_pdl_enter();
   size_t per = (size_t)n * K * dL;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -148,6 +156,7 @@ __global__ void hvp_head_kernel(int P, int n, int K, int dL, float s, const floa
 // hw[(k*dout + o)*din + i] += tmp[(o*K + k)*din + i], both (P, stride ws).
 __global__ void permute_add_kernel(int P, int K, int dout, int din, const float *tmp, float *hw,
                                    size_t ws) {
+  blpo_pdl_enter();
   size_t per = (size_t)K * dout * din;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -160,6 +169,7 @@ __global__ void permute_add_kernel(int P, int K, int dout, int din, const float 
 // tmp[(o*K + k)*din + i] = uw[(k*dout + o)*din + i], both (P, stride ws).
 __global__ void repack_u_kernel(int P, int K, int dout, int din, const float *uw, float *tmp,
                                 size_t ws) {
+  blpo_pdl_enter();
   size_t per = (size_t)K * dout * din;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -174,6 +184,7 @@ __global__ void repack_u_kernel(int P, int K, int dout, int din, const float *uw
 // q (n, din) all (P, stride ws); hin (P, stride hstride) (n, din) = phi(z).
 __global__ void hvp_act_kernel(int P, int n, int K, int din, const float *hin, size_t hstride,
                                float *rgo, const float *rhin, float *q, size_t ws, int tanh_act) {
+  blpo_pdl_enter();
   size_t per = (size_t)n * din;
   size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)P * per)
@@ -195,8 +206,6 @@ __global__ void hvp_act_kernel(int P, int n, int K, int din, const float *hin, s
   *qr = tanh_act ? qv * (1.0f - h * h) : (h > 0.0f ? qv : 0.0f);
 }
 
-void launch_check(const char *name) { cudaCheckLaunch(name); }
-
 // The tangent forward of src/cpu_second_order.c tangent_agent for all agents.
 //   dirs: packed (per agent (K * Nm), stride dstride) or unpacked ((K, Np),
 //   stride dstride); rh (P, stride rstride) (n*K, A) layer blocks (n, K, d_l).
@@ -205,7 +214,6 @@ void tangent_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, const float *p
                   size_t dstride, int packed, float *rh, size_t rstride) {
   int L = m->num_layers;
   size_t np = m->num_params, A = m->act_floats_per_row;
-  cudaStream_t st = impl->stream;
   for (int l = 0; l < L; l++) {
     int din = m->dims[l], dout = m->dims[l + 1];
     const float *hin = l == 0 ? x : acts + blpo_mlp_act_offset(m, l, n); // (n, din)
@@ -216,9 +224,8 @@ void tangent_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, const float *p
     const float *cb = packed ? dirs + (size_t)K * m->b_off[l] : dirs + m->b_off[l];
     size_t kstride = packed ? (size_t)dout : np;
     size_t total = (size_t)P * n * K * dout;
-    tan_bias_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(
-        P, n, K, dout, cb, dstride, kstride, rout, rstride);
-    launch_check("tan_bias_kernel");
+    blpo_launch(impl, tan_bias_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, P, n, K,
+                dout, cb, dstride, kstride, rout, rstride);
     // R{h_{l-1}} W_l^T over all n*K stacked rows (R{h_0} = 0: skipped).
     if (rhin)
       blpo_cuda_gemm_rm(impl, 0, 1, n * K, dout, din, rhin, din, (long long)rstride,
@@ -237,9 +244,8 @@ void tangent_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, const float *p
     }
     if (l < L - 1) {
       const float *hout = acts + blpo_mlp_act_offset(m, l + 1, n); // (n, dout), agent stride n*A
-      tan_act_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(
-          P, n, K, dout, hout, (size_t)n * A, rout, rstride, m->activation == BLPO_ACT_TANH);
-      launch_check("tan_act_kernel");
+      blpo_launch(impl, tan_act_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, P, n, K,
+                  dout, hout, (size_t)n * A, rout, rstride, m->activation == BLPO_ACT_TANH);
     }
   }
 }
@@ -267,16 +273,14 @@ void blpo_cuda_tangent(blpo_cuda_impl *impl, const blpo_mlp *m, int P, const flo
   tangent_pass(impl, m, P, params, x, n, acts, K, dirs, (size_t)K * m->num_params, 0, rh, rstride);
   // The head block is (n, K, d_L); the seam wants (K, n, d_L).
   size_t total = (size_t)P * K * n * dL;
-  tan_head_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, impl->stream>>>(
-      P, n, K, dL, rh + blpo_mlp_act_offset(m, m->num_layers, K * n), rstride, ry);
-  launch_check("tan_head_kernel");
+  blpo_launch(impl, tan_head_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, P, n, K, dL,
+              rh + blpo_mlp_act_offset(m, m->num_layers, K * n), rstride, ry);
 }
 
 void blpo_cuda_critic_hvp_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, const float *params,
                                const float *x, int n, const float *acts, const float *target, int K,
                                const float *dirs, size_t dirs_stride, const int32_t *idx, float *hv,
                                size_t hv_stride, float *work) {
-  cudaStream_t st = impl->stream;
   size_t nm = m->num_mlp_params, np = m->num_params, A = m->act_floats_per_row;
   size_t mw = (size_t)m->max_width, nk = (size_t)n * K;
   size_t ws = blpo_cuda_hvp_work_floats(m, n, K); // agent stride of every work block
@@ -294,17 +298,14 @@ void blpo_cuda_critic_hvp_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, c
 
   if (dirs) {
     size_t total = (size_t)P * K * nm;
-    pack_dirs_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(*m, P, K, dirs,
-                                                                             dirs_stride, up, ws);
-    launch_check("pack_dirs_kernel");
+    blpo_launch(impl, pack_dirs_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, *m, P, K,
+                dirs, dirs_stride, up, ws);
   } else {
     size_t total = (size_t)P * K * nm;
-    zero_dirs_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(P, (size_t)K * nm, up,
-                                                                             ws);
-    launch_check("zero_dirs_kernel");
-    unit_dirs_kernel<<<blpo_cuda_blocks((size_t)P * K, kThreads), kThreads, 0, st>>>(*m, P, K, idx,
-                                                                                     up, ws);
-    launch_check("unit_dirs_kernel");
+    blpo_launch(impl, zero_dirs_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, P,
+                (size_t)K * nm, up, ws);
+    blpo_launch(impl, unit_dirs_kernel, blpo_cuda_blocks((size_t)P * K, kThreads), kThreads, 0, *m,
+                P, K, idx, up, ws);
   }
 
   tangent_pass(impl, m, P, params, x, n, acts, K, up, ws, 1, rh, ws);
@@ -312,10 +313,9 @@ void blpo_cuda_critic_hvp_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, c
   // Head: g_L = -(2/n)(G - y), R{g_L} = (2/n) R{y}.
   {
     size_t total = (size_t)P * nk * dL;
-    hvp_head_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(
-        P, n, K, dL, s, target, acts + blpo_mlp_act_offset(m, L, n), (size_t)n * A,
-        rh + blpo_mlp_act_offset(m, L, K * n), g, rg, ws);
-    launch_check("hvp_head_kernel");
+    blpo_launch(impl, hvp_head_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, P, n, K, dL,
+                s, target, acts + blpo_mlp_act_offset(m, L, n), (size_t)n * A,
+                rh + blpo_mlp_act_offset(m, L, K * n), g, rg, ws);
   }
 
   for (int l = L - 1; l >= 0; l--) {
@@ -336,12 +336,11 @@ void blpo_cuda_critic_hvp_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, c
       blpo_cuda_gemm_rm(impl, 1, 0, dout, K * din, n, g, dout, (long long)ws, rhin, K * din,
                         (long long)ws, 0.0f, tmp, K * din, (long long)ws, P);
       size_t total = (size_t)P * K * dout * din;
-      permute_add_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(P, K, dout, din,
-                                                                                 tmp, hw, ws);
-      launch_check("permute_add_kernel");
+      blpo_launch(impl, permute_add_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, P, K,
+                  dout, din, tmp, hw, ws);
     }
     // R{db_l} = column sums of R{g_l} (n x K*dout).
-    blpo_cuda_col_sums(P, n, K * dout, rg, ws, hb, ws, st);
+    blpo_cuda_col_sums(impl, P, n, K * dout, rg, ws, hb, ws);
     if (l == 0)
       break;
 
@@ -351,9 +350,8 @@ void blpo_cuda_critic_hvp_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, c
     // g_l U_l for all k: U_l repacked (dout, K, din), (n x dout)(dout x K*din).
     {
       size_t total = (size_t)P * K * dout * din;
-      repack_u_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(P, K, dout, din, uw,
-                                                                              tmp, ws);
-      launch_check("repack_u_kernel");
+      blpo_launch(impl, repack_u_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, P, K, dout,
+                  din, uw, tmp, ws);
     }
     blpo_cuda_gemm_rm(impl, 0, 0, n, K * din, dout, g, dout, (long long)ws, tmp, K * din,
                       (long long)ws, 1.0f, rgo, K * din, (long long)ws, P);
@@ -362,9 +360,8 @@ void blpo_cuda_critic_hvp_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, c
                       q, din, (long long)ws, P);
     {
       size_t total = (size_t)P * n * din;
-      hvp_act_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(
-          P, n, K, din, hin, hstride, rgo, rhin, q, ws, m->activation == BLPO_ACT_TANH);
-      launch_check("hvp_act_kernel");
+      blpo_launch(impl, hvp_act_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, P, n, K,
+                  din, hin, hstride, rgo, rhin, q, ws, m->activation == BLPO_ACT_TANH);
     }
     float *sw = rg;
     rg = rgo;
@@ -374,7 +371,6 @@ void blpo_cuda_critic_hvp_pass(blpo_cuda_impl *impl, const blpo_mlp *m, int P, c
     q = sw;
   }
   size_t total = (size_t)P * K * np;
-  unpack_out_kernel<<<blpo_cuda_blocks(total, kThreads), kThreads, 0, st>>>(*m, P, K, hp, ws, hv,
-                                                                            hv_stride);
-  launch_check("unpack_out_kernel");
+  blpo_launch(impl, unpack_out_kernel, blpo_cuda_blocks(total, kThreads), kThreads, 0, *m, P, K, hp,
+              ws, hv, hv_stride);
 }

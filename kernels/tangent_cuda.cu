@@ -13,6 +13,7 @@ namespace {
 constexpr int kT = BLPO_MBF_THREADS;
 
 __global__ void __launch_bounds__(kT) tnf_kernel(const __grid_constant__ blpo_tnf_args a) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int phases = blpo_tnf_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
@@ -24,6 +25,7 @@ __global__ void __launch_bounds__(kT) tnf_kernel(const __grid_constant__ blpo_tn
 // Each block finds its pass; blocks of different passes run different phase
 // counts (the barrier is the block's own).
 __global__ void __launch_bounds__(kT) tnf_many_kernel(const __grid_constant__ blpo_tnf_set s) {
+  blpo_pdl_enter();
   extern __shared__ float sm[];
   const int t = blpo_pass_of(s.start, blockIdx.x);
   const blpo_tnf_args *a = &s.t[t];
@@ -47,9 +49,8 @@ void cuda_mlp_tangent_many(blpo_backend *be, int P, int count, const blpo_mlp_ta
                       t[k].ry, t[k].work);
     return;
   }
-  tnf_many_kernel<<<dim3((unsigned)s.start[s.count], (unsigned)P), kT,
-                    sizeof(float) * (size_t)s.s_floats, impl->stream>>>(s);
-  cudaCheckLaunch("tnf_many_kernel");
+  blpo_launch(impl, tnf_many_kernel, dim3((unsigned)s.start[s.count], (unsigned)P), kT,
+              sizeof(float) * (size_t)s.s_floats, s);
 }
 
 } // namespace
@@ -63,8 +64,7 @@ int blpo_cuda_tangent_fused(blpo_backend *be, const blpo_mlp *m, int P, const fl
     return 0;
   blpo_tnf_args a = blpo_tnf_args_of(&lay, params, x, acts, dirs, ry);
   const size_t smem = sizeof(float) * (size_t)lay.s_floats;
-  tnf_kernel<<<dim3((unsigned)lay.blocks, (unsigned)P), kT, smem, impl->stream>>>(a);
-  cudaCheckLaunch("tnf_kernel");
+  blpo_launch(impl, tnf_kernel, dim3((unsigned)lay.blocks, (unsigned)P), kT, smem, a);
   return 1;
 }
 

@@ -31,6 +31,7 @@ uint64_t blpo_config_hash(const blpo_config *c) {
   k.debug_nan_iteration = d.debug_nan_iteration;
   k.cuda_graph = d.cuda_graph;
   k.precision = d.precision;
+  k.pdl = d.pdl;
   k.fused_rollout = d.fused_rollout;
   k.debug_emulate_replay = d.debug_emulate_replay;
   char *buf = NULL;

@@ -64,6 +64,12 @@ const blpo_config_key blpo_config_keys[] = {
     {"run.precision", BLPO_KEY_ENUM, FIELD(precision), 0, 0, 0, 0, 0, 0, precision_names, "fp32",
      "GEMM precision on the CUDA backend: fp32, or tf32 (tensor cores, 10-bit mantissa "
      "inputs, fp32 accumulation). The CPU always computes in fp32."},
+    {"run.pdl", BLPO_KEY_BOOL, FIELD(pdl), 0, 0, 0, 0, 0, 0, NULL, "false",
+     "CUDA backend, compute capability 9.0+ (Hopper): programmatic dependent launch, each "
+     "kernel scheduled while the one before it is still running and waiting at its start for "
+     "that one's results, so that launch latency overlaps work (same results). Off by default "
+     "until measured (tools/bench_suite.sh has the row); where the device cannot, the run says "
+     "so and launches as usual. No effect on the CPU."},
     {"run.fused_rollout", BLPO_KEY_TRISTATE, FIELD(fused_rollout), 0, 0, 0, 0, 0, 0, NULL, "auto",
      "One kernel per rollout step (actor and critic forward, sampling, env step) instead of "
      "separate GEMM, sampling and env launches; auto = when both networks fit (hidden widths "

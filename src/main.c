@@ -49,6 +49,9 @@ static blpo_backend *pick_backend(const blpo_cli *cli, const blpo_config *cfg, i
   if (cfg->precision == BLPO_PREC_TF32 && !quiet)
     fprintf(stderr, "blpo-gpu: run.precision tf32 applies to the CUDA backend's GEMMs; the CPU "
                     "computes in fp32\n");
+  if (cfg->pdl && !quiet)
+    fprintf(stderr, "blpo-gpu: run.pdl applies to the CUDA backend's kernel launches; no effect on "
+                    "the CPU\n");
   blpo_backend *be = blpo_backend_cpu_create(cfg->threads);
   if (!be)
     fprintf(stderr, "blpo-gpu: out of host memory creating the CPU backend\n");

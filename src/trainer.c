@@ -384,6 +384,15 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   /* TF32 only now: the self-check compares against fp32 GEMMs */
   if (be->set_gemm_precision)
     be->set_gemm_precision(be, cfg->precision == BLPO_PREC_TF32);
+  /* programmatic dependent launch: same results, so no self-check; the CPU
+   * says so in main.c */
+  tr->pdl = be->set_pdl ? be->set_pdl(be, cfg->pdl) : 0;
+  if (be->set_pdl && !tr->pdl && cfg->pdl)
+    fprintf(stderr,
+            "blpo-gpu: run.pdl: the %s backend cannot launch with programmatic dependent launch "
+            "here (it needs compute capability 9.0 and kernels built for it); launching as "
+            "usual\n",
+            be->name);
   return tr;
 }
 
@@ -726,6 +735,7 @@ size_t blpo_trainer_graph_kernels(const blpo_trainer *tr, size_t *nodes) {
 int blpo_trainer_replaying(const blpo_trainer *tr) { return tr->graph != NULL; }
 
 int blpo_trainer_fused_rollout(const blpo_trainer *tr) { return tr->fused; }
+int blpo_trainer_pdl(const blpo_trainer *tr) { return tr->pdl; }
 int blpo_trainer_fused_update(const blpo_trainer *tr) {
   return tr->fused_update || tr->fused_critic || tr->fused_solve;
 }

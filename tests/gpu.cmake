@@ -23,6 +23,14 @@ if(BLPO_HAVE_CUDA)
       set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu")
     endif()
   endforeach()
+  # the same ops with their kernels under programmatic dependent launch
+  # (run.pdl; compute capability 9.0+, skipped elsewhere;
+  # tests/cuda_test_backend.h)
+  foreach(name gpu_ops gpu_second_order)
+    add_test(NAME ${name}_pdl COMMAND test_${name})
+    set_tests_properties(${name}_pdl PROPERTIES ENVIRONMENT BLPO_TEST_PDL=1 SKIP_RETURN_CODE 77
+                         LABELS "gpu;pdl")
+  endforeach()
 endif()
 
 # The CUDA fused PPO minibatch update, nested critic step, Nystrom solve,
@@ -43,6 +51,17 @@ if(BLPO_HAVE_CUDA)
   set_tests_properties(gpu_ppo_minibatch gpu_critic_step gpu_nystrom gpu_hvp_rows gpu_tangent
                        gpu_hypergrad gpu_actor
                        PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;derivatives")
+  # the same under programmatic dependent launch (tests/cuda_test_backend.h)
+  foreach(pair ppo_minibatch:ppo_minibatch critic_step:critic_step nystrom:nystrom_blocks
+          hvp_rows:hvp_rows_blocks tangent:tangent_blocks hypergrad:hypergrad_blocks
+          actor:actor_blocks)
+    string(REPLACE ":" ";" pair "${pair}")
+    list(GET pair 0 name)
+    list(GET pair 1 exe)
+    add_test(NAME gpu_${name}_pdl COMMAND test_${exe} --cuda)
+    set_tests_properties(gpu_${name}_pdl PROPERTIES ENVIRONMENT BLPO_TEST_PDL=1
+                         SKIP_RETURN_CODE 77 LABELS "gpu;derivatives;pdl")
+  endforeach()
 endif()
 
 # Short training runs on the GPU that must learn CartPole (PPO with the
@@ -67,6 +86,14 @@ if(BLPO_HAVE_CUDA)
                    $<TARGET_FILE:test_ckpt_compare>)
   set_tests_properties(gpu_replay PROPERTIES ENVIRONMENT BLPO_REPLAY_DEVICE=cuda
                        SKIP_RETURN_CODE 77 LABELS "gpu;cli")
+  # the same with the replays' kernels under programmatic dependent launch
+  # (run.pdl; compute capability 9.0+, skipped below)
+  add_test(NAME gpu_replay_pdl
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/replay.sh $<TARGET_FILE:blpo-gpu>
+                   $<TARGET_FILE:test_ckpt_compare>)
+  set_tests_properties(gpu_replay_pdl PROPERTIES ENVIRONMENT
+                       "BLPO_REPLAY_DEVICE=cuda;BLPO_REPLAY_PDL=1" SKIP_RETURN_CODE 77
+                       LABELS "gpu;cli;pdl")
 endif()
 
 # The CUDA backend plugin's loader, on any machine (no GPU needed): a CPU run
@@ -129,6 +156,10 @@ if(BLPO_HAVE_CUDA)
                      -I ${CMAKE_SOURCE_DIR}/include -I ${CMAKE_SOURCE_DIR}/envs_gpu
                      --table ${CMAKE_BINARY_DIR}/kernel_resources.md ${blpo_kr_sources})
     set_tests_properties(kernel_resources PROPERTIES LABELS "cuda-static")
+    # the checks' failing side, on made-up PTX (no compiler needed)
+    add_test(NAME kernel_resources_self_test
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tools/kernel_resources.py --self-test)
+    set_tests_properties(kernel_resources_self_test PROPERTIES LABELS "cuda-static")
   else()
     message(STATUS "kernel_resources test: no Python 3 interpreter, not registered")
   endif()

@@ -3,7 +3,11 @@
 # every iteration after the first runs with the trainer's host state frozen
 # as it was at the first replayable one (run.debug_emulate_replay), which is
 # all a CUDA graph replay keeps of the host; with BLPO_REPLAY_DEVICE=cuda the
-# same runs go through real CUDA graphs (run.cuda_graph true against false).
+# same runs go through real CUDA graphs (run.cuda_graph true against false),
+# and with BLPO_REPLAY_PDL=1 as well the graphs' kernels with programmatic
+# dependent launch (run.pdl; skipped where the device cannot), so that a
+# kernel reading its predecessor's output before that one has finished
+# shows as a difference.
 # Metrics (timing columns excepted) and checkpoints must be bit-identical,
 # for every algorithm and hypergradient method, a continuous task with both
 # normalisations, truncation bootstrapping, and the fused rollout step. Anything the iteration takes
@@ -28,6 +32,16 @@ if [ "$dev" = cuda ]; then
   fi
   direct=(--set run.cuda_graph=false)
   replayed=(--set run.cuda_graph=true)
+  if [ "${BLPO_REPLAY_PDL:-0}" = 1 ]; then
+    probe="$("$bin" --config cartpole.yaml --device cuda --quiet --set env.num_envs=4 \
+      --set env.num_steps=8 --set algo.num_minibatches=1 --set run.total_steps=32 \
+      --set run.pdl=true --out "$tmp/probe_pdl" 2>&1 >/dev/null)"
+    if echo "$probe" | grep -q 'cannot launch with programmatic dependent launch'; then
+      echo "SKIP: $probe"
+      exit 77
+    fi
+    replayed+=(--set run.pdl=true)
+  fi
 else
   direct=()
   replayed=(--set run.debug_emulate_replay=true)

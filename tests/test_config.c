@@ -513,6 +513,7 @@ static void test_round_trip(void) {
                         "run.debug_nan_iteration=3",
                         "run.cuda_graph=false",
                         "run.precision=tf32",
+                        "run.pdl=true",
                         "run.fused_rollout=false",
                         "run.fused_update=false",
                         "run.debug_emulate_replay=true",

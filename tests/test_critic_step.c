@@ -23,6 +23,7 @@
 #include "blpo/critic_blocks.h"
 #include "blpo/critic_step.h"
 #include "blpo/mlp.h"
+#include "cuda_test_backend.h"
 #include "emu_order.h"
 #include "test_util.h"
 
@@ -214,7 +215,7 @@ int main(int argc, char **argv) {
   if (cuda) {
 #ifdef BLPO_WITH_CUDA
     char why[256];
-    blpo_backend *gpu = blpo_backend_cuda_create(why, sizeof why);
+    blpo_backend *gpu = blpo_test_cuda_create(why, sizeof why);
     if (!gpu) {
       printf("test_critic_step --cuda: skipped: %s\n", why);
       return 77;

@@ -22,6 +22,7 @@
 #include "blpo/env.h"
 #include "blpo/heads.h"
 #include "blpo/mlp.h"
+#include "cuda_test_backend.h"
 #include "test_util.h"
 
 enum { P = 3 };
@@ -1000,7 +1001,7 @@ static void test_rollout_fused(int env_id, int wide, int with_final) {
 
 int main(void) {
   char why[256] = "";
-  g_gpu = blpo_backend_cuda_create(why, sizeof why);
+  g_gpu = blpo_test_cuda_create(why, sizeof why);
   if (!g_gpu) {
     printf("SKIP: %s\n", why[0] ? why : "the CUDA backend could not be created");
     return 77;

@@ -25,6 +25,7 @@
 #include "blpo/backend.h"
 #include "blpo/heads.h"
 #include "blpo/second_order.h"
+#include "cuda_test_backend.h"
 #include "test_util.h"
 
 enum { P = 3 };
@@ -776,7 +777,7 @@ static void test_hypergrad(pair *st, const float *init) {
 
 int main(void) {
   char why[256] = "";
-  gpu = blpo_backend_cuda_create(why, sizeof why);
+  gpu = blpo_test_cuda_create(why, sizeof why);
   if (!gpu) {
     printf("SKIP: %s\n", why[0] ? why : "no CUDA backend");
     return 77;

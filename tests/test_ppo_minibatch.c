@@ -34,6 +34,7 @@
 #include "blpo/mlp.h"
 #include "blpo/ppo_blocks.h"
 #include "blpo/ppo_minibatch.h"
+#include "cuda_test_backend.h"
 #include "emu_order.h"
 #include "test_util.h"
 
@@ -586,7 +587,7 @@ int main(int argc, char **argv) {
   if (cuda) {
 #ifdef BLPO_WITH_CUDA
     char why[256];
-    blpo_backend *gpu = blpo_backend_cuda_create(why, sizeof why);
+    blpo_backend *gpu = blpo_test_cuda_create(why, sizeof why);
     if (!gpu) {
       printf("test_ppo_minibatch --cuda: skipped: %s\n", why);
       return 77;

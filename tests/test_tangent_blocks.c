@@ -27,6 +27,7 @@
 #include "blpo/backend.h"
 #include "blpo/mlp.h"
 #include "blpo/tangent_blocks.h"
+#include "cuda_test_backend.h"
 #include "emu_order.h"
 #include "test_util.h"
 
@@ -302,7 +303,7 @@ int main(int argc, char **argv) {
   if (cuda) {
 #ifdef BLPO_WITH_CUDA
     char why[256];
-    blpo_backend *gpu = blpo_backend_cuda_create(why, sizeof why);
+    blpo_backend *gpu = blpo_test_cuda_create(why, sizeof why);
     if (!gpu) {
       printf("test_tangent_blocks --cuda: skipped: %s\n", why);
       cpu->destroy(cpu);

@@ -187,7 +187,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   char algo[16];
-  int replayed, fused, fused_update;
+  int replayed, fused, fused_update, pdl;
   size_t kernels, nodes;
   double s_per_iter, steps_per_s;
   double phase[BLPO_PHASE_COUNT]; /* seconds per iteration */
@@ -294,6 +294,7 @@ int main(int argc, char **argv) {
     r->kernels = blpo_trainer_graph_kernels(tr, &r->nodes);
     r->fused = blpo_trainer_fused_rollout(tr);
     r->fused_update = blpo_trainer_fused_update(tr);
+    r->pdl = blpo_trainer_pdl(tr);
     r->s_per_iter = wall / iters;
     r->steps_per_iter = blpo_trainer_steps_per_iteration(tr) * c.num_seeds;
     r->steps_per_s = (double)r->steps_per_iter / r->s_per_iter;
@@ -323,7 +324,7 @@ int main(int argc, char **argv) {
          label[0] ? ", " : "", label);
   printf("config %s: %s, %d agent(s) x %d envs x %d steps, %d epochs x %d minibatches, "
          "nested_updates %d, hypergrad %s k=%d rho=%g; run.cuda_graph %s, run.fused_rollout %s, "
-         "run.precision %s; %d timed iterations after %d warm-up\n\n",
+         "run.precision %s, run.pdl %s; %d timed iterations after %d warm-up\n\n",
          config, base.env_id, base.num_seeds, base.num_envs, base.num_steps, base.num_epochs,
          base.num_minibatches, base.nested_updates,
          base.hg_method == BLPO_HG_NYSTROM ? "nystrom"
@@ -333,14 +334,15 @@ int main(int argc, char **argv) {
          base.fused_rollout == BLPO_TRI_AUTO ? "auto"
          : base.fused_rollout                ? "true"
                                              : "false",
-         base.precision == BLPO_PREC_TF32 ? "tf32" : "fp32", iters, warmup);
+         base.precision == BLPO_PREC_TF32 ? "tf32" : "fp32", base.pdl ? "true" : "false", iters,
+         warmup);
   double ppo_cost = 0;
   for (int i = 0; i < nres; i++)
     if (!strcmp(res[i].algo, "ppo"))
       ppo_cost = res[i].s_per_iter / res[i].steps_per_iter;
   printf("| algo | s/iteration | env steps/s | cost per env step vs ppo | graph replay | "
-         "kernels per iteration | fused rollout | fused update |\n");
-  printf("|---|---:|---:|---:|---|---:|---|---|\n");
+         "kernels per iteration | fused rollout | fused update | pdl |\n");
+  printf("|---|---:|---:|---:|---|---:|---|---|---|\n");
   for (int i = 0; i < nres; i++) {
     double cost = res[i].s_per_iter / res[i].steps_per_iter;
     char ratio[32] = "-", kern[48] = "-";
@@ -350,9 +352,9 @@ int main(int argc, char **argv) {
       snprintf(kern, sizeof(kern), "%zu (%zu nodes)", res[i].kernels, res[i].nodes);
     /* PPO's minibatch update, or the nested critic's steps (nested, blpo) */
     const char *fu = res[i].fused_update ? "yes" : "no";
-    printf("| %s | %.4f | %.0f | %s | %s | %s | %s | %s |\n", res[i].algo, res[i].s_per_iter,
+    printf("| %s | %.4f | %.0f | %s | %s | %s | %s | %s | %s |\n", res[i].algo, res[i].s_per_iter,
            res[i].steps_per_s, ratio, res[i].replayed ? "yes" : "no", kern,
-           res[i].fused ? "yes" : "no", fu);
+           res[i].fused ? "yes" : "no", fu, res[i].pdl ? "yes" : "no");
   }
   printf("\nTime per iteration by phase (ms; %% of the profiled iteration's phases; %s):\n\n"
          "| phase |",

@@ -3,7 +3,8 @@
 # second of ppo, nested and blpo on CartPole, Acrobot and Pendulum at
 # num_envs 1024, 4096, 16384 with one agent and at 16 agents x 256 envs; on
 # the GPU the same CartPole 4096 row with graphs off / fused rollout off /
-# fused minibatch update off / TF32, so the table shows what each piece
+# fused minibatch update off / TF32 / programmatic dependent launch on
+# (with the fused update and without), so the table shows what each piece
 # buys; the env kernels alone per task; and, on a GPU, the wall time of the
 # paper's CartPole experiment (15 BLPO seeds x 5e5 steps, 4 envs x 128
 # steps, one population).
@@ -57,7 +58,7 @@ if [ "$dev" = cuda ]; then
   echo "## What each piece buys (CartPole, 1 agent x $n envs)"
   for v in "run.cuda_graph=false run.fused_rollout=false run.fused_update=false" \
     "run.cuda_graph=false" "run.fused_rollout=false" "run.fused_update=false" \
-    "run.precision=tf32"; do
+    "run.precision=tf32" "run.pdl=true" "run.pdl=true run.fused_update=false"; do
     args=()
     for kv in $v; do args+=(--set "$kv"); done
     echo

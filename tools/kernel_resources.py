@@ -16,10 +16,17 @@ Checks (each failure names the kernel, the file and the architecture):
   - no register spills, except the kernels listed in SPILL_ALLOWED with the
     most bytes tolerated and why;
   - static shared memory at most 48 KiB (more needs dynamic shared memory and
-    the opt-in attribute, which the launchers set for their dynamic part).
+    the opt-in attribute, which the launchers set for their dynamic part);
+  - from sm_90 on, the kernel starts with kernels/pdl_cuda.h's
+    griddepcontrol.wait (then launch_dependents): in the PTX no memory access
+    other than a parameter load, no barrier, branch, call or return, and no
+    predicated instruction comes before it, so that under programmatic
+    dependent launch (run.pdl) no block touches memory, or exits, before the
+    kernel ahead of it has finished.
 
 Usage: kernel_resources.py [--nvcc PATH] [--arch 90 ...] [--table FILE]
                            [-I DIR ...] SOURCE.cu ...
+       kernel_resources.py --self-test   (the PTX rules on made-up kernels)
 Exit status 0 when every check passes, 1 when one fails, 2 on a compiler
 error.
 """
@@ -56,6 +63,33 @@ PTXAS_RE = re.compile(
     r"\s*(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads\n"
     r"ptxas info\s*: Used (\d+) registers([^\n]*)")
 SMEM_RE = re.compile(r"(\d+) bytes smem")
+# what must not come before griddepcontrol.wait: memory other than .param,
+# barriers, control flow, predication
+PDL_EARLY_RE = re.compile(
+    r"^\s*(?:@|(?:ld|st|atom|red|cp|prefetch|tex|tld4|suld|sust|sured|mbarrier|bar|barrier|"
+    r"membar|fence|bra|brx|call|ret|exit|trap)\b)")
+PDL_PARAM_RE = re.compile(r"^\s*ld\.param\.")
+
+
+def pdl_entry_state(body):
+    """'ok', 'missing', or the first instruction that comes before the wait."""
+    if "griddepcontrol.wait" not in body:
+        return "missing"
+    waited = False
+    for line in body.splitlines():
+        s = line.strip()
+        if not s or s.startswith("//") or s.startswith("."):
+            continue
+        if s.startswith("griddepcontrol.wait"):
+            waited = True
+            continue
+        if s.startswith("griddepcontrol.launch_dependents"):
+            return "ok" if waited else "launch_dependents before the wait"
+        if waited:
+            return "no launch_dependents right after the wait"
+        if PDL_EARLY_RE.match(s) and not PDL_PARAM_RE.match(s):
+            return "before the wait: " + s.rstrip(";")
+    return "missing"
 
 
 def demangle(names):
@@ -89,10 +123,13 @@ def kernels_of(nvcc, ptxas, src, arch, includes, tmp):
         sys.stderr.write(f"kernel_resources: ptxas on {ptx} failed:\n{r.stderr}")
         sys.exit(2)
     text = open(ptx).read()
-    bounds = {}
+    bounds, pdl = {}, {}
     for m in ENTRY_RE.finditer(text):
         b = MAXNTID_RE.search(m.group(3))
         bounds[m.group(1)] = int(b.group(1)) * int(b.group(2)) * int(b.group(3)) if b else None
+        end = text.find("\n}", m.end())
+        pdl[m.group(1)] = (pdl_entry_state(text[m.end():end if end >= 0 else len(text)])
+                           if int(arch) >= 90 else "-")
     found = []
     for m in PTXAS_RE.finditer(r.stdout + r.stderr):
         smem = SMEM_RE.search(m.group(7))
@@ -102,6 +139,7 @@ def kernels_of(nvcc, ptxas, src, arch, includes, tmp):
             "regs": int(m.group(6)),
             "smem": int(smem.group(1)) if smem else 0,
             "bound": bounds.get(m.group(1)),
+            "pdl": pdl.get(m.group(1), "missing"),
         }))
     if len(found) != len(bounds):
         sys.stderr.write(f"kernel_resources: {src} sm_{arch}: ptxas reported {len(found)} "
@@ -127,10 +165,45 @@ def problems_of(name, k):
         out.append(f"{k['spill']} bytes of register spills (allowed {allowed})")
     if k["smem"] > STATIC_SMEM_MAX:
         out.append(f"{k['smem']} bytes of static shared memory (at most {STATIC_SMEM_MAX})")
+    if k["pdl"] not in ("ok", "-"):
+        out.append("programmatic dependent launch: "
+                   + ("no griddepcontrol.wait; make blpo_pdl_enter() (kernels/pdl_cuda.h) the "
+                      "kernel's first statement" if k["pdl"] == "missing" else k["pdl"]))
     return out
 
 
+def self_test():
+    """The wait rule on made-up PTX bodies, so that its failing side is tested
+    too (the real kernels all pass it)."""
+    head = "\n\t.reg .b64 %rd<4>;\n\tld.param.u64 %rd1, [k_param_0];\n"
+    pair = "\tgriddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;\n"
+    cases = [
+        (head + pair + "\tld.global.f32 %f1, [%rd1];\n\tret;\n", "ok"),
+        (head + "\tcvta.to.global.u64 %rd2, %rd1;\n" + pair + "\tret;\n", "ok"),
+        (head + "\tld.global.f32 %f1, [%rd1];\n\tret;\n", "missing"),
+        (head + "\tsetp.ge.s32 %p1, %r1, %r2;\n\t@%p1 bra $L__BB0_2;\n" + pair, "before"),
+        (head + "\tbra.uni $L__BB0_2;\n" + pair, "before"),
+        (head + "\tld.global.f32 %f1, [%rd1];\n" + pair, "before"),
+        (head + "\tld.f32 %f1, [%rd1];\n" + pair, "before"),
+        (head + "\tst.shared.f32 [%rd1], %f1;\n" + pair, "before"),
+        (head + "\tbar.sync 0;\n" + pair, "before"),
+        (head + "\tret;\n" + pair, "before"),
+        (head + "\tgriddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;\n", "launch_dependents"),
+        (head + "\tgriddepcontrol.wait;\n\tld.global.f32 %f1, [%rd1];\n", "no launch_dependents"),
+    ]
+    bad = 0
+    for body, want in cases:
+        got = pdl_entry_state(body)
+        if not got.startswith(want):
+            print(f"FAIL self-test: want {want!r}, got {got!r} for:{body}")
+            bad += 1
+    print(f"kernel_resources self-test: {len(cases) - bad} of {len(cases)} cases right")
+    return 1 if bad else 0
+
+
 def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nvcc", default=shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc")
     ap.add_argument("--arch", action="append", help="compute capability, e.g. 90 (repeatable)")
@@ -163,9 +236,10 @@ def main():
         seen.add((arch, name, tuple(sorted(k.items()))))
         table.append(f"| sm_{arch} | {src} | {name} | {k['regs']} | "
                      f"{k['bound'] if k['bound'] else '-'} | {k['smem']} | {k['stack']} | "
-                     f"{k['spill']} |")
+                     f"{k['spill']} | {k['pdl']} |")
     head = ("| arch | file | kernel | registers | launch bound | static smem (B) | "
-            "stack (B) | spill (B) |\n|---|---|---|---:|---:|---:|---:|---:|\n")
+            "stack (B) | spill (B) | waits first (pdl) |\n"
+            "|---|---|---|---:|---:|---:|---:|---:|---|\n")
     if a.table:
         tmp_path = a.table + ".tmp"
         with open(tmp_path, "w") as f:
@@ -178,7 +252,8 @@ def main():
         print("FAIL " + f)
     if failures:
         return 1
-    print("kernel_resources: every kernel fits its launch (registers, spills, static smem)")
+    print("kernel_resources: every kernel fits its launch (registers, spills, static smem) and, "
+          "from sm_90 on, waits for the kernel ahead of it before anything else")
     return 0
 
 

@@ -452,6 +452,13 @@ struct blpo_backend {
    * optional: NULL = the backend has one way): on (1) or off (0); returns
    * the largest rank nystrom_solve now runs that way, 0 when off. */
   int (*set_fused_solve)(blpo_backend *be, int on);
+  /* Programmatic dependent launch (run.pdl; optional: NULL = the backend has
+   * no such thing): on (1) lets each kernel be scheduled while the one before
+   * it on the stream is still running, each waiting for its predecessor's
+   * results at its start, so that launch latency overlaps work; the same
+   * results either way. Returns whether it is now on: 0 when off, or where
+   * the device cannot (CUDA: compute capability below 9.0). */
+  int (*set_pdl)(blpo_backend *be, int on);
 
   /* Phase timing on the backend's own clock, for profile mode (required of
    * every backend). timer_mark stamps slot (0 <= slot <

@@ -25,8 +25,9 @@ extern "C" {
  * 5: critic_step, critic_step_prepare; 6: their _work ops in place of
  * _prepare; 7: set_fused_solve; 8: gather_rows_many, mlp_forward_many,
  * ppo_minibatch's place in its epoch; 9: seam_signature; 10: hypergrad_step,
- * blpo_mlp_grad_pass.add_to_prev, mlp_tangent_many, sketch_indices' draws). */
-#define BLPO_CUDA_PLUGIN_ABI 10
+ * blpo_mlp_grad_pass.add_to_prev, mlp_tangent_many, sketch_indices' draws;
+ * 11: set_pdl). */
+#define BLPO_CUDA_PLUGIN_ABI 11
 #define BLPO_CUDA_PLUGIN_FILE "libblpo-cuda.so"
 #define BLPO_CUDA_PLUGIN_ENTRY "blpo_cuda_plugin_get"
 

@@ -70,6 +70,9 @@ int blpo_trainer_fused_rollout(const blpo_trainer *tr);
  * minibatches (ppo_minibatch), the nested critic steps (critic_step) or the
  * Nystrom solve (set_fused_solve). */
 int blpo_trainer_fused_update(const blpo_trainer *tr);
+/* Whether the backend launches with programmatic dependent launch (run.pdl,
+ * where the device can). */
+int blpo_trainer_pdl(const blpo_trainer *tr);
 /* Copies agent p's parameters to host arrays (sizes from the getters). */
 size_t blpo_trainer_actor_size(const blpo_trainer *tr);
 size_t blpo_trainer_critic_size(const blpo_trainer *tr);
