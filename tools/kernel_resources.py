@@ -18,11 +18,13 @@ Checks (each failure names the kernel, the file and the architecture):
   - static shared memory at most 48 KiB (more needs dynamic shared memory and
     the opt-in attribute, which the launchers set for their dynamic part);
   - from sm_90 on, the kernel starts with kernels/pdl_cuda.h's
-    griddepcontrol.wait (then launch_dependents): in the PTX no memory access
-    other than a parameter load, no barrier, branch, call or return, and no
-    predicated instruction comes before it, so that under programmatic
-    dependent launch (run.pdl) no block touches memory, or exits, before the
-    kernel ahead of it has finished.
+    griddepcontrol.wait (then launch_dependents): in the PTX only parameter
+    loads, moves, address conversions and register arithmetic, unpredicated,
+    come before it (an allow-list: no memory access, barrier, branch, call or
+    return however spelled), so that under programmatic dependent launch
+    (run.pdl) no block touches memory, or exits, before the kernel ahead of
+    it has finished. (PTX, not SASS: ptxas keeps memory operations on their
+    side of the wait, which is what the instruction is for.)
 
 Usage: kernel_resources.py [--nvcc PATH] [--arch 90 ...] [--table FILE]
                            [-I DIR ...] SOURCE.cu ...
@@ -63,12 +65,12 @@ PTXAS_RE = re.compile(
     r"\s*(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads\n"
     r"ptxas info\s*: Used (\d+) registers([^\n]*)")
 SMEM_RE = re.compile(r"(\d+) bytes smem")
-# what must not come before griddepcontrol.wait: memory other than .param,
-# barriers, control flow, predication
-PDL_EARLY_RE = re.compile(
-    r"^\s*(?:@|(?:ld|st|atom|red|cp|prefetch|tex|tld4|suld|sust|sured|mbarrier|bar|barrier|"
-    r"membar|fence|bra|brx|call|ret|exit|trap)\b)")
-PDL_PARAM_RE = re.compile(r"^\s*ld\.param\.")
+# What may come before griddepcontrol.wait: parameter loads, address
+# conversions, moves and register arithmetic, unpredicated (an allow-list, so
+# that any memory access, barrier, branch, call or return, however spelled,
+# fails; nvcc 13 emits only ld.param, cvta, mov and add there).
+PDL_BEFORE_WAIT = {"mov", "cvta", "cvt", "add", "sub", "mul", "mad", "shl", "shr", "and", "or",
+                   "xor", "not", "neg", "min", "max", "abs", "setp", "selp"}
 
 
 def pdl_entry_state(body):
@@ -87,7 +89,8 @@ def pdl_entry_state(body):
             return "ok" if waited else "launch_dependents before the wait"
         if waited:
             return "no launch_dependents right after the wait"
-        if PDL_EARLY_RE.match(s) and not PDL_PARAM_RE.match(s):
+        op = s.split()[0]
+        if not (op.startswith("ld.param.") or op.split(".")[0] in PDL_BEFORE_WAIT):
             return "before the wait: " + s.rstrip(";")
     return "missing"
 
@@ -129,7 +132,7 @@ def kernels_of(nvcc, ptxas, src, arch, includes, tmp):
         bounds[m.group(1)] = int(b.group(1)) * int(b.group(2)) * int(b.group(3)) if b else None
         end = text.find("\n}", m.end())
         pdl[m.group(1)] = (pdl_entry_state(text[m.end():end if end >= 0 else len(text)])
-                           if int(arch) >= 90 else "-")
+                           if int(re.match(r"\d+", arch).group()) >= 90 else "-")
     found = []
     for m in PTXAS_RE.finditer(r.stdout + r.stderr):
         smem = SMEM_RE.search(m.group(7))
@@ -188,6 +191,14 @@ def self_test():
         (head + "\tst.shared.f32 [%rd1], %f1;\n" + pair, "before"),
         (head + "\tbar.sync 0;\n" + pair, "before"),
         (head + "\tret;\n" + pair, "before"),
+        (head + "\tldu.global.f32 %f1, [%rd1];\n" + pair, "before"),
+        (head + "\tldmatrix.sync.aligned.m8n8.x4.shared.b16 {%r1, %r2, %r3, %r4}, [%r5];\n"
+         + pair, "before"),
+        (head + "\twgmma.fence.sync.aligned;\n" + pair, "before"),
+        (head + "\tmultimem.st.global.f32 [%rd1], %f1;\n" + pair, "before"),
+        (head + "\tdiscard.global.L2 [%rd1], 128;\n" + pair, "before"),
+        (head + "\tcp.async.ca.shared.global [%r1], [%rd1], 16;\n" + pair, "before"),
+        (head + "\tmov.u32 %r1, %ctaid.x;\n\tmad.lo.s32 %r2, %r1, %r3, %r4;\n" + pair, "ok"),
         (head + "\tgriddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;\n", "launch_dependents"),
         (head + "\tgriddepcontrol.wait;\n\tld.global.f32 %f1, [%rd1];\n", "no launch_dependents"),
     ]
