@@ -115,6 +115,11 @@ set_tests_properties(bench_smoke PROPERTIES LABELS "cpu;bench")
 add_test(NAME bench_suite_tiny
          COMMAND env TINY=1 bash ${CMAKE_SOURCE_DIR}/tools/bench_suite.sh cpu ${CMAKE_BINARY_DIR})
 set_tests_properties(bench_suite_tiny PROPERTIES LABELS "cpu;bench")
+# and its targets-first mode (TARGETS=1, the short-lease GPU stage)
+add_test(NAME bench_targets_tiny
+         COMMAND env TINY=1 TARGETS=1 bash ${CMAKE_SOURCE_DIR}/tools/bench_suite.sh cpu
+                 ${CMAKE_BINARY_DIR})
+set_tests_properties(bench_targets_tiny PROPERTIES LABELS "cpu;bench")
 
 # Profile mode's phase split through the backend's timer (events on a GPU):
 # a counting timer checks the stamp ring and how its intervals are charged.

@@ -10,9 +10,13 @@
 # steps, one population).
 #   tools/bench_suite.sh [cpu|cuda] [BUILD_DIR]       (markdown on stdout)
 # Environment: ITERS (timed iterations per row, default 3), QUICK=1 (1024
-# envs only, no paper run), TINY=1 (CI: 64 envs x 8 steps, 4 x 16 for the
-# population row, small env-rate runs: checks that every row runs, times
-# nothing worth reading), BLPO_COMMIT (printed with the results).
+# envs only, no paper run), TARGETS=1 (only what the issue's targets are
+# stated on, first, for a short device lease: CartPole at 4096 envs with
+# run.pdl off and on, CartPole stepping alone at 65536 envs, and on a GPU
+# the paper experiment with run.pdl off and on), TINY=1 (CI: 64 envs x 8
+# steps, 4 x 16 for the population row, small env-rate runs: checks that
+# every row runs, times nothing worth reading), BLPO_COMMIT (printed with
+# the results).
 set -uo pipefail
 dev="${1:-cpu}"
 build="${2:-build}"
@@ -39,6 +43,48 @@ run() { "$@" || { echo "blpo-bench failed: $*" >&2; status=1; }; }
 export BLPO_COMMIT="${BLPO_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 echo "# blpo-bench suite: device $dev, date $(date -u +%Y-%m-%d), commit $BLPO_COMMIT"
 echo
+# the paper's CartPole experiment (15 BLPO seeds x 5e5 steps, one
+# population), timed as a process; extra --set arguments after the label
+paper_run() {
+  local label="$1" out t0 t1
+  shift
+  echo
+  echo "## The paper's CartPole experiment: 15 BLPO seeds x 5e5 steps as one population${label:+, $label}"
+  echo
+  out="$(mktemp -d)/paper15"
+  t0=$(date +%s%N)
+  run "$gpu" --config "$root/configs/paper/cartpole.yaml" --device "$dev" --set run.num_seeds=15 \
+    "$@" --out "$out" --quiet
+  t1=$(date +%s%N)
+  echo "wall time $(((t1 - t0) / 1000000)) ms (process, including start-up)"
+  grep -E '"final_return_mean_last100"|over_agents' "$out/summary.json"
+}
+env_rate_header() {
+  echo
+  echo "## Env kernels alone (random actions)"
+  echo
+  echo "| backend | config | task | agents x envs | steps | s | env steps/s |"
+  echo "|---|---|---|---|---:|---:|---:|"
+}
+if [ "${TARGETS:-0}" = 1 ]; then
+  n=4096 steps=1000 rate=65536
+  [ "${TINY:-0}" = 1 ] && n=64 steps=20 rate=256
+  echo "## The targets' rows (CartPole, 1 agent x $n envs)"
+  for v in "run.pdl=false" "run.pdl=true"; do
+    echo
+    run "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
+      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --set "$v" --label "$v" |
+      sed -n '1,9p'
+  done
+  env_rate_header
+  run "$bench" --env-rate --device "$dev" --config cartpole.yaml --set env.num_envs="$rate" \
+    --set run.num_seeds=1 --iters "$steps"
+  if [ "$dev" = cuda ] && [ "${TINY:-0}" != 1 ]; then
+    paper_run "run.pdl=false" --set run.pdl=false
+    paper_run "run.pdl=true" --set run.pdl=true
+  fi
+  exit $status
+fi
 echo "## Training throughput (env steps/s, end to end)"
 for cfg in cartpole.yaml acrobot.yaml pendulum.yaml; do
   for n in "${sizes[@]}"; do
@@ -67,11 +113,7 @@ if [ "$dev" = cuda ]; then
       sed -n '1,9p'
   done
 fi
-echo
-echo "## Env kernels alone (random actions)"
-echo
-echo "| backend | config | task | agents x envs | steps | s | env steps/s |"
-echo "|---|---|---|---|---:|---:|---:|"
+env_rate_header
 for cfg in cartpole.yaml acrobot.yaml mountaincar.yaml pendulum.yaml mountaincar_continuous.yaml; do
   for n in "${rate_sizes[@]}"; do
     if [ "${TINY:-0}" = 1 ]; then
@@ -86,15 +128,6 @@ for cfg in cartpole.yaml acrobot.yaml mountaincar.yaml pendulum.yaml mountaincar
   done
 done
 if [ "$dev" = cuda ] && [ "${QUICK:-0}" != 1 ] && [ "${TINY:-0}" != 1 ]; then
-  echo
-  echo "## The paper's CartPole experiment: 15 BLPO seeds x 5e5 steps as one population"
-  echo
-  out="$(mktemp -d)/paper15"
-  t0=$(date +%s%N)
-  run "$gpu" --config "$root/configs/paper/cartpole.yaml" --device cuda --set run.num_seeds=15 \
-    --out "$out" --quiet
-  t1=$(date +%s%N)
-  echo "wall time $(((t1 - t0) / 1000000)) ms (process, including start-up)"
-  grep -E '"final_return_mean_last100"|over_agents' "$out/summary.json"
+  paper_run ""
 fi
 exit $status

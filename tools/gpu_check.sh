@@ -3,7 +3,8 @@
 # made by tools/gpu_bundle.sh: the gpu-labelled tests, the same tests under
 # compute-sanitizer memcheck, the main job on the GPU and the benchmark.
 # Logs go to $OUT (or ./gpu-out). usage: tools/gpu_check.sh [STAGE...]
-# stages: tests memcheck train bench resume check peers racecheck (default: the first four)
+# stages: tests memcheck train bench resume check peers racecheck targets
+# (default: the first four). On a short lease: `tests targets` first.
 set -uo pipefail
 root="$(pwd)"
 out="${OUT:-$root/gpu-out}"
@@ -72,6 +73,13 @@ for s in "${stages[@]}"; do
     cp "$run/summary.json" "$out/train_cartpole_summary.json" 2>/dev/null
     cp "$run/metrics.csv" "$out/train_cartpole_metrics.csv" 2>/dev/null
     tail -4 "$out/train_cartpole.log"
+    ;;
+  targets)
+    # what the targets are stated on, first (a short lease):
+    # CartPole 4096 envs and the paper experiment with run.pdl off and on,
+    # CartPole stepping alone at 65536 envs
+    ITERS="${BENCH_ITERS:-3}" TARGETS=1 bash tools/bench_suite.sh cuda build-gpu 2>&1 |
+      tee "$out/bench_targets.md" || rc=1
     ;;
   bench)
     # the whole table: throughput rows, graphs / fused rollout / TF32 side by
