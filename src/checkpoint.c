@@ -13,9 +13,19 @@
 #include <unistd.h>
 
 #include "blpo/config_load.h"
+#include "blpo_build_info.h"
 
 static const char *algo_name(int a) {
   return a == BLPO_ALGO_PPO ? "ppo" : a == BLPO_ALGO_NESTED ? "nested" : "blpo";
+}
+
+/* FNV-1a 64 */
+static uint64_t fnv_add(uint64_t h, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ull;
+  }
+  return h;
 }
 
 uint64_t blpo_config_hash(const blpo_config *c) {
@@ -34,19 +44,34 @@ uint64_t blpo_config_hash(const blpo_config *c) {
   k.pdl = d.pdl;
   k.fused_rollout = d.fused_rollout;
   k.debug_emulate_replay = d.debug_emulate_replay;
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
-  if (!f)
-    return 0;
-  blpo_config_write_yaml(&k, f);
-  fclose(f);
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)buf[i];
-    h *= 1099511628211ull;
+  uint64_t h = 14695981039346656037ull; /* the FNV-1a 64 offset basis */
+  for (int i = 0; i < blpo_config_num_keys; i++) {
+    char *a = NULL, *b = NULL;
+    size_t la = 0, lb = 0;
+    FILE *fa = open_memstream(&a, &la), *fb = open_memstream(&b, &lb);
+    if (fa)
+      blpo_config_write_value(fa, &k, i);
+    if (fb)
+      blpo_config_write_value(fb, &d, i);
+    if (fa)
+      fclose(fa);
+    if (fb)
+      fclose(fb);
+    if (!a || !b) { /* out of memory: a hash no checkpoint has */
+      free(a);
+      free(b);
+      return 0;
+    }
+    if (la != lb || memcmp(a, b, la) != 0) {
+      const char *path = blpo_config_keys[i].path;
+      h = fnv_add(h, path, strlen(path));
+      h = fnv_add(h, "=", 1);
+      h = fnv_add(h, a, la);
+      h = fnv_add(h, "\n", 1);
+    }
+    free(a);
+    free(b);
   }
-  free(buf);
   return h;
 }
 
@@ -96,6 +121,7 @@ int blpo_checkpoint_save(blpo_trainer *tr, const blpo_config *c, const char *run
   meta(m, &nm, "iteration", "%lld", (long long)it);
   meta(m, &nm, "global_step", "%lld", (long long)(it * (int64_t)c->num_envs * c->num_steps));
   meta(m, &nm, "wall_time_s", "%.17g", wall_time);
+  meta(m, &nm, "blpo_commit", "%s", BLPO_GIT_COMMIT);
   char path[BLPO_PATH_MAX + 64];
   snprintf(path, sizeof(path), "%s/%s", run_dir, BLPO_CHECKPOINT_FILE);
   int rc = blpo_st_write(path, s.t, s.n, m, nm, err, errlen);
@@ -144,11 +170,21 @@ int blpo_checkpoint_load(blpo_trainer *tr, const blpo_config *c, const char *pat
       snprintf(err, errlen,
                "%s: checkpoint is from another config: run.num_seeds is %s there, %d here", path,
                ns, c->num_seeds);
-    else
+    else {
+      /* another build may hash the same config differently (a key it has
+       * that this one lacks, set away from its default) */
+      const char *by = blpo_st_meta_get(&f, "blpo_commit");
+      char builds[160] = "";
+      if (!by || strcmp(by, BLPO_GIT_COMMIT) != 0)
+        snprintf(builds, sizeof(builds),
+                 ", or the checkpoint comes from another build of blpo-gpu (commit %s; this is %s) "
+                 "whose config keys differ",
+                 by ? by : "unknown, before 2026-12-06", BLPO_GIT_COMMIT);
       snprintf(err, errlen,
                "%s: checkpoint is from another config (config hash %s, this config %s): the "
-               "run's config.yaml was changed after the checkpoint was written",
-               path, hash ? hash : "missing", want);
+               "run's config.yaml was changed after the checkpoint was written%s",
+               path, hash ? hash : "missing", want, builds);
+    }
   } else if (blpo_trainer_import_state(tr, &f, rerr, sizeof(rerr)) != 0) {
     snprintf(err, errlen, "%s: %s", path, rerr);
   } else {

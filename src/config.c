@@ -1091,6 +1091,13 @@ static void write_value(FILE *f, const blpo_config *c, const blpo_config_key *k)
   }
 }
 
+int blpo_config_write_value(FILE *f, const blpo_config *c, int key) {
+  if (key < 0 || key >= blpo_config_num_keys)
+    return -1;
+  write_value(f, c, &blpo_config_keys[key]);
+  return ferror(f) ? -1 : 0;
+}
+
 /* Splits "algo.hypergrad" into components; returns how many. */
 static int split_path(const char *path, char comp[][64], int max) {
   int n = 0;

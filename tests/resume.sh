@@ -86,6 +86,17 @@ mk other; sed -i 's/name: ppo$/name: XX/; s/name: blpo$/name: ppo/; s/name: XX$/
 refused other "another config: algo.name"
 mk shape; sed -i 's/num_envs: 32/num_envs: 16/' "$tmp/shape/config.yaml"
 refused shape "another config"
+# a mismatch on a checkpoint from another build names both builds
+mk build; sed -i 's/num_envs: 32/num_envs: 16/' "$tmp/build/config.yaml"
+python3 - "$tmp/build/checkpoint.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = open(p, 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+h['__metadata__']['blpo_commit'] = 'abc1234'
+s = json.dumps(h).encode(); s += b' ' * ((8 - len(s) % 8) % 8)
+open(p, 'wb').write(struct.pack('<Q', len(s)) + s + b[8 + n:])
+PY
+refused build "another build of blpo-gpu \(commit abc1234; this is "
 mk missing; rm "$tmp/missing/checkpoint.safetensors"
 refused missing "no checkpoint at"
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blpo/checkpoint.h"
 #include "blpo/cli.h"
 #include "blpo/config_load.h"
 
@@ -688,6 +689,37 @@ static void test_docs(void) {
   free(buf);
 }
 
+/* The resume hash (checkpoint.c): only keys away from their defaults enter
+ * it, so a build that adds a key still resumes older runs, and the run.*
+ * keys a resume may change never do. */
+static void test_config_hash(void) {
+  blpo_config d, c;
+  blpo_config_defaults(&d);
+  const uint64_t empty = 14695981039346656037ull; /* FNV-1a 64 of nothing */
+  CHECK(blpo_config_hash(&d) == empty,
+        "an all-default config hashes as the empty input (no key at its default enters it)");
+  c = d;
+  c.total_steps *= 3, c.log_every = 1, c.threads = 7, c.checkpoint_every = 3;
+  c.debug_nan_iteration = 2, c.cuda_graph = !d.cuda_graph, c.precision = BLPO_PREC_TF32;
+  c.pdl = 1, c.fused_rollout = BLPO_TRI_ON, c.debug_emulate_replay = 1;
+  snprintf(c.name, sizeof(c.name), "other");
+  snprintf(c.out_dir, sizeof(c.out_dir), "elsewhere");
+  CHECK(blpo_config_hash(&c) == empty, "the keys a resume may change do not enter the hash");
+  c = d;
+  c.gamma = 0.9f;
+  const uint64_t h_gamma = blpo_config_hash(&c);
+  CHECK(h_gamma != empty, "algo.gamma away from its default enters the hash");
+  c = d;
+  c.gae_lambda = 0.9f;
+  CHECK(blpo_config_hash(&c) != h_gamma && blpo_config_hash(&c) != empty,
+        "another key at the same value: another hash");
+  c.gamma = 0.9f;
+  CHECK(blpo_config_hash(&c) != h_gamma, "two keys away from their defaults: both count");
+  c = d;
+  c.fused_update = BLPO_TRI_OFF;
+  CHECK(blpo_config_hash(&c) != empty, "run.fused_update (changes float rounding) enters it");
+}
+
 int main(void) {
   snprintf(g_dir, sizeof(g_dir), "%s/blpo_test_config_XXXXXX",
            getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -702,6 +734,7 @@ int main(void) {
   test_round_trip();
   test_cli();
   test_docs();
+  test_config_hash();
 
   /* remove the temp dir: the files written are known */
   char path[600];

@@ -30,9 +30,14 @@ int64_t blpo_trainer_iteration(const blpo_trainer *tr);
 /* Testing hook (run.debug_nan_iteration): fills the critic with NaN. */
 void blpo_trainer_debug_poison_critic(blpo_trainer *tr);
 
-/* FNV-1a hash of the effective config's YAML (run.total_steps, run.out_dir,
- * run.name, run.log_every, run.threads and run.checkpoint_every excluded:
- * they may change between a run and its resume). */
+/* FNV-1a hash of the effective config: one "path=value" line per key whose
+ * value differs from its default, in the table's order. The run.* keys a
+ * resume may change (total_steps, out_dir, name, log_every, threads,
+ * checkpoint_every, debug_nan_iteration, cuda_graph, precision, pdl,
+ * fused_rollout, debug_emulate_replay) are left out. Keys at their defaults
+ * are left out so that a build which adds a key, at a default that keeps
+ * the old behaviour, still resumes the runs of older builds (hashing the
+ * whole YAML refused them as "config changed"). */
 uint64_t blpo_config_hash(const blpo_config *c);
 
 /* Writes RUN_DIR/checkpoint.safetensors atomically; extra metadata such as

@@ -94,6 +94,9 @@ int blpo_config_write_yaml(const blpo_config *c, FILE *f);
 /* The key table: type, range, default and doc of every key. */
 void blpo_config_print_keys(FILE *f);
 
+/* Writes key number `key`'s value as config.yaml has it (no newline); 0, or
+ * -1 for a bad index or a write error. */
+int blpo_config_write_value(FILE *f, const blpo_config *c, int key);
 /* Index of a key in blpo_config_keys, or -1. */
 int blpo_config_key_index(const char *path);
 
