@@ -150,9 +150,13 @@ if(BLPO_HAVE_CUDA)
       endif()
     endforeach()
     file(GLOB blpo_kr_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/*.cu)
+    set(blpo_kr_defs "")
+    foreach(d ${BLPO_MBF_TILE_DEFS}) # a tile variant's kernels, as built
+      list(APPEND blpo_kr_defs -D ${d})
+    endforeach()
     add_test(NAME kernel_resources
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tools/kernel_resources.py
-                     --nvcc ${CMAKE_CUDA_COMPILER} ${blpo_kr_archs}
+                     --nvcc ${CMAKE_CUDA_COMPILER} ${blpo_kr_archs} ${blpo_kr_defs}
                      -I ${CMAKE_SOURCE_DIR}/include -I ${CMAKE_SOURCE_DIR}/envs_gpu
                      --table ${CMAKE_BINARY_DIR}/kernel_resources.md ${blpo_kr_sources})
     set_tests_properties(kernel_resources PROPERTIES LABELS "cuda-static")

@@ -12,8 +12,9 @@
 # Environment: ITERS (timed iterations per row, default 3), QUICK=1 (1024
 # envs only, no paper run), TARGETS=1 (only what the targets are
 # stated on, first, for a short device lease: CartPole at 4096 envs with
-# run.pdl off and on, CartPole stepping alone at 65536 envs, and on a GPU
-# the paper experiment with run.pdl off and on), TINY=1 (CI: 64 envs x 8
+# run.pdl off and on and with each register-tile variant found in
+# BUILD_DIR-t<tile> (tools/gpu_bundle.sh), CartPole stepping alone at 65536
+# envs, and on a GPU the paper experiment with run.pdl off and on), TINY=1 (CI: 64 envs x 8
 # steps, 4 x 16 for the population row, small env-rate runs: checks that
 # every row runs, times nothing worth reading), BLPO_COMMIT (printed with
 # the results).
@@ -75,6 +76,15 @@ if [ "${TARGETS:-0}" = 1 ]; then
     run "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
       --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --set "$v" --label "$v" |
       sed -n '1,9p'
+  done
+  # register-tile variants of the fused kernels (tools/gpu_bundle.sh builds
+  # them beside the default one in BUILD_DIR-t<tile>)
+  for vb in "$build"-t*; do
+    [ -x "$vb/blpo-bench" ] || continue
+    echo
+    run "$vb/blpo-bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
+      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" \
+      --label "register tile ${vb##*-t} (BLPO_MBF_TILE), run.pdl=false" | sed -n '1,9p'
   done
   env_rate_header
   run "$bench" --env-rate --device "$dev" --config cartpole.yaml --set env.num_envs="$rate" \

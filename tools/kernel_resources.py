@@ -27,7 +27,7 @@ Checks (each failure names the kernel, the file and the architecture):
     side of the wait, which is what the instruction is for.)
 
 Usage: kernel_resources.py [--nvcc PATH] [--arch 90 ...] [--table FILE]
-                           [-I DIR ...] SOURCE.cu ...
+                           [-I DIR ...] [-D NAME=VALUE ...] SOURCE.cu ...
        kernel_resources.py --self-test   (the PTX rules on made-up kernels)
 Exit status 0 when every check passes, 1 when one fails, 2 on a compiler
 error.
@@ -110,12 +110,14 @@ def demangle(names):
     return short
 
 
-def kernels_of(nvcc, ptxas, src, arch, includes, tmp):
+def kernels_of(nvcc, ptxas, src, arch, includes, defines, tmp):
     """[(mangled, resources dict)] of src compiled for sm_<arch>."""
     ptx = os.path.join(tmp, f"{os.path.basename(src)}.{arch}.ptx")
     cmd = [nvcc, "-O3", "-DNDEBUG", f"-arch=compute_{arch}", "-ptx", src, "-o", ptx]
     for inc in includes:
         cmd += ["-I", inc]
+    for d in defines:
+        cmd += ["-D", d]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(f"kernel_resources: {' '.join(cmd)} failed:\n{r.stderr}")
@@ -220,6 +222,8 @@ def main():
     ap.add_argument("--arch", action="append", help="compute capability, e.g. 90 (repeatable)")
     ap.add_argument("--table", help="write the resource table (markdown) here")
     ap.add_argument("-I", dest="includes", action="append", default=[])
+    ap.add_argument("-D", dest="defines", action="append", default=[],
+                    help="a macro definition the build uses (a tile variant's)")
     ap.add_argument("sources", nargs="+")
     a = ap.parse_args()
     archs = a.arch or ["80", "86", "89", "90"]
@@ -231,7 +235,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for src in a.sources:
             for arch in archs:
-                found = kernels_of(a.nvcc, ptxas, src, arch, a.includes, tmp)
+                found = kernels_of(a.nvcc, ptxas, src, arch, a.includes, a.defines, tmp)
                 short = demangle([n for n, _ in found])
                 for mangled, k in found:
                     name = short[mangled]

@@ -312,8 +312,15 @@ BLPO_HD int blpo_mbf_imin(int x, int y) { return x < y ? x : y; }
  * clamped (loads stay inside the arrays) and their results dropped. Each
  * output is still one sum in the order of the one-output-per-thread loop:
  * bias, then multiply-adds in input order, as blpo_neuron. */
+/* Overridable at build time (cmake -DBLPO_MBF_TR=.. -DBLPO_MBF_TC=..), so
+ * that a variant can be built and timed beside the default; any size gives
+ * the same bits. */
+#ifndef BLPO_MBF_TR
 #define BLPO_MBF_TR 4
+#endif
+#ifndef BLPO_MBF_TC
 #define BLPO_MBF_TC 2
+#endif
 
 /* The two products the layer passes tile, for TR rows x TC columns, each
  * sum in input order. hw: acc[k][c] += sum_i in[rr[k] + i] W^T[i][j[c]]
