@@ -35,7 +35,7 @@
 #include "blpo/cli.h"
 #include "blpo/config_load.h"
 #include "blpo/env.h"
-#include "blpo/ppo_blocks.h" /* BLPO_MBF_TR, BLPO_MBF_TC: this build's register tile */
+#include "blpo/mbf_tile.h" /* this build's register tile (the plugin's: cuda_plugin.h) */
 #include "blpo/trainer.h"
 #include "blpo_build_info.h"
 #ifdef BLPO_WITH_CUDA

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "mbf_tile.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,14 +36,26 @@ extern "C" {
  * of the constants that size their arrays, folded into one number (FNV-1a):
  * a plugin whose build differs in any of them (another BLPO_MAX_LAYERS, a
  * stats slot added, a field added to an op's arguments without an ABI bump)
- * has another signature. */
+ * has another signature. The fused kernels' register tile is in it too
+ * (mbf_tile.h): a build variant's plugin is refused by a default program. */
 static inline uint64_t blpo_cuda_plugin_seam_signature(void) {
-  const uint64_t v[] = {
-      sizeof(blpo_backend),          sizeof(blpo_dims),          sizeof(blpo_mlp),
-      sizeof(blpo_env_state),        sizeof(blpo_ppo_minibatch), sizeof(blpo_critic_step),
-      sizeof(blpo_gather),           sizeof(blpo_mlp_pass),      sizeof(blpo_mlp_grad_pass),
-      sizeof(blpo_mlp_tangent_pass), sizeof(blpo_counter),       sizeof(blpo_adam_sched),
-      sizeof(blpo_ppo_params),       BLPO_TIMER_SLOTS,           BLPO_STAT_COUNT};
+  const uint64_t v[] = {sizeof(blpo_backend),
+                        sizeof(blpo_dims),
+                        sizeof(blpo_mlp),
+                        sizeof(blpo_env_state),
+                        sizeof(blpo_ppo_minibatch),
+                        sizeof(blpo_critic_step),
+                        sizeof(blpo_gather),
+                        sizeof(blpo_mlp_pass),
+                        sizeof(blpo_mlp_grad_pass),
+                        sizeof(blpo_mlp_tangent_pass),
+                        sizeof(blpo_counter),
+                        sizeof(blpo_adam_sched),
+                        sizeof(blpo_ppo_params),
+                        BLPO_TIMER_SLOTS,
+                        BLPO_STAT_COUNT,
+                        BLPO_MBF_TR,
+                        BLPO_MBF_TC};
   uint64_t h = 14695981039346656037ull;
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
     h ^= v[i];

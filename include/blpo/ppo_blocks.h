@@ -38,6 +38,7 @@
 #include "backend.h"
 #include "fused_rollout.h"
 #include "hd.h"
+#include "mbf_tile.h"
 #include "optim.h"
 #include "ppo_loss.h"
 #include "schedule.h"
@@ -311,16 +312,8 @@ BLPO_HD int blpo_mbf_imin(int x, int y) { return x < y ? x : y; }
  * threads of a warp load consecutive words; indices past the edge are
  * clamped (loads stay inside the arrays) and their results dropped. Each
  * output is still one sum in the order of the one-output-per-thread loop:
- * bias, then multiply-adds in input order, as blpo_neuron. */
-/* Overridable at build time (cmake -DBLPO_MBF_TR=.. -DBLPO_MBF_TC=..), so
- * that a variant can be built and timed beside the default; any size gives
- * the same bits. */
-#ifndef BLPO_MBF_TR
-#define BLPO_MBF_TR 4
-#endif
-#ifndef BLPO_MBF_TC
-#define BLPO_MBF_TC 2
-#endif
+ * bias, then multiply-adds in input order, as blpo_neuron. The tile's
+ * size: include/blpo/mbf_tile.h. */
 
 /* The two products the layer passes tile, for TR rows x TC columns, each
  * sum in input order. hw: acc[k][c] += sum_i in[rr[k] + i] W^T[i][j[c]]
