@@ -49,15 +49,16 @@ uint64_t blpo_config_hash(const blpo_config *c) {
     char *a = NULL, *b = NULL;
     size_t la = 0, lb = 0;
     FILE *fa = open_memstream(&a, &la), *fb = open_memstream(&b, &lb);
+    int bad = !fa || !fb;
     if (fa)
-      blpo_config_write_value(fa, &k, i);
+      bad |= blpo_config_write_value(fa, &k, i) != 0;
     if (fb)
-      blpo_config_write_value(fb, &d, i);
+      bad |= blpo_config_write_value(fb, &d, i) != 0;
     if (fa)
-      fclose(fa);
+      bad |= fclose(fa) != 0;
     if (fb)
-      fclose(fb);
-    if (!a || !b) { /* out of memory: a hash no checkpoint has */
+      bad |= fclose(fb) != 0;
+    if (bad || !a || !b) { /* out of memory: a hash no checkpoint has */
       free(a);
       free(b);
       return 0;
@@ -171,14 +172,17 @@ int blpo_checkpoint_load(blpo_trainer *tr, const blpo_config *c, const char *pat
                "%s: checkpoint is from another config: run.num_seeds is %s there, %d here", path,
                ns, c->num_seeds);
     else {
-      /* another build may hash the same config differently (a key it has
-       * that this one lacks, set away from its default) */
+      /* another build may hash the same config differently: a key whose
+       * default changed between the builds is written in config.yaml at the
+       * old default, which is away from the new one (a key this build lacks
+       * fails the config load instead; one it added sits at its default and
+       * stays out of the hash) */
       const char *by = blpo_st_meta_get(&f, "blpo_commit");
       char builds[160] = "";
       if (!by || strcmp(by, BLPO_GIT_COMMIT) != 0)
         snprintf(builds, sizeof(builds),
                  ", or the checkpoint comes from another build of blpo-gpu (commit %s; this is %s) "
-                 "whose config keys differ",
+                 "whose defaults differ",
                  by ? by : "unknown, before 2026-12-06", BLPO_GIT_COMMIT);
       snprintf(err, errlen,
                "%s: checkpoint is from another config (config hash %s, this config %s): the "

@@ -41,6 +41,10 @@ if [ "${TINY:-0}" = 1 ]; then
 fi
 status=0
 run() { "$@" || { echo "blpo-bench failed: $*" >&2; status=1; }; }
+# a benchmark's table (its first 9 lines); the status is the benchmark's
+# (pipefail), so that `run table ...` records a failure, which a pipeline
+# after `run` would lose in its subshell
+table() { "$@" | sed -n '1,9p'; }
 export BLPO_COMMIT="${BLPO_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 echo "# blpo-bench suite: device $dev, date $(date -u +%Y-%m-%d), commit $BLPO_COMMIT"
 echo
@@ -73,18 +77,17 @@ if [ "${TARGETS:-0}" = 1 ]; then
   echo "## The targets' rows (CartPole, 1 agent x $n envs)"
   for v in "run.pdl=false" "run.pdl=true"; do
     echo
-    run "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
-      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --set "$v" --label "$v" |
-      sed -n '1,9p'
+    run table "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
+      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --set "$v" --label "$v"
   done
   # register-tile variants of the fused kernels (tools/gpu_bundle.sh builds
   # them beside the default one in BUILD_DIR-t<tile>)
   for vb in "$build"-t*; do
     [ -x "$vb/blpo-bench" ] || continue
     echo
-    run "$vb/blpo-bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
+    run table "$vb/blpo-bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
       --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" \
-      --label "register tile ${vb##*-t} (BLPO_MBF_TILE), run.pdl=false" | sed -n '1,9p'
+      --set run.pdl=false --label "register tile ${vb##*-t} (BLPO_MBF_TILE), run.pdl=false"
   done
   env_rate_header
   run "$bench" --env-rate --device "$dev" --config cartpole.yaml --set env.num_envs="$rate" \
@@ -99,13 +102,12 @@ echo "## Training throughput (env steps/s, end to end)"
 for cfg in cartpole.yaml acrobot.yaml pendulum.yaml; do
   for n in "${sizes[@]}"; do
     echo
-    run "$bench" --device "$dev" --config "$cfg" --iters "$iters" --warmup 1 \
-      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --label "$cfg, 1 agent x $n envs" |
-      sed -n '1,9p'
+    run table "$bench" --device "$dev" --config "$cfg" --iters "$iters" --warmup 1 \
+      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --label "$cfg, 1 agent x $n envs"
   done
   echo
-  run "$bench" --device "$dev" --config "$cfg" --iters "$iters" --warmup 1 "${pop[@]}" "${extra[@]}" \
-    --label "$cfg, $pop_label" | sed -n '1,9p'
+  run table "$bench" --device "$dev" --config "$cfg" --iters "$iters" --warmup 1 "${pop[@]}" "${extra[@]}" \
+    --label "$cfg, $pop_label"
 done
 if [ "$dev" = cuda ]; then
   n=4096
@@ -118,9 +120,8 @@ if [ "$dev" = cuda ]; then
     args=()
     for kv in $v; do args+=(--set "$kv"); done
     echo
-    run "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
-      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" "${args[@]}" --label "$v" |
-      sed -n '1,9p'
+    run table "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
+      --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" "${args[@]}" --label "$v"
   done
 fi
 env_rate_header

@@ -77,7 +77,24 @@ for s in "${stages[@]}"; do
   targets)
     # what the targets are stated on, first (a short lease):
     # CartPole 4096 envs and the paper experiment with run.pdl off and on,
-    # CartPole stepping alone at 65536 envs
+    # CartPole stepping alone at 65536 envs, and each register-tile variant
+    # (gpu_bundle.sh) whose own op tests pass on this device: a failing one
+    # is not timed
+    for vb in build-gpu-t*; do
+      [ -x "$vb/blpo-bench" ] || continue
+      vrc=0
+      for t in test_ppo_minibatch test_critic_step test_hvp_rows_blocks test_tangent_blocks; do
+        "$vb/tests/$t" --cuda || vrc=1
+      done
+      "$vb/tests/test_gpu_ops" || vrc=1
+      echo "== exit $vrc"
+      if [ $vrc -ne 0 ]; then
+        echo "gpu_check: the ${vb##*-t} variant fails its op tests; not timed"
+        mv "$vb/blpo-bench" "$vb/blpo-bench.failed"
+        rc=1
+      fi
+    done >"$out/variant_tests.log" 2>&1
+    grep -E "^== exit|gpu_check:" "$out/variant_tests.log"
     ITERS="${BENCH_ITERS:-3}" TARGETS=1 bash tools/bench_suite.sh cuda build-gpu 2>&1 |
       tee "$out/bench_targets.md" || rc=1
     ;;
