@@ -73,14 +73,18 @@ b[12] = ord('#')  # inside the JSON header
 open(p, 'wb').write(b)
 PY
 refused corrupt "truncated or corrupt"
-mk version; python3 - "$tmp/version/checkpoint.safetensors" <<'PY'
+# set_meta FILE KEY VALUE: rewrites one metadata entry of a checkpoint
+set_meta() {
+  python3 - "$@" <<'PY'
 import json, struct, sys
-p = sys.argv[1]; b = open(p, 'rb').read()
+p, key, value = sys.argv[1:4]; b = open(p, 'rb').read()
 n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
-h['__metadata__']['format_version'] = '99'
+h['__metadata__'][key] = value
 s = json.dumps(h).encode(); s += b' ' * ((8 - len(s) % 8) % 8)
 open(p, 'wb').write(struct.pack('<Q', len(s)) + s + b[8 + n:])
 PY
+}
+mk version; set_meta "$tmp/version/checkpoint.safetensors" format_version 99
 refused version "incompatible checkpoint format version 99"
 mk other; sed -i 's/name: ppo$/name: XX/; s/name: blpo$/name: ppo/; s/name: XX$/name: blpo/' "$tmp/other/config.yaml"
 refused other "another config: algo.name"
@@ -88,14 +92,7 @@ mk shape; sed -i 's/num_envs: 32/num_envs: 16/' "$tmp/shape/config.yaml"
 refused shape "another config"
 # a mismatch on a checkpoint from another build names both builds
 mk build; sed -i 's/num_envs: 32/num_envs: 16/' "$tmp/build/config.yaml"
-python3 - "$tmp/build/checkpoint.safetensors" <<'PY'
-import json, struct, sys
-p = sys.argv[1]; b = open(p, 'rb').read()
-n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
-h['__metadata__']['blpo_commit'] = 'abc1234'
-s = json.dumps(h).encode(); s += b' ' * ((8 - len(s) % 8) % 8)
-open(p, 'wb').write(struct.pack('<Q', len(s)) + s + b[8 + n:])
-PY
+set_meta "$tmp/build/checkpoint.safetensors" blpo_commit abc1234
 refused build "another build of blpo-gpu \(commit abc1234; this is "
 mk missing; rm "$tmp/missing/checkpoint.safetensors"
 refused missing "no checkpoint at"

@@ -83,10 +83,14 @@ for s in "${stages[@]}"; do
     for vb in build-gpu-t*; do
       [ -x "$vb/blpo-bench" ] || continue
       vrc=0
-      for t in test_ppo_minibatch test_critic_step test_hvp_rows_blocks test_tangent_blocks; do
-        "$vb/tests/$t" --cuda || vrc=1
+      # the op tests gpu_bundle.sh packed with it: test_gpu_* on the device
+      # as they are, the block-program tests with --cuda
+      for t in "$vb"/tests/test_*; do
+        case "$t" in
+        */test_gpu_*) "$t" || vrc=1 ;;
+        *) "$t" --cuda || vrc=1 ;;
+        esac
       done
-      "$vb/tests/test_gpu_ops" || vrc=1
       echo "== exit $vrc"
       if [ $vrc -ne 0 ]; then
         echo "gpu_check: the ${vb##*-t} variant fails its op tests; not timed"
