@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "blpo/cuda_envs.h"
+#include "blpo/episode_blocks.h"
 #include "blpo/gae.h"
 #include "blpo/heads.h"
 #include "blpo/optim.h"
@@ -381,6 +382,28 @@ void cuda_gae(blpo_backend *be, const blpo_dims *d, const float *reward, const f
     return;
   blpo_launch(blpo_cuda(be), gae_kernel, blpo_cuda_blocks((size_t)PN, kT), kT, 0, PN, d->T, reward,
               done, value, last_value, gamma, lambda, adv, ret);
+}
+
+// ---- episode summaries -------------------------------------------------------
+
+// One block per agent runs the block program of include/blpo/episode_blocks.h.
+__global__ void __launch_bounds__(BLPO_EPS_THREADS)
+    episode_summary_kernel(const __grid_constant__ blpo_eps_args a) {
+  blpo_pdl_enter();
+  __shared__ blpo_eps_shared sh;
+  const int phases = blpo_eps_phases();
+  for (int ph = 0; ph < phases; ph++) {
+    blpo_eps_block(&a, blockIdx.x, threadIdx.x, ph, &sh);
+    __syncthreads();
+  }
+}
+
+void cuda_episode_summary(blpo_backend *be, const blpo_dims *d, const float *eret,
+                          blpo_episode_summary *out) {
+  if (d->P <= 0)
+    return;
+  blpo_eps_args a = {d->T, d->N, (size_t)d->P * d->N, eret, out};
+  blpo_launch(blpo_cuda(be), episode_summary_kernel, d->P, BLPO_EPS_THREADS, 0, a);
 }
 
 // ---- minibatches -------------------------------------------------------------
@@ -858,6 +881,7 @@ extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
   be->policy_sample = cuda_policy_sample;
   be->policy_mode = cuda_policy_mode;
   be->gae = cuda_gae;
+  be->episode_summary = cuda_episode_summary;
   be->gather_rows = cuda_gather_rows;
   be->gather_rows_many = cuda_gather_rows_many;
   be->copy_blocks = cuda_copy_blocks;

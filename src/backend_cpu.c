@@ -538,6 +538,46 @@ static void cpu_gae(blpo_backend *be, const blpo_dims *d, const float *reward, c
                     adv + e, ret + e);
 }
 
+/* The reference for every backend's op: agent p's returns in (step, env)
+ * order, summed in double one after another, then the tail from the end. */
+static void cpu_episode_summary(blpo_backend *be, const blpo_dims *d, const float *eret,
+                                blpo_episode_summary *out) {
+  (void)be;
+  const int T = d->T, N = d->N;
+  const size_t PN = (size_t)d->P * N;
+#pragma omp parallel for schedule(static) if (d->P >= 4)
+  for (int p = 0; p < d->P; p++) {
+    const float *ep = eret + (size_t)p * N; /* step t of env i at t * PN + i */
+    blpo_episode_summary *o = &out[p];
+    double s = 0;
+    float mn = INFINITY, mx = -INFINITY;
+    int32_t cnt = 0;
+    for (int t = 0; t < T; t++)
+      for (int i = 0; i < N; i++) {
+        float r = ep[(size_t)t * PN + i];
+        if (!blpo_episode_ended(r))
+          continue;
+        s += r;
+        mn = fminf(mn, r);
+        mx = fmaxf(mx, r);
+        cnt++;
+      }
+    o->count = cnt;
+    o->mean = cnt ? (float)(s / cnt) : NAN;
+    o->min = cnt ? mn : NAN;
+    o->max = cnt ? mx : NAN;
+    int kept = blpo_episode_tail_kept(cnt), slot = BLPO_EPISODE_TAIL;
+    for (int t = T - 1; t >= 0 && slot > BLPO_EPISODE_TAIL - kept; t--)
+      for (int i = N - 1; i >= 0 && slot > BLPO_EPISODE_TAIL - kept; i--) {
+        float r = ep[(size_t)t * PN + i];
+        if (blpo_episode_ended(r))
+          o->tail[--slot] = r;
+      }
+    while (slot > 0)
+      o->tail[--slot] = NAN;
+  }
+}
+
 static void cpu_gather_rows(blpo_backend *be, int P, const int32_t *idx, size_t idx_stride, int n,
                             const float *src, int width, float *dst) {
   (void)be;
@@ -1144,6 +1184,7 @@ blpo_backend *blpo_backend_cpu_create(int threads) {
   be->policy_sample = cpu_policy_sample;
   be->policy_mode = cpu_policy_mode;
   be->gae = cpu_gae;
+  be->episode_summary = cpu_episode_summary;
   be->gather_rows = cpu_gather_rows;
   be->gather_rows_many = cpu_gather_rows_many;
   be->copy_blocks = cpu_copy_blocks;

@@ -86,6 +86,18 @@ void blpo_trainer_phase_seconds(const blpo_trainer *tr, double *out) {
     out[i] = tr->phase_s[i];
 }
 
+/* The metrics block: stats (P, BLPO_STAT_COUNT) floats, then, 16-byte
+ * aligned, the episode summaries (P). */
+static size_t metrics_block_stats_bytes(int P) {
+  return ((size_t)P * BLPO_STAT_COUNT * sizeof(float) + 15) / 16 * 16;
+}
+static size_t metrics_block_bytes(int P) {
+  return metrics_block_stats_bytes(P) + (size_t)P * sizeof(blpo_episode_summary);
+}
+static blpo_episode_summary *metrics_block_summaries(float *stats, int P) {
+  return (blpo_episode_summary *)(void *)((char *)stats + metrics_block_stats_bytes(P));
+}
+
 static void *be_alloc(blpo_trainer *tr, size_t bytes, int *fail) {
   void *p = tr->be->alloc(tr->be, bytes);
   if (!p)
@@ -287,11 +299,16 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   tr->sumsq_a = be_alloc(tr, (size_t)P * F, &f);
   tr->sumsq_c = be_alloc(tr, (size_t)P * F, &f);
   tr->scale = be_alloc(tr, (size_t)P * F, &f);
-  tr->stats = be_alloc(tr, (size_t)P * BLPO_STAT_COUNT * F, &f);
+  /* the stats, then the episode summaries: one download per iteration */
+  tr->stats = be_alloc(tr, metrics_block_bytes(P), &f);
+  if (tr->stats)
+    tr->ep_summary = metrics_block_summaries(tr->stats, P);
   if (mb_work)
     tr->mb_work = be_alloc(tr, mb_work, &f);
-  tr->h_eret = malloc(TPN * F);
-  tr->h_stats = malloc((size_t)P * BLPO_STAT_COUNT * F);
+  tr->h_eret = malloc(PN * F);
+  tr->h_stats = malloc(metrics_block_bytes(P));
+  if (tr->h_stats)
+    tr->h_summary = metrics_block_summaries(tr->h_stats, P);
   tr->recent = calloc((size_t)P * BLPO_RECENT_EPISODES, F);
   tr->recent_n = calloc((size_t)P, sizeof(int));
   tr->recent_head = calloc((size_t)P, sizeof(int));
@@ -564,39 +581,22 @@ static void collect_metrics(blpo_trainer *tr, blpo_iter_metrics *out) {
   blpo_backend *be = tr->be;
   const blpo_dims *d = &tr->d;
   int P = d->P, N = d->N;
-  size_t PN = (size_t)P * N, TPN = (size_t)d->T * PN;
-  be->download(be, tr->h_eret, tr->roll_eret, TPN * sizeof(float));
-  be->download(be, tr->h_stats, tr->stats, (size_t)P * BLPO_STAT_COUNT * sizeof(float));
+  /* the stats and the episode summaries the iteration's last op wrote */
+  be->download(be, tr->h_stats, tr->stats, metrics_block_bytes(P));
   float frac = tr->cfg.anneal_lr ? 1.0f - (float)tr->iter / (float)tr->num_iters : 1.0f;
   for (int p = 0; p < P; p++) {
     blpo_iter_metrics *m = &out[p];
+    const blpo_episode_summary *es = &tr->h_summary[p];
     memset(m, 0, sizeof(*m));
     m->agent = p;
     m->iteration = tr->iter + 1;
     m->global_step = (tr->iter + 1) * (int64_t)N * d->T;
-    double s = 0;
-    float mn = INFINITY, mx = -INFINITY;
-    int cnt = 0;
     float *ring = tr->recent + (size_t)p * BLPO_RECENT_EPISODES;
-    /* time order, then env order: the order episodes finish in */
-    for (int t = 0; t < d->T; t++)
-      for (int i = 0; i < N; i++) {
-        float r = tr->h_eret[(size_t)t * PN + (size_t)p * N + i];
-        if (isnan(r))
-          continue;
-        s += r;
-        mn = fminf(mn, r);
-        mx = fmaxf(mx, r);
-        cnt++;
-        ring[tr->recent_head[p]] = r;
-        tr->recent_head[p] = (tr->recent_head[p] + 1) % BLPO_RECENT_EPISODES;
-        if (tr->recent_n[p] < BLPO_RECENT_EPISODES)
-          tr->recent_n[p]++;
-      }
-    m->episodes = cnt;
-    m->ret_mean = cnt ? (float)(s / cnt) : NAN;
-    m->ret_min = cnt ? mn : NAN;
-    m->ret_max = cnt ? mx : NAN;
+    blpo_episode_ring_add(ring, BLPO_RECENT_EPISODES, &tr->recent_head[p], &tr->recent_n[p], es);
+    m->episodes = es->count;
+    m->ret_mean = es->mean;
+    m->ret_min = es->min;
+    m->ret_max = es->max;
     double rs = 0;
     for (int k = 0; k < tr->recent_n[p]; k++)
       rs += ring[k];
@@ -650,9 +650,13 @@ static void iteration_body(blpo_trainer *tr) {
   } else {
     blpo_update_blpo(tr); /* marks its own phases */
   }
-  /* the last obs opens the next rollout (metrics read only returns and stats) */
+  /* the last obs opens the next rollout */
   be->copy_blocks(be, 1, PN * d->obs_dim, tr->roll_obs, 0,
                   tr->roll_obs + (size_t)d->T * PN * d->obs_dim, 0);
+  /* what the metrics read besides the stats: queued here, so that a replay
+   * runs it too and the host reads a few hundred bytes per agent */
+  blpo_phase_mark(tr, BLPO_PHASE_METRICS);
+  be->episode_summary(be, d, tr->roll_eret, tr->ep_summary);
 }
 
 /* Whether this iteration may run as a graph replay: the backend records, the
@@ -720,7 +724,8 @@ void blpo_trainer_iterate(blpo_trainer *tr, blpo_iter_metrics *metrics) {
     iteration_body(tr);
     tr->eager_iters++;
   }
-  blpo_phase_mark(tr, BLPO_PHASE_METRICS);
+  if (tr->phase_cur != BLPO_PHASE_METRICS) /* a direct run's body ends in it */
+    blpo_phase_mark(tr, BLPO_PHASE_METRICS);
   collect_metrics(tr, metrics);
   blpo_phase_done(tr);
   tr->iter++;
@@ -754,7 +759,7 @@ int blpo_trainer_evaluate(blpo_trainer *tr, int episodes, int deterministic, dou
   float *obs = tr->roll_obs, *next = tr->roll_obs + PN * O;
   float *act = tr->roll_act, *logp = tr->roll_logp, *rew = tr->roll_rew, *done = tr->roll_done;
   float *eret = tr->roll_eret;
-  float *h_eret = tr->h_eret; /* (P,N) of the (T,P,N) host mirror */
+  float *h_eret = tr->h_eret; /* (P,N) */
   double *ret = calloc((size_t)P * E * per_env, sizeof(double));
   int *cnt = calloc((size_t)P * E, sizeof(int));
   if (!ret || !cnt) {

@@ -59,7 +59,8 @@ struct blpo_trainer {
   float *mb_obs, *mb_act, *mb_logp, *mb_adv, *mb_ret, *mb_val; /* (P, n, .) */
   float *dhead, *dvalue;                                       /* (P, n, Y), (P, n) */
   float *sumsq_a, *sumsq_c, *scale;                            /* (P) */
-  float *stats;                                                /* (P, BLPO_STAT_COUNT) */
+  float *stats;                     /* (P, BLPO_STAT_COUNT): the metrics block's start */
+  blpo_episode_summary *ep_summary; /* (P), inside the metrics block, after the stats */
 
   /* nested / blpo minibatches of m whole trajectories (rows t*m + j) */
   int traj_per_mb;         /* m = N / M */
@@ -108,9 +109,10 @@ struct blpo_trainer {
   size_t blpo_bytes; /* backend bytes the nested/BLPO buffers asked for */
 
   /* host mirrors for the per-iteration metrics */
-  float *h_eret;  /* (T, P, N) */
-  float *h_stats; /* (P, BLPO_STAT_COUNT) */
-  float *recent;  /* (P, 100) ring */
+  float *h_eret;                   /* (P, N): evaluation's step returns */
+  float *h_stats;                  /* the metrics block: (P, BLPO_STAT_COUNT), then h_summary */
+  blpo_episode_summary *h_summary; /* (P), inside h_stats */
+  float *recent;                   /* (P, 100) ring */
   int *recent_n, *recent_head;
 };
 

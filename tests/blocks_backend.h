@@ -18,6 +18,7 @@
  *   hypergrad_combine, _step      blpo_hgs (hypergrad_blocks.h; _step's
  *                                 Adam part with set_fused_solve)
  *   blpo_actor, mixed_head        blpo_acb, blpo_mxb (actor_blocks.h)
+ *   episode_summary               blpo_eps (episode_blocks.h)
  *
  * The per-op tests check each program against the CPU op on random inputs;
  * with this backend whole training iterations (tests/test_blocks_update.c)
@@ -33,6 +34,7 @@
 #include "blpo/actor_blocks.h"
 #include "blpo/backend.h"
 #include "blpo/critic_blocks.h"
+#include "blpo/episode_blocks.h"
 #include "blpo/hvp_rows_blocks.h"
 #include "blpo/hypergrad_blocks.h"
 #include "blpo/nystrom_blocks.h"
@@ -55,10 +57,11 @@ enum {
   BLK_HGS,
   BLK_ACB,
   BLK_MXB,
+  BLK_EPS,
   BLK_PROGRAMS
 };
-static const char *const blk_names[BLK_PROGRAMS] = {"fwd", "bwd", "mbf", "cvf", "hvr",
-                                                    "tnf", "nys", "hgs", "acb", "mxb"};
+static const char *const blk_names[BLK_PROGRAMS] = {"fwd", "bwd", "mbf", "cvf", "hvr", "tnf",
+                                                    "nys", "hgs", "acb", "mxb", "eps"};
 
 static struct {
   blpo_backend cpu; /* the CPU backend's ops, for the fall-backs */
@@ -366,6 +369,21 @@ static void blk_nystrom_solve(blpo_backend *be, int P, size_t np, int k, const f
   free(sh);
 }
 
+/* The episode summaries: one block per agent. */
+static void blk_episode_summary(blpo_backend *be, const blpo_dims *d, const float *eret,
+                                blpo_episode_summary *out) {
+  (void)be;
+  blpo_eps_args a = {d->T, d->N, (size_t)d->P * d->N, eret, out};
+  blpo_eps_shared sh;
+  EMU_FOR (p, d->P) {
+    memset(&sh, 0xff, sizeof(sh)); /* NaN doubles and floats, -1 counts */
+    g_blk.ran[BLK_EPS]++;
+    for (int ph = 0; ph < blpo_eps_phases(); ph++)
+      EMU_FOR (t, BLPO_EPS_THREADS)
+        blpo_eps_block(&a, p, t, ph, &sh);
+  }
+}
+
 /* The CUDA op's kernel for either op: one block per agent. */
 static void blk_hgs_run(const blpo_hgs_args *a, int P) {
   blpo_hgs_shared sh;
@@ -487,6 +505,7 @@ static blpo_backend *blocks_backend_create(void) {
   be->hypergrad_step = blk_hypergrad_step;
   be->blpo_actor = blk_blpo_actor;
   be->mixed_head = blk_mixed_head;
+  be->episode_summary = blk_episode_summary;
   be->destroy = blk_destroy;
   return be;
 }

@@ -214,3 +214,9 @@ if(NOT BLPO_MBF_TILE)
     set_tests_properties(${name}_tile44 PROPERTIES LABELS "cpu;derivatives")
   endforeach()
 endif()
+
+# The episode summaries the metrics read (test_gpu_ops holds the CUDA kernel
+# to this op) and the ring of recent episodes they feed.
+blpo_test_exe(test_episode_summary)
+add_test(NAME episode_summary_cpu COMMAND test_episode_summary)
+set_tests_properties(episode_summary_cpu PROPERTIES LABELS "cpu")

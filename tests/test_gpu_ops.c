@@ -1,5 +1,5 @@
 /* The CUDA backend's first-order operations against the CPU reference
- * backend: buffers, envs, normalisation, MLP passes, policy, GAE, minibatch
+ * backend: buffers, envs, normalisation, MLP passes, policy, GAE, episode summaries, minibatch
  * gathers, PPO loss and the optimiser. Every case draws fresh random inputs
  * (never zeros), uploads the same bytes to both backends, poisons the GPU
  * outputs with NaN (fill) before the op, and compares
@@ -716,6 +716,66 @@ static void test_bootstrap(void) {
   case_end();
 }
 
+/* ---- episode summaries ---------------------------------------------------- */
+
+static int same_bits(float a, float b) { return (isnan(a) && isnan(b)) || a == b; }
+
+/* Five agents with their own densities of ended episodes (none, one in
+ * 1e5, 1e-3, 5%, all), returns in [-50, 500): count, min, max and the tail
+ * (copies of inputs) bit for bit, the mean within 1e-6 (its double sum is in
+ * the block's tree order). Poisoned with NaN, so the count too must be written. */
+static void test_episode_summary(int T, int N) {
+  enum { EP = 5 };
+  const double dens[EP] = {0.0, 1e-5, 1e-3, 0.05, 1.0};
+  char shape[64];
+  snprintf(shape, sizeof shape, "T=%d N=%d", T, N);
+  case_begin("episode_summary (%s, 5 agents)%s", shape, "");
+  blpo_dims d;
+  memset(&d, 0, sizeof(d));
+  d.P = EP;
+  d.T = T;
+  d.N = N;
+  size_t PN = (size_t)EP * N, n = (size_t)T * PN;
+  float *h = xmalloc(n * sizeof(float));
+  for (size_t k = 0; k < n; k++) {
+    int p = (int)(k % PN / N);
+    h[k] = urand() < dens[p] ? (float)(-50.0 + 550.0 * urand()) : NAN;
+  }
+  pair e = pair_from(h, n);
+  size_t bytes = EP * sizeof(blpo_episode_summary);
+  blpo_episode_summary *oc = g_cpu->alloc(g_cpu, bytes), *og = g_gpu->alloc(g_gpu, bytes);
+  blpo_episode_summary hc[EP], hg[EP];
+  g_gpu->fill(g_gpu, (float *)(void *)og, NAN, bytes / sizeof(float));
+  g_cpu->episode_summary(g_cpu, &d, e.c, oc);
+  g_gpu->episode_summary(g_gpu, &d, e.g, og);
+  g_cpu->download(g_cpu, hc, oc, bytes);
+  g_gpu->download(g_gpu, hg, og, bytes);
+  for (int p = 0; p < EP; p++) {
+    const blpo_episode_summary *c = &hc[p], *g = &hg[p];
+    int ok = c->count == g->count && same_bits(c->min, g->min) && same_bits(c->max, g->max) &&
+             isnan(c->mean) == isnan(g->mean);
+    double err = isnan(c->mean) ? 0 : fabs((double)g->mean - c->mean) / fmax(fabs(c->mean), 1e-30);
+    if (err > g_case.max_err)
+      g_case.max_err = err;
+    int bad = -1;
+    for (int j = 0; j < BLPO_EPISODE_TAIL && bad < 0; j++)
+      if (!same_bits(c->tail[j], g->tail[j]))
+        bad = j;
+    if (!ok || err > 1e-6 || bad >= 0) {
+      fprintf(stderr,
+              "  agent %d: count %d/%d mean %.9g/%.9g min %.9g/%.9g max %.9g/%.9g "
+              "first tail difference %d (cpu/gpu)\n",
+              p, c->count, g->count, c->mean, g->mean, c->min, g->min, c->max, g->max, bad);
+      g_case.failed = 1;
+    }
+  }
+  g_cpu->release(g_cpu, oc);
+  g_gpu->release(g_gpu, og);
+  pair_free(&e);
+  free(h);
+  case_end();
+}
+
 /* ---- losses --------------------------------------------------------------- */
 
 static void test_ppo_loss(int env_id, int n, int norm_adv, int clip_value) {
@@ -1037,6 +1097,12 @@ int main(void) {
   test_gather_rows_many();
   test_copy_blocks();
   test_bootstrap();
+  test_episode_summary(1, 1);
+  test_episode_summary(300, 1);
+  test_episode_summary(7, 37);
+  test_episode_summary(128, 4);   /* the paper experiment's agents */
+  test_episode_summary(32, 4096); /* the 4096-env target row's */
+  test_episode_summary(3, 70001); /* chunks across steps, N above the chunk */
   for (int e = 0; e < NUM_ENVS; e++) {
     test_ppo_loss(k_envs[e], 77, 1, 1);
     test_ppo_loss(k_envs[e], 77, 0, 0);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "env.h"
+#include "episode_summary.h"
 #include "mlp.h"
 #include "optim.h"
 #include "ppo_loss.h"
@@ -231,6 +232,11 @@ struct blpo_backend {
   void (*gae)(blpo_backend *be, const blpo_dims *d, const float *reward, const float *done,
               const float *value, const float *last_value, float gamma, float lambda, float *adv,
               float *ret);
+  /* eret (T,P,N), NaN where no episode ended -> out (P): each agent's
+   * blpo_episode_summary (include/blpo/episode_summary.h), every field and
+   * tail slot written. The metrics read only this, not eret. */
+  void (*episode_summary)(blpo_backend *be, const blpo_dims *d, const float *eret,
+                          blpo_episode_summary *out);
 
   /* ---- minibatches ---- */
   /* Index draws from counter-based permutations (include/blpo/permute.h),

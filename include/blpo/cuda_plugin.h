@@ -27,8 +27,8 @@ extern "C" {
  * _prepare; 7: set_fused_solve; 8: gather_rows_many, mlp_forward_many,
  * ppo_minibatch's place in its epoch; 9: seam_signature; 10: hypergrad_step,
  * blpo_mlp_grad_pass.add_to_prev, mlp_tangent_many, sketch_indices' draws;
- * 11: set_pdl). */
-#define BLPO_CUDA_PLUGIN_ABI 11
+ * 11: set_pdl; 12: episode_summary). */
+#define BLPO_CUDA_PLUGIN_ABI 12
 #define BLPO_CUDA_PLUGIN_FILE "libblpo-cuda.so"
 #define BLPO_CUDA_PLUGIN_ENTRY "blpo_cuda_plugin_get"
 
@@ -52,6 +52,7 @@ static inline uint64_t blpo_cuda_plugin_seam_signature(void) {
                         sizeof(blpo_counter),
                         sizeof(blpo_adam_sched),
                         sizeof(blpo_ppo_params),
+                        sizeof(blpo_episode_summary),
                         BLPO_TIMER_SLOTS,
                         BLPO_STAT_COUNT,
                         BLPO_MBF_TR,

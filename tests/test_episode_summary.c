@@ -1,0 +1,239 @@
+/* The episode summary op of the CPU backend (the reference test_gpu_ops
+ * holds the CUDA kernel to), the block program that kernel runs, and the
+ * ring the summaries feed:
+ *   - against a plain list of the ended episodes in (step, env) order, over
+ *     shapes with one env, one step, N above and below a warp, and episode
+ *     counts of 0, 1, 99, 100, 101, 200 and dense, five agents (the op
+ *     threads over them): count, mean (the double sum in
+ *     that order, so bit for bit), min, max, and the tail right-aligned with
+ *     NaN before it; every field written over a poisoned record;
+ *   - each agent reads only its own columns (agents get different counts);
+ *   - the block program (episode_blocks.h), run thread after thread per
+ *     phase in each order of emu_order.h over NaN-poisoned shared memory:
+ *     the CPU op's record (the mean within 1e-6: its double sum is in the
+ *     tree's order), and the same bits in every order;
+ *   - blpo_episode_ring_add leaves a ring exactly as pushing every episode
+ *     one by one does, across iterations, for the trainer's 100 slots and a
+ *     ring smaller than the tail. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blpo/backend.h"
+#include "blpo/episode_blocks.h"
+#include "blpo/episode_summary.h"
+#include "emu_order.h"
+#include "test_util.h"
+
+static blpo_backend *g_cpu;
+
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  return p;
+}
+
+/* eret (T, P, N): agent p gets exactly counts[p] ended episodes at distinct
+ * random (t, i), returns in [-50, 500) with fractions, NaN elsewhere. */
+static float *make_eret(int T, int P, int N, const int *counts) {
+  size_t PN = (size_t)P * N, TN = (size_t)T * N;
+  float *e = xcalloc((size_t)T * PN, sizeof(float));
+  for (size_t k = 0; k < (size_t)T * PN; k++)
+    e[k] = NAN;
+  int32_t *pos = xcalloc(TN, sizeof(int32_t));
+  for (int p = 0; p < P; p++) {
+    test_distinct_indices(counts[p], (int)TN, pos);
+    for (int k = 0; k < counts[p]; k++) {
+      int t = pos[k] / N, i = pos[k] % N;
+      e[(size_t)t * PN + (size_t)p * N + i] = (float)(-50.0 + 550.0 * urand());
+    }
+  }
+  free(pos);
+  return e;
+}
+
+/* The summary by its definition: the list of ended episodes, then its stats. */
+static void summary_by_list(int T, int P, int N, const float *eret, int p,
+                            blpo_episode_summary *out) {
+  size_t PN = (size_t)P * N;
+  float *list = xcalloc((size_t)T * N, sizeof(float));
+  int n = 0;
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < N; i++) {
+      float r = eret[(size_t)t * PN + (size_t)p * N + i];
+      if (!isnan(r))
+        list[n++] = r;
+    }
+  double s = 0;
+  float mn = INFINITY, mx = -INFINITY;
+  for (int k = 0; k < n; k++) {
+    s += list[k];
+    mn = list[k] < mn ? list[k] : mn;
+    mx = list[k] > mx ? list[k] : mx;
+  }
+  out->count = n;
+  out->mean = n ? (float)(s / n) : NAN;
+  out->min = n ? mn : NAN;
+  out->max = n ? mx : NAN;
+  int kept = n < BLPO_EPISODE_TAIL ? n : BLPO_EPISODE_TAIL;
+  for (int j = 0; j < BLPO_EPISODE_TAIL; j++)
+    out->tail[j] = j < BLPO_EPISODE_TAIL - kept ? NAN : list[n - BLPO_EPISODE_TAIL + j];
+  free(list);
+}
+
+static int same_float(float a, float b) { return (isnan(a) && isnan(b)) || a == b; }
+
+static void check_summary(const char *what, const blpo_episode_summary *got,
+                          const blpo_episode_summary *want) {
+  CHECK(got->count == want->count, "%s: count %d, want %d", what, got->count, want->count);
+  CHECK(same_float(got->mean, want->mean), "%s: mean %.9g, want %.9g", what, got->mean, want->mean);
+  CHECK(same_float(got->min, want->min), "%s: min %.9g, want %.9g", what, got->min, want->min);
+  CHECK(same_float(got->max, want->max), "%s: max %.9g, want %.9g", what, got->max, want->max);
+  int bad = -1;
+  for (int j = 0; j < BLPO_EPISODE_TAIL && bad < 0; j++)
+    if (!same_float(got->tail[j], want->tail[j]))
+      bad = j;
+  CHECK(bad < 0, "%s: tail[%d] %.9g, want %.9g", what, bad, bad < 0 ? 0.0 : got->tail[bad],
+        bad < 0 ? 0.0 : want->tail[bad]);
+}
+
+enum { AGENTS = 5 }; /* enough for the op's threads over agents */
+
+/* The block program over P agents, as the CUDA kernel runs it. */
+static void run_program(const blpo_eps_args *a, int P) {
+  blpo_eps_shared *sh = xcalloc(1, sizeof(*sh));
+  EMU_FOR (p, P) {
+    memset(sh, 0xff, sizeof(*sh)); /* NaN, and -1 counts: a read before a write shows */
+    for (int ph = 0; ph < blpo_eps_phases(); ph++)
+      EMU_FOR (t, BLPO_EPS_THREADS)
+        blpo_eps_block(a, p, t, ph, sh);
+  }
+  free(sh);
+}
+
+static void test_against_list(int T, int N, const int *counts) {
+  enum { P = AGENTS };
+  blpo_dims d;
+  memset(&d, 0, sizeof(d));
+  d.P = P;
+  d.N = N;
+  d.T = T;
+  float *eret = make_eret(T, P, N, counts);
+  blpo_episode_summary out[P], prog[P], want;
+  memset(out, 0xA5, sizeof(out)); /* every byte must be written */
+  g_cpu->episode_summary(g_cpu, &d, eret, out);
+  for (int p = 0; p < P; p++) {
+    char what[96];
+    snprintf(what, sizeof what, "T=%d N=%d agent %d (%d episodes)", T, N, p, counts[p]);
+    summary_by_list(T, P, N, eret, p, &want);
+    check_summary(what, &out[p], &want);
+  }
+  /* the block program in the current order (main runs every order) */
+  blpo_eps_args a = {T, N, (size_t)P * N, eret, prog};
+  memset(prog, 0xA5, sizeof(prog));
+  run_program(&a, P);
+  for (int p = 0; p < P; p++) {
+    char what[128];
+    snprintf(what, sizeof what, "block program, %s order, T=%d N=%d agent %d (%d episodes)",
+             emu_order_names[g_emu_order], T, N, p, counts[p]);
+    blpo_episode_summary w = out[p];
+    /* the mean within 1e-6, then the rest bit for bit */
+    CHECK(isnan(w.mean) == isnan(prog[p].mean) &&
+              (isnan(w.mean) || fabs((double)prog[p].mean - w.mean) <= 1e-6 * fabs(w.mean)),
+          "%s: mean %.9g, want %.9g", what, prog[p].mean, w.mean);
+    w.mean = prog[p].mean;
+    check_summary(what, &prog[p], &w);
+  }
+  emu_same("block program", prog, sizeof(prog));
+  free(eret);
+}
+
+static void test_shapes(void) {
+  const struct {
+    int T, N;
+  } shapes[] = {{1, 1}, {1, 300}, {300, 1}, {7, 37}, {128, 4}, {32, 300}, {5, 1000}};
+  for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+    int T = shapes[s].T, N = shapes[s].N, TN = T * N;
+    int c_full[AGENTS] = {TN, TN / 2, 0, 1, TN - 1};
+    int c_edge[AGENTS] = {99, 100, 101, 0, 200};
+    int c_rand[AGENTS];
+    for (int k = 0; k < AGENTS; k++) {
+      c_full[k] = c_full[k] < 0 ? 0 : c_full[k];
+      c_edge[k] = c_edge[k] < TN ? c_edge[k] : TN;
+      c_rand[k] = (int)(urand() * (k % 2 ? TN / 50 + 1 : TN + 1));
+      c_rand[k] = c_rand[k] < TN ? c_rand[k] : TN;
+    }
+    test_against_list(T, N, c_full);
+    test_against_list(T, N, c_edge);
+    test_against_list(T, N, c_rand);
+  }
+}
+
+/* The ring as the trainer kept it before the summaries: one push per episode. */
+static void ring_push_each(float *ring, int cap, int *head, int *n, const float *list, int count) {
+  for (int k = 0; k < count; k++) {
+    ring[*head] = list[k];
+    *head = (*head + 1) % cap;
+    if (*n < cap)
+      (*n)++;
+  }
+}
+
+static void test_ring(int cap) {
+  enum { P = 1, T = 16, N = 40 };
+  blpo_dims d;
+  memset(&d, 0, sizeof(d));
+  d.P = P;
+  d.N = N;
+  d.T = T;
+  float a[BLPO_EPISODE_TAIL], b[BLPO_EPISODE_TAIL];
+  for (int k = 0; k < cap; k++)
+    a[k] = b[k] = 0.0f;
+  int ha = 0, na = 0, hb = 0, nb = 0;
+  const int per_iter[] = {0, 3, 57, 0, 1, 99, 100, 101, 250, 640, 7, 0, 123};
+  for (size_t it = 0; it < sizeof(per_iter) / sizeof(per_iter[0]); it++) {
+    int c[1] = {per_iter[it]};
+    float *eret = make_eret(T, P, N, c);
+    blpo_episode_summary s;
+    g_cpu->episode_summary(g_cpu, &d, eret, &s);
+    float list[T * N];
+    int n = 0;
+    for (int k = 0; k < T * N; k++)
+      if (!isnan(eret[k]))
+        list[n++] = eret[k];
+    ring_push_each(a, cap, &ha, &na, list, n);
+    blpo_episode_ring_add(b, cap, &hb, &nb, &s);
+    CHECK(ha == hb && na == nb, "cap %d, iteration %zu: head %d n %d, want head %d n %d", cap, it,
+          hb, nb, ha, na);
+    CHECK(memcmp(a, b, sizeof(float) * (size_t)cap) == 0, "cap %d, iteration %zu: ring differs",
+          cap, it);
+    free(eret);
+  }
+}
+
+int main(void) {
+  g_cpu = blpo_backend_cpu_create(2);
+  if (!g_cpu) {
+    fprintf(stderr, "CPU backend creation failed\n");
+    return 1;
+  }
+  for (int order = 0; order < EMU_ORDERS; order++) {
+    emu_begin_order(order, 0x5eedull + 1); /* the same inputs in every order */
+    test_shapes();
+  }
+  test_ring(BLPO_EPISODE_TAIL);
+  test_ring(7);
+  g_cpu->destroy(g_cpu);
+  emu_seen_free();
+  if (g_failures) {
+    fprintf(stderr, "%d check(s) failed\n", g_failures);
+    return 1;
+  }
+  printf("episode summary: all checks passed\n");
+  return 0;
+}
