@@ -403,7 +403,7 @@ void cuda_episode_summary(blpo_backend *be, const blpo_dims *d, const float *ere
   if (d->P <= 0)
     return;
   blpo_eps_args a = {d->T, d->N, (size_t)d->P * d->N, eret, out};
-  blpo_launch(blpo_cuda(be), episode_summary_kernel, d->P, BLPO_EPS_THREADS, 0, a);
+  blpo_launch(blpo_cuda(be), episode_summary_kernel, (unsigned)d->P, BLPO_EPS_THREADS, 0, a);
 }
 
 // ---- minibatches -------------------------------------------------------------

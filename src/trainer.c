@@ -86,6 +86,10 @@ void blpo_trainer_phase_seconds(const blpo_trainer *tr, double *out) {
     out[i] = tr->phase_s[i];
 }
 
+/* blpo_episode_ring_add rebuilds the ring from a summary's tail */
+_Static_assert(BLPO_RECENT_EPISODES <= BLPO_EPISODE_TAIL,
+               "the episode summaries keep fewer returns than the ring of recent episodes");
+
 /* The metrics block: stats (P, BLPO_STAT_COUNT) floats, then, 16-byte
  * aligned, the episode summaries (P). */
 static size_t metrics_block_stats_bytes(int P) {

@@ -14,7 +14,13 @@
  *     tree's order), and the same bits in every order;
  *   - blpo_episode_ring_add leaves a ring exactly as pushing every episode
  *     one by one does, across iterations, for the trainer's 100 slots and a
- *     ring smaller than the tail. */
+ *     ring smaller than the tail;
+ *   - the trainer's metrics (episodes, return mean, min, max, the mean and
+ *     count of the last 100, blpo_trainer_recent_returns) are, bit for bit,
+ *     what its host scan of the returns gave before the summaries: the
+ *     returns each iteration hands the op are recorded and scanned here as
+ *     that code did, over iterations with more and fewer than 100 episodes
+ *     and with none, for a population of three. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,8 +28,10 @@
 #include <string.h>
 
 #include "blpo/backend.h"
+#include "blpo/config_load.h"
 #include "blpo/episode_blocks.h"
 #include "blpo/episode_summary.h"
+#include "blpo/trainer.h"
 #include "emu_order.h"
 #include "test_util.h"
 
@@ -216,6 +224,122 @@ static void test_ring(int cap) {
   }
 }
 
+/* ---- the trainer's metrics against the host scan they replace ---------- */
+
+static void (*g_real_summary)(blpo_backend *, const blpo_dims *, const float *,
+                              blpo_episode_summary *);
+static float *g_seen_eret; /* the (T, P, N) returns of the last call */
+static size_t g_seen_n;
+
+static void spy_summary(blpo_backend *be, const blpo_dims *d, const float *eret,
+                        blpo_episode_summary *out) {
+  g_seen_n = (size_t)d->T * d->P * d->N;
+  free(g_seen_eret);
+  g_seen_eret = xcalloc(g_seen_n, sizeof(float));
+  memcpy(g_seen_eret, eret, g_seen_n * sizeof(float));
+  g_real_summary(be, d, eret, out);
+}
+
+/* The host scan of src/trainer.c's collect_metrics before the summaries. */
+typedef struct {
+  float ring[BLPO_RECENT_EPISODES];
+  int head, n;
+} old_ring;
+
+static void old_scan(const float *eret, int T, int P, int N, int p, old_ring *rg,
+                     blpo_iter_metrics *m) {
+  size_t PN = (size_t)P * N;
+  double s = 0;
+  float mn = INFINITY, mx = -INFINITY;
+  int cnt = 0;
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < N; i++) {
+      float r = eret[(size_t)t * PN + (size_t)p * N + i];
+      if (isnan(r))
+        continue;
+      s += r;
+      mn = fminf(mn, r);
+      mx = fmaxf(mx, r);
+      cnt++;
+      rg->ring[rg->head] = r;
+      rg->head = (rg->head + 1) % BLPO_RECENT_EPISODES;
+      if (rg->n < BLPO_RECENT_EPISODES)
+        rg->n++;
+    }
+  m->episodes = cnt;
+  m->ret_mean = cnt ? (float)(s / cnt) : NAN;
+  m->ret_min = cnt ? mn : NAN;
+  m->ret_max = cnt ? mx : NAN;
+  double rs = 0;
+  for (int k = 0; k < rg->n; k++)
+    rs += rg->ring[k];
+  m->recent_count = rg->n;
+  m->recent_mean = rg->n ? (float)(rs / rg->n) : NAN;
+}
+
+static void test_trainer(const char *env, int num_envs, int num_steps, int iters) {
+  blpo_config c;
+  blpo_config_defaults(&c);
+  snprintf(c.env_id, sizeof(c.env_id), "%s", env);
+  c.algo = BLPO_ALGO_PPO;
+  c.num_envs = num_envs;
+  c.num_steps = num_steps;
+  c.num_minibatches = 4;
+  c.num_seeds = 3;
+  c.total_steps = (int64_t)num_envs * num_steps * iters;
+  c.seed = 5;
+  blpo_backend *be = blpo_backend_cpu_create(2);
+  g_real_summary = be->episode_summary;
+  be->episode_summary = spy_summary;
+  char err[256];
+  blpo_trainer *tr = blpo_trainer_create(&c, be, err, sizeof(err));
+  CHECK(tr != NULL, "%s: trainer create: %s", env, err);
+  if (!tr) {
+    be->destroy(be);
+    return;
+  }
+  old_ring rings[3];
+  memset(rings, 0, sizeof(rings));
+  int more = 0, fewer = 0, none = 0;
+  for (int it = 0; it < iters; it++) {
+    blpo_iter_metrics m[3], w;
+    g_seen_n = 0;
+    blpo_trainer_iterate(tr, m);
+    CHECK(g_seen_n == (size_t)num_steps * 3 * num_envs, "%s it %d: the op saw %zu returns", env, it,
+          g_seen_n);
+    if (g_seen_n != (size_t)num_steps * 3 * num_envs)
+      break;
+    for (int p = 0; p < 3; p++) {
+      memset(&w, 0, sizeof(w));
+      old_scan(g_seen_eret, num_steps, 3, num_envs, p, &rings[p], &w);
+      more += w.episodes > BLPO_RECENT_EPISODES;
+      fewer += w.episodes > 0 && w.episodes <= BLPO_RECENT_EPISODES;
+      none += w.episodes == 0;
+      CHECK(m[p].episodes == w.episodes && m[p].recent_count == w.recent_count,
+            "%s it %d agent %d: episodes %d recent %d, want %d %d", env, it, p, m[p].episodes,
+            m[p].recent_count, w.episodes, w.recent_count);
+      CHECK(same_float(m[p].ret_mean, w.ret_mean) && same_float(m[p].ret_min, w.ret_min) &&
+                same_float(m[p].ret_max, w.ret_max) && same_float(m[p].recent_mean, w.recent_mean),
+            "%s it %d agent %d: mean %.9g min %.9g max %.9g recent %.9g, want %.9g %.9g %.9g %.9g",
+            env, it, p, m[p].ret_mean, m[p].ret_min, m[p].ret_max, m[p].recent_mean, w.ret_mean,
+            w.ret_min, w.ret_max, w.recent_mean);
+      float got[BLPO_RECENT_EPISODES];
+      int n = blpo_trainer_recent_returns(tr, p, got);
+      int start = rings[p].n < BLPO_RECENT_EPISODES ? 0 : rings[p].head, same = n == rings[p].n;
+      for (int k = 0; k < n && same; k++)
+        same = got[k] == rings[p].ring[(start + k) % BLPO_RECENT_EPISODES];
+      CHECK(same, "%s it %d agent %d: recent returns differ from the per-episode ring", env, it, p);
+    }
+  }
+  printf(
+      "trainer %s: %d agent-iterations with more than %d episodes, %d with fewer, %d with none\n",
+      env, more, BLPO_RECENT_EPISODES, fewer, none);
+  blpo_trainer_destroy(tr);
+  be->destroy(be);
+  free(g_seen_eret);
+  g_seen_eret = NULL;
+}
+
 int main(void) {
   g_cpu = blpo_backend_cpu_create(2);
   if (!g_cpu) {
@@ -228,6 +352,9 @@ int main(void) {
   }
   test_ring(BLPO_EPISODE_TAIL);
   test_ring(7);
+  test_trainer("CartPole-v1", 64, 64, 4); /* about 200 episodes per iteration at first */
+  test_trainer("CartPole-v1", 4, 16, 6);  /* a few, and some iterations with none */
+  test_trainer("Pendulum-v1", 4, 64, 5);  /* 200-step episodes: none, then 4 at once */
   g_cpu->destroy(g_cpu);
   emu_seen_free();
   if (g_failures) {

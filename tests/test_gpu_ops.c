@@ -1102,7 +1102,7 @@ int main(void) {
   test_episode_summary(7, 37);
   test_episode_summary(128, 4);   /* the paper experiment's agents */
   test_episode_summary(32, 4096); /* the 4096-env target row's */
-  test_episode_summary(3, 70001); /* chunks across steps, N above the chunk */
+  test_episode_summary(3, 70001); /* segments across steps, N above the threads */
   for (int e = 0; e < NUM_ENVS; e++) {
     test_ppo_loss(k_envs[e], 77, 1, 1);
     test_ppo_loss(k_envs[e], 77, 0, 0);
