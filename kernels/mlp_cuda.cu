@@ -85,7 +85,7 @@ __global__ void act_deriv_kernel(int P, size_t cnt, float *__restrict__ g, size_
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     forward_fused_kernel(const __grid_constant__ blpo_fwd_args a) {
   blpo_pdl_enter();
-  extern __shared__ float sm[];
+  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
   const int phases = blpo_fwd_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
     blpo_fwd(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     backward_fused_kernel(const __grid_constant__ blpo_bwd_args a) {
   blpo_pdl_enter();
-  extern __shared__ float sm[];
+  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
   const int phases = blpo_bwd_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
     blpo_bwd_rows(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     backward_many_rows_kernel(const __grid_constant__ blpo_bwd_set s) {
   blpo_pdl_enter();
-  extern __shared__ float sm[];
+  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
   const int t = blpo_pass_of(s.start, blockIdx.x);
   const blpo_bwd_args *a = &s.b[t];
   const int b = blockIdx.x - s.start[t], phases = blpo_bwd_rows_phases(&a->lay);
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     forward_many_kernel(const __grid_constant__ blpo_fwd_set s) {
   blpo_pdl_enter();
-  extern __shared__ float sm[];
+  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
   const int t = blpo_pass_of(s.start, blockIdx.x);
   const blpo_fwd_args *a = &s.f[t];
   const int b = blockIdx.x - s.start[t], phases = blpo_fwd_phases(&a->lay);

@@ -32,9 +32,14 @@ __global__ void __launch_bounds__(kT) mbf_moments_kernel(const __grid_constant__
   }
 }
 
-__global__ void __launch_bounds__(kT) mbf_rows_kernel(const __grid_constant__ blpo_mbf_args a) {
+// At least 2 blocks per SM, that is up to 128 registers a thread: ptxas's
+// own choice for (kT) alone, 64-80 registers, spilled a few words of the
+// float4 tiles on sm_80 or sm_90. Shared memory allows 2 blocks per SM
+// (cartpole.yaml's networks: 92 KiB a block), and the suite's grids are
+// about one block per SM (128 blocks of 32 rows), so no occupancy is lost.
+__global__ void __launch_bounds__(kT, 2) mbf_rows_kernel(const __grid_constant__ blpo_mbf_args a) {
   blpo_pdl_enter();
-  extern __shared__ float sm[];
+  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
   const int phases = blpo_mbf_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
     blpo_mbf_rows(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);

@@ -195,23 +195,30 @@ blpo_test_exe(test_blocks_update)
 add_test(NAME blocks_update COMMAND test_blocks_update)
 set_tests_properties(blocks_update PROPERTIES LABELS "cpu;derivatives")
 
-# The block programs again with a 4 x 4 register tile (BLPO_MBF_TILE, the
-# variant tools/gpu_bundle.sh builds to time beside the default 4 x 2):
-# every check as above, so the variant computes the same as the separate
-# ops. Only in builds of the default tile (a variant build is its own).
+# The block programs again in the variants tools/gpu_bundle.sh builds to
+# time beside the default (a 4 x 2 tile, float4 loads; BLPO_MBF_TILE): a
+# 4 x 4 tile (_tile44), and scalar loads in the pitches before them
+# (_scalar). Every check as above, so each variant computes the same as the
+# separate ops. Only in builds of the default (a variant build is its own).
 if(NOT BLPO_MBF_TILE)
-  foreach(pair test_ppo_minibatch:ppo_minibatch_fused_cpu test_critic_step:critic_step_blocks
-          test_mlp_blocks:mlp_blocks test_mlp_many_blocks:mlp_many_blocks
-          test_hvp_rows_blocks:hvp_rows_blocks test_tangent_blocks:tangent_blocks)
-    string(REPLACE ":" ";" pair "${pair}")
-    list(GET pair 0 exe)
-    list(GET pair 1 name)
-    add_executable(${exe}_tile44 ${CMAKE_CURRENT_SOURCE_DIR}/${exe}.c)
-    target_compile_options(${exe}_tile44 PRIVATE ${BLPO_WARNINGS})
-    target_compile_definitions(${exe}_tile44 PRIVATE BLPO_MBF_TR=4 BLPO_MBF_TC=4)
-    target_link_libraries(${exe}_tile44 PRIVATE blpo_core)
-    add_test(NAME ${name}_tile44 COMMAND ${exe}_tile44)
-    set_tests_properties(${name}_tile44 PROPERTIES LABELS "cpu;derivatives")
+  foreach(variant "tile44:BLPO_MBF_TR=4,BLPO_MBF_TC=4" "scalar:BLPO_MBF_VEC=1")
+    string(REPLACE ":" ";" variant "${variant}")
+    list(GET variant 0 suffix)
+    list(GET variant 1 defs)
+    string(REPLACE "," ";" defs "${defs}")
+    foreach(pair test_ppo_minibatch:ppo_minibatch_fused_cpu test_critic_step:critic_step_blocks
+            test_mlp_blocks:mlp_blocks test_mlp_many_blocks:mlp_many_blocks
+            test_hvp_rows_blocks:hvp_rows_blocks test_tangent_blocks:tangent_blocks)
+      string(REPLACE ":" ";" pair "${pair}")
+      list(GET pair 0 exe)
+      list(GET pair 1 name)
+      add_executable(${exe}_${suffix} ${CMAKE_CURRENT_SOURCE_DIR}/${exe}.c)
+      target_compile_options(${exe}_${suffix} PRIVATE ${BLPO_WARNINGS})
+      target_compile_definitions(${exe}_${suffix} PRIVATE ${defs})
+      target_link_libraries(${exe}_${suffix} PRIVATE blpo_core)
+      add_test(NAME ${name}_${suffix} COMMAND ${exe}_${suffix})
+      set_tests_properties(${name}_${suffix} PROPERTIES LABELS "cpu;derivatives")
+    endforeach()
   endforeach()
 endif()
 

@@ -325,8 +325,8 @@ int main(int argc, char **argv) {
          label[0] ? ", " : "", label);
   printf("config %s: %s, %d agent(s) x %d envs x %d steps, %d epochs x %d minibatches, "
          "nested_updates %d, hypergrad %s k=%d rho=%g; run.cuda_graph %s, run.fused_rollout %s, "
-         "run.precision %s, run.pdl %s; fused kernels' register tile %dx%d; %d timed iterations "
-         "after %d warm-up\n\n",
+         "run.precision %s, run.pdl %s; fused kernels' register tile %dx%d, %s loads; %d timed "
+         "iterations after %d warm-up\n\n",
          config, base.env_id, base.num_seeds, base.num_envs, base.num_steps, base.num_epochs,
          base.num_minibatches, base.nested_updates,
          base.hg_method == BLPO_HG_NYSTROM ? "nystrom"
@@ -337,7 +337,7 @@ int main(int argc, char **argv) {
          : base.fused_rollout                ? "true"
                                              : "false",
          base.precision == BLPO_PREC_TF32 ? "tf32" : "fp32", base.pdl ? "true" : "false",
-         BLPO_MBF_TR, BLPO_MBF_TC, iters, warmup);
+         BLPO_MBF_TR, BLPO_MBF_TC, BLPO_MBF_VEC == 4 ? "float4" : "scalar", iters, warmup);
   double ppo_cost = 0;
   for (int i = 0; i < nres; i++)
     if (!strcmp(res[i].algo, "ppo"))

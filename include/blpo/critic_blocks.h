@@ -22,8 +22,8 @@
 typedef struct {
   blpo_mbf_net c;
   int n, R, blocks, O;
-  int s_tgt, s_dv, s_err; /* (R): targets; (R, pitch 2): dvalue; (R): G - V */
-  int s_g[2];             /* backward ping-pong, (R, pitch widest layer + 1) */
+  int s_tgt, s_dv, s_err; /* (R): targets; (R, pitch P(1)): dvalue; (R): G - V */
+  int s_g[2];             /* backward ping-pong, (R, pitch P(widest layer)) */
   int s_floats;           /* shared floats of the rows kernel */
   int cols;               /* one partial: Nc + 1 (the loss) floats */
   int col_blocks;         /* blocks per agent of the adam kernel */
@@ -49,15 +49,15 @@ static inline int blpo_cvf_layout_init(blpo_cvf_layout *y, int obs_dim, const bl
   memset(y, 0, sizeof(*y));
   int off = blpo_mbf_net_init(&y->c, critic, 0);
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R, y->O = obs_dim;
-  y->c.h[0] = off; /* every (rows, width) array with pitch width + 1, as ppo_blocks.h */
-  off += R * (obs_dim + 1);
+  /* every (rows, width) array the layer passes read placed as ppo_blocks.h's */
+  y->c.h[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(obs_dim));
   for (int l = 1; l <= y->c.L; l++)
-    y->c.h[l] = off, off += R * (y->c.dims[l] + 1);
+    y->c.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(y->c.dims[l]));
   y->s_tgt = off, off += R;
-  y->s_dv = off, off += R * 2;
+  y->s_dv = blpo_mbf_place(&off, R, blpo_mbf_pitch(1));
   y->s_err = off, off += R;
-  y->s_g[0] = off, off += R * (critic->max_width + 1);
-  y->s_g[1] = off, off += R * (critic->max_width + 1);
+  y->s_g[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(critic->max_width));
+  y->s_g[1] = blpo_mbf_place(&off, R, blpo_mbf_pitch(critic->max_width));
   y->s_floats = off;
   y->cols = y->c.num_params + 1;
   y->col_blocks = (y->cols + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS;
@@ -111,7 +111,7 @@ BLPO_HD void blpo_cvf_rows(const blpo_cvf_args *a, int p, int b, int tid, int ph
     blpo_mbf_stage(t, a->params + (size_t)p * t->num_params, sm, tid);
     const float *x = a->x + ((size_t)p * n + r0) * O;
     for (int e = tid; e < rows * O; e += BLPO_MBF_THREADS)
-      sm[t->h[0] + (e / O) * (O + 1) + e % O] = x[e];
+      sm[t->h[0] + (e / O) * blpo_mbf_pitch(O) + e % O] = x[e];
     for (int r = tid; r < rows; r += BLPO_MBF_THREADS)
       sm[y->s_tgt + r] = a->target[(size_t)p * n + r0 + r];
     return;
@@ -123,9 +123,10 @@ BLPO_HD void blpo_cvf_rows(const blpo_cvf_args *a, int p, int b, int tid, int ph
   }
   phase -= L;
   if (phase == 0) { /* value_loss's row: e = G - V, dvalue = -2 e / n */
+    const int vp = blpo_mbf_pitch(1);
     for (int r = tid; r < rows; r += BLPO_MBF_THREADS) {
-      float e = sm[y->s_tgt + r] - sm[t->h[L] + 2 * r];
-      sm[y->s_dv + 2 * r] = -2.0f * e / (float)n;
+      float e = sm[y->s_tgt + r] - sm[t->h[L] + vp * r];
+      sm[y->s_dv + vp * r] = -2.0f * e / (float)n;
       sm[y->s_err + r] = e;
     }
     return;

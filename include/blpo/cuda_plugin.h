@@ -56,7 +56,8 @@ static inline uint64_t blpo_cuda_plugin_seam_signature(void) {
                         BLPO_TIMER_SLOTS,
                         BLPO_STAT_COUNT,
                         BLPO_MBF_TR,
-                        BLPO_MBF_TC};
+                        BLPO_MBF_TC,
+                        BLPO_MBF_VEC};
   uint64_t h = 14695981039346656037ull;
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
     h ^= v[i];

@@ -42,16 +42,18 @@
  * measured. */
 #define BLPO_HVR_MAX_BLOCKS 128
 
+/* Pitches: P for the rows' arrays, Pk for those of rows x K directions
+ * (read by the scalar tiles, blpo_mbf_tile_hw1 / _gw1); ppo_blocks.h. */
 typedef struct {
-  blpo_mbf_net c; /* weights; h[0..L-1] layer inputs, h[L] the value y (R, pitch d_l + 1) */
+  blpo_mbf_net c; /* weights; h[0..L-1] layer inputs, h[L] the value y (R, pitch P(d_l)) */
   int n, R, K, O;
   int chunks, blocks, cpb;       /* chunks of R rows; blocks per agent; chunks per block */
   int direct;                    /* one block per agent: the rows written in place */
   int s_tgt;                     /* (R) targets */
-  int s_rh[BLPO_MAX_LAYERS + 1]; /* l = 1..L: R{h_l} (R * K, pitch d_l + 1) */
-  int s_g[2];                    /* g_l = d loss / d z_l, ping-pong (R, pitch mw + 1) */
-  int s_q;                       /* g_l W_l (R, pitch mw + 1) */
-  int s_rg[2];                   /* R{g_l}, ping-pong (R * K, pitch mw + 1) */
+  int s_rh[BLPO_MAX_LAYERS + 1]; /* l = 1..L: R{h_l} (R * K, pitch Pk(d_l)) */
+  int s_g[2];                    /* g_l = d loss / d z_l, ping-pong (R, pitch P(mw)) */
+  int s_q;                       /* g_l W_l (R, pitch P(mw)) */
+  int s_rg[2];                   /* R{g_l}, ping-pong (R * K, pitch Pk(mw)) */
   int s_unit;                    /* (K, 3): each direction's layer, a, b as floats */
   int s_floats;                  /* shared floats of the rows kernel */
   int cols;                      /* one partial: K * Nc floats */
@@ -77,18 +79,18 @@ static inline int blpo_hvr_layout_init(blpo_hvr_layout *y, const blpo_mlp *criti
   const int L = critic->num_layers, mw = critic->max_width;
   y->n = n, y->R = R, y->K = K, y->O = critic->dims[0];
   for (int l = 0; l <= L; l++) {
-    y->c.h[l] = off, off += R * (critic->dims[l] + 1);
+    y->c.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(critic->dims[l]));
     y->act_off[l] = blpo_mlp_act_offset(critic, l, n);
   }
   y->act_stride = (size_t)n * critic->act_floats_per_row;
   y->s_tgt = off, off += R;
   for (int l = 1; l <= L; l++)
-    y->s_rh[l] = off, off += R * K * (critic->dims[l] + 1);
-  y->s_g[0] = off, off += R * (mw + 1);
-  y->s_g[1] = off, off += R * (mw + 1);
-  y->s_q = off, off += R * (mw + 1);
-  y->s_rg[0] = off, off += R * K * (mw + 1);
-  y->s_rg[1] = off, off += R * K * (mw + 1);
+    y->s_rh[l] = blpo_mbf_place(&off, R * K, blpo_mbf_pitch_k(critic->dims[l]));
+  y->s_g[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
+  y->s_g[1] = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
+  y->s_q = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
+  y->s_rg[0] = blpo_mbf_place(&off, R * K, blpo_mbf_pitch_k(mw));
+  y->s_rg[1] = blpo_mbf_place(&off, R * K, blpo_mbf_pitch_k(mw));
   y->s_unit = off, off += 3 * K;
   y->s_floats = off;
   y->cols = K * y->c.num_params;
@@ -146,7 +148,8 @@ BLPO_HD void blpo_hvr_tangent(const blpo_hvr_layout *y, int l, int rows, float *
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const blpo_mbf_net *t = &y->c;
   const int K = y->K, din = t->dims[l], dout = t->dims[l + 1], last = l == t->L - 1;
-  const int ip = din + 1, op = dout + 1, wp = dout + 1;
+  const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = dout + 1;
+  const int ipk = blpo_mbf_pitch_k(din), opk = blpo_mbf_pitch_k(dout); /* R{h}'s pitches */
   const int JT = (dout + TC - 1) / TC, RT = (rows + TR - 1) / TR;
   const float *rin = sm + y->s_rh[l], *wt = sm + t->w_dst[l];
   const float *hin = sm + t->h[l], *hout = sm + t->h[l + 1], *unit = sm + y->s_unit;
@@ -159,12 +162,12 @@ BLPO_HD void blpo_hvr_tangent(const blpo_hvr_layout *y, int l, int rows, float *
     for (int c = 0; c < TC; c++)
       j[c] = blpo_mbf_imin(jt + c * JT, dout - 1);
     for (int s = 0; s < TR; s++)
-      rr[s] = (blpo_mbf_imin(rb + s, rows - 1) * K + d) * ip;
+      rr[s] = (blpo_mbf_imin(rb + s, rows - 1) * K + d) * ipk;
     for (int s = 0; s < TR; s++)
       for (int c = 0; c < TC; c++)
         acc[s][c] = 0.0f;
     if (ul < l) /* R{h_l} is zero unless the direction's layer is below l */
-      blpo_mbf_tile_hw(rin, rr, wt, wp, j, din, acc);
+      blpo_mbf_tile_hw1(rin, rr, wt, wp, j, din, acc);
     for (int s = 0; s < TR; s++) {
       const int r = rb + s;
       if (r >= rows)
@@ -180,21 +183,21 @@ BLPO_HD void blpo_hvr_tangent(const blpo_hvr_layout *y, int l, int rows, float *
           const float h = hout[r * op + jj];
           v = t->activation == BLPO_ACT_TANH ? v * (1.0f - h * h) : (h > 0.0f ? v : 0.0f);
         }
-        out[(r * K + d) * op + jj] = v;
+        out[(r * K + d) * opk + jj] = v;
       }
     }
   }
 }
 
-/* Layer l > 0's first-order backward: q = g_{l+1} W_l (rows, pitch din + 1)
- * and g_l = q phi'(z_l) from g_{l+1} (rows, pitch dout + 1). Tiles of TR
+/* Layer l > 0's first-order backward: q = g_{l+1} W_l (rows, pitch P(din))
+ * and g_l = q phi'(z_l) from g_{l+1} (rows, pitch P(dout)). Tiles of TR
  * rows x TC inputs, as blpo_mbf_backward's d/dz_l; q is kept for the phi''
  * term of R{g_l}. */
 BLPO_HD void blpo_hvr_first_order(const blpo_hvr_layout *y, int l, int rows, float *sm, int tid) {
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const blpo_mbf_net *t = &y->c;
   const int din = t->dims[l], dout = t->dims[l + 1];
-  const int gp = dout + 1, hp = din + 1, wp = dout + 1;
+  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = dout + 1;
   const int IT = (din + TC - 1) / TC, RT = (rows + TR - 1) / TR;
   const float *g = sm + y->s_g[(l + 1) % 2], *hin = sm + t->h[l], *wt = sm + t->w_dst[l];
   float *q = sm + y->s_q, *gout = sm + y->s_g[l % 2];
@@ -222,12 +225,12 @@ BLPO_HD void blpo_hvr_first_order(const blpo_hvr_layout *y, int l, int rows, flo
 }
 
 /* Layer l's second-order backward for the rows x K virtual rows, from g_{l+1}
- * (rows) and R{g_{l+1}} (rows * K), pitch dout + 1:
+ * (rows, pitch P(dout)) and R{g_{l+1}} (rows * K, pitch Pk(dout)):
  *   R{dW_l}[d][j][i] = sum_r R{g}[r K + d][j] h_l[r][i] + g[r][j] R{h_l}[r K + d][i]
  *     (the second term only where direction d's layer is below l),
  *   R{db_l}[d][j]    = sum_r R{g}[r K + d][j],
  * added into the partial (K, Nc) (`first`: stored, the block's first chunk),
- * and for l > 0 R{g_l} (rows * K, pitch din + 1):
+ * and for l > 0 R{g_l} (rows * K, pitch Pk(din)):
  *   t = sum_j R{g}[v][j] W_l[j][i] + (direction d at W_l[a][i]: g[r][a]),
  *   tanh: t (1 - h^2) - 2 h q R{h_l},  relu: h > 0 ? t : 0.
  * Three kinds of work item, as blpo_mbf_backward: tiles of TC j x TR i of
@@ -238,7 +241,8 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const blpo_mbf_net *t = &y->c;
   const int K = y->K, Nc = t->num_params, din = t->dims[l], dout = t->dims[l + 1];
-  const int gp = dout + 1, hp = din + 1, wp = dout + 1, vrows = rows * K;
+  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = dout + 1, vrows = rows * K;
+  const int gpk = blpo_mbf_pitch_k(dout), hpk = blpo_mbf_pitch_k(din); /* R{g}'s, R{h}'s */
   const float *g = sm + y->s_g[(l + 1) % 2], *rg = sm + y->s_rg[(l + 1) % 2];
   const float *hin = sm + t->h[l], *rhin = l > 0 ? sm + y->s_rh[l] : NULL;
   const float *wt = sm + t->w_dst[l], *q = sm + y->s_q, *unit = sm + y->s_unit;
@@ -264,7 +268,7 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
         const int v = r * K + d;
         float gv[TC];
         for (int c = 0; c < TC; c++)
-          gv[c] = rg[v * gp + j[c]];
+          gv[c] = rg[v * gpk + j[c]];
         for (int k = 0; k < TR; k++) {
           const float h = hin[r * hp + i[k]];
           for (int c = 0; c < TC; c++)
@@ -274,7 +278,7 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
           for (int c = 0; c < TC; c++)
             gv[c] = g[r * gp + j[c]];
           for (int k = 0; k < TR; k++) {
-            const float h = rhin[v * hp + i[k]];
+            const float h = rhin[v * hpk + i[k]];
             for (int c = 0; c < TC; c++)
               acc[c][k] = fmaf(gv[c], h, acc[c][k]);
           }
@@ -291,7 +295,7 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
       const int d = (e - nw) / dout, j = (e - nw) % dout;
       float s = 0.0f;
       for (int r = 0; r < rows; r++)
-        s += rg[(r * K + d) * gp + j];
+        s += rg[(r * K + d) * gpk + j];
       float *o = part + (size_t)d * Nc + t->w_src[l] + dout * din + j; /* b_l follows W_l */
       *o = first ? s : *o + s;
     } else {
@@ -301,11 +305,11 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
       for (int c = 0; c < TC; c++)
         i[c] = blpo_mbf_imin(it + c * IT2, din - 1);
       for (int k = 0; k < TR; k++)
-        vv[k] = blpo_mbf_imin(v0 + k, vrows - 1) * gp;
+        vv[k] = blpo_mbf_imin(v0 + k, vrows - 1) * gpk;
       for (int k = 0; k < TR; k++)
         for (int c = 0; c < TC; c++)
           acc[k][c] = 0.0f;
-      blpo_mbf_tile_gw(rg, vv, wt, wp, i, dout, acc);
+      blpo_mbf_tile_gw1(rg, vv, wt, wp, i, dout, acc);
       for (int k = 0; k < TR; k++) {
         const int v = v0 + k;
         if (v >= vrows)
@@ -321,10 +325,10 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
             s += g[r * gp + ua];
           const float h = hin[r * hp + ii];
           if (t->activation == BLPO_ACT_TANH)
-            s = s * (1.0f - h * h) - 2.0f * h * q[r * hp + ii] * rhin[v * hp + ii];
+            s = s * (1.0f - h * h) - 2.0f * h * q[r * hp + ii] * rhin[v * hpk + ii];
           else
             s = h > 0.0f ? s : 0.0f;
-          rgout[v * hp + ii] = s;
+          rgout[v * hpk + ii] = s;
         }
       }
     }
@@ -374,12 +378,12 @@ BLPO_HD void blpo_hvr_rows(const blpo_hvr_args *a, int p, int b, int tid, int ph
   if (phase == 0) { /* the chunk's inputs, activations (y = h_L included), targets */
     const float *x = a->x + ((size_t)p * n + r0) * O;
     for (int e = tid; e < rows * O; e += BLPO_MBF_THREADS)
-      sm[t->h[0] + (e / O) * (O + 1) + e % O] = x[e];
+      sm[t->h[0] + (e / O) * blpo_mbf_pitch(O) + e % O] = x[e];
     for (int l = 1; l <= L; l++) {
       const int dl = t->dims[l];
       const float *h = a->acts + (size_t)p * y->act_stride + y->act_off[l] + (size_t)r0 * dl;
       for (int e = tid; e < rows * dl; e += BLPO_MBF_THREADS)
-        sm[t->h[l] + (e / dl) * (dl + 1) + e % dl] = h[e];
+        sm[t->h[l] + (e / dl) * blpo_mbf_pitch(dl) + e % dl] = h[e];
     }
     for (int r = tid; r < rows; r += BLPO_MBF_THREADS)
       sm[y->s_tgt + r] = a->target[(size_t)p * n + r0 + r];
@@ -391,12 +395,13 @@ BLPO_HD void blpo_hvr_rows(const blpo_hvr_args *a, int p, int b, int tid, int ph
     return;
   }
   phase -= L;
-  if (phase == 0) { /* head: g_L = -(2/n)(G - y), R{g_L} = (2/n) R{y} (pitch 2) */
+  if (phase == 0) { /* head: g_L = -(2/n)(G - y), R{g_L} = (2/n) R{y} */
     const float s = 2.0f / (float)n;
+    const int vp = blpo_mbf_pitch(1), vpk = blpo_mbf_pitch_k(1);
     for (int v = tid; v < rows * K; v += BLPO_MBF_THREADS) {
       if (v < rows)
-        sm[y->s_g[L % 2] + 2 * v] = -s * (sm[y->s_tgt + v] - sm[t->h[L] + 2 * v]);
-      sm[y->s_rg[L % 2] + 2 * v] = s * sm[y->s_rh[L] + 2 * v];
+        sm[y->s_g[L % 2] + vp * v] = -s * (sm[y->s_tgt + v] - sm[t->h[L] + vp * v]);
+      sm[y->s_rg[L % 2] + vpk * v] = s * sm[y->s_rh[L] + vpk * v];
     }
     return;
   }

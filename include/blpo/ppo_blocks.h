@@ -48,14 +48,16 @@
 #define BLPO_MBF_ROWS 32      /* rows per block of the rows kernel, at most */
 #define BLPO_MBF_TERMS 5      /* loss sums: pg, v, entropy, kl, clipped (stats slots 0..4) */
 
-/* One network in the rows kernel's shared memory (offsets in floats). */
+/* One network in the rows kernel's shared memory (offsets in floats). Row
+ * pitches here and below: P(w) is blpo_mbf_pitch(w), Pk(w)
+ * blpo_mbf_pitch_k(w) (include/blpo/mbf_tile.h). */
 typedef struct {
   int L, activation;
   int dims[BLPO_MAX_LAYERS + 1];
   int w_src[BLPO_MAX_LAYERS]; /* W_l in the parameters: (dout x din) row-major, b_l after it */
   int w_dst[BLPO_MAX_LAYERS]; /* W_l^T in shared memory, row pitch dout + 1 (conflict-free) */
   int b_dst[BLPO_MAX_LAYERS];
-  int h[BLPO_MAX_LAYERS + 1]; /* layer l's outputs (rows, pitch dims[l] + 1); h[0] the obs */
+  int h[BLPO_MAX_LAYERS + 1]; /* layer l's outputs (rows, pitch P(dims[l])); h[0] the obs */
   int num_params, num_mlp;
 } blpo_mbf_net;
 
@@ -65,8 +67,8 @@ typedef struct {
   int O, A, Y, discrete, num_actions;
   /* the rows kernel's other shared arrays, (R, width) each */
   int s_act, s_logp, s_adv, s_ret, s_val; /* gathered rows */
-  int s_dz, s_dv, s_dls, s_terms; /* loss outputs: dhead (pitch Y + 1), dvalue (pitch 2), ... */
-  int s_g[2];                     /* backward ping-pong, (R, pitch widest layer + 1) */
+  int s_dz, s_dv, s_dls, s_terms; /* loss outputs: dhead (pitch P(Y)), dvalue (pitch P(1)), ... */
+  int s_g[2];                     /* backward ping-pong, (R, pitch P(widest layer)) */
   int s_floats;                   /* shared floats of the rows kernel */
   int cols;                       /* one partial: Na + Nc + BLPO_MBF_TERMS floats */
   int col_blocks;                 /* blocks per agent of reduce and adam */
@@ -137,26 +139,25 @@ static inline int blpo_mbf_layout_init(blpo_mbf_layout *y, const blpo_dims *d,
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R;
   y->O = d->obs_dim, y->A = d->act_dim, y->Y = d->head_dim;
   y->discrete = d->discrete, y->num_actions = d->num_actions;
-  /* every (rows, width) array has row pitch width + 1: the thread tiles'
-   * loads down a column then fall in distinct banks */
-  y->a.h[0] = y->c.h[0] = off;
-  off += R * (y->O + 1);
+  /* every (rows, width) array the layer passes read is aligned with row
+   * pitch blpo_mbf_pitch(width) (include/blpo/mbf_tile.h) */
+  y->a.h[0] = y->c.h[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(y->O));
   for (int l = 1; l <= y->a.L; l++)
-    y->a.h[l] = off, off += R * (y->a.dims[l] + 1);
+    y->a.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(y->a.dims[l]));
   for (int l = 1; l <= y->c.L; l++)
-    y->c.h[l] = off, off += R * (y->c.dims[l] + 1);
+    y->c.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(y->c.dims[l]));
   int mw = actor->max_width > critic->max_width ? actor->max_width : critic->max_width;
   y->s_act = off, off += R * y->A;
   y->s_logp = off, off += R;
   y->s_adv = off, off += R;
   y->s_ret = off, off += R;
   y->s_val = off, off += R;
-  y->s_dz = off, off += R * (y->Y + 1);
-  y->s_dv = off, off += R * 2;
+  y->s_dz = blpo_mbf_place(&off, R, blpo_mbf_pitch(y->Y));
+  y->s_dv = blpo_mbf_place(&off, R, blpo_mbf_pitch(1));
   y->s_dls = off, off += R * y->A;
   y->s_terms = off, off += R * BLPO_MBF_TERMS;
-  y->s_g[0] = off, off += R * (mw + 1);
-  y->s_g[1] = off, off += R * (mw + 1);
+  y->s_g[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
+  y->s_g[1] = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
   y->s_floats = off;
   y->cols = y->a.num_params + y->c.num_params + BLPO_MBF_TERMS;
   y->col_blocks = (y->cols + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS;
@@ -313,16 +314,38 @@ BLPO_HD int blpo_mbf_imin(int x, int y) { return x < y ? x : y; }
  * clamped (loads stay inside the arrays) and their results dropped. Each
  * output is still one sum in the order of the one-output-per-thread loop:
  * bias, then multiply-adds in input order, as blpo_neuron. The tile's
- * size: include/blpo/mbf_tile.h. */
+ * size and loads: include/blpo/mbf_tile.h. */
 
 /* The two products the layer passes tile, for TR rows x TC columns, each
  * sum in input order. hw: acc[k][c] += sum_i in[rr[k] + i] W^T[i][j[c]]
  * (h W^T: the forward and tangent passes); gw: acc[k][c] += sum_j g[rr[k] +
  * j] W^T[i[c]][j] (g W: d/dz and R{g} of the backward passes). rr are row
- * offsets (pitch included); wt is W^T with row pitch wp. */
+ * offsets (pitch included); wt is W^T with row pitch wp.
+ *
+ * in and g are arrays of pitch blpo_mbf_pitch, read BLPO_MBF_VEC floats of
+ * a row per load: with a warp's threads on one row tile (the usual case:
+ * JT >= 32) such a load is one broadcast, so a tile of 4 x 2 makes 3 loads
+ * of the warp per 4 x 256 multiply-adds where scalar loads make 6. The
+ * weights for those V inputs are loaded first, then each row's V values
+ * one row at a time, so that only V of them are live. */
 BLPO_HD void blpo_mbf_tile_hw(const float *in, const int *rr, const float *wt, int wp, const int *j,
                               int din, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
-  for (int i = 0; i < din; i++) {
+  enum { V = BLPO_MBF_VEC };
+  int i = 0;
+  for (; i + V <= din; i += V) {
+    float w[V][BLPO_MBF_TC];
+    for (int u = 0; u < V; u++)
+      for (int c = 0; c < BLPO_MBF_TC; c++)
+        w[u][c] = wt[(i + u) * wp + j[c]];
+    for (int k = 0; k < BLPO_MBF_TR; k++) {
+      float h[V];
+      blpo_mbf_load(in + rr[k] + i, h);
+      for (int u = 0; u < V; u++)
+        for (int c = 0; c < BLPO_MBF_TC; c++)
+          acc[k][c] = fmaf(w[u][c], h[u], acc[k][c]);
+    }
+  }
+  for (; i < din; i++) { /* the last din % V inputs */
     float w[BLPO_MBF_TC];
     for (int c = 0; c < BLPO_MBF_TC; c++)
       w[c] = wt[i * wp + j[c]];
@@ -335,6 +358,50 @@ BLPO_HD void blpo_mbf_tile_hw(const float *in, const int *rr, const float *wt, i
 }
 BLPO_HD void blpo_mbf_tile_gw(const float *g, const int *rr, const float *wt, int wp, const int *i,
                               int dout, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
+  enum { V = BLPO_MBF_VEC };
+  int jj = 0;
+  for (; jj + V <= dout; jj += V) {
+    float w[V][BLPO_MBF_TC];
+    for (int u = 0; u < V; u++)
+      for (int c = 0; c < BLPO_MBF_TC; c++)
+        w[u][c] = wt[i[c] * wp + jj + u];
+    for (int k = 0; k < BLPO_MBF_TR; k++) {
+      float gv[V];
+      blpo_mbf_load(g + rr[k] + jj, gv);
+      for (int u = 0; u < V; u++)
+        for (int c = 0; c < BLPO_MBF_TC; c++)
+          acc[k][c] = fmaf(gv[u], w[u][c], acc[k][c]);
+    }
+  }
+  for (; jj < dout; jj++) { /* the last dout % V outputs */
+    float w[BLPO_MBF_TC];
+    for (int c = 0; c < BLPO_MBF_TC; c++)
+      w[c] = wt[i[c] * wp + jj];
+    for (int k = 0; k < BLPO_MBF_TR; k++) {
+      const float gv = g[rr[k] + jj];
+      for (int c = 0; c < BLPO_MBF_TC; c++)
+        acc[k][c] = fmaf(gv, w[c], acc[k][c]);
+    }
+  }
+}
+
+/* The same products from arrays of pitch blpo_mbf_pitch_k (rows x K
+ * directions), one float per load; the same sums in the same order. */
+BLPO_HD void blpo_mbf_tile_hw1(const float *in, const int *rr, const float *wt, int wp,
+                               const int *j, int din, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
+  for (int i = 0; i < din; i++) {
+    float w[BLPO_MBF_TC];
+    for (int c = 0; c < BLPO_MBF_TC; c++)
+      w[c] = wt[i * wp + j[c]];
+    for (int k = 0; k < BLPO_MBF_TR; k++) {
+      const float h = in[rr[k] + i];
+      for (int c = 0; c < BLPO_MBF_TC; c++)
+        acc[k][c] = fmaf(w[c], h, acc[k][c]);
+    }
+  }
+}
+BLPO_HD void blpo_mbf_tile_gw1(const float *g, const int *rr, const float *wt, int wp, const int *i,
+                               int dout, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
   for (int jj = 0; jj < dout; jj++) {
     float w[BLPO_MBF_TC];
     for (int c = 0; c < BLPO_MBF_TC; c++)
@@ -351,7 +418,7 @@ BLPO_HD void blpo_mbf_tile_gw(const float *g, const int *rr, const float *wt, in
 BLPO_HD void blpo_mbf_forward(const blpo_mbf_net *t, int l, int rows, float *sm, int tid) {
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const int din = t->dims[l], dout = t->dims[l + 1], last = l == t->L - 1;
-  const int ip = din + 1, op = dout + 1, wp = dout + 1; /* row pitches */
+  const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = dout + 1; /* row pitches */
   const int JT = (dout + TC - 1) / TC, RT = (rows + TR - 1) / TR;
   const float *in = sm + t->h[l], *wt = sm + t->w_dst[l], *bias = sm + t->b_dst[l];
   float *out = sm + t->h[l + 1];
@@ -376,16 +443,16 @@ BLPO_HD void blpo_mbf_forward(const blpo_mbf_net *t, int l, int rows, float *sm,
 }
 
 /* Layer l's backward pass for `rows` rows from g, d loss / d z_{l+1}
- * (rows, pitch dout + 1): the block's partial dW_l and db_l into part (the
+ * (rows, pitch P(dout)): the block's partial dW_l and db_l into part (the
  * network's parameter layout), and for l > 0 d loss / d z_l into gout
- * (rows, pitch din + 1). Three kinds of work item share the threads: tiles
+ * (rows, pitch P(din)); P is blpo_mbf_pitch. Three kinds of work item share the threads: tiles
  * of TC x TR (j, i) of dW_l, one db_l[j] each, tiles of TR x TC (r, i) of
  * d/dz_l. */
 BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const float *g, float *gout,
                                const float *sm, float *part, int tid) {
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const int din = t->dims[l], dout = t->dims[l + 1];
-  const int gp = dout + 1, hp = din + 1, wp = dout + 1; /* row pitches */
+  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = dout + 1; /* row pitches */
   const float *hin = sm + t->h[l], *wt = sm + t->w_dst[l];
   float *pw = part + t->w_src[l], *pb = pw + dout * din;         /* b_l follows W_l */
   const int IT = (din + TR - 1) / TR, JT = (dout + TC - 1) / TC; /* dW tiles: TC j x TR i */
@@ -459,7 +526,7 @@ BLPO_HD void blpo_mbf_rows(const blpo_mbf_args *a, int p, int b, int tid, int ph
     blpo_mbf_stage(&y->c, cw, sm, tid);
     const int32_t *ix = a->idx + (size_t)p * a->idx_stride + r0;
     for (int e = tid; e < rows * O; e += BLPO_MBF_THREADS)
-      sm[y->a.h[0] + (e / O) * (O + 1) + e % O] = a->obs[(size_t)ix[e / O] * O + e % O];
+      sm[y->a.h[0] + (e / O) * blpo_mbf_pitch(O) + e % O] = a->obs[(size_t)ix[e / O] * O + e % O];
     for (int e = tid; e < rows * A; e += BLPO_MBF_THREADS)
       sm[y->s_act + e] = a->act[(size_t)ix[e / A] * A + e % A];
     for (int r = tid; r < rows; r += BLPO_MBF_THREADS) {
@@ -486,14 +553,15 @@ BLPO_HD void blpo_mbf_rows(const blpo_mbf_args *a, int p, int b, int tid, int ph
     const float inv_n = 1.0f / (float)y->n;
     const double *mo = a->moments + 2 * ((size_t)p * a->M + a->mb);
     const double amean = mo[0], astd = mo[1];
+    const int hp = blpo_mbf_pitch(Y), vp = blpo_mbf_pitch(1); /* the heads' row pitches */
     for (int r = tid; r < rows; r += BLPO_MBF_THREADS) {
       float a_n = (float)(((double)sm[y->s_adv + r] - amean) / astd);
       float *dls = sm + y->s_dls + (size_t)r * A, *terms = sm + y->s_terms + (size_t)r * 5;
       blpo_ppo_row_terms t =
-          blpo_ppo_row(y->discrete, y->num_actions, A, sm + y->a.h[La] + (size_t)r * (Y + 1),
+          blpo_ppo_row(y->discrete, y->num_actions, A, sm + y->a.h[La] + (size_t)r * hp,
                        aw + y->a.num_mlp, sm + y->s_act + (size_t)r * A, sm[y->s_logp + r], a_n,
-                       sm[y->c.h[Lc] + 2 * r], sm[y->s_val + r], sm[y->s_ret + r], a->pp, inv_n,
-                       sm + y->s_dz + (size_t)r * (Y + 1), sm + y->s_dv + 2 * r, dls);
+                       sm[y->c.h[Lc] + vp * r], sm[y->s_val + r], sm[y->s_ret + r], a->pp, inv_n,
+                       sm + y->s_dz + (size_t)r * hp, sm + y->s_dv + vp * r, dls);
       terms[0] = t.pg, terms[1] = t.vl, terms[2] = t.ent, terms[3] = t.kl, terms[4] = t.clipped;
     }
     return;
@@ -636,7 +704,7 @@ static inline int blpo_fwd_layout_init(blpo_fwd_layout *y, const blpo_mlp *m, in
   int off = blpo_mbf_net_init(&y->t, m, 0);
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R;
   for (int l = 0; l <= m->num_layers; l++) {
-    y->t.h[l] = off, off += R * (m->dims[l] + 1);
+    y->t.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->dims[l]));
     y->act_off[l] = blpo_mlp_act_offset(m, l, n);
   }
   y->act_stride = (size_t)n * m->act_floats_per_row;
@@ -666,7 +734,7 @@ BLPO_HD void blpo_fwd(const blpo_fwd_args *a, int p, int b, int tid, int phase, 
     blpo_mbf_stage(t, a->params + (size_t)p * t->num_params, sm, tid);
     const float *x = a->x + ((size_t)p * n + r0) * d0;
     for (int e = tid; e < rows * d0; e += BLPO_MBF_THREADS)
-      sm[t->h[0] + (e / d0) * (d0 + 1) + e % d0] = x[e];
+      sm[t->h[0] + (e / d0) * blpo_mbf_pitch(d0) + e % d0] = x[e];
     return;
   }
   if (phase <= t->L) {
@@ -678,7 +746,7 @@ BLPO_HD void blpo_fwd(const blpo_fwd_args *a, int p, int b, int tid, int phase, 
     const int dl = t->dims[l];
     float *out = acts + y->act_off[l] + (size_t)r0 * dl;
     for (int e = tid; e < rows * dl; e += BLPO_MBF_THREADS)
-      out[e] = sm[t->h[l] + (e / dl) * (dl + 1) + e % dl];
+      out[e] = sm[t->h[l] + (e / dl) * blpo_mbf_pitch(dl) + e % dl];
   }
 }
 
@@ -735,7 +803,7 @@ BLPO_HD int blpo_pass_of(const int *start, int g) {
 typedef struct {
   blpo_mbf_net t;
   int n, R, blocks, direct;
-  int s_dy, s_g[2]; /* (R, pitch d_L + 1); (R, pitch widest layer + 1) x 2 */
+  int s_dy, s_g[2]; /* (R, pitch P(d_L)); (R, pitch P(widest layer)) x 2 */
   int s_floats;
   size_t act_off[BLPO_MAX_LAYERS + 1], act_stride; /* as blpo_fwd_layout */
 } blpo_bwd_layout;
@@ -752,13 +820,13 @@ static inline int blpo_bwd_layout_init(blpo_bwd_layout *y, const blpo_mlp *m, in
   int off = blpo_mbf_net_init(&y->t, m, 0);
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R, y->direct = y->blocks == 1;
   for (int l = 0; l < m->num_layers; l++) { /* the inputs of each layer */
-    y->t.h[l] = off, off += R * (m->dims[l] + 1);
+    y->t.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->dims[l]));
     y->act_off[l] = blpo_mlp_act_offset(m, l, n);
   }
   y->act_stride = (size_t)n * m->act_floats_per_row;
-  y->s_dy = off, off += R * (m->dims[m->num_layers] + 1);
-  y->s_g[0] = off, off += R * (m->max_width + 1);
-  y->s_g[1] = off, off += R * (m->max_width + 1);
+  y->s_dy = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->dims[m->num_layers]));
+  y->s_g[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->max_width));
+  y->s_g[1] = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->max_width));
   y->s_floats = off;
   return off;
 }
@@ -791,17 +859,17 @@ BLPO_HD void blpo_bwd_rows(const blpo_bwd_args *a, int p, int b, int tid, int ph
     const int d0 = t->dims[0], dL = t->dims[L];
     const float *x = a->x + ((size_t)p * n + r0) * d0;
     for (int e = tid; e < rows * d0; e += BLPO_MBF_THREADS)
-      sm[t->h[0] + (e / d0) * (d0 + 1) + e % d0] = x[e];
+      sm[t->h[0] + (e / d0) * blpo_mbf_pitch(d0) + e % d0] = x[e];
     const float *acts = a->acts + (size_t)p * y->act_stride;
     for (int l = 1; l < L; l++) {
       const int dl = t->dims[l];
       const float *in = acts + y->act_off[l] + (size_t)r0 * dl;
       for (int e = tid; e < rows * dl; e += BLPO_MBF_THREADS)
-        sm[t->h[l] + (e / dl) * (dl + 1) + e % dl] = in[e];
+        sm[t->h[l] + (e / dl) * blpo_mbf_pitch(dl) + e % dl] = in[e];
     }
     const float *dy = a->dy + ((size_t)p * n + r0) * dL;
     for (int e = tid; e < rows * dL; e += BLPO_MBF_THREADS)
-      sm[y->s_dy + (e / dL) * (dL + 1) + e % dL] = dy[e];
+      sm[y->s_dy + (e / dL) * blpo_mbf_pitch(dL) + e % dL] = dy[e];
     return;
   }
   const int l = L - phase; /* as blpo_mbf_rows: s_g[l % 2] in, s_g[(l + 1) % 2] out */

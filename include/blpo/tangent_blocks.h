@@ -26,12 +26,14 @@
  * the weights are staged no more than this many times per agent. */
 #define BLPO_TNF_MAX_BLOCKS 256
 
+/* Pitches: P for the rows' arrays, Pk for R{h} (rows x K directions, read
+ * by blpo_mbf_tile_hw1); ppo_blocks.h. */
 typedef struct {
-  blpo_mbf_net c;            /* weights at 0..wf; h[0..L-1] the layer inputs (R, pitch d_l + 1) */
+  blpo_mbf_net c;            /* weights at 0..wf; h[0..L-1] the layer inputs (R, pitch P(d_l)) */
   int wf;                    /* floats of the staged weights; direction k's at (k + 1) * wf */
   int n, R, K, O;            /* rows, rows per chunk, directions, input width */
   int chunks, blocks, cpb;   /* chunks of R rows; blocks per agent; chunks per block */
-  int s_rh[BLPO_MAX_LAYERS]; /* l = 1..L-1: R{h_l} (R * K, pitch d_l + 1) */
+  int s_rh[BLPO_MAX_LAYERS]; /* l = 1..L-1: R{h_l} (R * K, pitch Pk(d_l)) */
   int s_floats;              /* shared floats of the kernel */
   size_t act_off[BLPO_MAX_LAYERS], act_stride; /* hidden activations in acts (P, n, A) */
 } blpo_tnf_layout;
@@ -51,12 +53,12 @@ static inline int blpo_tnf_layout_init(blpo_tnf_layout *y, const blpo_mlp *m, in
   int off = (K + 1) * y->wf;
   y->n = n, y->R = R, y->K = K, y->O = m->dims[0];
   for (int l = 0; l < L; l++) {
-    y->c.h[l] = off, off += R * (m->dims[l] + 1);
+    y->c.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->dims[l]));
     y->act_off[l] = blpo_mlp_act_offset(m, l, n);
   }
   y->act_stride = (size_t)n * m->act_floats_per_row;
   for (int l = 1; l < L; l++)
-    y->s_rh[l] = off, off += R * K * (m->dims[l] + 1);
+    y->s_rh[l] = blpo_mbf_place(&off, R * K, blpo_mbf_pitch_k(m->dims[l]));
   y->s_floats = off;
   y->chunks = (n + R - 1) / R;
   int b = y->chunks < BLPO_TNF_MAX_BLOCKS ? y->chunks : BLPO_TNF_MAX_BLOCKS;
@@ -95,7 +97,8 @@ BLPO_HD void blpo_tnf_layer(const blpo_tnf_args *a, int p, int l, int r0, int ro
   const blpo_tnf_layout *y = &a->lay;
   const blpo_mbf_net *t = &y->c;
   const int K = y->K, din = t->dims[l], dout = t->dims[l + 1], last = l == t->L - 1;
-  const int ip = din + 1, op = dout + 1, wp = dout + 1;
+  const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = dout + 1;
+  const int ipk = blpo_mbf_pitch_k(din), opk = blpo_mbf_pitch_k(dout); /* R{h}'s pitches */
   const int JT = (dout + TC - 1) / TC, RT = (rows + TR - 1) / TR;
   const float *hin = sm + t->h[l], *wt = sm + t->w_dst[l];
   const float *rin = l > 0 ? sm + y->s_rh[l] : NULL;
@@ -109,14 +112,14 @@ BLPO_HD void blpo_tnf_layer(const blpo_tnf_args *a, int p, int l, int r0, int ro
       j[c] = blpo_mbf_imin(jt + c * JT, dout - 1);
     for (int s = 0; s < TR; s++) {
       const int r = blpo_mbf_imin(rb + s, rows - 1);
-      rh[s] = r * ip, rv[s] = (r * K + k) * ip;
+      rh[s] = r * ip, rv[s] = (r * K + k) * ipk;
     }
     for (int s = 0; s < TR; s++)
       for (int c = 0; c < TC; c++)
         acc[s][c] = cb[j[c]];
     blpo_mbf_tile_hw(hin, rh, ut, wp, j, din, acc); /* U_l h_l */
     if (rin)
-      blpo_mbf_tile_hw(rin, rv, wt, wp, j, din, acc); /* W_l R{h_l} */
+      blpo_mbf_tile_hw1(rin, rv, wt, wp, j, din, acc); /* W_l R{h_l} */
     for (int s = 0; s < TR; s++) {
       const int r = rb + s;
       if (r >= rows)
@@ -131,7 +134,7 @@ BLPO_HD void blpo_tnf_layer(const blpo_tnf_args *a, int p, int l, int r0, int ro
         } else { /* phi' from h = phi(z) */
           const float h = hout[r * op + jj];
           v = t->activation == BLPO_ACT_TANH ? v * (1.0f - h * h) : (h > 0.0f ? v : 0.0f);
-          sm[y->s_rh[l + 1] + (r * K + k) * op + jj] = v;
+          sm[y->s_rh[l + 1] + (r * K + k) * opk + jj] = v;
         }
       }
     }
@@ -159,12 +162,12 @@ BLPO_HD void blpo_tnf_block(const blpo_tnf_args *a, int p, int b, int tid, int p
   if (phase == 0) { /* the chunk's inputs and hidden activations */
     const float *x = a->x + ((size_t)p * n + r0) * O;
     for (int e = tid; e < rows * O; e += BLPO_MBF_THREADS)
-      sm[t->h[0] + (e / O) * (O + 1) + e % O] = x[e];
+      sm[t->h[0] + (e / O) * blpo_mbf_pitch(O) + e % O] = x[e];
     for (int l = 1; l < L; l++) {
       const int dl = t->dims[l];
       const float *h = a->acts + (size_t)p * y->act_stride + y->act_off[l] + (size_t)r0 * dl;
       for (int e = tid; e < rows * dl; e += BLPO_MBF_THREADS)
-        sm[t->h[l] + (e / dl) * (dl + 1) + e % dl] = h[e];
+        sm[t->h[l] + (e / dl) * blpo_mbf_pitch(dl) + e % dl] = h[e];
     }
     return;
   }
