@@ -80,14 +80,14 @@ if [ "${TARGETS:-0}" = 1 ]; then
     run table "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
       --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --set "$v" --label "$v"
   done
-  # register-tile variants of the fused kernels (tools/gpu_bundle.sh builds
-  # them beside the default one in BUILD_DIR-t<tile>)
+  # variants of the fused kernels, tile and loads (tools/gpu_bundle.sh builds
+  # them beside the default one in BUILD_DIR-t<variant>)
   for vb in "$build"-t*; do
     [ -x "$vb/blpo-bench" ] || continue
     echo
     run table "$vb/blpo-bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
       --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" \
-      --set run.pdl=false --label "register tile ${vb##*-t} (BLPO_MBF_TILE), run.pdl=false"
+      --set run.pdl=false --label "fused-kernel variant ${vb##*-t} (BLPO_MBF_TILE), run.pdl=false"
   done
   env_rate_header
   run "$bench" --env-rate --device "$dev" --config cartpole.yaml --set env.num_envs="$rate" \

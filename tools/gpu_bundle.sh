@@ -4,9 +4,11 @@
 # (libyaml, OpenMP OpenBLAS and its Fortran runtime) into
 # .gpucarry/bundle.tar.xz, for tools/gpu_check.sh to run on a machine where
 # nothing can be installed. Also builds blpo-bench and the CUDA plugin with
-# each register tile in $TILES (default "4x4"; "" for none) in
-# build-gpu-t<tile>/, which the suite's TARGETS mode times beside the
-# default (CMake BLPO_MBF_TILE). usage: tools/gpu_bundle.sh [CUDA_ARCH (default 90)]
+# each variant in $TILES (default "4x4 4x2s": a 4 x 4 register tile, and the
+# default 4 x 2 tile with the scalar loads it had before its float4 loads;
+# "" for none) in build-gpu-t<variant>/, which the suite's TARGETS mode
+# times beside the default (CMake BLPO_MBF_TILE, include/blpo/mbf_tile.h).
+# usage: tools/gpu_bundle.sh [CUDA_ARCH (default 90)]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -24,7 +26,7 @@ variant_targets=(blpo-bench blpo_cuda_plugin test_ppo_minibatch test_critic_step
   test_hvp_rows_blocks test_tangent_blocks test_gpu_ops)
 variant_files=(blpo-bench libblpo-cuda.so kernel_resources.md tests/test_ppo_minibatch
   tests/test_critic_step tests/test_hvp_rows_blocks tests/test_tangent_blocks tests/test_gpu_ops)
-tiles="${TILES-4x4}"
+tiles="${TILES-4x4 4x2s}"
 built=()
 for tile in $tiles; do
   b="build-gpu-t$tile"
