@@ -33,12 +33,21 @@
 #error "BLPO_MBF_VEC: 1 (scalar loads) or 4 (float4 loads)"
 #endif
 
+/* Whether blpo_mbf_backward's dW tiles take adjacent inputs, read by
+ * vector loads (ppo_blocks.h): with float4 loads and a tile of a multiple
+ * of 4 rows (inputs, there). */
+#define BLPO_MBF_DW_ADJ (BLPO_MBF_VEC > 1 && BLPO_MBF_TR % BLPO_MBF_VEC == 0)
+
 /* The row pitch, in floats, of a (rows, w) array of the layer passes
- * (layer inputs and outputs, gradients). Scalar loads: w + 1, odd, so that
- * loads down a column fall in distinct banks. Float4 loads: a multiple of
- * 4, so that every row starts 16-byte aligned, and 4 mod 8, so that the
- * float4s of 8 consecutive rows at one column fall in 8 distinct groups of
- * 4 banks (a 128-bit load is served a quarter warp at a time). */
+ * (layer inputs and outputs, gradients). Scalar loads: w + 1 (odd for the
+ * even widths of hidden layers), so that loads down a column fall in
+ * distinct banks. Float4 loads: a multiple of 4, so that every row starts
+ * 16-byte aligned, and 4 mod 8, so that two row tiles of a warp (4 rows
+ * apart, where a layer of 32 outputs or a 4 x 4 tile puts two on a warp)
+ * are 16 banks apart, and consecutive rows 4 banks apart; a multiple of 8
+ * would put rows 4 apart on the same banks. A warp over more than two row
+ * tiles (a head of 1-2 outputs, 8 rows' tiles) then has 2-4-way conflicts
+ * where w + 1 had none, as many cycles as its scalar loads took. */
 BLPO_HD int blpo_mbf_pitch(int w) {
 #if BLPO_MBF_VEC == 4
   const int p = (w + 3) & ~3;
@@ -50,7 +59,7 @@ BLPO_HD int blpo_mbf_pitch(int w) {
 
 /* The row pitch of an array of rows x K directions (the tangents R{h} and
  * R{g} of hvp_rows_blocks.h and tangent_blocks.h), read by scalar loads
- * (blpo_mbf_tile_hw1, _gw1) in every variant: w + 1. Their tiles' rows are
+ * (blpo_mbf_tile_hw1, _gw1) in every variant: w + 1, odd for even w. Their tiles' rows are
  * K rows apart, so that a warp over a narrow layer spans rows of several
  * directions, which an aligned pitch would put in a few banks; and these
  * arrays are most of the Hessian rows' shared memory, which at K = 5 and

@@ -324,10 +324,12 @@ BLPO_HD int blpo_mbf_imin(int x, int y) { return x < y ? x : y; }
  *
  * in and g are arrays of pitch blpo_mbf_pitch, read BLPO_MBF_VEC floats of
  * a row per load: with a warp's threads on one row tile (the usual case:
- * JT >= 32) such a load is one broadcast, so a tile of 4 x 2 makes 3 loads
- * of the warp per 4 x 256 multiply-adds where scalar loads make 6. The
- * weights for those V inputs are loaded first, then each row's V values
- * one row at a time, so that only V of them are live. */
+ * JT >= 32) such a load is one broadcast, which the shared-memory return
+ * path delivers two registers a cycle, so a tile of 4 x 2 takes 16 cycles
+ * of it per 4 x 256 multiply-adds where scalar loads take 24
+ * (bench/NOTES.md). The weights for those V inputs are loaded first, then
+ * each row's V values one row at a time, so that only V of them are
+ * live. */
 BLPO_HD void blpo_mbf_tile_hw(const float *in, const int *rr, const float *wt, int wp, const int *j,
                               int din, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
   enum { V = BLPO_MBF_VEC };
@@ -454,37 +456,52 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
   const int din = t->dims[l], dout = t->dims[l + 1];
   const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = dout + 1; /* row pitches */
   const float *hin = sm + t->h[l], *wt = sm + t->w_dst[l];
-  float *pw = part + t->w_src[l], *pb = pw + dout * din;         /* b_l follows W_l */
-  const int IT = (din + TR - 1) / TR, JT = (dout + TC - 1) / TC; /* dW tiles: TC j x TR i */
-  const int nw = JT * IT, nb = nw + dout;
+  float *pw = part + t->w_src[l], *pb = pw + dout * din; /* b_l follows W_l */
+  /* dW tiles: TC j x TR i. With vector loads (BLPO_MBF_DW_ADJ) a tile's TR
+   * inputs are adjacent, i = it TR + k, read V at a time, and threads e and
+   * e ^ 1 take the same inputs for two column groups jt, so that a warp's
+   * loads of h_in are pairwise uniform (the shared-memory return path
+   * packs those, bench/NOTES.md); JT is rounded up to even for the pairs
+   * and the extra group's results dropped. Otherwise a tile's inputs are
+   * strided by IT, so that consecutive threads load consecutive words. */
+  const int IT = (din + TR - 1) / TR, JT = (dout + TC - 1) / TC;
+  const int JP = BLPO_MBF_DW_ADJ ? (JT + 1) & ~1 : JT;
+  const int nw = JP * IT, nb = nw + dout;
   const int IT2 = (din + TC - 1) / TC, RT = (rows + TR - 1) / TR; /* d/dz_l tiles: TR r x TC i */
   const int total = nb + (l > 0 ? RT * IT2 : 0);
   for (int e = tid; e < total; e += BLPO_MBF_THREADS) {
     if (e < nw) { /* dW_l[j][i] = sum_r g[r][j] h_in[r][i], rows in order */
-      const int jt = e / IT, it = e % IT;
+      const int jt = BLPO_MBF_DW_ADJ ? (e / (2 * IT)) * 2 + (e & 1) : e / IT;
+      const int it = BLPO_MBF_DW_ADJ ? (e >> 1) % IT : e % IT;
+      const int i0 = BLPO_MBF_DW_ADJ ? it * TR : it, is = BLPO_MBF_DW_ADJ ? 1 : IT; /* i0 + k is */
+      const int whole = BLPO_MBF_DW_ADJ && i0 + TR <= din; /* all TR inputs inside: vector loads */
       int j[TC], i[TR];
       float acc[TC][TR];
       for (int c = 0; c < TC; c++)
         j[c] = blpo_mbf_imin(jt + c * JT, dout - 1);
       for (int k = 0; k < TR; k++)
-        i[k] = blpo_mbf_imin(it + k * IT, din - 1);
+        i[k] = blpo_mbf_imin(i0 + k * is, din - 1);
       for (int c = 0; c < TC; c++)
         for (int k = 0; k < TR; k++)
           acc[c][k] = 0.0f;
       for (int r = 0; r < rows; r++) {
-        float gv[TC];
+        float gv[TC], h[TR];
         for (int c = 0; c < TC; c++)
           gv[c] = g[r * gp + j[c]];
-        for (int k = 0; k < TR; k++) {
-          const float h = hin[r * hp + i[k]];
+        if (whole)
+          for (int q = 0; q < TR; q += BLPO_MBF_VEC)
+            blpo_mbf_load(hin + r * hp + i0 + q, h + q);
+        else
+          for (int k = 0; k < TR; k++)
+            h[k] = hin[r * hp + i[k]];
+        for (int k = 0; k < TR; k++)
           for (int c = 0; c < TC; c++)
-            acc[c][k] = fmaf(gv[c], h, acc[c][k]);
-        }
+            acc[c][k] = fmaf(gv[c], h[k], acc[c][k]);
       }
       for (int c = 0; c < TC; c++)
         for (int k = 0; k < TR; k++)
-          if (jt + c * JT < dout && it + k * IT < din)
-            pw[(jt + c * JT) * din + it + k * IT] = acc[c][k];
+          if (jt < JT && jt + c * JT < dout && i0 + k * is < din)
+            pw[(jt + c * JT) * din + i0 + k * is] = acc[c][k];
     } else if (e < nb) { /* db_l[j] = sum_r g[r][j] */
       const int j = e - nw;
       float s = 0.0f;
