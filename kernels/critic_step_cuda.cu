@@ -15,9 +15,11 @@ constexpr int kT = BLPO_MBF_THREADS;
 
 // At least 2 blocks per SM, that is up to 128 registers a thread: ptxas's
 // own choice for (kT) alone, 80 registers on sm_80, spilled a few words of
-// the float4 tiles. It allows 4 blocks of cartpole.yaml's critic (54 KiB of
-// shared memory) on an H100, but the nested step's grid is about one block
-// per SM at the suite's sizes (128 blocks of 32 rows).
+// the float4 tiles. Its registers (94 on sm_90) now cap the kernel at 2
+// blocks per SM where cartpole.yaml's critic (54 KiB of shared memory)
+// would allow 4 on an H100; the nested step's grid is about one block per
+// SM at the suite's sizes (128 blocks of 32 rows), so that costs nothing
+// there.
 __global__ void __launch_bounds__(kT, 2) cvf_rows_kernel(const __grid_constant__ blpo_cvf_args a) {
   blpo_pdl_enter();
   extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads

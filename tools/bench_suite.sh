@@ -12,8 +12,8 @@
 # Environment: ITERS (timed iterations per row, default 3), QUICK=1 (1024
 # envs only, no paper run), TARGETS=1 (only what the targets are
 # stated on, first, for a short device lease: CartPole at 4096 envs with
-# run.pdl off and on and with each register-tile variant found in
-# BUILD_DIR-t<tile> (tools/gpu_bundle.sh), CartPole stepping alone at 65536
+# run.pdl off and on and with each fused-kernel variant found in
+# BUILD_DIR-t<variant> (tools/gpu_bundle.sh), CartPole stepping alone at 65536
 # envs, and on a GPU the paper experiment with run.pdl off and on), TINY=1 (CI: 64 envs x 8
 # steps, 4 x 16 for the population row, small env-rate runs: checks that
 # every row runs, times nothing worth reading), BLPO_COMMIT (printed with

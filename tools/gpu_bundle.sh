@@ -5,8 +5,8 @@
 # .gpucarry/bundle.tar.xz, for tools/gpu_check.sh to run on a machine where
 # nothing can be installed. Also builds blpo-bench and the CUDA plugin with
 # each variant in $TILES (default "4x4 4x2s": a 4 x 4 register tile, and the
-# default 4 x 2 tile with the scalar loads it had before its float4 loads;
-# "" for none) in build-gpu-t<variant>/, which the suite's TARGETS mode
+# default 4 x 2 tile with scalar loads and the odd pitches they had before
+# the float4 loads, with today's launch bounds; "" for none) in build-gpu-t<variant>/, which the suite's TARGETS mode
 # times beside the default (CMake BLPO_MBF_TILE, include/blpo/mbf_tile.h).
 # usage: tools/gpu_bundle.sh [CUDA_ARCH (default 90)]
 set -euo pipefail

@@ -36,8 +36,9 @@ extern "C" {
  * of the constants that size their arrays, folded into one number (FNV-1a):
  * a plugin whose build differs in any of them (another BLPO_MAX_LAYERS, a
  * stats slot added, a field added to an op's arguments without an ABI bump)
- * has another signature. The fused kernels' register tile is in it too
- * (mbf_tile.h): a build variant's plugin is refused by a default program. */
+ * has another signature. The fused kernels' register tile and load width
+ * are in it too (mbf_tile.h): a build variant's plugin is refused by a
+ * default program. */
 static inline uint64_t blpo_cuda_plugin_seam_signature(void) {
   const uint64_t v[] = {sizeof(blpo_backend),
                         sizeof(blpo_dims),
