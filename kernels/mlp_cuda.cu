@@ -96,7 +96,10 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 // One network's backward pass for small networks: the block's partial
 // gradient (or, with one block per agent, the gradient itself) from the
 // block program blpo_bwd_rows, then the partials' sums (blpo_bwd_reduce).
-__global__ void __launch_bounds__(BLPO_MBF_THREADS)
+// At least 2 blocks per SM (up to 128 registers), as the PPO rows kernel:
+// ptxas's own 64 registers spilled a word of the float4 dW tiles on sm_90;
+// its 64-row layout (88.5 KiB for cartpole.yaml's actor) fits 2 per SM.
+__global__ void __launch_bounds__(BLPO_MBF_THREADS, 2)
     backward_fused_kernel(const __grid_constant__ blpo_bwd_args a) {
   blpo_pdl_enter();
   extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads

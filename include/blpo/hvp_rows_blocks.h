@@ -233,8 +233,9 @@ BLPO_HD void blpo_hvr_first_order(const blpo_hvr_layout *y, int l, int rows, flo
  * and for l > 0 R{g_l} (rows * K, pitch Pk(din)):
  *   t = sum_j R{g}[v][j] W_l[j][i] + (direction d at W_l[a][i]: g[r][a]),
  *   tanh: t (1 - h^2) - 2 h q R{h_l},  relu: h > 0 ? t : 0.
- * Three kinds of work item, as blpo_mbf_backward: tiles of TC j x TR i of
- * R{dW_l} per direction, one R{db_l}[d][j] each, tiles of TR virtual rows x
+ * Three kinds of work item, as blpo_mbf_backward with scalar loads (its dW
+ * tiles' inputs strided by IT; R{h} has the odd pitch): tiles of TC j x TR
+ * i of R{dW_l} per direction, one R{db_l}[d][j] each, tiles of TR virtual rows x
  * TC inputs of R{g_l}. */
 BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float *part, int first,
                                float *sm, int tid) {

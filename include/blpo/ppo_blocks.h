@@ -462,8 +462,9 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
    * e ^ 1 take the same inputs for two column groups jt, so that a warp's
    * loads of h_in are pairwise uniform (the shared-memory return path
    * packs those, bench/NOTES.md); JT is rounded up to even for the pairs
-   * and the extra group's results dropped. Otherwise a tile's inputs are
-   * strided by IT, so that consecutive threads load consecutive words. */
+   * and the extra group's items (half of them for a head of 1-2 outputs)
+   * computed and dropped. Otherwise a tile's inputs are strided by IT, so
+   * that consecutive threads load consecutive words. */
   const int IT = (din + TR - 1) / TR, JT = (dout + TC - 1) / TC;
   const int JP = BLPO_MBF_DW_ADJ ? (JT + 1) & ~1 : JT;
   const int nw = JP * IT, nb = nw + dout;
@@ -474,13 +475,15 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
       const int jt = BLPO_MBF_DW_ADJ ? (e / (2 * IT)) * 2 + (e & 1) : e / IT;
       const int it = BLPO_MBF_DW_ADJ ? (e >> 1) % IT : e % IT;
       const int i0 = BLPO_MBF_DW_ADJ ? it * TR : it, is = BLPO_MBF_DW_ADJ ? 1 : IT; /* i0 + k is */
-      const int whole = BLPO_MBF_DW_ADJ && i0 + TR <= din; /* all TR inputs inside: vector loads */
-      int j[TC], i[TR];
+      int j[TC];
       float acc[TC][TR];
       for (int c = 0; c < TC; c++)
         j[c] = blpo_mbf_imin(jt + c * JT, dout - 1);
+#if !BLPO_MBF_DW_ADJ
+      int i[TR];
       for (int k = 0; k < TR; k++)
         i[k] = blpo_mbf_imin(i0 + k * is, din - 1);
+#endif
       for (int c = 0; c < TC; c++)
         for (int k = 0; k < TR; k++)
           acc[c][k] = 0.0f;
@@ -488,12 +491,22 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
         float gv[TC], h[TR];
         for (int c = 0; c < TC; c++)
           gv[c] = g[r * gp + j[c]];
-        if (whole)
-          for (int q = 0; q < TR; q += BLPO_MBF_VEC)
+#if BLPO_MBF_DW_ADJ
+        /* V inputs a load. A load that starts inside din may run into the
+         * row's padding (the pitch is at least din rounded up to 4), whose
+         * values reach only the outputs i >= din, which are dropped; one
+         * that would start past din is not made. */
+        for (int q = 0; q < TR; q += BLPO_MBF_VEC) {
+          if (i0 + q < din)
             blpo_mbf_load(hin + r * hp + i0 + q, h + q);
-        else
-          for (int k = 0; k < TR; k++)
-            h[k] = hin[r * hp + i[k]];
+          else
+            for (int u = 0; u < BLPO_MBF_VEC; u++)
+              h[q + u] = 0.0f;
+        }
+#else
+        for (int k = 0; k < TR; k++)
+          h[k] = hin[r * hp + i[k]];
+#endif
         for (int k = 0; k < TR; k++)
           for (int c = 0; c < TC; c++)
             acc[c][k] = fmaf(gv[c], h[k], acc[c][k]);
