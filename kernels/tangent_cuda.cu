@@ -12,7 +12,13 @@ namespace {
 
 constexpr int kT = BLPO_MBF_THREADS;
 
-__global__ void __launch_bounds__(kT) tnf_kernel(const __grid_constant__ blpo_tnf_args a) {
+// At least 2 blocks per SM (up to 128 registers a thread), as the PPO rows
+// kernel: ptxas's own choice for (kT) alone spilled a few words of the
+// float4 tiles (tnf_many_kernel on sm_80). BLPO's tangents (K = 1, 70 KiB
+// of shared memory for cartpole.yaml's critic) would fit 3 blocks per SM,
+// but their grids are about one block per SM at the suite's sizes (128
+// chunks of 32 rows).
+__global__ void __launch_bounds__(kT, 2) tnf_kernel(const __grid_constant__ blpo_tnf_args a) {
   blpo_pdl_enter();
   extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
   const int phases = blpo_tnf_phases(&a.lay);
@@ -24,7 +30,7 @@ __global__ void __launch_bounds__(kT) tnf_kernel(const __grid_constant__ blpo_tn
 
 // Each block finds its pass; blocks of different passes run different phase
 // counts (the barrier is the block's own).
-__global__ void __launch_bounds__(kT) tnf_many_kernel(const __grid_constant__ blpo_tnf_set s) {
+__global__ void __launch_bounds__(kT, 2) tnf_many_kernel(const __grid_constant__ blpo_tnf_set s) {
   blpo_pdl_enter();
   extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
   const int t = blpo_pass_of(s.start, blockIdx.x);

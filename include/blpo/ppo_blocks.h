@@ -316,6 +316,36 @@ BLPO_HD int blpo_mbf_imin(int x, int y) { return x < y ? x : y; }
  * bias, then multiply-adds in input order, as blpo_neuron. The tile's
  * size and loads: include/blpo/mbf_tile.h. */
 
+/* The products one float per load: for arrays of pitch blpo_mbf_pitch_k
+ * (rows x K directions), and the vector tiles' last din % V inputs (dout %
+ * V outputs). */
+BLPO_HD void blpo_mbf_tile_hw1(const float *in, const int *rr, const float *wt, int wp,
+                               const int *j, int din, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
+  for (int i = 0; i < din; i++) {
+    float w[BLPO_MBF_TC];
+    for (int c = 0; c < BLPO_MBF_TC; c++)
+      w[c] = wt[i * wp + j[c]];
+    for (int k = 0; k < BLPO_MBF_TR; k++) {
+      const float h = in[rr[k] + i];
+      for (int c = 0; c < BLPO_MBF_TC; c++)
+        acc[k][c] = fmaf(w[c], h, acc[k][c]);
+    }
+  }
+}
+BLPO_HD void blpo_mbf_tile_gw1(const float *g, const int *rr, const float *wt, int wp, const int *i,
+                               int dout, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
+  for (int jj = 0; jj < dout; jj++) {
+    float w[BLPO_MBF_TC];
+    for (int c = 0; c < BLPO_MBF_TC; c++)
+      w[c] = wt[i[c] * wp + jj];
+    for (int k = 0; k < BLPO_MBF_TR; k++) {
+      const float gv = g[rr[k] + jj];
+      for (int c = 0; c < BLPO_MBF_TC; c++)
+        acc[k][c] = fmaf(gv, w[c], acc[k][c]);
+    }
+  }
+}
+
 /* The two products the layer passes tile, for TR rows x TC columns, each
  * sum in input order. hw: acc[k][c] += sum_i in[rr[k] + i] W^T[i][j[c]]
  * (h W^T: the forward and tangent passes); gw: acc[k][c] += sum_j g[rr[k] +
@@ -347,16 +377,7 @@ BLPO_HD void blpo_mbf_tile_hw(const float *in, const int *rr, const float *wt, i
           acc[k][c] = fmaf(w[u][c], h[u], acc[k][c]);
     }
   }
-  for (; i < din; i++) { /* the last din % V inputs */
-    float w[BLPO_MBF_TC];
-    for (int c = 0; c < BLPO_MBF_TC; c++)
-      w[c] = wt[i * wp + j[c]];
-    for (int k = 0; k < BLPO_MBF_TR; k++) {
-      const float h = in[rr[k] + i];
-      for (int c = 0; c < BLPO_MBF_TC; c++)
-        acc[k][c] = fmaf(w[c], h, acc[k][c]);
-    }
-  }
+  blpo_mbf_tile_hw1(in + i, rr, wt + i * wp, wp, j, din - i, acc); /* the last din % V */
 }
 BLPO_HD void blpo_mbf_tile_gw(const float *g, const int *rr, const float *wt, int wp, const int *i,
                               int dout, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
@@ -375,45 +396,7 @@ BLPO_HD void blpo_mbf_tile_gw(const float *g, const int *rr, const float *wt, in
           acc[k][c] = fmaf(gv[u], w[u][c], acc[k][c]);
     }
   }
-  for (; jj < dout; jj++) { /* the last dout % V outputs */
-    float w[BLPO_MBF_TC];
-    for (int c = 0; c < BLPO_MBF_TC; c++)
-      w[c] = wt[i[c] * wp + jj];
-    for (int k = 0; k < BLPO_MBF_TR; k++) {
-      const float gv = g[rr[k] + jj];
-      for (int c = 0; c < BLPO_MBF_TC; c++)
-        acc[k][c] = fmaf(gv, w[c], acc[k][c]);
-    }
-  }
-}
-
-/* The same products from arrays of pitch blpo_mbf_pitch_k (rows x K
- * directions), one float per load; the same sums in the same order. */
-BLPO_HD void blpo_mbf_tile_hw1(const float *in, const int *rr, const float *wt, int wp,
-                               const int *j, int din, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
-  for (int i = 0; i < din; i++) {
-    float w[BLPO_MBF_TC];
-    for (int c = 0; c < BLPO_MBF_TC; c++)
-      w[c] = wt[i * wp + j[c]];
-    for (int k = 0; k < BLPO_MBF_TR; k++) {
-      const float h = in[rr[k] + i];
-      for (int c = 0; c < BLPO_MBF_TC; c++)
-        acc[k][c] = fmaf(w[c], h, acc[k][c]);
-    }
-  }
-}
-BLPO_HD void blpo_mbf_tile_gw1(const float *g, const int *rr, const float *wt, int wp, const int *i,
-                               int dout, float acc[BLPO_MBF_TR][BLPO_MBF_TC]) {
-  for (int jj = 0; jj < dout; jj++) {
-    float w[BLPO_MBF_TC];
-    for (int c = 0; c < BLPO_MBF_TC; c++)
-      w[c] = wt[i[c] * wp + jj];
-    for (int k = 0; k < BLPO_MBF_TR; k++) {
-      const float gv = g[rr[k] + jj];
-      for (int c = 0; c < BLPO_MBF_TC; c++)
-        acc[k][c] = fmaf(gv, w[c], acc[k][c]);
-    }
-  }
+  blpo_mbf_tile_gw1(g + jj, rr, wt + jj, wp, i, dout - jj, acc); /* the last dout % V */
 }
 
 /* Layer l's outputs for `rows` rows: (rows, dout) from (rows, din). */
