@@ -854,9 +854,13 @@ extern "C" blpo_backend *blpo_backend_cuda_create(char *why, size_t why_len) {
 
   // the opt-in shared memory per block, for the fused kernels' layouts
   e = cudaDeviceGetAttribute(&impl->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
+  const char *attr = "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)";
+  if (e == cudaSuccess) {
+    e = cudaDeviceGetAttribute(&impl->sms, cudaDevAttrMultiProcessorCount, 0);
+    attr = "cudaDeviceGetAttribute(MultiProcessorCount)";
+  }
   if (e != cudaSuccess) {
-    set_why(why, why_len, "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)",
-            cudaGetErrorString(e));
+    set_why(why, why_len, attr, cudaGetErrorString(e));
     cudaGetLastError();
     cusolverDnDestroy(impl->cusolver);
     cublasDestroy(impl->cublas);

@@ -64,6 +64,9 @@ typedef struct {
   // memory of any fused kernel (blpo_cuda_allow_smem): the layouts of the
   // fused kernels are chosen within it (set at create).
   int smem_optin;
+  // The device's multiprocessors: the fused rollout's layout takes fewer
+  // envs per block where the bigger blocks would leave some idle.
+  int sms;
   // Nystrom solves of rank <= BLPO_NYS_KMAX as one kernel (kernels/nystrom_cuda.cu)
   // instead of the cuSOLVER path, the Hessian rows as two kernels
   // (kernels/hvp_rows_cuda.cu) and the tangents as one (kernels/tangent_cuda.cu)

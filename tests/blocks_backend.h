@@ -19,6 +19,9 @@
  *                                 Adam part with set_fused_solve)
  *   blpo_actor, mixed_head        blpo_acb, blpo_mxb (actor_blocks.h)
  *   episode_summary               blpo_eps (episode_blocks.h)
+ *   rollout_fused(_supported)     blpo_rof (rollout_blocks.h; as the CUDA
+ *                                 op, preferred: 2, so the trainer's auto
+ *                                 choice takes it)
  *
  * The per-op tests check each program against the CPU op on random inputs;
  * with this backend whole training iterations (tests/test_blocks_update.c)
@@ -39,12 +42,14 @@
 #include "blpo/hypergrad_blocks.h"
 #include "blpo/nystrom_blocks.h"
 #include "blpo/ppo_blocks.h"
+#include "blpo/rollout_blocks.h"
 #include "blpo/second_order.h"
 #include "blpo/tangent_blocks.h"
 #include "emu_order.h"
 #include "test_util.h"
 
 #define BLK_SMEM ((size_t)232448) /* cudaDevAttrMaxSharedMemoryPerBlockOptin, H100 and H200 */
+#define BLK_SMS 132               /* an H100 SXM's multiprocessors */
 
 enum {
   BLK_FWD,
@@ -58,10 +63,11 @@ enum {
   BLK_ACB,
   BLK_MXB,
   BLK_EPS,
+  BLK_ROF,
   BLK_PROGRAMS
 };
 static const char *const blk_names[BLK_PROGRAMS] = {"fwd", "bwd", "mbf", "cvf", "hvr", "tnf",
-                                                    "nys", "hgs", "acb", "mxb", "eps"};
+                                                    "nys", "hgs", "acb", "mxb", "eps", "rof"};
 
 static struct {
   blpo_backend cpu; /* the CPU backend's ops, for the fall-backs */
@@ -69,6 +75,7 @@ static struct {
   float *sm;
   size_t sm_floats;
   size_t ran[BLK_PROGRAMS]; /* blocks emulated per program */
+  int sms;                  /* the multiprocessors the rollout's layout fills (BLK_SMS) */
 } g_blk;
 
 /* Shared memory for one block of program `prog`, poisoned; exactly the
@@ -474,6 +481,44 @@ static void blk_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
   free(sh);
 }
 
+/* As the CUDA op: preferred wherever the networks fit a block of 4 envs. */
+static int blk_rollout_fused_supported(blpo_backend *be, const blpo_mlp *actor,
+                                       const blpo_mlp *critic) {
+  (void)be;
+  blpo_dims d;
+  memset(&d, 0, sizeof(d));
+  d.P = 1, d.N = 4, d.obs_dim = actor->dims[0], d.act_dim = 1;
+  blpo_rof_layout lay;
+  return blpo_rof_choose(&lay, &d, actor, critic, BLK_SMEM, 1 << 30) ? 2 : 0;
+}
+
+/* The fused rollout: one block per (agent, 4-32 envs). */
+static void blk_rollout_fused(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
+                              const float *actor_params, const blpo_mlp *critic,
+                              const float *critic_params, int t0, int t1, blpo_counter counter,
+                              blpo_env_state *states, float *obs, float *act, float *logp,
+                              float *value, float *reward, float *done, float *ep_ret,
+                              float *final_obs, float *trunc) {
+  (void)be;
+  blpo_rof_layout lay;
+  if (d->P <= 0 || d->N <= 0 || t1 <= t0)
+    return;
+  if (!blpo_rof_choose(&lay, d, actor, critic, BLK_SMEM, g_blk.sms)) {
+    fprintf(stderr, "blk_rollout_fused: these networks do not fit (supported said 0)\n");
+    exit(2);
+  }
+  const blpo_rof_args a =
+      blpo_rof_args_of(&lay, d, actor_params, critic_params, t0, t1, counter, states, obs, act,
+                       logp, value, reward, done, ep_ret, final_obs, trunc);
+  EMU_FOR (p, d->P)
+    EMU_FOR (b, lay.blocks) {
+      float *sm = blk_shared(BLK_ROF, (size_t)lay.s_floats);
+      for (int ph = 0; ph < blpo_rof_phases(&a); ph++)
+        EMU_FOR (t, BLPO_ROF_THREADS)
+          blpo_rof_block(&a, p, b, t, ph, sm);
+    }
+}
+
 static void blk_destroy(blpo_backend *be) {
   free(g_blk.sm);
   g_blk.sm = NULL, g_blk.sm_floats = 0;
@@ -487,6 +532,7 @@ static blpo_backend *blocks_backend_create(void) {
     return NULL;
   g_blk.cpu = *be;
   g_blk.fused = 1;
+  g_blk.sms = BLK_SMS;
   be->name = "cpu-blocks";
   be->mlp_forward = blk_mlp_forward;
   be->mlp_forward_many = blk_mlp_forward_many;
@@ -506,6 +552,8 @@ static blpo_backend *blocks_backend_create(void) {
   be->blpo_actor = blk_blpo_actor;
   be->mixed_head = blk_mixed_head;
   be->episode_summary = blk_episode_summary;
+  be->rollout_fused_supported = blk_rollout_fused_supported;
+  be->rollout_fused = blk_rollout_fused;
   be->destroy = blk_destroy;
   return be;
 }

@@ -100,6 +100,12 @@ blpo_test_exe(test_rollout_fused)
 add_test(NAME rollout_fused_cpu COMMAND test_rollout_fused)
 set_tests_properties(rollout_fused_cpu PROPERTIES LABELS "cpu;envs")
 
+# The fused rollout kernel's block program against that CPU op, bit for bit,
+# threads and blocks in every order.
+blpo_test_exe(test_rollout_blocks)
+add_test(NAME rollout_blocks COMMAND test_rollout_blocks)
+set_tests_properties(rollout_blocks PROPERTIES LABELS "cpu;envs")
+
 # Counter-based permutations and the index draws built on them.
 blpo_test_exe(test_permute)
 add_test(NAME permute_cpu COMMAND test_permute)

@@ -979,10 +979,11 @@ static void test_shuffles(void) {
  * (the same per-element math; test_rollout_fused checks that op against the
  * separate ops). T = 3 steps in one launch from the same mid-episode states,
  * the action counter read from the clock; hidden (64,64) tanh and (37,19)
- * relu; with final_obs/trunc on one step. Both start from the CPU's states
- * and observations, every output poisoned on the GPU. */
-static void test_rollout_fused(int env_id, int wide, int with_final) {
-  const int N = 67, T = with_final ? 1 : 3;
+ * relu; with final_obs/trunc on one step; N = 67, 400, 700 and 1500 for the
+ * kernel's four block sizes. Both start from the CPU's states and
+ * observations, every output poisoned on the GPU. */
+static void test_rollout_fused(int env_id, int wide, int with_final, int N) {
+  const int T = with_final ? 1 : 3;
   blpo_dims d = make_dims(env_id, N, T);
   const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
   size_t PN = (size_t)P * N, O = (size_t)d.obs_dim, A = (size_t)d.act_dim, TPN = (size_t)T * PN;
@@ -992,9 +993,12 @@ static void test_rollout_fused(int env_id, int wide, int with_final) {
   blpo_mlp_init_shape(&actor, d.obs_dim, wide ? h1 : h2, 2, d.head_dim, act_fn,
                       d.discrete ? 0 : d.act_dim);
   blpo_mlp_init_shape(&critic, d.obs_dim, wide ? h1 : h2, 2, 1, act_fn, 0);
-  case_begin("rollout_fused %s (%s)", info->name,
-             with_final ? "1 step, final_obs/trunc"
-                        : (wide ? "64-64 tanh, 3 steps" : "37-19 relu, 3 steps"));
+  char what[64];
+  snprintf(what, sizeof what, "%s, N = %d",
+           with_final ? "1 step, final_obs/trunc"
+                      : (wide ? "64-64 tanh, 3 steps" : "37-19 relu, 3 steps"),
+           N);
+  case_begin("rollout_fused %s (%s)", info->name, what);
   CHECK(g_gpu->rollout_fused_supported(g_gpu, &actor, &critic) == 2,
         "the CUDA backend should prefer the fused step for these networks");
   float *ha = h_actor_params(&actor);
@@ -1115,10 +1119,15 @@ int main(void) {
   test_adam(0);
   test_shuffles();
   for (int e = 0; e < NUM_ENVS; e++) {
-    test_rollout_fused(k_envs[e], 1, 0);
-    test_rollout_fused(k_envs[e], 0, 0);
-    test_rollout_fused(k_envs[e], 1, 1);
+    test_rollout_fused(k_envs[e], 1, 0, 67);
+    test_rollout_fused(k_envs[e], 0, 0, 67);
+    test_rollout_fused(k_envs[e], 1, 1, 67);
   }
+  /* the kernel's other block sizes (rollout_blocks.h; at P = 3 on 132 SMs:
+   * N = 67 takes 4 envs per block, 400 takes 8, 700 16 and 1500 32) */
+  test_rollout_fused(BLPO_ENV_ACROBOT, 1, 0, 400);
+  test_rollout_fused(BLPO_ENV_PENDULUM, 0, 0, 700);
+  test_rollout_fused(BLPO_ENV_CARTPOLE, 1, 0, 1500);
 
   g_cpu->destroy(g_cpu);
   g_gpu->destroy(g_gpu);

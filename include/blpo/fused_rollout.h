@@ -2,11 +2,11 @@
  *
  * One rollout step of one env as a single pass: the actor's and the critic's
  * forward pass on its observation, the action draw (policy.h) and the env
- * step with auto-reset (envs_gpu/envs.h). The CUDA kernel
- * (kernels/rollout_fused_cuda.cu) computes every neuron of a layer in its own
- * thread from weights staged in shared memory; the CPU backend's op
- * (src/cpu_rollout_fused.c) runs the same functions one env at a time. Both
- * compute each neuron with blpo_neuron (bias, then fused multiply-adds in
+ * step with auto-reset (envs_gpu/envs.h). The CUDA kernel runs the block
+ * program of rollout_blocks.h (register tiles of 2 neurons x 4 envs from
+ * weights staged in shared memory); the CPU backend's op
+ * (src/cpu_rollout_fused.c) runs these functions one env at a time. Both
+ * compute each neuron as blpo_neuron does (bias, then fused multiply-adds in
  * input order), so the two differ only where tanhf and expf differ between
  * libm and libdevice; against the separate ops (mlp_forward, policy_sample,
  * env_step) the forward passes differ by their GEMMs' summation order. */

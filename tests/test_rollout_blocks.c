@@ -1,0 +1,283 @@
+/* The fused rollout's block program (include/blpo/rollout_blocks.h), the
+ * body of the CUDA kernel, run on the host thread by thread per phase over
+ * NaN-poisoned shared memory (tests/blocks_backend.h), against the CPU
+ * backend's op (src/cpu_rollout_fused.c; test_rollout_fused holds that op to
+ * the separate ops) from the same mid-episode states and observations:
+ *   - the same bits in every output (next observations, actions, log-probs,
+ *     values, rewards, dones, episode returns, final observations and
+ *     truncation flags, env states), each poisoned beforehand: the program
+ *     computes each neuron as the CPU op does (bias, then fused
+ *     multiply-adds in input order), so any difference is an error;
+ *   - every task; tanh 64-64 networks, relu 37-19-5 (odd widths: the tiles'
+ *     unused second neuron), an actor deeper than its critic, one 256-wide
+ *     layer (staging loops past the block's threads);
+ *   - 32, 16, 8 and 4 envs per block (the multiprocessor count the layout
+ *     fills), N not a multiple of the block's envs and N < 4 (padded envs
+ *     compute on zeros and write nothing);
+ *   - T steps in one call with the action counter read from the clock, and
+ *     the same steps in two calls (t0 > 0);
+ *   - the same bits with threads and blocks in forward, reverse and strided
+ *     order (tests/emu_order.h: a missing barrier shows as a change);
+ *   - the layout: the widest block that fits the shared memory given, none
+ *     where even 4 envs do not fit, and no layout for networks the program
+ *     cannot run (a 300-wide layer, a head of 9, a critic of 2 outputs). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blocks_backend.h"
+#include "blpo/backend.h"
+#include "blpo/env.h"
+#include "blpo/mlp.h"
+#include "blpo/rollout_blocks.h"
+#include "test_util.h"
+
+static blpo_backend *g_cpu, *g_bb; /* the CPU backend; it with the block programs */
+
+typedef struct {
+  blpo_dims d;
+  blpo_mlp actor, critic;
+  float *ap, *cp;                              /* (P, Na), (P, Nc) */
+  blpo_env_state *st;                          /* (P, N) */
+  float *obs;                                  /* (T+1, P, N, O) */
+  float *act, *logp, *val, *rew, *done, *eret; /* (T, P, N, .) */
+  float *fobs, *trunc;                         /* (P, N, O), (P, N) */
+} bufs;
+
+typedef struct {
+  const char *name;
+  const int *ah, *ch; /* hidden widths */
+  int anh, cnh, act;
+} nets;
+
+static void *xcalloc(size_t n, size_t sz) {
+  void *p = calloc(n ? n : 1, sz);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  return p;
+}
+
+static void bufs_init(bufs *b, int env_id, int P, int N, int T, const nets *w) {
+  const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
+  memset(b, 0, sizeof(*b));
+  blpo_dims *d = &b->d;
+  d->P = P, d->N = N, d->T = T, d->env_id = env_id, d->seed = 23;
+  d->obs_dim = info->obs_dim, d->act_dim = info->action_dim, d->discrete = info->discrete;
+  d->num_actions = info->num_actions;
+  d->head_dim = info->discrete ? info->num_actions : info->action_dim;
+  blpo_mlp_init_shape(&b->actor, d->obs_dim, w->ah, w->anh, d->head_dim, w->act,
+                      d->discrete ? 0 : d->act_dim);
+  blpo_mlp_init_shape(&b->critic, d->obs_dim, w->ch, w->cnh, 1, w->act, 0);
+  size_t PN = (size_t)P * N;
+  b->ap = xcalloc(P * b->actor.num_params, sizeof(float));
+  b->cp = xcalloc(P * b->critic.num_params, sizeof(float));
+  b->st = xcalloc(PN, sizeof(blpo_env_state));
+  b->obs = xcalloc((T + 1) * PN * d->obs_dim, sizeof(float));
+  b->act = xcalloc(T * PN * d->act_dim, sizeof(float));
+  b->logp = xcalloc(T * PN, sizeof(float));
+  b->val = xcalloc(T * PN, sizeof(float));
+  b->rew = xcalloc(T * PN, sizeof(float));
+  b->done = xcalloc(T * PN, sizeof(float));
+  b->eret = xcalloc(T * PN, sizeof(float));
+  b->fobs = xcalloc(PN * d->obs_dim, sizeof(float));
+  b->trunc = xcalloc(PN, sizeof(float));
+}
+
+static void bufs_free(bufs *b) {
+  void *ps[] = {b->ap,  b->cp,  b->st,   b->obs,  b->act,  b->logp,
+                b->val, b->rew, b->done, b->eret, b->fobs, b->trunc};
+  for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
+    free(ps[k]);
+}
+
+/* Every output float set to `v` (ep_ret's NaN is a legal value, so the
+ * poison is a number the op never writes). */
+static void bufs_poison(bufs *b, float v) {
+  size_t PN = (size_t)b->d.P * b->d.N, T = (size_t)b->d.T, O = (size_t)b->d.obs_dim;
+  size_t A = (size_t)b->d.act_dim;
+  float *outs[] = {b->obs + PN * O, b->act,  b->logp, b->val,  b->rew,
+                   b->done,         b->eret, b->fobs, b->trunc};
+  size_t cnt[] = {T * PN * O, T * PN * A, T * PN, T * PN, T * PN, T * PN, T * PN, PN * O, PN};
+  for (size_t k = 0; k < sizeof(outs) / sizeof(outs[0]); k++)
+    for (size_t i = 0; i < cnt[k]; i++)
+      outs[k][i] = v;
+}
+
+/* Random parameters (a scale that keeps tanh out of saturation) and
+ * mid-episode states: reset, then a few random steps with the CPU's
+ * env_step; b2 gets copies. */
+static void bufs_fill(bufs *b, bufs *b2) {
+  blpo_dims d = b->d;
+  size_t PN = (size_t)d.P * d.N;
+  for (size_t k = 0; k < d.P * b->actor.num_params; k++)
+    b->ap[k] = (float)(0.4 * nrand());
+  for (size_t k = 0; k < d.P * b->critic.num_params; k++)
+    b->cp[k] = (float)(0.4 * nrand());
+  g_cpu->env_reset(g_cpu, &d, b->st, b->obs);
+  float *a = xcalloc(PN * d.act_dim, sizeof(float)), *r = xcalloc(PN, 4), *dn = xcalloc(PN, 4),
+        *er = xcalloc(PN, 4);
+  int steps = 3 + (int)(urand() * 30);
+  for (int s = 0; s < steps; s++) {
+    for (size_t k = 0; k < PN * d.act_dim; k++)
+      a[k] = d.discrete ? (float)(int)(urand() * d.num_actions) : (float)nrand();
+    g_cpu->env_step(g_cpu, &d, b->st, a, b->obs, r, dn, er, NULL, NULL);
+  }
+  free(a);
+  free(r);
+  free(dn);
+  free(er);
+  memcpy(b2->ap, b->ap, d.P * b->actor.num_params * sizeof(float));
+  memcpy(b2->cp, b->cp, d.P * b->critic.num_params * sizeof(float));
+  memcpy(b2->st, b->st, PN * sizeof(blpo_env_state));
+  memcpy(b2->obs, b->obs, PN * d.obs_dim * sizeof(float));
+}
+
+static void run_op(blpo_backend *be, bufs *b, int t0, int t1, const int64_t *clock,
+                   int with_final) {
+  blpo_dims d = b->d;
+  be->rollout_fused(be, &d, &b->actor, b->ap, &b->critic, b->cp, t0, t1,
+                    (blpo_counter){clock, d.T, 0}, b->st, b->obs, b->act, b->logp, b->val, b->rew,
+                    b->done, b->eret, with_final ? b->fobs : NULL, with_final ? b->trunc : NULL);
+}
+
+static void same(const char *label, const char *what, const void *a, const void *b, size_t bytes) {
+  size_t first = 0, diff = 0;
+  const unsigned char *x = a, *y = b;
+  for (size_t i = 0; i < bytes; i++)
+    if (x[i] != y[i] && diff++ == 0)
+      first = i;
+  CHECK(diff == 0, "%s: %s: %zu of %zu bytes differ from the CPU op (first at byte %zu)", label,
+        what, diff, bytes, first);
+  char w[320];
+  snprintf(w, sizeof w, "%s: %s", label, what);
+  emu_same(w, b, bytes);
+}
+
+/* One case: the CPU op on one copy, the block program on the other (in
+ * `calls` calls over the T steps), sms multiprocessors to fill, E the
+ * envs per block the layout should take. */
+static void check_case(int env_id, const nets *w, int P, int N, int T, int calls, int sms,
+                       int with_final, int E) {
+  const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
+  char label[256];
+  snprintf(label, sizeof label, "%s %s P=%d N=%d T=%d in %d call(s), %d SMs%s", info->name, w->name,
+           P, N, T, calls, sms, with_final ? ", final_obs/trunc" : "");
+  bufs c, k;
+  bufs_init(&c, env_id, P, N, T, w);
+  bufs_init(&k, env_id, P, N, T, w);
+  bufs_fill(&c, &k);
+  bufs_poison(&c, 777.0f);
+  bufs_poison(&k, 12345.0f);
+  /* the layout the op will take */
+  blpo_rof_layout lay;
+  CHECK(blpo_rof_choose(&lay, &c.d, &c.actor, &c.critic, BLK_SMEM, sms) && lay.E == E,
+        "%s: a layout of %d envs per block expected, got %d", label, E, lay.E);
+  int64_t *clock = g_cpu->alloc(g_cpu, sizeof(int64_t)), it = 5;
+  g_cpu->upload(g_cpu, clock, &it, sizeof(it));
+  run_op(g_cpu, &c, 0, T, clock, with_final);
+  g_blk.sms = sms;
+  size_t before = g_blk.ran[BLK_ROF];
+  for (int q = 0; q < calls; q++)
+    run_op(g_bb, &k, q * T / calls, (q + 1) * T / calls, clock, with_final);
+  g_blk.sms = BLK_SMS;
+  CHECK(g_blk.ran[BLK_ROF] - before == (size_t)calls * P * lay.blocks,
+        "%s: %zu blocks ran, %zu expected", label, g_blk.ran[BLK_ROF] - before,
+        (size_t)calls * P * lay.blocks);
+  size_t PN = (size_t)P * N, TPN = (size_t)T * PN, O = (size_t)c.d.obs_dim;
+  size_t A = (size_t)c.d.act_dim;
+  same(label, "observations", c.obs, k.obs, (TPN + PN) * O * 4);
+  same(label, "actions", c.act, k.act, TPN * A * 4);
+  same(label, "log-probs", c.logp, k.logp, TPN * 4);
+  same(label, "values", c.val, k.val, TPN * 4);
+  same(label, "rewards", c.rew, k.rew, TPN * 4);
+  same(label, "dones", c.done, k.done, TPN * 4);
+  same(label, "episode returns", c.eret, k.eret, TPN * 4);
+  if (with_final) {
+    same(label, "final observations", c.fobs, k.fobs, PN * O * 4);
+    same(label, "truncation flags", c.trunc, k.trunc, PN * 4);
+  }
+  same(label, "env states", c.st, k.st, PN * sizeof(blpo_env_state));
+  g_cpu->release(g_cpu, clock);
+  bufs_free(&c);
+  bufs_free(&k);
+}
+
+static const int h64[2] = {64, 64}, h_odd[3] = {37, 19, 5}, h24[1] = {24}, h256[1] = {256};
+static const nets k_tanh = {"tanh 64-64", h64, h64, 2, 2, BLPO_ACT_TANH};
+static const nets k_relu = {"relu 37-19-5", h_odd, h_odd, 3, 3, BLPO_ACT_RELU};
+static const nets k_deep = {"tanh actor 64-64, critic 24", h64, h24, 2, 1, BLPO_ACT_TANH};
+static const nets k_wide = {"tanh 256", h256, h256, 1, 1, BLPO_ACT_TANH};
+
+static void run_cases(void) {
+  for (int e = 0; e < BLPO_ENV_COUNT; e++) {
+    check_case(e, &k_tanh, 2, 53, 4, 1, 1, 0, 32);  /* 2 blocks of 32, the second part empty */
+    check_case(e, &k_relu, 2, 53, 3, 1, 8, 0, 16);  /* 4 of 16 per agent fill 8 SMs */
+    check_case(e, &k_deep, 2, 64, 3, 1, 16, 0, 8);  /* 8 of 8 per agent fill 16 */
+    check_case(e, &k_tanh, 2, 53, 1, 1, 132, 1, 4); /* one step, final_obs and trunc */
+    check_case(e, &k_relu, 3, 3, 5, 2, 1, 0, 4);    /* N < 4; steps [0, 2) then [2, 5) */
+  }
+  check_case(BLPO_ENV_CARTPOLE, &k_wide, 1, 40, 2, 1, 1, 0, 32);
+  check_case(BLPO_ENV_PENDULUM, &k_tanh, 2, 70, 6, 3, 1, 0, 32); /* t0 = 2, 4 */
+}
+
+/* The layout's choices and refusals. */
+static void check_layouts(void) {
+  blpo_dims d;
+  memset(&d, 0, sizeof(d));
+  d.P = 1, d.N = 8, d.obs_dim = 4, d.act_dim = 1;
+  blpo_mlp a, c, wide, head9, c2;
+  blpo_mlp_init_shape(&a, 4, h64, 2, 2, BLPO_ACT_TANH, 0);
+  blpo_mlp_init_shape(&c, 4, h64, 2, 1, BLPO_ACT_TANH, 0);
+  blpo_rof_layout l8, l4, l;
+  CHECK(blpo_rof_choose(&l8, &d, &a, &c, BLK_SMEM, 1) && l8.E == 8, "N = 8: 8 envs per block");
+  d.N = 4;
+  CHECK(blpo_rof_choose(&l4, &d, &a, &c, BLK_SMEM, 1) && l4.E == 4, "N = 4: 4 envs per block");
+  d.N = 1000;
+  const size_t b8 = sizeof(float) * (size_t)l8.s_floats, b4 = sizeof(float) * (size_t)l4.s_floats;
+  CHECK(blpo_rof_choose(&l, &d, &a, &c, b8, 1) && l.E == 8 && l.blocks == 125,
+        "shared memory for 8 envs: 8 per block (got %d, %d blocks)", l.E, l.blocks);
+  CHECK(blpo_rof_choose(&l, &d, &a, &c, b8 - 4, 1) && l.E == 4, "4 bytes less: 4 per block");
+  CHECK(!blpo_rof_choose(&l, &d, &a, &c, b4 - 4, 1), "less than 4 envs need: no layout");
+  CHECK(blpo_rof_choose(&l, &d, &a, &c, BLK_SMEM, 1) && l.E == 32 &&
+            (size_t)l.s_floats * 4 < 96 * 1024,
+        "cartpole.yaml's networks at 32 envs: %d floats (2 blocks per SM need < 96 KiB)",
+        l.s_floats);
+  const int h300[1] = {300};
+  blpo_mlp_init_shape(&wide, 4, h300, 1, 2, BLPO_ACT_TANH, 0);
+  blpo_mlp_init_shape(&head9, 4, h64, 2, 9, BLPO_ACT_TANH, 0);
+  blpo_mlp_init_shape(&c2, 4, h64, 2, 2, BLPO_ACT_TANH, 0);
+  CHECK(!blpo_rof_choose(&l, &d, &wide, &c, BLK_SMEM, 1), "a 300-wide layer was accepted");
+  CHECK(!blpo_rof_choose(&l, &d, &head9, &c, BLK_SMEM, 1), "a head of 9 was accepted");
+  CHECK(!blpo_rof_choose(&l, &d, &a, &c2, BLK_SMEM, 1), "a critic of 2 outputs was accepted");
+  CHECK(g_bb->rollout_fused_supported(g_bb, &a, &c) == 2 &&
+            g_bb->rollout_fused_supported(g_bb, &wide, &c) == 0,
+        "supported: 2 for cartpole.yaml's networks, 0 for a 300-wide layer");
+  /* the pitch: a multiple of 4, 4 mod 8 */
+  for (int E = 4; E <= BLPO_ROF_MAX_ENVS; E *= 2) {
+    const int p = blpo_rof_pitch(E);
+    CHECK(p >= E && p % 4 == 0 && p % 8 == 4, "pitch %d for %d envs", p, E);
+  }
+}
+
+int main(void) {
+  g_cpu = blpo_backend_cpu_create(1);
+  g_bb = blocks_backend_create();
+  if (!g_cpu || !g_bb) {
+    fprintf(stderr, "cannot create the CPU backend\n");
+    return 2;
+  }
+  check_layouts();
+  const int orders[] = {EMU_FORWARD, EMU_REVERSE, EMU_STRIDED};
+  for (size_t o = 0; o < sizeof(orders) / sizeof(orders[0]); o++) {
+    emu_begin_order(orders[o], 0x5eed5eedull);
+    printf("threads and blocks in %s order\n", emu_order_names[orders[o]]);
+    run_cases();
+  }
+  emu_seen_free();
+  g_bb->destroy(g_bb);
+  g_cpu->destroy(g_cpu);
+  return test_summary("test_rollout_blocks");
+}
