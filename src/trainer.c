@@ -232,7 +232,8 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   if (cfg->fused_rollout == BLPO_TRI_ON && !fused_ok)
     fprintf(stderr,
             "blpo-gpu: run.fused_rollout: the %s backend cannot run these networks as one "
-            "kernel (hidden widths <= %d); using the separate ops\n",
+            "kernel (layer widths <= %d whose weights fit its shared memory); using the "
+            "separate ops\n",
             be->name, BLPO_FUSED_MAX_WIDTH);
 
   int P = d->P, N = d->N, T = d->T, O = d->obs_dim, A = d->act_dim, Y = d->head_dim;

@@ -9,13 +9,16 @@
  *     computes each neuron as the CPU op does (bias, then fused
  *     multiply-adds in input order), so any difference is an error;
  *   - every task; tanh 64-64 networks, relu 37-19-5 (odd widths: the tiles'
- *     unused second neuron), an actor deeper than its critic, one 256-wide
- *     layer (staging loops past the block's threads);
+ *     unused second neuron), an actor deeper than its critic and the other
+ *     way round, one 256-wide layer (staging loops past the block's
+ *     threads);
  *   - 32, 16, 8 and 4 envs per block (the multiprocessor count the layout
  *     fills), N not a multiple of the block's envs and N < 4 (padded envs
  *     compute on zeros and write nothing);
  *   - T steps in one call with the action counter read from the clock, and
- *     the same steps in two calls (t0 > 0);
+ *     the same steps in two and three calls (t0 > 0); final_obs and trunc
+ *     on one step and over three (each step overwrites them, as the CPU op
+ *     does);
  *   - the same bits with threads and blocks in forward, reverse and strided
  *     order (tests/emu_order.h: a missing barrier shows as a change);
  *   - the layout: the widest block that fits the shared memory given, none
@@ -209,6 +212,8 @@ static const int h64[2] = {64, 64}, h_odd[3] = {37, 19, 5}, h24[1] = {24}, h256[
 static const nets k_tanh = {"tanh 64-64", h64, h64, 2, 2, BLPO_ACT_TANH};
 static const nets k_relu = {"relu 37-19-5", h_odd, h_odd, 3, 3, BLPO_ACT_RELU};
 static const nets k_deep = {"tanh actor 64-64, critic 24", h64, h24, 2, 1, BLPO_ACT_TANH};
+static const nets k_deep_critic = {
+    "relu actor 24, critic 37-19-5", h24, h_odd, 1, 3, BLPO_ACT_RELU};
 static const nets k_wide = {"tanh 256", h256, h256, 1, 1, BLPO_ACT_TANH};
 
 static void run_cases(void) {
@@ -220,6 +225,8 @@ static void run_cases(void) {
     check_case(e, &k_relu, 3, 3, 5, 2, 1, 0, 4);    /* N < 4; steps [0, 2) then [2, 5) */
   }
   check_case(BLPO_ENV_CARTPOLE, &k_wide, 1, 40, 2, 1, 1, 0, 32);
+  check_case(BLPO_ENV_ACROBOT, &k_deep_critic, 2, 45, 3, 1, 5, 0, 16);
+  check_case(BLPO_ENV_CARTPOLE, &k_tanh, 2, 37, 3, 1, 1, 1, 32); /* final_obs over 3 steps */
   check_case(BLPO_ENV_PENDULUM, &k_tanh, 2, 70, 6, 3, 1, 0, 32); /* t0 = 2, 4 */
 }
 

@@ -7,8 +7,9 @@
  * weights staged in shared memory); the CPU backend's op
  * (src/cpu_rollout_fused.c) runs these functions one env at a time. Both
  * compute each neuron as blpo_neuron does (bias, then fused multiply-adds in
- * input order), so the two differ only where tanhf and expf differ between
- * libm and libdevice; against the separate ops (mlp_forward, policy_sample,
+ * input order), so the two differ only where libdevice's transcendentals
+ * differ from libm's and where nvcc contracts the env and policy code's
+ * multiply-adds; against the separate ops (mlp_forward, policy_sample,
  * env_step) the forward passes differ by their GEMMs' summation order. */
 #ifndef BLPO_FUSED_ROLLOUT_H
 #define BLPO_FUSED_ROLLOUT_H
@@ -20,13 +21,15 @@
 #include "hd.h"
 #include "mlp.h"
 
-/* Widest hidden layer the fused step runs (one thread per neuron). */
+/* Widest layer the fused step runs (the kernel's weights must also fit its
+ * shared memory: rollout_blocks.h). */
 #define BLPO_FUSED_MAX_WIDTH 256
 
 /* z = b + sum_i w[i * w_stride] * h[i] for i = 0..din-1, in order, as fused
  * multiply-adds: one neuron. w_stride is din's partner in the weight layout:
- * 1 for row j of the row-major W (d_out x d_in) of the parameters, d_out for
- * column j of its transpose (the kernel's shared-memory copy). */
+ * 1 for row j of the row-major W (d_out x d_in) of the parameters. The
+ * kernel's tiles (rollout_blocks.h) compute the same sum in the same order
+ * from the transposed copy in shared memory. */
 BLPO_HD float blpo_neuron(float b, const float *w, size_t w_stride, const float *h, int din) {
   float z = b;
   for (int i = 0; i < din; i++)

@@ -13,7 +13,8 @@
  *                transposed, (d_in, d_out + 1): row i holds input i's
  *                weights to every neuron, so a warp's neurons read one
  *                consecutive word each, and the staging writes, a column at
- *                a time, fall in distinct banks (odd pitch); a zero column
+ *                a time, fall in distinct banks where d_out is even (the
+ *                hidden layers; once per launch either way); a zero column
  *                and bias pad at d_out (read by the tiles' unused second
  *                neuron, below). The envs' observations at t0 and states.
  *   per step t, Lmax + 1 phases (Lmax the deeper network's layers):
@@ -39,7 +40,10 @@
  * Each neuron is blpo_neuron's sum (bias, then fused multiply-adds in input
  * order) and blpo_activate's activation, as blpo_mlp_forward_one computes
  * them for the CPU op, so on the host the program gives the CPU op's bits;
- * on the device only tanhf and expf (libdevice against libm) differ. */
+ * on the device results differ only where libdevice's transcendentals
+ * (tanhf, expf, sinf, cosf) differ from libm's and where nvcc contracts the
+ * env and policy code's multiply-adds (the host builds with
+ * -ffp-contract=off). */
 #ifndef BLPO_ROLLOUT_BLOCKS_H
 #define BLPO_ROLLOUT_BLOCKS_H
 
@@ -61,8 +65,10 @@
 #define BLPO_ROF_THREADS 256
 #define BLPO_ROF_MAX_ENVS 32 /* envs per block */
 #define BLPO_ROF_MAX_HEAD 8  /* actor head width (logits or means) */
-/* An env state's slot in shared memory, in floats. */
-#define BLPO_ROF_STATE_FLOATS ((int)((sizeof(blpo_env_state) + sizeof(float) - 1) / sizeof(float)))
+/* An env state's slot in shared memory, in floats: odd, so that the env
+ * phase's threads copying their states word by word hit distinct banks. */
+#define BLPO_ROF_STATE_FLOATS                                                                      \
+  ((int)((sizeof(blpo_env_state) + sizeof(float) - 1) / sizeof(float)) | 1)
 
 /* One network's place in shared memory (offsets in floats from the block's
  * base) and in its agent's parameters. */
@@ -102,8 +108,9 @@ typedef struct {
 /* The input-major arrays' pitch for E envs: a multiple of 4 (each row's
  * float4 groups 16-byte aligned) and 4 mod 8, so that a warp's float4
  * stores down a column (32 neurons of one env group, rows ep apart) spread
- * over every bank in each quarter warp; E itself (a multiple of 8 past 4)
- * would put 8 rows on the same 4 banks. */
+ * over every bank in each quarter warp; E itself, a multiple of 8 past 4,
+ * would put 2 (E = 8) to 8 (E = 32) of a quarter warp's rows on the same 4
+ * banks. */
 BLPO_HD int blpo_rof_pitch(int E) {
   const int p = (E + 3) & ~3;
   return p % 8 == 0 ? p + 4 : p;
@@ -142,8 +149,12 @@ static inline void blpo_rof_net_layout(blpo_rof_net *n, const blpo_mlp *m, int e
 /* The layout for d's envs: the most envs per block (up to 32) that still
  * give the device's `sms` multiprocessors a block each, where P N allows,
  * and that fit smem_bytes. 0 where these networks or this task cannot run
- * fused (no layout fits even 4 envs; a head wider than BLPO_ROF_MAX_HEAD;
- * a critic that is not scalar). */
+ * fused: no layout fits even 4 envs; a layer wider than
+ * BLPO_FUSED_MAX_WIDTH; a head wider than BLPO_ROF_MAX_HEAD; a critic that
+ * is not scalar; networks whose input is not the task's observation (or
+ * wider than BLPO_ENV_MAX_OBS); actions wider than BLPO_ENV_MAX_ACT. Every
+ * array the tiles read or write by float4 (x, h, y) is placed at a
+ * multiple of 4 floats. */
 static inline int blpo_rof_choose(blpo_rof_layout *lay, const blpo_dims *d, const blpo_mlp *actor,
                                   const blpo_mlp *critic, size_t smem_bytes, int sms) {
   memset(lay, 0, sizeof(*lay));
@@ -274,10 +285,11 @@ BLPO_HD void blpo_rof_item(const blpo_rof_layout *y, const blpo_rof_net *n, int 
       z0[v] = blpo_activate(n->activation, z0[v]);
       z1[v] = blpo_activate(n->activation, z1[v]);
     }
-  /* The output's place in float4s: written as 4 times an index, the
-   * address is one nvcc can see is 16-byte aligned, which it needs to emit
-   * st.shared.v4 (given base + offset, with the offset's alignment only
-   * implied by the layout, it stores four floats one by one). */
+  /* The output's place in float4s. Written as 4 times an index, the
+   * address is one nvcc can see is 16-byte aligned; as base + offset (the
+   * offset's alignment only implied by the layout) nvcc 13.0 emitted four
+   * st.shared.f32 for the float4 store (seen in the PTX), while the loads'
+   * ld.shared.v4 came out in either form. */
   const int q = (last ? n->y : n->h[l & 1]) / 4 + g, ep4 = ep / 4;
   blpo_rof_store4(sm + 4 * (q + j0 * ep4), z0);
   if (j1 < dout)
