@@ -34,12 +34,12 @@ if(BLPO_HAVE_CUDA)
 endif()
 
 # The CUDA fused PPO minibatch update, nested critic step, Nystrom solve,
-# Hessian rows, tangent, actor step, actor loss and mixed head against the
-# CPU's ops (tests/test_ppo_minibatch.c, tests/test_critic_step.c,
+# Hessian rows, tangent, actor step, actor loss, mixed head and rollout
+# against the CPU's ops (tests/test_ppo_minibatch.c, tests/test_critic_step.c,
 # tests/test_nystrom_blocks.c, tests/test_hvp_rows_blocks.c,
 # tests/test_tangent_blocks.c, tests/test_hypergrad_blocks.c,
-# tests/test_actor_blocks.c; their CPU runs check the kernels' block
-# programs).
+# tests/test_actor_blocks.c, tests/test_rollout_blocks.c; their CPU runs
+# check the kernels' block programs).
 if(BLPO_HAVE_CUDA)
   add_test(NAME gpu_ppo_minibatch COMMAND test_ppo_minibatch --cuda)
   add_test(NAME gpu_critic_step COMMAND test_critic_step --cuda)
@@ -48,13 +48,14 @@ if(BLPO_HAVE_CUDA)
   add_test(NAME gpu_tangent COMMAND test_tangent_blocks --cuda)
   add_test(NAME gpu_hypergrad COMMAND test_hypergrad_blocks --cuda)
   add_test(NAME gpu_actor COMMAND test_actor_blocks --cuda)
+  add_test(NAME gpu_rollout_blocks COMMAND test_rollout_blocks --cuda)
   set_tests_properties(gpu_ppo_minibatch gpu_critic_step gpu_nystrom gpu_hvp_rows gpu_tangent
-                       gpu_hypergrad gpu_actor
+                       gpu_hypergrad gpu_actor gpu_rollout_blocks
                        PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;derivatives")
   # the same under programmatic dependent launch (tests/cuda_test_backend.h)
   foreach(pair ppo_minibatch:ppo_minibatch critic_step:critic_step nystrom:nystrom_blocks
           hvp_rows:hvp_rows_blocks tangent:tangent_blocks hypergrad:hypergrad_blocks
-          actor:actor_blocks)
+          actor:actor_blocks rollout_blocks:rollout_blocks)
     string(REPLACE ":" ";" pair "${pair}")
     list(GET pair 0 name)
     list(GET pair 1 exe)

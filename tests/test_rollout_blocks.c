@@ -23,7 +23,13 @@
  *     order (tests/emu_order.h: a missing barrier shows as a change);
  *   - the layout: the widest block that fits the shared memory given, none
  *     where even 4 envs do not fit, and no layout for networks the program
- *     cannot run (a 300-wide layer, a head of 9, a critic of 2 outputs). */
+ *     cannot run (a 300-wide layer, a head of 9, a critic of 2 outputs).
+ * With --cuda (exits 77 without a device; the CTest gpu_rollout_blocks, and
+ * tools/gpu_check.sh's racecheck) the same cases run the CUDA backend's
+ * kernel against the CPU op instead, from the same states, every output
+ * poisoned: relative errors under 1e-4 (libdevice's tanhf, expf, sinf and
+ * cosf are not libm's) and the env states' counters equal; the layout there
+ * is the device's own (its SM count), not each case's. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +40,11 @@
 #include "blpo/env.h"
 #include "blpo/mlp.h"
 #include "blpo/rollout_blocks.h"
+#include "cuda_test_backend.h"
 #include "test_util.h"
 
 static blpo_backend *g_cpu, *g_bb; /* the CPU backend; it with the block programs */
+static blpo_backend *g_gpu;        /* --cuda: the CUDA backend, in place of g_bb */
 
 typedef struct {
   blpo_dims d;
@@ -159,6 +167,97 @@ static void same(const char *label, const char *what, const void *a, const void 
   emu_same(w, b, bytes);
 }
 
+static double rel_err(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t k = 0; k < n; k++) {
+    if (isnan(a[k]) != isnan(b[k]))
+      return INFINITY;
+    if (isnan(a[k]))
+      continue;
+    num += ((double)a[k] - b[k]) * ((double)a[k] - b[k]);
+    den += (double)b[k] * b[k];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* One device buffer with host's contents. */
+static void *to_gpu(const void *h, size_t bytes) {
+  void *d = g_gpu->alloc(g_gpu, bytes ? bytes : 4);
+  if (!d) {
+    fprintf(stderr, "device out of memory\n");
+    exit(2);
+  }
+  g_gpu->upload(g_gpu, d, h, bytes);
+  return d;
+}
+
+/* k's op on the CUDA backend, in `calls` calls: every buffer uploaded
+ * (outputs poisoned as they are), run, downloaded back into k. */
+static void run_gpu(bufs *k, int T, int calls, int64_t clock_value, int with_final) {
+  blpo_dims d = k->d;
+  size_t PN = (size_t)d.P * d.N, O = (size_t)d.obs_dim, A = (size_t)d.act_dim, TPN = (size_t)T * PN;
+  bufs g = *k;
+  g.ap = to_gpu(k->ap, d.P * k->actor.num_params * 4);
+  g.cp = to_gpu(k->cp, d.P * k->critic.num_params * 4);
+  g.st = to_gpu(k->st, PN * sizeof(blpo_env_state));
+  g.obs = to_gpu(k->obs, (TPN + PN) * O * 4);
+  g.act = to_gpu(k->act, TPN * A * 4);
+  g.logp = to_gpu(k->logp, TPN * 4);
+  g.val = to_gpu(k->val, TPN * 4);
+  g.rew = to_gpu(k->rew, TPN * 4);
+  g.done = to_gpu(k->done, TPN * 4);
+  g.eret = to_gpu(k->eret, TPN * 4);
+  g.fobs = to_gpu(k->fobs, PN * O * 4);
+  g.trunc = to_gpu(k->trunc, PN * 4);
+  int64_t *clock = to_gpu(&clock_value, sizeof(clock_value));
+  for (int q = 0; q < calls; q++)
+    run_op(g_gpu, &g, q * T / calls, (q + 1) * T / calls, clock, with_final);
+  void *hs[] = {k->st,  k->obs,  k->act,  k->logp, k->val,
+                k->rew, k->done, k->eret, k->fobs, k->trunc};
+  void *ds[] = {g.st, g.obs, g.act, g.logp, g.val, g.rew, g.done, g.eret, g.fobs, g.trunc};
+  size_t bytes[] = {PN * sizeof(blpo_env_state),
+                    (TPN + PN) * O * 4,
+                    TPN * A * 4,
+                    TPN * 4,
+                    TPN * 4,
+                    TPN * 4,
+                    TPN * 4,
+                    TPN * 4,
+                    PN * O * 4,
+                    PN * 4};
+  for (size_t j = 0; j < sizeof(hs) / sizeof(hs[0]); j++) {
+    g_gpu->download(g_gpu, hs[j], ds[j], bytes[j]);
+    g_gpu->release(g_gpu, ds[j]);
+  }
+  g_gpu->release(g_gpu, g.ap);
+  g_gpu->release(g_gpu, g.cp);
+  g_gpu->release(g_gpu, clock);
+}
+
+/* --cuda: the kernel's outputs k against the CPU op's c. */
+static void compare_gpu(const char *label, const bufs *c, const bufs *k, int T, int with_final) {
+  size_t PN = (size_t)c->d.P * c->d.N, TPN = (size_t)T * PN, O = (size_t)c->d.obs_dim;
+  size_t A = (size_t)c->d.act_dim;
+  const float *cs[] = {c->obs + PN * O, c->act,  c->logp, c->val,  c->rew,
+                       c->done,         c->eret, c->fobs, c->trunc};
+  const float *ks[] = {k->obs + PN * O, k->act,  k->logp, k->val,  k->rew,
+                       k->done,         k->eret, k->fobs, k->trunc};
+  const size_t n[] = {TPN * O, TPN * A, TPN, TPN, TPN, TPN, TPN, PN * O, PN};
+  const char *names[] = {"observations",    "actions", "log-probs",       "values",
+                         "rewards",         "dones",   "episode returns", "final observations",
+                         "truncation flags"};
+  const int count = with_final ? 9 : 7;
+  for (int j = 0; j < count; j++) {
+    double e = rel_err(ks[j], cs[j], n[j]);
+    CHECK(e < 1e-4, "%s: %s: rel err %.3g against the CPU op", label, names[j], e);
+  }
+  size_t bad = 0;
+  for (size_t e = 0; e < PN; e++)
+    bad += c->st[e].t != k->st[e].t || c->st[e].resets != k->st[e].resets ||
+           c->st[e].ep_len != k->st[e].ep_len;
+  CHECK(bad == 0, "%s: %zu env states' counters differ", label, bad);
+}
+
 /* One case: the CPU op on one copy, the block program on the other (in
  * `calls` calls over the T steps), sms multiprocessors to fill, E the
  * envs per block the layout should take. */
@@ -181,6 +280,17 @@ static void check_case(int env_id, const nets *w, int P, int N, int T, int calls
   int64_t *clock = g_cpu->alloc(g_cpu, sizeof(int64_t)), it = 5;
   g_cpu->upload(g_cpu, clock, &it, sizeof(it));
   run_op(g_cpu, &c, 0, T, clock, with_final);
+  if (g_gpu) {
+    CHECK(g_gpu->rollout_fused_supported(g_gpu, &c.actor, &c.critic) == 2,
+          "%s: the CUDA backend should prefer the fused step", label);
+    run_gpu(&k, T, calls, it, with_final);
+    compare_gpu(label, &c, &k, T, with_final);
+    printf("%-72s ok\n", label);
+    g_cpu->release(g_cpu, clock);
+    bufs_free(&c);
+    bufs_free(&k);
+    return;
+  }
   g_blk.sms = sms;
   size_t before = g_blk.ran[BLK_ROF];
   for (int q = 0; q < calls; q++)
@@ -269,12 +379,31 @@ static void check_layouts(void) {
   }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   g_cpu = blpo_backend_cpu_create(1);
   g_bb = blocks_backend_create();
   if (!g_cpu || !g_bb) {
     fprintf(stderr, "cannot create the CPU backend\n");
     return 2;
+  }
+  if (argc > 1 && !strcmp(argv[1], "--cuda")) {
+#ifdef BLPO_WITH_CUDA
+    char why[256];
+    g_gpu = blpo_test_cuda_create(why, sizeof why);
+    if (!g_gpu) {
+      printf("test_rollout_blocks --cuda: skipped: %s\n", why);
+      return 77;
+    }
+    run_cases();
+    g_gpu->destroy(g_gpu);
+    g_bb->destroy(g_bb);
+    g_cpu->destroy(g_cpu);
+    return test_summary("test_rollout_blocks --cuda");
+#else
+    (void)argv;
+    printf("test_rollout_blocks --cuda: skipped: built without the CUDA backend\n");
+    return 77;
+#endif
   }
   check_layouts();
   const int orders[] = {EMU_FORWARD, EMU_REVERSE, EMU_STRIDED};

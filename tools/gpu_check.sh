@@ -37,7 +37,8 @@ for s in "${stages[@]}"; do
     for t in build-gpu/tests/test_gpu_* "build-gpu/tests/test_ppo_minibatch --cuda" \
       "build-gpu/tests/test_critic_step --cuda" "build-gpu/tests/test_nystrom_blocks --cuda" \
       "build-gpu/tests/test_hvp_rows_blocks --cuda" "build-gpu/tests/test_tangent_blocks --cuda" \
-      "build-gpu/tests/test_hypergrad_blocks --cuda" "build-gpu/tests/test_actor_blocks --cuda"; do
+      "build-gpu/tests/test_hypergrad_blocks --cuda" "build-gpu/tests/test_actor_blocks --cuda" \
+      "build-gpu/tests/test_rollout_blocks --cuda"; do
       echo "== compute-sanitizer --tool memcheck $t"
       # $t unquoted: a binary and its arguments
       # shellcheck disable=SC2086
@@ -54,7 +55,7 @@ for s in "${stages[@]}"; do
     for t in "build-gpu/tests/test_ppo_minibatch --cuda" "build-gpu/tests/test_critic_step --cuda" \
       "build-gpu/tests/test_nystrom_blocks --cuda" "build-gpu/tests/test_hvp_rows_blocks --cuda" \
       "build-gpu/tests/test_tangent_blocks --cuda" "build-gpu/tests/test_hypergrad_blocks --cuda" \
-      "build-gpu/tests/test_actor_blocks --cuda"; do
+      "build-gpu/tests/test_actor_blocks --cuda" "build-gpu/tests/test_rollout_blocks --cuda"; do
       echo "== compute-sanitizer --tool racecheck $t"
       # shellcheck disable=SC2086
       compute-sanitizer --tool racecheck --error-exitcode 99 $t 2>&1 | tail -n 25
