@@ -104,7 +104,9 @@ set_tests_properties(rollout_fused_cpu PROPERTIES LABELS "cpu;envs")
 # threads and blocks in every order.
 blpo_test_exe(test_rollout_blocks)
 add_test(NAME rollout_blocks COMMAND test_rollout_blocks)
-set_tests_properties(rollout_blocks PROPERTIES LABELS "cpu;envs")
+# its --cuda path (uploads, downloads, comparisons) on a second CPU backend
+add_test(NAME rollout_blocks_device_path COMMAND test_rollout_blocks --cpu-device)
+set_tests_properties(rollout_blocks rollout_blocks_device_path PROPERTIES LABELS "cpu;envs")
 
 # Counter-based permutations and the index draws built on them.
 blpo_test_exe(test_permute)
@@ -219,7 +221,7 @@ if(NOT BLPO_MBF_TILE)
       list(GET pair 0 exe)
       list(GET pair 1 name)
       add_executable(${exe}_${suffix} ${CMAKE_CURRENT_SOURCE_DIR}/${exe}.c)
-      target_compile_options(${exe}_${suffix} PRIVATE ${BLPO_WARNINGS})
+      target_compile_options(${exe}_${suffix} PRIVATE ${BLPO_WARNINGS} ${BLPO_TEST_FLAGS})
       target_compile_definitions(${exe}_${suffix} PRIVATE ${defs})
       target_link_libraries(${exe}_${suffix} PRIVATE blpo_core)
       add_test(NAME ${name}_${suffix} COMMAND ${exe}_${suffix})

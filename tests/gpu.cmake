@@ -48,14 +48,15 @@ if(BLPO_HAVE_CUDA)
   add_test(NAME gpu_tangent COMMAND test_tangent_blocks --cuda)
   add_test(NAME gpu_hypergrad COMMAND test_hypergrad_blocks --cuda)
   add_test(NAME gpu_actor COMMAND test_actor_blocks --cuda)
-  add_test(NAME gpu_rollout_blocks COMMAND test_rollout_blocks --cuda)
   set_tests_properties(gpu_ppo_minibatch gpu_critic_step gpu_nystrom gpu_hvp_rows gpu_tangent
-                       gpu_hypergrad gpu_actor gpu_rollout_blocks
+                       gpu_hypergrad gpu_actor
                        PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;derivatives")
+  add_test(NAME gpu_rollout_blocks COMMAND test_rollout_blocks --cuda)
+  set_tests_properties(gpu_rollout_blocks PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;envs")
   # the same under programmatic dependent launch (tests/cuda_test_backend.h)
   foreach(pair ppo_minibatch:ppo_minibatch critic_step:critic_step nystrom:nystrom_blocks
           hvp_rows:hvp_rows_blocks tangent:tangent_blocks hypergrad:hypergrad_blocks
-          actor:actor_blocks rollout_blocks:rollout_blocks)
+          actor:actor_blocks)
     string(REPLACE ":" ";" pair "${pair}")
     list(GET pair 0 name)
     list(GET pair 1 exe)
@@ -63,6 +64,9 @@ if(BLPO_HAVE_CUDA)
     set_tests_properties(gpu_${name}_pdl PROPERTIES ENVIRONMENT BLPO_TEST_PDL=1
                          SKIP_RETURN_CODE 77 LABELS "gpu;derivatives;pdl")
   endforeach()
+  add_test(NAME gpu_rollout_blocks_pdl COMMAND test_rollout_blocks --cuda)
+  set_tests_properties(gpu_rollout_blocks_pdl PROPERTIES ENVIRONMENT BLPO_TEST_PDL=1
+                       SKIP_RETURN_CODE 77 LABELS "gpu;envs;pdl")
 endif()
 
 # Short training runs on the GPU that must learn CartPole (PPO with the

@@ -29,7 +29,8 @@
  * kernel against the CPU op instead, from the same states, every output
  * poisoned: relative errors under 1e-4 (libdevice's tanhf, expf, sinf and
  * cosf are not libm's) and the env states' counters equal; the layout there
- * is the device's own (its SM count), not each case's. */
+ * is the device's own (its SM count), not each case's, so four more cases
+ * of 400-1500 envs reach its larger blocks. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@
 
 static blpo_backend *g_cpu, *g_bb; /* the CPU backend; it with the block programs */
 static blpo_backend *g_gpu;        /* --cuda: the CUDA backend, in place of g_bb */
+static int g_gpu_is_cuda;          /* 0 for --cpu-device */
 
 typedef struct {
   blpo_dims d;
@@ -251,6 +253,16 @@ static void compare_gpu(const char *label, const bufs *c, const bufs *k, int T, 
     double e = rel_err(ks[j], cs[j], n[j]);
     CHECK(e < 1e-4, "%s: %s: rel err %.3g against the CPU op", label, names[j], e);
   }
+  /* a discrete action that differs: where (a near-tie of the draw, whose
+   * uniform lands within rounding of a cumulative probability, would show
+   * here too, and then everything after it in that env differs) */
+  for (size_t r = 0; r < TPN * A; r++)
+    if (c->act[r] != k->act[r]) {
+      fprintf(stderr, "%s: first differing action at step %zu, agent %zu, env %zu: %g vs %g\n",
+              label, r / A / PN, r / A % PN / (size_t)c->d.N, r / A % (size_t)c->d.N, k->act[r],
+              c->act[r]);
+      break;
+    }
   size_t bad = 0;
   for (size_t e = 0; e < PN; e++)
     bad += c->st[e].t != k->st[e].t || c->st[e].resets != k->st[e].resets ||
@@ -265,32 +277,37 @@ static void check_case(int env_id, const nets *w, int P, int N, int T, int calls
                        int with_final, int E) {
   const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
   char label[256];
-  snprintf(label, sizeof label, "%s %s P=%d N=%d T=%d in %d call(s), %d SMs%s", info->name, w->name,
-           P, N, T, calls, sms, with_final ? ", final_obs/trunc" : "");
+  char where[32] = "the device's SMs";
+  if (!g_gpu)
+    snprintf(where, sizeof where, "%d SMs", sms);
+  snprintf(label, sizeof label, "%s %s P=%d N=%d T=%d in %d call(s), %s%s", info->name, w->name, P,
+           N, T, calls, where, with_final ? ", final_obs/trunc" : "");
   bufs c, k;
   bufs_init(&c, env_id, P, N, T, w);
   bufs_init(&k, env_id, P, N, T, w);
   bufs_fill(&c, &k);
   bufs_poison(&c, 777.0f);
   bufs_poison(&k, 12345.0f);
-  /* the layout the op will take */
-  blpo_rof_layout lay;
-  CHECK(blpo_rof_choose(&lay, &c.d, &c.actor, &c.critic, BLK_SMEM, sms) && lay.E == E,
-        "%s: a layout of %d envs per block expected, got %d", label, E, lay.E);
   int64_t *clock = g_cpu->alloc(g_cpu, sizeof(int64_t)), it = 5;
   g_cpu->upload(g_cpu, clock, &it, sizeof(it));
   run_op(g_cpu, &c, 0, T, clock, with_final);
-  if (g_gpu) {
-    CHECK(g_gpu->rollout_fused_supported(g_gpu, &c.actor, &c.critic) == 2,
-          "%s: the CUDA backend should prefer the fused step", label);
+  if (g_gpu) { /* the device's layout, from its own SM count */
+    const int failures = g_failures;
+    CHECK(g_gpu->rollout_fused_supported(g_gpu, &c.actor, &c.critic) == (g_gpu_is_cuda ? 2 : 1),
+          "%s: the %s backend should %s the fused step", label, g_gpu->name,
+          g_gpu_is_cuda ? "prefer" : "offer");
     run_gpu(&k, T, calls, it, with_final);
     compare_gpu(label, &c, &k, T, with_final);
-    printf("%-72s ok\n", label);
+    printf("%-88s %s\n", label, g_failures == failures ? "ok" : "FAIL");
     g_cpu->release(g_cpu, clock);
     bufs_free(&c);
     bufs_free(&k);
     return;
   }
+  /* the layout the op will take */
+  blpo_rof_layout lay;
+  CHECK(blpo_rof_choose(&lay, &c.d, &c.actor, &c.critic, BLK_SMEM, sms) && lay.E == E,
+        "%s: a layout of %d envs per block expected, got %d", label, E, lay.E);
   g_blk.sms = sms;
   size_t before = g_blk.ran[BLK_ROF];
   for (int q = 0; q < calls; q++)
@@ -386,24 +403,35 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cannot create the CPU backend\n");
     return 2;
   }
-  if (argc > 1 && !strcmp(argv[1], "--cuda")) {
+  const int cpu_device = argc > 1 && !strcmp(argv[1], "--cpu-device");
+  if (cpu_device || (argc > 1 && !strcmp(argv[1], "--cuda"))) {
+    char why[256] = "built without the CUDA backend";
+    /* --cpu-device: the --cuda path with a second CPU backend as the
+     * device, so that its uploads, downloads and comparisons run (under
+     * the sanitizers too) on machines without a GPU */
+    if (cpu_device)
+      g_gpu = blpo_backend_cpu_create(1);
 #ifdef BLPO_WITH_CUDA
-    char why[256];
-    g_gpu = blpo_test_cuda_create(why, sizeof why);
+    else
+      g_gpu = blpo_test_cuda_create(why, sizeof why);
+#endif
+    g_gpu_is_cuda = !cpu_device;
     if (!g_gpu) {
       printf("test_rollout_blocks --cuda: skipped: %s\n", why);
       return 77;
     }
     run_cases();
+    /* the kernel's larger blocks: on the device's own SM count these take
+     * more envs per block (on 132 SMs: 8, 16 and 32) */
+    check_case(BLPO_ENV_ACROBOT, &k_tanh, 3, 400, 3, 1, 132, 0, 8);
+    check_case(BLPO_ENV_PENDULUM, &k_relu, 3, 700, 3, 1, 132, 0, 16);
+    check_case(BLPO_ENV_CARTPOLE, &k_deep, 3, 1500, 3, 2, 132, 0, 32);
+    check_case(BLPO_ENV_MOUNTAINCAR, &k_deep_critic, 3, 1500, 2, 1, 132, 1, 32);
     g_gpu->destroy(g_gpu);
     g_bb->destroy(g_bb);
     g_cpu->destroy(g_cpu);
-    return test_summary("test_rollout_blocks --cuda");
-#else
-    (void)argv;
-    printf("test_rollout_blocks --cuda: skipped: built without the CUDA backend\n");
-    return 77;
-#endif
+    return test_summary(cpu_device ? "test_rollout_blocks --cpu-device"
+                                   : "test_rollout_blocks --cuda");
   }
   check_layouts();
   const int orders[] = {EMU_FORWARD, EMU_REVERSE, EMU_STRIDED};

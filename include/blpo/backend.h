@@ -391,8 +391,9 @@ struct blpo_backend {
    * the forward passes on obs[t], the action draw at counter + t, the env
    * step (auto-reset) writing obs[t+1] raw. obs (T+1,P,N,O); act (T,P,N,A);
    * logp, value, reward, done, ep_ret (T,P,N), slice t written at step t;
-   * final_obs (P,N,O) and trunc (P,N) of the step, if not NULL (then
-   * t1 = t0 + 1). */
+   * final_obs (P,N,O) and trunc (P,N), if not NULL, written at every step,
+   * so they hold the last step's (the trainer asks for them one step at a
+   * time: t1 = t0 + 1). */
   void (*rollout_fused)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                         const float *actor_params, const blpo_mlp *critic,
                         const float *critic_params, int t0, int t1, blpo_counter counter,
