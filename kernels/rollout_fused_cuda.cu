@@ -34,15 +34,8 @@ __global__ void __launch_bounds__(kT, 2)
   }
 }
 
-// Whether these networks fit a block of 4 envs, the smallest layout
-// rollout_fused chooses (blpo_rof_choose), so that every call can run.
 int cuda_rollout_fused_supported(blpo_backend *be, const blpo_mlp *actor, const blpo_mlp *critic) {
-  blpo_dims d;
-  memset(&d, 0, sizeof(d));
-  d.P = 1, d.N = 4, d.obs_dim = actor->dims[0], d.act_dim = 1;
-  blpo_rof_layout lay;
-  return blpo_rof_choose(&lay, &d, actor, critic, (size_t)blpo_cuda(be)->smem_optin, 1 << 30) ? 2
-                                                                                              : 0;
+  return blpo_rof_supported(actor, critic, (size_t)blpo_cuda(be)->smem_optin) ? 2 : 0;
 }
 
 void cuda_rollout_fused(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,

@@ -485,11 +485,7 @@ static void blk_mixed_head(blpo_backend *be, const blpo_dims *d, const blpo_mlp 
 static int blk_rollout_fused_supported(blpo_backend *be, const blpo_mlp *actor,
                                        const blpo_mlp *critic) {
   (void)be;
-  blpo_dims d;
-  memset(&d, 0, sizeof(d));
-  d.P = 1, d.N = 4, d.obs_dim = actor->dims[0], d.act_dim = 1;
-  blpo_rof_layout lay;
-  return blpo_rof_choose(&lay, &d, actor, critic, BLK_SMEM, 1 << 30) ? 2 : 0;
+  return blpo_rof_supported(actor, critic, BLK_SMEM) ? 2 : 0;
 }
 
 /* The fused rollout: one block per (agent, 4-32 envs). */

@@ -42,6 +42,7 @@
 #include "blpo/mlp.h"
 #include "blpo/rollout_blocks.h"
 #include "cuda_test_backend.h"
+#include "rollout_bufs.h"
 #include "test_util.h"
 
 static blpo_backend *g_cpu, *g_bb; /* the CPU backend; it with the block programs */
@@ -49,66 +50,14 @@ static blpo_backend *g_gpu;        /* --cuda: the CUDA backend, in place of g_bb
 static int g_gpu_is_cuda;          /* 0 for --cpu-device */
 
 typedef struct {
-  blpo_dims d;
-  blpo_mlp actor, critic;
-  float *ap, *cp;                              /* (P, Na), (P, Nc) */
-  blpo_env_state *st;                          /* (P, N) */
-  float *obs;                                  /* (T+1, P, N, O) */
-  float *act, *logp, *val, *rew, *done, *eret; /* (T, P, N, .) */
-  float *fobs, *trunc;                         /* (P, N, O), (P, N) */
-} bufs;
-
-typedef struct {
   const char *name;
   const int *ah, *ch; /* hidden widths */
   int anh, cnh, act;
 } nets;
 
-static void *xcalloc(size_t n, size_t sz) {
-  void *p = calloc(n ? n : 1, sz);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
-  }
-  return p;
-}
-
-static void bufs_init(bufs *b, int env_id, int P, int N, int T, const nets *w) {
-  const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
-  memset(b, 0, sizeof(*b));
-  blpo_dims *d = &b->d;
-  d->P = P, d->N = N, d->T = T, d->env_id = env_id, d->seed = 23;
-  d->obs_dim = info->obs_dim, d->act_dim = info->action_dim, d->discrete = info->discrete;
-  d->num_actions = info->num_actions;
-  d->head_dim = info->discrete ? info->num_actions : info->action_dim;
-  blpo_mlp_init_shape(&b->actor, d->obs_dim, w->ah, w->anh, d->head_dim, w->act,
-                      d->discrete ? 0 : d->act_dim);
-  blpo_mlp_init_shape(&b->critic, d->obs_dim, w->ch, w->cnh, 1, w->act, 0);
-  size_t PN = (size_t)P * N;
-  b->ap = xcalloc(P * b->actor.num_params, sizeof(float));
-  b->cp = xcalloc(P * b->critic.num_params, sizeof(float));
-  b->st = xcalloc(PN, sizeof(blpo_env_state));
-  b->obs = xcalloc((T + 1) * PN * d->obs_dim, sizeof(float));
-  b->act = xcalloc(T * PN * d->act_dim, sizeof(float));
-  b->logp = xcalloc(T * PN, sizeof(float));
-  b->val = xcalloc(T * PN, sizeof(float));
-  b->rew = xcalloc(T * PN, sizeof(float));
-  b->done = xcalloc(T * PN, sizeof(float));
-  b->eret = xcalloc(T * PN, sizeof(float));
-  b->fobs = xcalloc(PN * d->obs_dim, sizeof(float));
-  b->trunc = xcalloc(PN, sizeof(float));
-}
-
-static void bufs_free(bufs *b) {
-  void *ps[] = {b->ap,  b->cp,  b->st,   b->obs,  b->act,  b->logp,
-                b->val, b->rew, b->done, b->eret, b->fobs, b->trunc};
-  for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
-    free(ps[k]);
-}
-
 /* Every output float set to `v` (ep_ret's NaN is a legal value, so the
  * poison is a number the op never writes). */
-static void bufs_poison(bufs *b, float v) {
+static void bufs_poison(rollout_bufs *b, float v) {
   size_t PN = (size_t)b->d.P * b->d.N, T = (size_t)b->d.T, O = (size_t)b->d.obs_dim;
   size_t A = (size_t)b->d.act_dim;
   float *outs[] = {b->obs + PN * O, b->act,  b->logp, b->val,  b->rew,
@@ -119,36 +68,7 @@ static void bufs_poison(bufs *b, float v) {
       outs[k][i] = v;
 }
 
-/* Random parameters (a scale that keeps tanh out of saturation) and
- * mid-episode states: reset, then a few random steps with the CPU's
- * env_step; b2 gets copies. */
-static void bufs_fill(bufs *b, bufs *b2) {
-  blpo_dims d = b->d;
-  size_t PN = (size_t)d.P * d.N;
-  for (size_t k = 0; k < d.P * b->actor.num_params; k++)
-    b->ap[k] = (float)(0.4 * nrand());
-  for (size_t k = 0; k < d.P * b->critic.num_params; k++)
-    b->cp[k] = (float)(0.4 * nrand());
-  g_cpu->env_reset(g_cpu, &d, b->st, b->obs);
-  float *a = xcalloc(PN * d.act_dim, sizeof(float)), *r = xcalloc(PN, 4), *dn = xcalloc(PN, 4),
-        *er = xcalloc(PN, 4);
-  int steps = 3 + (int)(urand() * 30);
-  for (int s = 0; s < steps; s++) {
-    for (size_t k = 0; k < PN * d.act_dim; k++)
-      a[k] = d.discrete ? (float)(int)(urand() * d.num_actions) : (float)nrand();
-    g_cpu->env_step(g_cpu, &d, b->st, a, b->obs, r, dn, er, NULL, NULL);
-  }
-  free(a);
-  free(r);
-  free(dn);
-  free(er);
-  memcpy(b2->ap, b->ap, d.P * b->actor.num_params * sizeof(float));
-  memcpy(b2->cp, b->cp, d.P * b->critic.num_params * sizeof(float));
-  memcpy(b2->st, b->st, PN * sizeof(blpo_env_state));
-  memcpy(b2->obs, b->obs, PN * d.obs_dim * sizeof(float));
-}
-
-static void run_op(blpo_backend *be, bufs *b, int t0, int t1, const int64_t *clock,
+static void run_op(blpo_backend *be, rollout_bufs *b, int t0, int t1, const int64_t *clock,
                    int with_final) {
   blpo_dims d = b->d;
   be->rollout_fused(be, &d, &b->actor, b->ap, &b->critic, b->cp, t0, t1,
@@ -169,19 +89,6 @@ static void same(const char *label, const char *what, const void *a, const void 
   emu_same(w, b, bytes);
 }
 
-static double rel_err(const float *a, const float *b, size_t n) {
-  double num = 0, den = 0;
-  for (size_t k = 0; k < n; k++) {
-    if (isnan(a[k]) != isnan(b[k]))
-      return INFINITY;
-    if (isnan(a[k]))
-      continue;
-    num += ((double)a[k] - b[k]) * ((double)a[k] - b[k]);
-    den += (double)b[k] * b[k];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 /* One device buffer with host's contents. */
 static void *to_gpu(const void *h, size_t bytes) {
   void *d = g_gpu->alloc(g_gpu, bytes ? bytes : 4);
@@ -195,10 +102,10 @@ static void *to_gpu(const void *h, size_t bytes) {
 
 /* k's op on the CUDA backend, in `calls` calls: every buffer uploaded
  * (outputs poisoned as they are), run, downloaded back into k. */
-static void run_gpu(bufs *k, int T, int calls, int64_t clock_value, int with_final) {
+static void run_gpu(rollout_bufs *k, int T, int calls, int64_t clock_value, int with_final) {
   blpo_dims d = k->d;
   size_t PN = (size_t)d.P * d.N, O = (size_t)d.obs_dim, A = (size_t)d.act_dim, TPN = (size_t)T * PN;
-  bufs g = *k;
+  rollout_bufs g = *k;
   g.ap = to_gpu(k->ap, d.P * k->actor.num_params * 4);
   g.cp = to_gpu(k->cp, d.P * k->critic.num_params * 4);
   g.st = to_gpu(k->st, PN * sizeof(blpo_env_state));
@@ -237,7 +144,8 @@ static void run_gpu(bufs *k, int T, int calls, int64_t clock_value, int with_fin
 }
 
 /* --cuda: the kernel's outputs k against the CPU op's c. */
-static void compare_gpu(const char *label, const bufs *c, const bufs *k, int T, int with_final) {
+static void compare_gpu(const char *label, const rollout_bufs *c, const rollout_bufs *k, int T,
+                        int with_final) {
   size_t PN = (size_t)c->d.P * c->d.N, TPN = (size_t)T * PN, O = (size_t)c->d.obs_dim;
   size_t A = (size_t)c->d.act_dim;
   const float *cs[] = {c->obs + PN * O, c->act,  c->logp, c->val,  c->rew,
@@ -250,7 +158,7 @@ static void compare_gpu(const char *label, const bufs *c, const bufs *k, int T, 
                          "truncation flags"};
   const int count = with_final ? 9 : 7;
   for (int j = 0; j < count; j++) {
-    double e = rel_err(ks[j], cs[j], n[j]);
+    double e = rollout_rel(ks[j], cs[j], n[j]);
     CHECK(e < 1e-4, "%s: %s: rel err %.3g against the CPU op", label, names[j], e);
   }
   /* a discrete action that differs: where (a near-tie of the draw, whose
@@ -282,10 +190,11 @@ static void check_case(int env_id, const nets *w, int P, int N, int T, int calls
     snprintf(where, sizeof where, "%d SMs", sms);
   snprintf(label, sizeof label, "%s %s P=%d N=%d T=%d in %d call(s), %s%s", info->name, w->name, P,
            N, T, calls, where, with_final ? ", final_obs/trunc" : "");
-  bufs c, k;
-  bufs_init(&c, env_id, P, N, T, w);
-  bufs_init(&k, env_id, P, N, T, w);
-  bufs_fill(&c, &k);
+  rollout_bufs c, k;
+  rollout_bufs_init(&c, env_id, P, N, T, w->ah, w->anh, w->ch, w->cnh, w->act, 23);
+  rollout_bufs_init(&k, env_id, P, N, T, w->ah, w->anh, w->ch, w->cnh, w->act, 23);
+  rollout_bufs_fill(g_cpu, &c, 30);
+  rollout_bufs_copy_inputs(&k, &c);
   bufs_poison(&c, 777.0f);
   bufs_poison(&k, 12345.0f);
   int64_t *clock = g_cpu->alloc(g_cpu, sizeof(int64_t)), it = 5;
@@ -300,8 +209,8 @@ static void check_case(int env_id, const nets *w, int P, int N, int T, int calls
     compare_gpu(label, &c, &k, T, with_final);
     printf("%-88s %s\n", label, g_failures == failures ? "ok" : "FAIL");
     g_cpu->release(g_cpu, clock);
-    bufs_free(&c);
-    bufs_free(&k);
+    rollout_bufs_free(&c);
+    rollout_bufs_free(&k);
     return;
   }
   /* the layout the op will take */
@@ -331,8 +240,8 @@ static void check_case(int env_id, const nets *w, int P, int N, int T, int calls
   }
   same(label, "env states", c.st, k.st, PN * sizeof(blpo_env_state));
   g_cpu->release(g_cpu, clock);
-  bufs_free(&c);
-  bufs_free(&k);
+  rollout_bufs_free(&c);
+  rollout_bufs_free(&k);
 }
 
 static const int h64[2] = {64, 64}, h_odd[3] = {37, 19, 5}, h24[1] = {24}, h256[1] = {256};

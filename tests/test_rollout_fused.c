@@ -16,104 +16,10 @@
 #include "blpo/backend.h"
 #include "blpo/env.h"
 #include "blpo/mlp.h"
+#include "rollout_bufs.h"
 #include "test_util.h"
 
 enum { P = 2, N = 53 };
-
-typedef struct {
-  blpo_dims d;
-  blpo_mlp actor, critic;
-  float *ap, *cp;                              /* (P, Na), (P, Nc) */
-  blpo_env_state *st;                          /* (P, N) */
-  float *obs;                                  /* (T+1, P, N, O) */
-  float *act, *logp, *val, *rew, *done, *eret; /* (T, P, N, .) */
-  float *fobs, *trunc;
-} rollout_bufs;
-
-static void *xcalloc(size_t n, size_t sz) {
-  void *p = calloc(n ? n : 1, sz);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
-  }
-  return p;
-}
-
-static void bufs_init(rollout_bufs *b, int env_id, int T, const int *hidden, int nh, int act) {
-  const blpo_env_info *info = blpo_env_get_info((blpo_env_id)env_id);
-  memset(b, 0, sizeof(*b));
-  blpo_dims *d = &b->d;
-  d->P = P, d->N = N, d->T = T, d->env_id = env_id, d->seed = 17;
-  d->obs_dim = info->obs_dim, d->act_dim = info->action_dim, d->discrete = info->discrete;
-  d->num_actions = info->num_actions;
-  d->head_dim = info->discrete ? info->num_actions : info->action_dim;
-  blpo_mlp_init_shape(&b->actor, d->obs_dim, hidden, nh, d->head_dim, act,
-                      d->discrete ? 0 : d->act_dim);
-  blpo_mlp_init_shape(&b->critic, d->obs_dim, hidden, nh, 1, act, 0);
-  size_t PN = (size_t)P * N;
-  b->ap = xcalloc(P * b->actor.num_params, sizeof(float));
-  b->cp = xcalloc(P * b->critic.num_params, sizeof(float));
-  /* random weights of a scale that keeps tanh out of saturation */
-  for (size_t k = 0; k < P * b->actor.num_params; k++)
-    b->ap[k] = (float)(0.4 * nrand());
-  for (size_t k = 0; k < P * b->critic.num_params; k++)
-    b->cp[k] = (float)(0.4 * nrand());
-  b->st = xcalloc(PN, sizeof(blpo_env_state));
-  b->obs = xcalloc((T + 1) * PN * d->obs_dim, sizeof(float));
-  b->act = xcalloc(T * PN * d->act_dim, sizeof(float));
-  b->logp = xcalloc(T * PN, sizeof(float));
-  b->val = xcalloc(T * PN, sizeof(float));
-  b->rew = xcalloc(T * PN, sizeof(float));
-  b->done = xcalloc(T * PN, sizeof(float));
-  b->eret = xcalloc(T * PN, sizeof(float));
-  b->fobs = xcalloc(PN * d->obs_dim, sizeof(float));
-  b->trunc = xcalloc(PN, sizeof(float));
-}
-
-static void bufs_copy(rollout_bufs *dst, const rollout_bufs *src) {
-  size_t PN = (size_t)P * N, T = (size_t)src->d.T, O = (size_t)src->d.obs_dim;
-  memcpy(dst->st, src->st, PN * sizeof(blpo_env_state));
-  memcpy(dst->obs, src->obs, (T + 1) * PN * O * sizeof(float));
-}
-
-static void bufs_free(rollout_bufs *b) {
-  void *ps[] = {b->ap,  b->cp,  b->st,   b->obs,  b->act,  b->logp,
-                b->val, b->rew, b->done, b->eret, b->fobs, b->trunc};
-  for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
-    free(ps[k]);
-}
-
-/* Mid-episode states: reset, then a few random steps with the separate op. */
-static void warm_states(blpo_backend *be, rollout_bufs *b) {
-  blpo_dims d = b->d;
-  be->env_reset(be, &d, b->st, b->obs);
-  size_t PN = (size_t)P * N;
-  float *a = xcalloc(PN * d.act_dim, sizeof(float)), *r = xcalloc(PN, 4), *dn = xcalloc(PN, 4),
-        *er = xcalloc(PN, 4);
-  int steps = 3 + (int)(urand() * 20);
-  for (int s = 0; s < steps; s++) {
-    for (size_t k = 0; k < PN * d.act_dim; k++)
-      a[k] = d.discrete ? (float)(int)(urand() * d.num_actions) : (float)nrand();
-    be->env_step(be, &d, b->st, a, b->obs, r, dn, er, NULL, NULL);
-  }
-  free(a);
-  free(r);
-  free(dn);
-  free(er);
-}
-
-static double rel(const float *a, const float *b, size_t n) {
-  double num = 0, den = 0;
-  for (size_t k = 0; k < n; k++) {
-    if (isnan(a[k]) != isnan(b[k]))
-      return INFINITY;
-    if (isnan(a[k]))
-      continue;
-    num += ((double)a[k] - b[k]) * ((double)a[k] - b[k]);
-    den += (double)b[k] * b[k];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static int same_bits(const void *a, const void *b, size_t bytes) { return !memcmp(a, b, bytes); }
 
@@ -125,12 +31,10 @@ static void check_step(blpo_backend *be, int env_id, const int *hidden, int nh, 
   snprintf(label, sizeof(label), "%s %s [%d%s] final_obs %d", info->name,
            act == BLPO_ACT_TANH ? "tanh" : "relu", hidden[0], nh > 1 ? ",..." : "", with_final);
   rollout_bufs f, s;
-  bufs_init(&f, env_id, 1, hidden, nh, act);
-  bufs_init(&s, env_id, 1, hidden, nh, act);
-  memcpy(s.ap, f.ap, P * f.actor.num_params * sizeof(float));
-  memcpy(s.cp, f.cp, P * f.critic.num_params * sizeof(float));
-  warm_states(be, &f);
-  bufs_copy(&s, &f);
+  rollout_bufs_init(&f, env_id, P, N, 1, hidden, nh, hidden, nh, act, 17);
+  rollout_bufs_init(&s, env_id, P, N, 1, hidden, nh, hidden, nh, act, 17);
+  rollout_bufs_fill(be, &f, 20);
+  rollout_bufs_copy_inputs(&s, &f);
   blpo_dims d = f.d;
   CHECK(be->rollout_fused_supported(be, &f.actor, &f.critic) == 1, "%s: CPU should answer 1",
         label);
@@ -139,8 +43,8 @@ static void check_step(blpo_backend *be, int env_id, const int *hidden, int nh, 
                     with_final ? f.trunc : NULL);
   /* the separate ops */
   size_t PN = (size_t)P * N, O = (size_t)d.obs_dim;
-  float *aa = xcalloc(PN * s.actor.act_floats_per_row, sizeof(float));
-  float *ca = xcalloc(PN * s.critic.act_floats_per_row, sizeof(float));
+  float *aa = rollout_xcalloc(PN * s.actor.act_floats_per_row, sizeof(float));
+  float *ca = rollout_xcalloc(PN * s.critic.act_floats_per_row, sizeof(float));
   be->mlp_forward(be, &s.actor, P, s.ap, s.obs, N, aa);
   be->mlp_forward(be, &s.critic, P, s.cp, s.obs, N, ca);
   const float *ah = aa + blpo_mlp_act_offset(&s.actor, s.actor.num_layers, N);
@@ -150,7 +54,7 @@ static void check_step(blpo_backend *be, int env_id, const int *hidden, int nh, 
                     (blpo_counter){NULL, 0, 9}, s.act, s.logp);
   be->env_step(be, &d, s.st, s.act, s.obs + PN * O, s.rew, s.done, s.eret,
                with_final ? s.fobs : NULL, with_final ? s.trunc : NULL);
-  double ev = rel(f.val, s.val, PN), el = rel(f.logp, s.logp, PN);
+  double ev = rollout_rel(f.val, s.val, PN), el = rollout_rel(f.logp, s.logp, PN);
   CHECK(ev < 1e-5, "%s: value rel err %.3g", label, ev);
   CHECK(el < 1e-5, "%s: logp rel err %.3g", label, el);
   if (d.discrete) {
@@ -164,16 +68,17 @@ static void check_step(blpo_backend *be, int env_id, const int *hidden, int nh, 
               same_bits(f.st, s.st, PN * sizeof(blpo_env_state)),
           "%s: transitions differ for the same actions", label);
   } else {
-    double ea = rel(f.act, s.act, PN * d.act_dim), eo = rel(f.obs + PN * O, s.obs + PN * O, PN * O);
+    double ea = rollout_rel(f.act, s.act, PN * d.act_dim),
+           eo = rollout_rel(f.obs + PN * O, s.obs + PN * O, PN * O);
     CHECK(ea < 1e-5 && eo < 1e-4, "%s: action rel err %.3g, next obs %.3g", label, ea, eo);
   }
   if (with_final)
-    CHECK(same_bits(f.trunc, s.trunc, PN * 4) && rel(f.fobs, s.fobs, PN * O) < 1e-4,
+    CHECK(same_bits(f.trunc, s.trunc, PN * 4) && rollout_rel(f.fobs, s.fobs, PN * O) < 1e-4,
           "%s: final_obs/trunc differ", label);
   free(aa);
   free(ca);
-  bufs_free(&f);
-  bufs_free(&s);
+  rollout_bufs_free(&f);
+  rollout_bufs_free(&s);
 }
 
 /* T steps in one call (counter from the clock) against T rounds of the
@@ -182,20 +87,18 @@ static void check_multi_step(blpo_backend *be, int env_id) {
   const int T = 6, hidden[2] = {64, 64};
   const char *name = blpo_env_get_info((blpo_env_id)env_id)->name;
   rollout_bufs a, b;
-  bufs_init(&a, env_id, T, hidden, 2, BLPO_ACT_TANH);
-  bufs_init(&b, env_id, T, hidden, 2, BLPO_ACT_TANH);
-  memcpy(b.ap, a.ap, P * a.actor.num_params * sizeof(float));
-  memcpy(b.cp, a.cp, P * a.critic.num_params * sizeof(float));
-  warm_states(be, &a);
-  bufs_copy(&b, &a);
+  rollout_bufs_init(&a, env_id, P, N, T, hidden, 2, hidden, 2, BLPO_ACT_TANH, 17);
+  rollout_bufs_init(&b, env_id, P, N, T, hidden, 2, hidden, 2, BLPO_ACT_TANH, 17);
+  rollout_bufs_fill(be, &a, 20);
+  rollout_bufs_copy_inputs(&b, &a);
   blpo_dims d = a.d;
   size_t PN = (size_t)P * N, O = (size_t)d.obs_dim, A = (size_t)d.act_dim;
   int64_t *clock = be->alloc(be, sizeof(int64_t)), it = 5;
   be->upload(be, clock, &it, sizeof(it));
   be->rollout_fused(be, &d, &a.actor, a.ap, &a.critic, a.cp, 0, T, (blpo_counter){clock, T, 0},
                     a.st, a.obs, a.act, a.logp, a.val, a.rew, a.done, a.eret, NULL, NULL);
-  float *aa = xcalloc(PN * b.actor.act_floats_per_row, sizeof(float));
-  float *ca = xcalloc(PN * b.critic.act_floats_per_row, sizeof(float));
+  float *aa = rollout_xcalloc(PN * b.actor.act_floats_per_row, sizeof(float));
+  float *ca = rollout_xcalloc(PN * b.critic.act_floats_per_row, sizeof(float));
   const float *ah = aa + blpo_mlp_act_offset(&b.actor, b.actor.num_layers, N);
   const float *ch = ca + blpo_mlp_act_offset(&b.critic, b.critic.num_layers, N);
   for (int t = 0; t < T; t++) {
@@ -209,23 +112,24 @@ static void check_multi_step(blpo_backend *be, int env_id) {
                  b.eret + t * PN, NULL, NULL);
   }
   size_t TPN = (size_t)T * PN;
-  CHECK(rel(a.val, b.val, TPN) < 1e-5 && rel(a.logp, b.logp, TPN) < 1e-5,
-        "%s: %d fused steps: value %.3g, logp %.3g rel err", name, T, rel(a.val, b.val, TPN),
-        rel(a.logp, b.logp, TPN));
+  CHECK(rollout_rel(a.val, b.val, TPN) < 1e-5 && rollout_rel(a.logp, b.logp, TPN) < 1e-5,
+        "%s: %d fused steps: value %.3g, logp %.3g rel err", name, T,
+        rollout_rel(a.val, b.val, TPN), rollout_rel(a.logp, b.logp, TPN));
   if (d.discrete)
     CHECK(same_bits(a.act, b.act, TPN * A * 4) && same_bits(a.obs, b.obs, (TPN + PN) * O * 4) &&
               same_bits(a.rew, b.rew, TPN * 4) && same_bits(a.done, b.done, TPN * 4) &&
               same_bits(a.eret, b.eret, TPN * 4),
           "%s: %d fused steps take other actions or transitions than the separate ops", name, T);
   else
-    CHECK(rel(a.act, b.act, TPN * A) < 1e-5 && rel(a.obs, b.obs, (TPN + PN) * O) < 1e-4,
-          "%s: %d fused steps: actions %.3g, obs %.3g rel err", name, T, rel(a.act, b.act, TPN * A),
-          rel(a.obs, b.obs, (TPN + PN) * O));
+    CHECK(rollout_rel(a.act, b.act, TPN * A) < 1e-5 &&
+              rollout_rel(a.obs, b.obs, (TPN + PN) * O) < 1e-4,
+          "%s: %d fused steps: actions %.3g, obs %.3g rel err", name, T,
+          rollout_rel(a.act, b.act, TPN * A), rollout_rel(a.obs, b.obs, (TPN + PN) * O));
   free(aa);
   free(ca);
   be->release(be, clock);
-  bufs_free(&a);
-  bufs_free(&b);
+  rollout_bufs_free(&a);
+  rollout_bufs_free(&b);
 }
 
 int main(void) {

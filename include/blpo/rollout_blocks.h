@@ -185,6 +185,18 @@ static inline int blpo_rof_choose(blpo_rof_layout *lay, const blpo_dims *d, cons
   return 0;
 }
 
+/* backend.h rollout_fused_supported for a backend that runs this program:
+ * whether the networks fit a block of 4 envs, the smallest layout
+ * blpo_rof_choose falls back to, so that every call finds a layout. */
+static inline int blpo_rof_supported(const blpo_mlp *actor, const blpo_mlp *critic,
+                                     size_t smem_bytes) {
+  blpo_dims d;
+  memset(&d, 0, sizeof(d));
+  d.P = 1, d.N = 4, d.obs_dim = actor->dims[0], d.act_dim = 1;
+  blpo_rof_layout lay;
+  return blpo_rof_choose(&lay, &d, actor, critic, smem_bytes, 1 << 30);
+}
+
 static inline blpo_rof_args blpo_rof_args_of(const blpo_rof_layout *lay, const blpo_dims *d,
                                              const float *actor_params, const float *critic_params,
                                              int t0, int t1, blpo_counter counter,
