@@ -22,7 +22,7 @@ constexpr int kT = BLPO_MBF_THREADS;
 // there.
 __global__ void __launch_bounds__(kT, 2) cvf_rows_kernel(const __grid_constant__ blpo_cvf_args a) {
   blpo_pdl_enter();
-  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
+  extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles
   const int phases = blpo_cvf_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
     blpo_cvf_rows(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
@@ -44,7 +44,8 @@ __global__ void __launch_bounds__(kT) cvf_adam_kernel(const __grid_constant__ bl
 // 16 or 8) that fits the device's shared memory, and its partials.
 size_t cuda_critic_step_work(blpo_backend *be, const blpo_dims *d, const blpo_mlp *critic, int n) {
   blpo_cvf_layout lay;
-  if (!blpo_cvf_choose(&lay, d, critic, n, (size_t)blpo_cuda(be)->smem_optin))
+  if (!blpo_cvf_choose(&lay, d, critic, n, (size_t)blpo_cuda(be)->smem_optin,
+                       blpo_cuda(be)->tf32_tiles))
     return 0;
   return blpo_cvf_work_bytes(&lay, d->P);
 }
@@ -58,7 +59,8 @@ void cuda_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs) {
   d.P = P;
   d.obs_dim = cs->critic->dims[0];
   blpo_cvf_layout lay; // as critic_step_work chose it
-  if (!cs->work || !blpo_cvf_choose(&lay, &d, cs->critic, cs->n, (size_t)impl->smem_optin)) {
+  if (!cs->work ||
+      !blpo_cvf_choose(&lay, &d, cs->critic, cs->n, (size_t)impl->smem_optin, impl->tf32_tiles)) {
     blpo_cuda_fail("blpo", "critic_step",
                    cs->work ? "this critic does not fit (critic_step_work said 0)"
                             : "no workspace (size it with critic_step_work)",

@@ -80,6 +80,10 @@ typedef struct {
   // build can (compute capability 9.0+), -1 they cannot.
   int pdl;
   int pdl_supported;
+  // run.precision tf32 (set_gemm_precision) on a device of compute
+  // capability 8.0+: the fused kernels' hidden layers whose widths are
+  // multiples of 16 run on TF32 tensor-core tiles (include/blpo/tc_tile.h).
+  int tf32_tiles;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }

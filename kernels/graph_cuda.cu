@@ -106,10 +106,19 @@ size_t cuda_graph_count(const void *graph, size_t *kernels) {
 }
 
 // TF32: cuBLAS rounds the fp32 GEMM inputs to TF32 (10-bit mantissa) for the
-// tensor cores and accumulates in fp32; the other kernels are unchanged.
+// tensor cores and accumulates in fp32, and so do the fused kernels' layer
+// passes for their hidden layers of widths that are multiples of 16 (their
+// layouts take impl->tf32_tiles; include/blpo/tc_tile.h), on devices of
+// compute capability 8.0+ (before that, WMMA has no TF32 and the tiles
+// would be emulated by one lane). The other kernels are unchanged.
 void cuda_set_gemm_precision(blpo_backend *be, int tf32) {
-  cublasCheck(cublasSetMathMode(blpo_cuda(be)->cublas,
-                                tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  blpo_cuda_impl *impl = blpo_cuda(be);
+  cublasCheck(
+      cublasSetMathMode(impl->cublas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  int dev = 0, major = 0;
+  cudaCheck(cudaGetDevice(&dev));
+  cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  impl->tf32_tiles = tf32 && major >= 8;
 }
 
 // backend.h set_pdl. Launching with the attribute is only safe where the

@@ -15,7 +15,7 @@ constexpr int kT = BLPO_MBF_THREADS;
 
 __global__ void __launch_bounds__(kT) hvr_rows_kernel(const __grid_constant__ blpo_hvr_args a) {
   blpo_pdl_enter();
-  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
+  extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles
   const int phases = blpo_hvr_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
     blpo_hvr_rows(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);

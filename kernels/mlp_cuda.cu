@@ -85,7 +85,7 @@ __global__ void act_deriv_kernel(int P, size_t cnt, float *__restrict__ g, size_
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     forward_fused_kernel(const __grid_constant__ blpo_fwd_args a) {
   blpo_pdl_enter();
-  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
+  extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles
   const int phases = blpo_fwd_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
     blpo_fwd(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 __global__ void __launch_bounds__(BLPO_MBF_THREADS, 2)
     backward_fused_kernel(const __grid_constant__ blpo_bwd_args a) {
   blpo_pdl_enter();
-  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
+  extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles
   const int phases = blpo_bwd_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
     blpo_bwd_rows(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
@@ -110,10 +110,12 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS, 2)
   }
 }
 
-__global__ void __launch_bounds__(BLPO_MBF_THREADS)
+// (256, 2) as backward_fused_kernel: with the thread bound alone ptxas aimed
+// at 64 registers and spilled once the TF32 tiles were in (2026-12-07).
+__global__ void __launch_bounds__(BLPO_MBF_THREADS, 2)
     backward_many_rows_kernel(const __grid_constant__ blpo_bwd_set s) {
   blpo_pdl_enter();
-  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
+  extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles
   const int t = blpo_pass_of(s.start, blockIdx.x);
   const blpo_bwd_args *a = &s.b[t];
   const int b = blockIdx.x - s.start[t], phases = blpo_bwd_rows_phases(&a->lay);
@@ -132,7 +134,7 @@ __global__ void __launch_bounds__(BLPO_MBF_THREADS)
 __global__ void __launch_bounds__(BLPO_MBF_THREADS)
     forward_many_kernel(const __grid_constant__ blpo_fwd_set s) {
   blpo_pdl_enter();
-  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
+  extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles
   const int t = blpo_pass_of(s.start, blockIdx.x);
   const blpo_fwd_args *a = &s.f[t];
   const int b = blockIdx.x - s.start[t], phases = blpo_fwd_phases(&a->lay);
@@ -159,7 +161,7 @@ void cuda_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const float *p
     return;
   blpo_cuda_impl *impl = blpo_cuda(be);
   blpo_fwd_args fa;
-  if (blpo_fwd_choose(&fa.lay, m, P, n, (size_t)impl->smem_optin)) {
+  if (blpo_fwd_choose(&fa.lay, m, P, n, (size_t)impl->smem_optin, impl->tf32_tiles)) {
     fa.params = params, fa.x = x, fa.acts = acts;
     blpo_launch(impl, forward_fused_kernel, dim3((unsigned)fa.lay.blocks, (unsigned)P),
                 BLPO_MBF_THREADS, sizeof(float) * (size_t)fa.lay.s_floats, fa);
@@ -196,7 +198,7 @@ void cuda_mlp_forward_many(blpo_backend *be, int P, int count, const blpo_mlp_pa
     return;
   blpo_cuda_impl *impl = blpo_cuda(be);
   blpo_fwd_set set;
-  if (!blpo_fwd_set_init(&set, P, count, f, (size_t)impl->smem_optin)) {
+  if (!blpo_fwd_set_init(&set, P, count, f, (size_t)impl->smem_optin, impl->tf32_tiles)) {
     for (int k = 0; k < count; k++)
       cuda_mlp_forward(be, f[k].m, P, f[k].params, f[k].x, f[k].n, f[k].acts);
     return;
@@ -217,7 +219,7 @@ void cuda_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const float *
   // networks that fit in shared memory, their partials in the scratch: one
   // or two launches instead of four per layer
   blpo_bwd_args ba;
-  if (blpo_bwd_choose(&ba.lay, m, P, n, (size_t)impl->smem_optin)) {
+  if (blpo_bwd_choose(&ba.lay, m, P, n, (size_t)impl->smem_optin, impl->tf32_tiles)) {
     ba.params = params, ba.x = x, ba.acts = acts, ba.dy = dy, ba.grad = grad, ba.parts = scratch;
     blpo_launch(impl, backward_fused_kernel, dim3((unsigned)ba.lay.blocks, (unsigned)P),
                 BLPO_MBF_THREADS, sizeof(float) * (size_t)ba.lay.s_floats, ba);
@@ -272,7 +274,7 @@ void cuda_mlp_backward_many(blpo_backend *be, int P, int count, const blpo_mlp_g
     return;
   blpo_cuda_impl *impl = blpo_cuda(be);
   blpo_bwd_set set;
-  if (!blpo_bwd_set_init(&set, P, count, b, (size_t)impl->smem_optin)) {
+  if (!blpo_bwd_set_init(&set, P, count, b, (size_t)impl->smem_optin, impl->tf32_tiles)) {
     for (int k = 0; k < count; k++)
       cuda_mlp_backward(be, b[k].m, P, b[k].params, b[k].x, b[k].n, b[k].acts, b[k].dy, b[k].grad,
                         b[k].scratch);

@@ -39,7 +39,7 @@ __global__ void __launch_bounds__(kT) mbf_moments_kernel(const __grid_constant__
 // about one block per SM (128 blocks of 32 rows), so no occupancy is lost.
 __global__ void __launch_bounds__(kT, 2) mbf_rows_kernel(const __grid_constant__ blpo_mbf_args a) {
   blpo_pdl_enter();
-  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
+  extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles
   const int phases = blpo_mbf_rows_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
     blpo_mbf_rows(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
@@ -72,7 +72,8 @@ __global__ void __launch_bounds__(kT) mbf_adam_kernel(const __grid_constant__ bl
 size_t cuda_ppo_minibatch_work(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                                const blpo_mlp *critic, int n, int minibatches) {
   blpo_mbf_layout lay;
-  if (!blpo_mbf_choose(&lay, d, actor, critic, n, (size_t)blpo_cuda(be)->smem_optin))
+  if (!blpo_mbf_choose(&lay, d, actor, critic, n, (size_t)blpo_cuda(be)->smem_optin,
+                       blpo_cuda(be)->tf32_tiles))
     return 0;
   return blpo_mbf_work_bytes(&lay, d->P, minibatches);
 }
@@ -85,7 +86,8 @@ void cuda_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_ppo_min
   // integer operations on the host; a replayed graph skips them)
   blpo_mbf_layout lay;
   if (!mb->work || !blpo_mbf_place_ok(mb) ||
-      !blpo_mbf_choose(&lay, d, mb->actor, mb->critic, mb->n, (size_t)impl->smem_optin)) {
+      !blpo_mbf_choose(&lay, d, mb->actor, mb->critic, mb->n, (size_t)impl->smem_optin,
+                       impl->tf32_tiles)) {
     blpo_cuda_fail("blpo", "ppo_minibatch",
                    !mb->work ? "no workspace (size it with ppo_minibatch_work)"
                    : !blpo_mbf_place_ok(mb)

@@ -20,7 +20,7 @@ constexpr int kT = BLPO_MBF_THREADS;
 // chunks of 32 rows).
 __global__ void __launch_bounds__(kT, 2) tnf_kernel(const __grid_constant__ blpo_tnf_args a) {
   blpo_pdl_enter();
-  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
+  extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles
   const int phases = blpo_tnf_phases(&a.lay);
   for (int ph = 0; ph < phases; ph++) {
     blpo_tnf_block(&a, blockIdx.y, blockIdx.x, threadIdx.x, ph, sm);
@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kT, 2) tnf_kernel(const __grid_constant__ blpo
 // counts (the barrier is the block's own).
 __global__ void __launch_bounds__(kT, 2) tnf_many_kernel(const __grid_constant__ blpo_tnf_set s) {
   blpo_pdl_enter();
-  extern __shared__ __align__(16) float sm[]; // 16: the layer passes' float4 loads
+  extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles
   const int t = blpo_pass_of(s.start, blockIdx.x);
   const blpo_tnf_args *a = &s.t[t];
   const int b = blockIdx.x - s.start[t], phases = blpo_tnf_phases(&a->lay);

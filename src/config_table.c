@@ -63,7 +63,9 @@ const blpo_config_key blpo_config_keys[] = {
      "effect on the CPU."},
     {"run.precision", BLPO_KEY_ENUM, FIELD(precision), 0, 0, 0, 0, 0, 0, precision_names, "fp32",
      "GEMM precision on the CUDA backend: fp32, or tf32 (tensor cores, 10-bit mantissa "
-     "inputs, fp32 accumulation). The CPU always computes in fp32."},
+     "inputs, fp32 accumulation): cuBLAS's GEMMs, and in the fused update kernels the hidden "
+     "layers whose widths are multiples of 16 (compute capability 8.0+). The CPU always "
+     "computes in fp32."},
     {"run.pdl", BLPO_KEY_BOOL, FIELD(pdl), 0, 0, 0, 0, 0, 0, NULL, "false",
      "CUDA backend, compute capability 9.0+ (Hopper): programmatic dependent launch, each "
      "kernel scheduled while the one before it is still running and waiting at its start for "

@@ -76,6 +76,7 @@ static struct {
   size_t sm_floats;
   size_t ran[BLK_PROGRAMS]; /* blocks emulated per program */
   int sms;                  /* the multiprocessors the rollout's layout fills (BLK_SMS) */
+  int tf32;                 /* set_gemm_precision: the layer passes' TF32 tiles, emulated */
 } g_blk;
 
 /* Shared memory for one block of program `prog`, poisoned; exactly the
@@ -83,7 +84,7 @@ static struct {
 static float *blk_shared(int prog, size_t floats) {
   if (floats != g_blk.sm_floats) {
     free(g_blk.sm);
-    g_blk.sm = test_alloc_floats(floats);
+    g_blk.sm = test_alloc_shared(floats);
     g_blk.sm_floats = floats;
   }
   test_poison_nan(g_blk.sm, floats, 0x5b);
@@ -96,7 +97,7 @@ static void blk_mlp_forward(blpo_backend *be, const blpo_mlp *m, int P, const fl
   blpo_fwd_args a;
   if (P <= 0 || n <= 0)
     return;
-  if (!blpo_fwd_choose(&a.lay, m, P, n, BLK_SMEM)) {
+  if (!blpo_fwd_choose(&a.lay, m, P, n, BLK_SMEM, g_blk.tf32)) {
     g_blk.cpu.mlp_forward(be, m, P, params, x, n, acts);
     return;
   }
@@ -116,7 +117,7 @@ static void blk_mlp_forward_many(blpo_backend *be, int P, int count, const blpo_
   blpo_fwd_set set;
   if (P <= 0 || count <= 0)
     return;
-  if (!blpo_fwd_set_init(&set, P, count, f, BLK_SMEM)) {
+  if (!blpo_fwd_set_init(&set, P, count, f, BLK_SMEM, g_blk.tf32)) {
     for (int k = 0; k < count; k++)
       blk_mlp_forward(be, f[k].m, P, f[k].params, f[k].x, f[k].n, f[k].acts);
     return;
@@ -138,7 +139,7 @@ static void blk_mlp_backward(blpo_backend *be, const blpo_mlp *m, int P, const f
   blpo_bwd_args a;
   if (P <= 0)
     return;
-  if (!blpo_bwd_choose(&a.lay, m, P, n, BLK_SMEM)) {
+  if (!blpo_bwd_choose(&a.lay, m, P, n, BLK_SMEM, g_blk.tf32)) {
     g_blk.cpu.mlp_backward(be, m, P, params, x, n, acts, dy, grad, scratch);
     return;
   }
@@ -165,7 +166,7 @@ static void blk_mlp_backward_many(blpo_backend *be, int P, int count, const blpo
   blpo_bwd_set set;
   if (P <= 0 || count <= 0)
     return;
-  if (!blpo_bwd_set_init(&set, P, count, g, BLK_SMEM)) {
+  if (!blpo_bwd_set_init(&set, P, count, g, BLK_SMEM, g_blk.tf32)) {
     for (int k = 0; k < count; k++)
       blk_mlp_backward(be, g[k].m, P, g[k].params, g[k].x, g[k].n, g[k].acts, g[k].dy, g[k].grad,
                        g[k].scratch);
@@ -193,7 +194,7 @@ static size_t blk_ppo_minibatch_work(blpo_backend *be, const blpo_dims *d, const
                                      const blpo_mlp *critic, int n, int minibatches) {
   (void)be;
   blpo_mbf_layout lay;
-  return blpo_mbf_choose(&lay, d, actor, critic, n, BLK_SMEM)
+  return blpo_mbf_choose(&lay, d, actor, critic, n, BLK_SMEM, g_blk.tf32)
              ? blpo_mbf_work_bytes(&lay, d->P, minibatches)
              : 0;
 }
@@ -204,7 +205,7 @@ static void blk_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_p
   if (d->P <= 0 || mb->n <= 0)
     return;
   if (!mb->work || !blpo_mbf_place_ok(mb) ||
-      !blpo_mbf_choose(&lay, d, mb->actor, mb->critic, mb->n, BLK_SMEM)) {
+      !blpo_mbf_choose(&lay, d, mb->actor, mb->critic, mb->n, BLK_SMEM, g_blk.tf32)) {
     fprintf(stderr, "blocks backend: ppo_minibatch without a layout or workspace\n");
     exit(2);
   }
@@ -248,7 +249,8 @@ static size_t blk_critic_step_work(blpo_backend *be, const blpo_dims *d, const b
                                    int n) {
   (void)be;
   blpo_cvf_layout lay;
-  return blpo_cvf_choose(&lay, d, critic, n, BLK_SMEM) ? blpo_cvf_work_bytes(&lay, d->P) : 0;
+  return blpo_cvf_choose(&lay, d, critic, n, BLK_SMEM, g_blk.tf32) ? blpo_cvf_work_bytes(&lay, d->P)
+                                                                   : 0;
 }
 
 static void blk_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs) {
@@ -259,7 +261,7 @@ static void blk_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs)
   memset(&d, 0, sizeof(d));
   d.P = P, d.obs_dim = cs->critic->dims[0];
   blpo_cvf_layout lay;
-  if (!cs->work || !blpo_cvf_choose(&lay, &d, cs->critic, cs->n, BLK_SMEM)) {
+  if (!cs->work || !blpo_cvf_choose(&lay, &d, cs->critic, cs->n, BLK_SMEM, g_blk.tf32)) {
     fprintf(stderr, "blocks backend: critic_step without a layout or workspace\n");
     exit(2);
   }
@@ -515,6 +517,13 @@ static void blk_rollout_fused(blpo_backend *be, const blpo_dims *d, const blpo_m
     }
 }
 
+/* As the CUDA op (kernels/graph_cuda.cu): run.precision tf32 puts the
+ * layer passes' eligible layers on the (emulated) tensor-core tiles. */
+static void blk_set_gemm_precision(blpo_backend *be, int tf32) {
+  (void)be;
+  g_blk.tf32 = tf32;
+}
+
 static void blk_destroy(blpo_backend *be) {
   free(g_blk.sm);
   g_blk.sm = NULL, g_blk.sm_floats = 0;
@@ -529,6 +538,7 @@ static blpo_backend *blocks_backend_create(void) {
   g_blk.cpu = *be;
   g_blk.fused = 1;
   g_blk.sms = BLK_SMS;
+  g_blk.tf32 = 0;
   be->name = "cpu-blocks";
   be->mlp_forward = blk_mlp_forward;
   be->mlp_forward_many = blk_mlp_forward_many;
@@ -550,6 +560,7 @@ static blpo_backend *blocks_backend_create(void) {
   be->episode_summary = blk_episode_summary;
   be->rollout_fused_supported = blk_rollout_fused_supported;
   be->rollout_fused = blk_rollout_fused;
+  be->set_gemm_precision = blk_set_gemm_precision;
   be->destroy = blk_destroy;
   return be;
 }

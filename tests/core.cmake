@@ -57,8 +57,28 @@ add_test(NAME learning_blpo_paper_cartpole
          COMMAND test_learning ${BLPO_CONFIGS}/paper/cartpole.yaml 475 4)
 add_test(NAME learning_blpo_paper_acrobot
          COMMAND test_learning ${BLPO_CONFIGS}/paper/acrobot.yaml -100 mean)
+# run.precision tf32 on the CPU running the CUDA kernels' block programs
+# (tests/blocks_backend.h), whose TF32 tiles it emulates (the 10-bit
+# products, include/blpo/tc_tile.h). The paper's PPO CartPole at 150k steps,
+# 2 seeds: 357.5 and 316.5 (fp32 on the CPU backend 318.2 and 346.7,
+# 2026-12-07), so 150 shows learning with margin; the full runs (5 seeds,
+# 4 to reach 475) are `long`: PPO's five ended at 484.6, 478.2, 494.0,
+# 487.8 and 497.3 (fp32 on the CPU: 492.2, 479.3, 488.1, 476.7, 478.8),
+# BLPO's five all at 500.0 (36 min on one core, 2026-12-07).
+add_test(NAME learning_ppo_paper_cartpole_tf32_short
+         COMMAND test_learning ${BLPO_CONFIGS}/paper/cartpole.yaml 150 0 algo.name=ppo
+                 algo.critic_lr=2.5e-4 run.num_seeds=2 run.total_steps=150000 run.precision=tf32)
+add_test(NAME learning_ppo_paper_cartpole_tf32
+         COMMAND test_learning ${BLPO_CONFIGS}/paper/cartpole.yaml 475 4 algo.name=ppo
+                 algo.critic_lr=2.5e-4 run.precision=tf32)
+add_test(NAME learning_blpo_paper_cartpole_tf32
+         COMMAND test_learning ${BLPO_CONFIGS}/paper/cartpole.yaml 475 4 run.precision=tf32)
+set_tests_properties(learning_ppo_paper_cartpole_tf32_short learning_ppo_paper_cartpole_tf32
+                     learning_blpo_paper_cartpole_tf32 PROPERTIES ENVIRONMENT BLPO_TEST_DEVICE=blocks)
 set_tests_properties(learning_ppo_cartpole_short learning_blpo_cartpole_short
-                     PROPERTIES LABELS "cpu;learning")
+                     learning_ppo_paper_cartpole_tf32_short PROPERTIES LABELS "cpu;learning")
+set_tests_properties(learning_ppo_paper_cartpole_tf32 learning_blpo_paper_cartpole_tf32
+                     PROPERTIES LABELS "cpu;learning;long")
 set_tests_properties(learning_ppo_cartpole_main learning_blpo_cartpole_main
                      learning_ppo_paper_cartpole learning_blpo_paper_cartpole
                      learning_blpo_paper_acrobot PROPERTIES LABELS "cpu;learning;long")
@@ -151,6 +171,12 @@ set_tests_properties(emu_order PROPERTIES LABELS "cpu")
 blpo_test_exe(test_critic_step)
 add_test(NAME critic_step_blocks COMMAND test_critic_step)
 set_tests_properties(critic_step_blocks PROPERTIES LABELS "cpu;derivatives")
+
+# The TF32 tensor-core tile (run.precision tf32) as the host emulates it:
+# its rounding and its product against a double one.
+blpo_test_exe(test_tc_tile)
+add_test(NAME tc_tile COMMAND test_tc_tile)
+set_tests_properties(tc_tile PROPERTIES LABELS "cpu;derivatives")
 
 # The CUDA fused MLP passes' block programs against the CPU's mlp_forward
 # and mlp_backward.

@@ -126,7 +126,7 @@ static int run_blocks(const hr_inputs *in, int R, size_t work_floats, float *row
   blpo_hvr_layout y;
   int sf = blpo_hvr_layout_init(&y, &in->m, in->n, in->K, R, work_floats);
   size_t pf = (size_t)in->P * work_floats;
-  float *parts = test_alloc_floats(pf), *sm = test_alloc_floats((size_t)sf);
+  float *parts = test_alloc_floats(pf), *sm = test_alloc_shared((size_t)sf);
   test_poison_nan(parts, pf, 2);
   test_poison_nan(rows, (size_t)in->P * in->K * in->Nc, 3);
   blpo_hvr_args a =

@@ -5,10 +5,13 @@
  * MIN_AGENTS: how many agents must reach it (0 = all), or "mean": the mean
  * over agents must reach it. With the environment variable
  * BLPO_TEST_DEVICE=cuda it trains on the CUDA backend, and exits 77 with the
- * reason when there is no usable device. */
+ * reason when there is no usable device; with BLPO_TEST_DEVICE=blocks on
+ * the CPU running the CUDA kernels' block programs (tests/blocks_backend.h),
+ * where run.precision=tf32 emulates the kernels' TF32 tiles. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocks_backend.h"
 #include "blpo/config_load.h"
 #include "blpo/trainer.h"
 #include "test_util.h"
@@ -44,6 +47,8 @@ int main(int argc, char **argv) {
     printf("SKIP: this build has no CUDA backend\n");
     return 77;
 #endif
+  } else if (dev && !strcmp(dev, "blocks")) {
+    be = blocks_backend_create();
   } else {
     be = blpo_backend_cpu_create(0);
   }

@@ -28,7 +28,18 @@ typedef struct {
   int in, nh, hidden[2], out, act, extra, P, n;
 } fwd_case;
 
-static void check_case(blpo_backend *be, const fwd_case *c, int R) {
+/* The tolerances of run.precision tf32 (the layers blpo_mbf_tc_layer takes
+ * on TF32 tiles; include/blpo/tc_tile.h): a product of 10-bit mantissas
+ * is off by about 2^-11 of each term, so an activation by about 1e-3 of
+ * the sum of its terms' magnitudes, through the layers; the bounds are
+ * 4-6 times the largest seen over these cases (5.2e-3 of 1 + |cpu| for an
+ * activation, 3.3e-4 of the norm for a gradient; 2026-12-07). A tile's
+ * indexing is checked exactly by test_tc_tile; these bounds catch a tile
+ * or epilogue in the wrong place (off by O(1)). */
+#define TF32_ACT_TOL 2e-2f
+#define TF32_GRAD_TOL 2e-3
+
+static void check_case(blpo_backend *be, const fwd_case *c, int R, int tf32) {
   blpo_mlp m;
   blpo_mlp_init_shape(&m, c->in, c->hidden, c->nh, c->out, c->act, c->extra);
   size_t np = (size_t)c->P * m.num_params, nx = (size_t)c->P * c->n * c->in;
@@ -43,9 +54,14 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R) {
   test_poison_nan(blk, na, 1);
   be->mlp_forward(be, &m, c->P, params, x, c->n, cpu);
   blpo_fwd_args a;
-  int sf = blpo_fwd_layout_init(&a.lay, &m, c->n, R);
+  int sf = blpo_fwd_layout_init(&a.lay, &m, c->n, R, tf32);
+  int tc = 0;
+  for (int l = 0; l < m.num_layers; l++)
+    tc += a.lay.t.tc[l];
+  CHECK(tc == 0 || tf32, "%s: TF32 tiles without tf32", c->name);
+  const float atol = tc ? TF32_ACT_TOL : 1e-5f;
   a.params = params, a.x = x, a.acts = blk;
-  float *sm = test_alloc_floats((size_t)sf);
+  float *sm = test_alloc_shared((size_t)sf);
   EMU_FOR (p, c->P)
     EMU_FOR (b, a.lay.blocks) {
       test_poison_nan(sm, (size_t)sf, 1);
@@ -54,14 +70,21 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R) {
           blpo_fwd(&a, p, b, t, ph, sm);
     }
   char what[160];
-  snprintf(what, sizeof what, "%s, forward, %d rows per block", c->name, R);
+  snprintf(what, sizeof what, "%s, forward, %d rows per block%s", c->name, R,
+           tc ? ", TF32 tiles" : "");
   emu_same(what, blk, na * sizeof(float));
   size_t bad = 0, first = 0;
-  for (size_t i = 0; i < na; i++)
-    if (!(fabsf(blk[i] - cpu[i]) <= 1e-5f * (1.0f + fabsf(cpu[i]))) && bad++ == 0)
+  float worst = 0.0f;
+  for (size_t i = 0; i < na; i++) {
+    const float e = fabsf(blk[i] - cpu[i]) / (1.0f + fabsf(cpu[i]));
+    worst = e > worst ? e : worst;
+    if (!(e <= atol) && bad++ == 0)
       first = i;
-  CHECK(bad == 0, "%s, %d rows per block: %zu of %zu activations differ (first [%zu]: %g, cpu %g)",
-        c->name, R, bad, na, first, (double)blk[first], (double)cpu[first]);
+  }
+  CHECK(bad == 0, "%s: %zu of %zu activations differ (first [%zu]: %g, cpu %g)", what, bad, na,
+        first, (double)blk[first], (double)cpu[first]);
+  if (tc && getenv("BLPO_TEST_VERBOSE"))
+    printf("%s: largest activation error %.3g of 1 + |cpu|\n", what, (double)worst);
 
   /* backward from the CPU's activations, with 2R rows per block too (the
    * backward layout goes to 64) */
@@ -76,12 +99,15 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R) {
   for (int pass = 0; pass < 2; pass++) {
     int Rb = pass == 0 ? R : 2 * R;
     blpo_bwd_args ba;
-    int sb = blpo_bwd_layout_init(&ba.lay, &m, c->n, Rb);
+    int sb = blpo_bwd_layout_init(&ba.lay, &m, c->n, Rb, tf32);
+    int btc = 0; /* from the CPU's activations: the forward's tiles play no part */
+    for (int l = 0; l < m.num_layers; l++)
+      btc += ba.lay.t.tc[l];
     int fits = ba.lay.direct || (size_t)ba.lay.blocks * nm <= 2 * (size_t)c->n * m.max_width;
     if (!fits)
       continue; /* blpo_bwd_choose would not pick it: the scratch cannot hold the partials */
     float *parts = test_alloc_floats((size_t)c->P * ba.lay.blocks * nm),
-          *sm2 = test_alloc_floats((size_t)sb);
+          *sm2 = test_alloc_shared((size_t)sb);
     test_poison_nan(parts, (size_t)c->P * ba.lay.blocks * nm, 1);
     ba.params = params, ba.x = x, ba.acts = cpu, ba.dy = dy, ba.grad = gb, ba.parts = parts;
     EMU_FOR (p, c->P)
@@ -96,14 +122,16 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R) {
         EMU_FOR (k, (int)((nm + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS))
           EMU_FOR (t, BLPO_MBF_THREADS)
             blpo_bwd_reduce(&ba, p, k, t);
-    snprintf(what, sizeof what, "%s, backward, %d rows per block", c->name, Rb);
+    snprintf(what, sizeof what, "%s, backward, %d rows per block%s", c->name, Rb,
+             btc ? ", TF32 tiles" : "");
     emu_same(what, gb, np * sizeof(float));
     for (int p = 0; p < c->P; p++) {
       const float *xg = gb + (size_t)p * m.num_params, *yg = gc + (size_t)p * m.num_params;
       double e = test_rel_norm_err(xg, yg, NULL, nm); /* the MLP part */
-      CHECK(e <= 1e-4,
-            "%s, backward, %d rows per block (%d blocks), agent %d: gradient off by %.3g", c->name,
-            Rb, ba.lay.blocks, p, e);
+      CHECK(e <= (btc ? TF32_GRAD_TOL : 1e-4), "%s (%d blocks), agent %d: gradient off by %.3g",
+            what, ba.lay.blocks, p, e);
+      if (btc && getenv("BLPO_TEST_VERBOSE"))
+        printf("%s, agent %d: gradient off by %.3g of its norm\n", what, p, e);
     }
     test_poison_nan(gb, np, 1);
     free(parts);
@@ -128,14 +156,18 @@ int main(void) {
       {"3-37-19-1 tanh + log_std, 3 agents x 77 rows", 3, 2, {37, 19}, 1, BLPO_ACT_TANH, 1, 3, 77},
       {"5-19-1 relu (1 hidden), 2100 rows", 5, 1, {19, 0}, 1, BLPO_ACT_RELU, 0, 1, 2100},
       {"2-24-24-3 relu, 2 agents x 1 row", 2, 2, {24, 24}, 3, BLPO_ACT_RELU, 0, 2, 1},
+      /* TF32 tiles on 64-48 and on the 48-16 head (no activation), 77
+       * rows: tiles past the last row */
+      {"5-64-48-16 relu, 2 agents x 77 rows", 5, 2, {64, 48}, 16, BLPO_ACT_RELU, 0, 2, 77},
   };
-  const int rows[] = {BLPO_MBF_ROWS, 8};
+  const int rows[] = {BLPO_MBF_ROWS, 16, 8}; /* 16: TF32 only (the smallest tiled block) */
   const uint64_t seed = g_rng;
   for (int o = 0; o < EMU_ORDERS; o++) {
     emu_begin_order(o, seed);
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
       for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
-        check_case(be, &cases[k], rows[r]);
+        for (int tf32 = rows[r] == 16; tf32 < 2; tf32++)
+          check_case(be, &cases[k], rows[r], tf32);
   }
   emu_seen_free();
   /* the choice: 64-64 takes 32 rows per block on 227 KiB; 512-384 does not fit */
@@ -144,8 +176,33 @@ int main(void) {
   blpo_mlp_init_shape(&m, 4, h, 2, 2, BLPO_ACT_TANH, 0);
   blpo_mlp_init_shape(&wide, 4, hw, 2, 2, BLPO_ACT_TANH, 0);
   blpo_fwd_layout y;
-  CHECK(blpo_fwd_choose(&y, &m, 1, 4096, 227 * 1024) == 32, "64-64: 32 rows per block");
-  CHECK(blpo_fwd_choose(&y, &wide, 1, 4096, 227 * 1024) == 0, "512-384: the cuBLAS path");
+  CHECK(blpo_fwd_choose(&y, &m, 1, 4096, 227 * 1024, 0) == 32, "64-64: 32 rows per block");
+  CHECK(blpo_fwd_choose(&y, &wide, 1, 4096, 227 * 1024, 0) == 0, "512-384: the cuBLAS path");
+#if BLPO_MBF_VEC == 4 /* the scalar loads' variant has no TF32 tiles (odd pitches) */
+  /* TF32: the 64-64 layer alone on tensor-core tiles, its weights 32-byte
+   * aligned with pitch 68; none at 8 rows per block (a tile is 16 rows) */
+  CHECK(blpo_fwd_choose(&y, &m, 1, 4096, 227 * 1024, 1) == 32 && !y.t.tc[0] && y.t.tc[1] &&
+            !y.t.tc[2] && y.t.wp[1] == 68 && y.t.w_dst[1] % 8 == 0 && y.t.wp[0] == 65,
+        "64-64, tf32: the hidden layer on TF32 tiles");
+  blpo_fwd_layout_init(&y, &m, 4096, 8, 1);
+  CHECK(!y.t.tc[1] && y.t.wp[1] == 65, "8 rows per block, tf32: no TF32 tiles");
+  {
+    /* the TF32 layout needs a little more room; where only the fp32 one
+     * fits, the same rows per block without the tiles (the workspace was
+     * sized for them) */
+    blpo_fwd_layout f0, f1;
+    size_t need32 = sizeof(float) * (size_t)blpo_fwd_layout_init(&f0, &m, 4096, 32, 0);
+    size_t need32t = sizeof(float) * (size_t)blpo_fwd_layout_init(&f1, &m, 4096, 32, 1);
+    CHECK(need32t > need32, "the TF32 layout is larger (%zu, %zu bytes)", need32t, need32);
+    CHECK(blpo_fwd_choose(&y, &m, 1, 4096, need32, 1) == 32 && !y.t.tc[1],
+          "tf32 where only the fp32 layout fits: 32 rows, fp32 tiles");
+    CHECK(blpo_fwd_choose(&y, &m, 1, 4096, need32t, 1) == 32 && y.t.tc[1],
+          "tf32 where it fits: TF32 tiles");
+  }
+#else
+  CHECK(blpo_fwd_choose(&y, &m, 1, 4096, 227 * 1024, 1) == 32 && !y.t.tc[1],
+        "scalar loads, tf32: no TF32 tiles");
+#endif
   /* backward: 64 rows per block at 4096 rows (64 partials of 4545 floats
    * within the 2 n 64 of scratch), one direct block for 40 rows, the cuBLAS
    * path for 512-384, and for 70 rows in 9 blocks of 8 (where only 8 fit in
@@ -153,11 +210,11 @@ int main(void) {
   blpo_bwd_layout z;
   blpo_mlp c1;
   blpo_mlp_init_shape(&c1, 4, h, 2, 1, BLPO_ACT_TANH, 0);
-  CHECK(blpo_bwd_choose(&z, &c1, 1, 4096, 227 * 1024) == 64 && !z.direct, "64-64 backward: 64");
-  CHECK(blpo_bwd_choose(&z, &c1, 2, 40, 227 * 1024) == 64 && z.direct, "40 rows: one block");
-  CHECK(blpo_bwd_choose(&z, &wide, 1, 4096, 227 * 1024) == 0, "512-384 backward: cuBLAS");
-  size_t need8 = sizeof(float) * (size_t)blpo_bwd_layout_init(&z, &c1, 70, 8);
-  CHECK(blpo_bwd_choose(&z, &c1, 1, 70, need8) == 0, "70 rows in blocks of 8: no room");
+  CHECK(blpo_bwd_choose(&z, &c1, 1, 4096, 227 * 1024, 0) == 64 && !z.direct, "64-64 backward: 64");
+  CHECK(blpo_bwd_choose(&z, &c1, 2, 40, 227 * 1024, 0) == 64 && z.direct, "40 rows: one block");
+  CHECK(blpo_bwd_choose(&z, &wide, 1, 4096, 227 * 1024, 0) == 0, "512-384 backward: cuBLAS");
+  size_t need8 = sizeof(float) * (size_t)blpo_bwd_layout_init(&z, &c1, 70, 8, 0);
+  CHECK(blpo_bwd_choose(&z, &c1, 1, 70, need8, 0) == 0, "70 rows in blocks of 8: no room");
   be->destroy(be);
   return test_summary("test_mlp_blocks");
 }

@@ -102,7 +102,7 @@ static void check_case(const many_case *c, blpo_backend *cpu, blpo_backend *blk)
     }
   }
   blpo_bwd_set set;
-  CHECK(blpo_bwd_set_init(&set, c->P, c->count, bw[1], BLK_SMEM) == c->fused,
+  CHECK(blpo_bwd_set_init(&set, c->P, c->count, bw[1], BLK_SMEM, 0) == c->fused,
         "%s: the set %s the two kernels", c->name, c->fused ? "does not take" : "takes");
   cpu->mlp_forward_many(cpu, c->P, c->count, fw[0]);
   blk->mlp_forward_many(blk, c->P, c->count, fw[1]);
@@ -171,9 +171,9 @@ static void check_refusals(void) {
     blpo_mlp_grad_pass p[2] = {{pairs[k][0], buf, buf, 300, buf, buf, buf, buf, 0},
                                {pairs[k][1], buf, buf, 300, buf, buf, buf, buf, 1}};
     blpo_bwd_set s;
-    CHECK(!blpo_bwd_set_init(&s, 1, 2, p, BLK_SMEM), "a sum between %s is refused", what[k]);
+    CHECK(!blpo_bwd_set_init(&s, 1, 2, p, BLK_SMEM, 0), "a sum between %s is refused", what[k]);
     p[1].add_to_prev = 0;
-    CHECK(blpo_bwd_set_init(&s, 1, 2, p, BLK_SMEM), "the same passes without the sum are taken");
+    CHECK(blpo_bwd_set_init(&s, 1, 2, p, BLK_SMEM, 0), "the same passes without the sum are taken");
   }
 }
 

@@ -91,7 +91,7 @@ static void check_out(const tn_inputs *in, const float *got, const char *name, c
 static int run_blocks(const tn_inputs *in, int R, float *ry) {
   blpo_tnf_layout y;
   int sf = blpo_tnf_layout_init(&y, &in->m, in->n, in->K, R);
-  float *sm = test_alloc_floats((size_t)sf);
+  float *sm = test_alloc_shared((size_t)sf);
   test_poison_nan(ry, (size_t)in->P * in->K * in->n * in->Y, 2);
   blpo_tnf_args a = blpo_tnf_args_of(&y, in->params, in->x, in->acts, in->dirs, ry);
   EMU_FOR (p, in->P)

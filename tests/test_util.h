@@ -8,6 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifndef TEST_ASAN
+#define TEST_ASAN 0
+#endif
+#if TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 static int g_failures = 0;
 
 #define CHECK(cond, ...)                                                                           \
@@ -97,6 +111,24 @@ static inline float *test_alloc_floats(size_t count) {
     fprintf(stderr, "out of memory\n");
     exit(2);
   }
+  return p;
+}
+
+/* A block program's shared memory on the host: 32-byte aligned as the
+ * kernels' (the tensor-core tiles check their pointers' alignment,
+ * include/blpo/tc_tile.h). aligned_alloc takes a size that is a multiple
+ * of the alignment; under ASan the rounding's tail is poisoned, so that a
+ * read or write past `count` floats is still reported. */
+static inline float *test_alloc_shared(size_t count) {
+  const size_t want = (count ? count : 1) * sizeof(float), bytes = (want + 31) / 32 * 32;
+  float *p = aligned_alloc(32, bytes);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+#if TEST_ASAN
+  __asan_poison_memory_region((char *)p + want, bytes - want);
+#endif
   return p;
 }
 

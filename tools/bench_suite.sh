@@ -80,6 +80,11 @@ if [ "${TARGETS:-0}" = 1 ]; then
     run table "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
       --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --set "$v" --label "$v"
   done
+  # the fused kernels' TF32 tiles (opt-in; include/blpo/tc_tile.h)
+  echo
+  run table "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
+    --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --set run.pdl=false \
+    --set run.precision=tf32 --label "run.precision=tf32, run.pdl=false"
   # variants of the fused kernels, tile and loads (tools/gpu_bundle.sh builds
   # them beside the default one in BUILD_DIR-t<variant>)
   for vb in "$build"-t*; do
@@ -95,6 +100,8 @@ if [ "${TARGETS:-0}" = 1 ]; then
   if [ "$dev" = cuda ] && [ "${TINY:-0}" != 1 ]; then
     paper_run "run.pdl=false" --set run.pdl=false
     paper_run "run.pdl=true" --set run.pdl=true
+    # last: its learning result with TF32 tiles (the 15 seeds' returns)
+    paper_run "run.precision=tf32" --set run.pdl=false --set run.precision=tf32
   fi
   exit $status
 fi

@@ -43,11 +43,12 @@ typedef struct {
 } blpo_cvf_adam_shared;
 
 /* The layout for n-row minibatches with R rows per block (1 <= R <=
- * BLPO_MBF_ROWS); returns the rows kernel's shared floats. */
+ * BLPO_MBF_ROWS), tf32 as blpo_mbf_net_init; returns the rows kernel's
+ * shared floats. */
 static inline int blpo_cvf_layout_init(blpo_cvf_layout *y, int obs_dim, const blpo_mlp *critic,
-                                       int n, int R) {
+                                       int n, int R, int tf32) {
   memset(y, 0, sizeof(*y));
-  int off = blpo_mbf_net_init(&y->c, critic, 0);
+  int off = blpo_mbf_net_init(&y->c, critic, 0, tf32, R);
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R, y->O = obs_dim;
   /* every (rows, width) array the layer passes read placed as ppo_blocks.h's */
   y->c.h[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(obs_dim));
@@ -66,12 +67,17 @@ static inline int blpo_cvf_layout_init(blpo_cvf_layout *y, int obs_dim, const bl
 
 /* As blpo_mbf_choose, for the critic alone. */
 static inline int blpo_cvf_choose(blpo_cvf_layout *y, const blpo_dims *d, const blpo_mlp *critic,
-                                  int n, size_t smem_bytes) {
+                                  int n, size_t smem_bytes, int tf32) {
   if (n <= 0 || d->P <= 0 || d->P > 65535 || !blpo_mbf_net_ok(critic, d->obs_dim, 1, 0))
     return 0;
-  for (int R = BLPO_MBF_ROWS; R >= 8; R /= 2)
-    if (sizeof(float) * (size_t)blpo_cvf_layout_init(y, d->obs_dim, critic, n, R) <= smem_bytes)
-      return R;
+  for (int R = BLPO_MBF_ROWS; R >= 8; R /= 2) {
+    if (sizeof(float) * (size_t)blpo_cvf_layout_init(y, d->obs_dim, critic, n, R, 0) > smem_bytes)
+      continue;
+    if (tf32 &&
+        sizeof(float) * (size_t)blpo_cvf_layout_init(y, d->obs_dim, critic, n, R, 1) > smem_bytes)
+      blpo_cvf_layout_init(y, d->obs_dim, critic, n, R, 0); /* as blpo_mbf_choose */
+    return R;
+  }
   return 0;
 }
 

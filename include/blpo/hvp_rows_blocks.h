@@ -75,7 +75,7 @@ typedef struct {
 static inline int blpo_hvr_layout_init(blpo_hvr_layout *y, const blpo_mlp *critic, int n, int K,
                                        int R, size_t work_floats) {
   memset(y, 0, sizeof(*y));
-  int off = blpo_mbf_net_init(&y->c, critic, 0);
+  int off = blpo_mbf_net_init(&y->c, critic, 0, 0, 0); /* fp32 tiles */
   const int L = critic->num_layers, mw = critic->max_width;
   y->n = n, y->R = R, y->K = K, y->O = critic->dims[0];
   for (int l = 0; l <= L; l++) {
@@ -148,7 +148,7 @@ BLPO_HD void blpo_hvr_tangent(const blpo_hvr_layout *y, int l, int rows, float *
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const blpo_mbf_net *t = &y->c;
   const int K = y->K, din = t->dims[l], dout = t->dims[l + 1], last = l == t->L - 1;
-  const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = dout + 1;
+  const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = t->wp[l];
   const int ipk = blpo_mbf_pitch_k(din), opk = blpo_mbf_pitch_k(dout); /* R{h}'s pitches */
   const int JT = (dout + TC - 1) / TC, RT = (rows + TR - 1) / TR;
   const float *rin = sm + y->s_rh[l], *wt = sm + t->w_dst[l];
@@ -197,7 +197,7 @@ BLPO_HD void blpo_hvr_first_order(const blpo_hvr_layout *y, int l, int rows, flo
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const blpo_mbf_net *t = &y->c;
   const int din = t->dims[l], dout = t->dims[l + 1];
-  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = dout + 1;
+  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = t->wp[l];
   const int IT = (din + TC - 1) / TC, RT = (rows + TR - 1) / TR;
   const float *g = sm + y->s_g[(l + 1) % 2], *hin = sm + t->h[l], *wt = sm + t->w_dst[l];
   float *q = sm + y->s_q, *gout = sm + y->s_g[l % 2];
@@ -242,7 +242,7 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const blpo_mbf_net *t = &y->c;
   const int K = y->K, Nc = t->num_params, din = t->dims[l], dout = t->dims[l + 1];
-  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = dout + 1, vrows = rows * K;
+  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = t->wp[l], vrows = rows * K;
   const int gpk = blpo_mbf_pitch_k(dout), hpk = blpo_mbf_pitch_k(din); /* R{g}'s, R{h}'s */
   const float *g = sm + y->s_g[(l + 1) % 2], *rg = sm + y->s_rg[(l + 1) % 2];
   const float *hin = sm + t->h[l], *rhin = l > 0 ? sm + y->s_rh[l] : NULL;

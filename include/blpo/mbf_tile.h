@@ -67,11 +67,21 @@ BLPO_HD int blpo_mbf_pitch(int w) {
  * the odd pitch. */
 BLPO_HD int blpo_mbf_pitch_k(int w) { return w + 1; }
 
-/* Places a (rows, pitch) array at *off, aligned to BLPO_MBF_VEC floats, and
- * moves *off past it; returns its offset. Offsets count floats from the
- * start of the block's shared memory, whose base is 16-byte aligned. */
+/* The alignment, in floats, of the arrays blpo_mbf_place places: with
+ * float4 loads 8 (32 bytes), which the tensor-core tiles' WMMA loads need
+ * (include/blpo/tc_tile.h; a pitch of 4 mod 8 then keeps every 16-row tile
+ * 32-byte aligned too); with scalar loads 1 (no tensor-core tiles there). */
+#define BLPO_MBF_ALIGN (BLPO_MBF_VEC == 4 ? 8 : 1)
+
+/* Places a (rows, pitch) array at *off, aligned to BLPO_MBF_ALIGN floats,
+ * and moves *off past it; returns its offset. Offsets count floats from the
+ * start of the block's shared memory, whose base is 32-byte aligned (the
+ * kernels' __align__(32)). */
+static inline int blpo_mbf_align(int off) {
+  return (off + BLPO_MBF_ALIGN - 1) / BLPO_MBF_ALIGN * BLPO_MBF_ALIGN;
+}
 static inline int blpo_mbf_place(int *off, int rows, int pitch) {
-  const int o = (*off + BLPO_MBF_VEC - 1) / BLPO_MBF_VEC * BLPO_MBF_VEC;
+  const int o = blpo_mbf_align(*off);
   *off = o + rows * pitch;
   return o;
 }

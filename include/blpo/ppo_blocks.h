@@ -42,6 +42,7 @@
 #include "optim.h"
 #include "ppo_loss.h"
 #include "schedule.h"
+#include "tc_tile.h"
 
 #define BLPO_MBF_THREADS 256  /* threads per block of all four kernels */
 #define BLPO_MBF_TREE_STEPS 8 /* log2(BLPO_MBF_THREADS) */
@@ -55,7 +56,9 @@ typedef struct {
   int L, activation;
   int dims[BLPO_MAX_LAYERS + 1];
   int w_src[BLPO_MAX_LAYERS]; /* W_l in the parameters: (dout x din) row-major, b_l after it */
-  int w_dst[BLPO_MAX_LAYERS]; /* W_l^T in shared memory, row pitch dout + 1 (conflict-free) */
+  int w_dst[BLPO_MAX_LAYERS]; /* W_l^T in shared memory, row pitch wp[l] */
+  int wp[BLPO_MAX_LAYERS];    /* dout + 1 (conflict-free), or P(dout) for a TF32 layer */
+  int tc[BLPO_MAX_LAYERS];    /* layer l's products on tensor-core tiles (tc_tile.h) */
   int b_dst[BLPO_MAX_LAYERS];
   int h[BLPO_MAX_LAYERS + 1]; /* layer l's outputs (rows, pitch P(dims[l])); h[0] the obs */
   int num_params, num_mlp;
@@ -109,7 +112,21 @@ typedef struct {
 
 /* ---- layout (host) ---------------------------------------------------- */
 
-static inline int blpo_mbf_net_init(blpo_mbf_net *t, const blpo_mlp *m, int off) {
+/* Whether a layer of din inputs and dout outputs, R rows per block, runs
+ * its forward product and its backward d/dz on tensor-core tiles where
+ * TF32 is asked: 16 x 16 tiles of (rows, dout) and (rows, din), steps of 8
+ * over din and dout, and pitches that are multiples of 4 (the float4
+ * layout). The first layer of a control task (a few inputs) and the heads
+ * stay on the fp32 tiles, as does every layer's dW (a sum over the rows,
+ * whose last tile would need zeroed padding rows). */
+static inline int blpo_mbf_tc_layer(int din, int dout, int R) {
+  return BLPO_MBF_VEC == 4 && din % BLPO_TC_N == 0 && dout % BLPO_TC_N == 0 && R % BLPO_TC_N == 0;
+}
+
+/* The network at shared offset off; tf32: the layers blpo_mbf_tc_layer
+ * takes for R rows per block go on tensor-core tiles (their weights then
+ * 32-byte aligned with row pitch P(dout), as WMMA reads them). */
+static inline int blpo_mbf_net_init(blpo_mbf_net *t, const blpo_mlp *m, int off, int tf32, int R) {
   memset(t, 0, sizeof(*t));
   t->L = m->num_layers;
   t->activation = m->activation;
@@ -117,9 +134,11 @@ static inline int blpo_mbf_net_init(blpo_mbf_net *t, const blpo_mlp *m, int off)
     t->dims[l] = m->dims[l];
   for (int l = 0; l < m->num_layers; l++) {
     int din = m->dims[l], dout = m->dims[l + 1];
+    t->tc[l] = tf32 && blpo_mbf_tc_layer(din, dout, R);
+    t->wp[l] = t->tc[l] ? blpo_mbf_pitch(dout) : dout + 1;
     t->w_src[l] = (int)m->w_off[l];
-    t->w_dst[l] = off;
-    off += din * (dout + 1);
+    t->w_dst[l] = off = t->tc[l] ? blpo_mbf_align(off) : off;
+    off += din * t->wp[l];
     t->b_dst[l] = off;
     off += dout;
   }
@@ -129,13 +148,14 @@ static inline int blpo_mbf_net_init(blpo_mbf_net *t, const blpo_mlp *m, int off)
 }
 
 /* The layout for n-row minibatches of these networks with R rows per block
- * (1 <= R <= BLPO_MBF_ROWS); returns the rows kernel's shared floats. */
+ * (1 <= R <= BLPO_MBF_ROWS), tf32 as blpo_mbf_net_init; returns the rows
+ * kernel's shared floats. */
 static inline int blpo_mbf_layout_init(blpo_mbf_layout *y, const blpo_dims *d,
-                                       const blpo_mlp *actor, const blpo_mlp *critic, int n,
-                                       int R) {
+                                       const blpo_mlp *actor, const blpo_mlp *critic, int n, int R,
+                                       int tf32) {
   memset(y, 0, sizeof(*y));
-  int off = blpo_mbf_net_init(&y->a, actor, 0);
-  off = blpo_mbf_net_init(&y->c, critic, off);
+  int off = blpo_mbf_net_init(&y->a, actor, 0, tf32, R);
+  off = blpo_mbf_net_init(&y->c, critic, off, tf32, R);
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R;
   y->O = d->obs_dim, y->A = d->act_dim, y->Y = d->head_dim;
   y->discrete = d->discrete, y->num_actions = d->num_actions;
@@ -174,10 +194,10 @@ static inline int blpo_mbf_net_ok(const blpo_mlp *m, int in, int out, size_t ext
 
 /* The layout with the most rows per block (BLPO_MBF_ROWS, halved down to 8)
  * whose shared memory fits smem_bytes, for networks and action widths the
- * layout holds;
+ * layout holds, tf32 as blpo_mbf_net_init;
  * returns its rows per block, or 0. */
 static inline int blpo_mbf_choose(blpo_mbf_layout *y, const blpo_dims *d, const blpo_mlp *actor,
-                                  const blpo_mlp *critic, int n, size_t smem_bytes) {
+                                  const blpo_mlp *critic, int n, size_t smem_bytes, int tf32) {
   /* the block sums give each log_std column one thread after the loss sums'
    * (blpo_mbf_rows, phase 1) */
   if (n <= 0 || d->P <= 0 || d->P > 65535 /* gridDim.y */ ||
@@ -185,9 +205,16 @@ static inline int blpo_mbf_choose(blpo_mbf_layout *y, const blpo_dims *d, const 
       !blpo_mbf_net_ok(actor, d->obs_dim, d->head_dim, d->discrete ? 0 : (size_t)d->act_dim) ||
       !blpo_mbf_net_ok(critic, d->obs_dim, 1, 0))
     return 0;
-  for (int R = BLPO_MBF_ROWS; R >= 8; R /= 2)
-    if (sizeof(float) * (size_t)blpo_mbf_layout_init(y, d, actor, critic, n, R) <= smem_bytes)
-      return R;
+  for (int R = BLPO_MBF_ROWS; R >= 8; R /= 2) {
+    if (sizeof(float) * (size_t)blpo_mbf_layout_init(y, d, actor, critic, n, R, 0) > smem_bytes)
+      continue;
+    /* TF32 tiles at the fp32 layout's R only (else none), so that the
+     * workspace, whose size the work query took from R, is the same */
+    if (tf32 &&
+        sizeof(float) * (size_t)blpo_mbf_layout_init(y, d, actor, critic, n, R, 1) > smem_bytes)
+      blpo_mbf_layout_init(y, d, actor, critic, n, R, 0);
+    return R;
+  }
   return 0;
 }
 
@@ -294,10 +321,10 @@ BLPO_HD int blpo_mbf_rows_phases(const blpo_mbf_layout *y) { return 3 + 2 * (y->
 /* The network's weights into shared memory, W_l transposed. */
 BLPO_HD void blpo_mbf_stage(const blpo_mbf_net *t, const float *w, float *sm, int tid) {
   for (int l = 0; l < t->L; l++) {
-    const int din = t->dims[l], dout = t->dims[l + 1], cnt = din * dout;
+    const int din = t->dims[l], dout = t->dims[l + 1], cnt = din * dout, wp = t->wp[l];
     for (int q = tid; q < cnt + dout; q += BLPO_MBF_THREADS) {
       if (q < cnt) /* consecutive threads read consecutive words */
-        sm[t->w_dst[l] + (q % din) * (dout + 1) + q / din] = w[t->w_src[l] + q];
+        sm[t->w_dst[l] + (q % din) * wp + q / din] = w[t->w_src[l] + q];
       else
         sm[t->b_dst[l] + q - cnt] = w[t->w_src[l] + q]; /* b_l follows W_l */
     }
@@ -403,10 +430,28 @@ BLPO_HD void blpo_mbf_tile_gw(const float *g, const int *rr, const float *wt, in
 BLPO_HD void blpo_mbf_forward(const blpo_mbf_net *t, int l, int rows, float *sm, int tid) {
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const int din = t->dims[l], dout = t->dims[l + 1], last = l == t->L - 1;
-  const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = dout + 1; /* row pitches */
+  const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = t->wp[l]; /* row pitches */
   const int JT = (dout + TC - 1) / TC, RT = (rows + TR - 1) / TR;
   const float *in = sm + t->h[l], *wt = sm + t->w_dst[l], *bias = sm + t->b_dst[l];
   float *out = sm + t->h[l + 1];
+  if (t->tc[l]) { /* TF32: warp w takes the 16 x 16 tiles w, w + 8, ... of (rows, dout) */
+    const int NT = dout / BLPO_TC_N, tiles = (rows + BLPO_TC_N - 1) / BLPO_TC_N * NT;
+    for (int q = tid / 32; q < tiles; q += BLPO_MBF_THREADS / 32) {
+      const int r0 = q / NT * BLPO_TC_N, n0 = q % NT * BLPO_TC_N;
+      float *c = out + r0 * op + n0; /* a tile's rows past `rows` are computed, not finished */
+      if (!blpo_tc_tile(in + r0 * ip, ip, wt + n0, wp, 0, din, c, op, tid % 32))
+        continue;
+      blpo_tc_sync();
+      for (int e = tid % 32; e < BLPO_TC_N * BLPO_TC_N; e += BLPO_TC_STRIDE) {
+        const int r = e / BLPO_TC_N, n = e % BLPO_TC_N;
+        if (r0 + r < rows) {
+          const float s = c[r * op + n] + bias[n0 + n];
+          c[r * op + n] = last ? s : blpo_activate(t->activation, s);
+        }
+      }
+    }
+    return;
+  }
   for (int e = tid; e < RT * JT; e += BLPO_MBF_THREADS) {
     const int r0 = (e / JT) * TR, jt = e % JT;
     int j[TC], rr[TR];
@@ -437,7 +482,7 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
                                const float *sm, float *part, int tid) {
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const int din = t->dims[l], dout = t->dims[l + 1];
-  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = dout + 1; /* row pitches */
+  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = t->wp[l]; /* row pitches */
   const float *hin = sm + t->h[l], *wt = sm + t->w_dst[l];
   float *pw = part + t->w_src[l], *pb = pw + dout * din; /* b_l follows W_l */
   /* dW tiles: TC j x TR i. With vector loads (BLPO_MBF_DW_ADJ) a tile's TR
@@ -452,7 +497,7 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
   const int JP = BLPO_MBF_DW_ADJ ? (JT + 1) & ~1 : JT;
   const int nw = JP * IT, nb = nw + dout;
   const int IT2 = (din + TC - 1) / TC, RT = (rows + TR - 1) / TR; /* d/dz_l tiles: TR r x TC i */
-  const int total = nb + (l > 0 ? RT * IT2 : 0);
+  const int total = nb + (l > 0 && !t->tc[l] ? RT * IT2 : 0);
   for (int e = tid; e < total; e += BLPO_MBF_THREADS) {
     if (e < nw) { /* dW_l[j][i] = sum_r g[r][j] h_in[r][i], rows in order */
       const int jt = BLPO_MBF_DW_ADJ ? (e / (2 * IT)) * 2 + (e & 1) : e / IT;
@@ -523,6 +568,26 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
             const float h = hin[o], s = acc[k][c];
             gout[o] = t->activation == BLPO_ACT_TANH ? s * (1.0f - h * h) : (h > 0.0f ? s : 0.0f);
           }
+    }
+  }
+  if (l == 0 || !t->tc[l])
+    return;
+  /* TF32 d/dz_l: warp w takes the 16 x 16 tiles w, w + 8, ... of (rows,
+   * din), g (rows, dout) times W_l (dout, din), W_l read column-major from
+   * W_l^T; a tile's rows past `rows` are computed, not finished */
+  const int NT = din / BLPO_TC_N, tiles = (rows + BLPO_TC_N - 1) / BLPO_TC_N * NT;
+  for (int q = tid / 32; q < tiles; q += BLPO_MBF_THREADS / 32) {
+    const int r0 = q / NT * BLPO_TC_N, n0 = q % NT * BLPO_TC_N;
+    float *c = gout + r0 * hp + n0;
+    if (!blpo_tc_tile(g + r0 * gp, gp, wt + n0 * wp, wp, 1, dout, c, hp, tid % 32))
+      continue;
+    blpo_tc_sync();
+    for (int e = tid % 32; e < BLPO_TC_N * BLPO_TC_N; e += BLPO_TC_STRIDE) {
+      const int r = e / BLPO_TC_N, n = e % BLPO_TC_N;
+      if (r0 + r < rows) {
+        const float h = hin[(r0 + r) * hp + n0 + n], s = c[r * hp + n];
+        c[r * hp + n] = t->activation == BLPO_ACT_TANH ? s * (1.0f - h * h) : (h > 0.0f ? s : 0.0f);
+      }
     }
   }
 }
@@ -712,9 +777,10 @@ typedef struct {
   float *acts;             /* (P, n, act_floats_per_row) */
 } blpo_fwd_args;
 
-static inline int blpo_fwd_layout_init(blpo_fwd_layout *y, const blpo_mlp *m, int n, int R) {
+static inline int blpo_fwd_layout_init(blpo_fwd_layout *y, const blpo_mlp *m, int n, int R,
+                                       int tf32) {
   memset(y, 0, sizeof(*y));
-  int off = blpo_mbf_net_init(&y->t, m, 0);
+  int off = blpo_mbf_net_init(&y->t, m, 0, tf32, R);
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R;
   for (int l = 0; l <= m->num_layers; l++) {
     y->t.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->dims[l]));
@@ -727,12 +793,16 @@ static inline int blpo_fwd_layout_init(blpo_fwd_layout *y, const blpo_mlp *m, in
 
 /* As blpo_mbf_choose, for one network: its rows per block, or 0. */
 static inline int blpo_fwd_choose(blpo_fwd_layout *y, const blpo_mlp *m, int P, int n,
-                                  size_t smem_bytes) {
+                                  size_t smem_bytes, int tf32) {
   if (n <= 0 || P <= 0 || P > 65535 || m->num_params > ((size_t)1 << 20) || m->max_width > 4096)
     return 0;
-  for (int R = BLPO_MBF_ROWS; R >= 8; R /= 2)
-    if (sizeof(float) * (size_t)blpo_fwd_layout_init(y, m, n, R) <= smem_bytes)
-      return R;
+  for (int R = BLPO_MBF_ROWS; R >= 8; R /= 2) {
+    if (sizeof(float) * (size_t)blpo_fwd_layout_init(y, m, n, R, 0) > smem_bytes)
+      continue;
+    if (tf32 && sizeof(float) * (size_t)blpo_fwd_layout_init(y, m, n, R, 1) > smem_bytes)
+      blpo_fwd_layout_init(y, m, n, R, 0); /* as blpo_mbf_choose */
+    return R;
+  }
   return 0;
 }
 
@@ -777,13 +847,13 @@ typedef struct {
  * choose; 0 if any pass does not fit shared memory (or count is out of
  * range), and then each pass goes on its own. */
 static inline int blpo_fwd_set_init(blpo_fwd_set *s, int P, int count, const blpo_mlp_pass *f,
-                                    size_t smem_bytes) {
+                                    size_t smem_bytes, int tf32) {
   memset(s, 0, sizeof(*s));
   if (count < 1 || count > BLPO_PASS_MAX)
     return 0;
   for (int t = 0; t < count; t++) {
     blpo_fwd_args *a = &s->f[t];
-    if (f[t].n <= 0 || !blpo_fwd_choose(&a->lay, f[t].m, P, f[t].n, smem_bytes))
+    if (f[t].n <= 0 || !blpo_fwd_choose(&a->lay, f[t].m, P, f[t].n, smem_bytes, tf32))
       return 0;
     a->params = f[t].params, a->x = f[t].x, a->acts = f[t].acts;
     s->start[t + 1] = s->start[t] + a->lay.blocks;
@@ -828,9 +898,10 @@ typedef struct {
   float *parts;                        /* (P, blocks, Nm) unless direct */
 } blpo_bwd_args;
 
-static inline int blpo_bwd_layout_init(blpo_bwd_layout *y, const blpo_mlp *m, int n, int R) {
+static inline int blpo_bwd_layout_init(blpo_bwd_layout *y, const blpo_mlp *m, int n, int R,
+                                       int tf32) {
   memset(y, 0, sizeof(*y));
-  int off = blpo_mbf_net_init(&y->t, m, 0);
+  int off = blpo_mbf_net_init(&y->t, m, 0, tf32, R);
   y->n = n, y->R = R, y->blocks = (n + R - 1) / R, y->direct = y->blocks == 1;
   for (int l = 0; l < m->num_layers; l++) { /* the inputs of each layer */
     y->t.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->dims[l]));
@@ -847,14 +918,17 @@ static inline int blpo_bwd_layout_init(blpo_bwd_layout *y, const blpo_mlp *m, in
 /* The most rows per block (64 down to 8) whose shared memory fits and whose
  * partials fit in the scratch; returns them, or 0 (the cuBLAS path). */
 static inline int blpo_bwd_choose(blpo_bwd_layout *y, const blpo_mlp *m, int P, int n,
-                                  size_t smem_bytes) {
+                                  size_t smem_bytes, int tf32) {
   if (n <= 0 || P <= 0 || P > 65535 || m->num_params > ((size_t)1 << 20) || m->max_width > 4096)
     return 0;
   for (int R = 2 * BLPO_MBF_ROWS; R >= 8; R /= 2) {
-    if (sizeof(float) * (size_t)blpo_bwd_layout_init(y, m, n, R) > smem_bytes)
+    if (sizeof(float) * (size_t)blpo_bwd_layout_init(y, m, n, R, 0) > smem_bytes)
       continue;
-    if (y->direct || (size_t)y->blocks * m->num_mlp_params <= 2 * (size_t)n * m->max_width)
+    if (y->direct || (size_t)y->blocks * m->num_mlp_params <= 2 * (size_t)n * m->max_width) {
+      if (tf32 && sizeof(float) * (size_t)blpo_bwd_layout_init(y, m, n, R, 1) > smem_bytes)
+        blpo_bwd_layout_init(y, m, n, R, 0); /* as blpo_mbf_choose */
       return R;
+    }
   }
   return 0;
 }
@@ -934,13 +1008,13 @@ typedef struct {
  * by the reduce before it and added to by the one after, in one launch):
  * each then goes on its own, the sums as axpy. */
 static inline int blpo_bwd_set_init(blpo_bwd_set *s, int P, int count, const blpo_mlp_grad_pass *g,
-                                    size_t smem_bytes) {
+                                    size_t smem_bytes, int tf32) {
   memset(s, 0, sizeof(*s));
   if (count < 1 || count > BLPO_PASS_MAX)
     return 0;
   for (int t = 0; t < count; t++) {
     blpo_bwd_args *a = &s->b[t];
-    if (!blpo_bwd_choose(&a->lay, g[t].m, P, g[t].n, smem_bytes))
+    if (!blpo_bwd_choose(&a->lay, g[t].m, P, g[t].n, smem_bytes, tf32))
       return 0;
     a->params = g[t].params, a->x = g[t].x, a->acts = g[t].acts, a->dy = g[t].dy;
     a->grad = g[t].grad, a->parts = g[t].scratch;

@@ -49,7 +49,7 @@ typedef struct {
 static inline int blpo_tnf_layout_init(blpo_tnf_layout *y, const blpo_mlp *m, int n, int K, int R) {
   memset(y, 0, sizeof(*y));
   const int L = m->num_layers;
-  y->wf = blpo_mbf_net_init(&y->c, m, 0);
+  y->wf = blpo_mbf_net_init(&y->c, m, 0, 0, 0); /* fp32 tiles */
   int off = (K + 1) * y->wf;
   y->n = n, y->R = R, y->K = K, y->O = m->dims[0];
   for (int l = 0; l < L; l++) {
@@ -97,7 +97,7 @@ BLPO_HD void blpo_tnf_layer(const blpo_tnf_args *a, int p, int l, int r0, int ro
   const blpo_tnf_layout *y = &a->lay;
   const blpo_mbf_net *t = &y->c;
   const int K = y->K, din = t->dims[l], dout = t->dims[l + 1], last = l == t->L - 1;
-  const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = dout + 1;
+  const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = t->wp[l];
   const int ipk = blpo_mbf_pitch_k(din), opk = blpo_mbf_pitch_k(dout); /* R{h}'s pitches */
   const int JT = (dout + TC - 1) / TC, RT = (rows + TR - 1) / TR;
   const float *hin = sm + t->h[l], *wt = sm + t->w_dst[l];
