@@ -480,12 +480,18 @@ void cuda_axpy(blpo_backend *be, int P, size_t count, float alpha, const float *
               alpha, src, dst);
 }
 
+// P <= 0 (here and below): nothing to do, as the CPU op, rather than a launch
+// of an empty grid (an invalid configuration, which exits)
 void cuda_dot(blpo_backend *be, int P, size_t count, const float *a, const float *b, float *out) {
+  if (P <= 0)
+    return;
   blpo_launch(blpo_cuda(be), dot_kernel, P, kThreads, 0, count, a, b, out);
 }
 
 void cuda_value_loss(blpo_backend *be, int P, int n, const float *value, size_t vstride,
                      const float *target, float *dvalue, float *stats, int slot) {
+  if (P <= 0)
+    return;
   blpo_launch(blpo_cuda(be), value_loss_kernel, P, kThreads, 0, n, value, vstride, target, dvalue,
               stats, slot);
 }
@@ -608,6 +614,8 @@ void cuda_cg_solve(blpo_backend *be, const blpo_mlp *m, int P, const float *para
                    const float *x_in, int n, const float *acts, const float *target, const float *v,
                    float rho, int iters, float tol, float *x, float *cg, float *work,
                    float *stats) {
+  if (P <= 0)
+    return;
   blpo_cuda_impl *impl = blpo_cuda(be);
   cudaStream_t st = impl->stream;
   size_t np = m->num_params;

@@ -34,7 +34,7 @@ int blpo_cuda_nystrom_fused(blpo_backend *be, int P, size_t np, int k, const flo
                             float *x, float *stats) {
   blpo_cuda_impl *impl = blpo_cuda(be);
   blpo_nys_args a;
-  if (!impl->fused_solve || P <= 0 || P > 65535 || !blpo_nys_layout_init(&a.lay, k, np))
+  if (!impl->fused_solve || P <= 0 || !blpo_nys_layout_init(&a.lay, k, np)) // P: gridDim.x
     return 0;
   a.rows = rows, a.idx = idx, a.v = v, a.x = x, a.stats = stats;
   a.rho = rho, a.ridge = ridge, a.tol = tol;

@@ -295,6 +295,11 @@ static void check_layouts(void) {
   CHECK(!blpo_rof_choose(&l, &d, &wide, &c, BLK_SMEM, 1), "a 300-wide layer was accepted");
   CHECK(!blpo_rof_choose(&l, &d, &head9, &c, BLK_SMEM, 1), "a head of 9 was accepted");
   CHECK(!blpo_rof_choose(&l, &d, &a, &c2, BLK_SMEM, 1), "a critic of 2 outputs was accepted");
+  blpo_dims dp = d; /* agents are the grid's y: at most 65535 */
+  dp.P = 65535;
+  CHECK(blpo_rof_choose(&l, &dp, &a, &c, BLK_SMEM, 1), "65535 agents refused");
+  dp.P = 65536;
+  CHECK(!blpo_rof_choose(&l, &dp, &a, &c, BLK_SMEM, 1), "65536 agents accepted");
   CHECK(g_bb->rollout_fused_supported(g_bb, &a, &c) == 2 &&
             g_bb->rollout_fused_supported(g_bb, &wide, &c) == 0,
         "supported: 2 for cartpole.yaml's networks, 0 for a 300-wide layer");

@@ -152,16 +152,18 @@ static inline void blpo_rof_net_layout(blpo_rof_net *n, const blpo_mlp *m, int e
  * fused: no layout fits even 4 envs; a layer wider than
  * BLPO_FUSED_MAX_WIDTH; a head wider than BLPO_ROF_MAX_HEAD; a critic that
  * is not scalar; networks whose input is not the task's observation (or
- * wider than BLPO_ENV_MAX_OBS); actions wider than BLPO_ENV_MAX_ACT. Every
+ * wider than BLPO_ENV_MAX_OBS); actions wider than BLPO_ENV_MAX_ACT; more
+ * than 65535 agents (the grid's y; run.num_seeds stops at 4096). Every
  * array the tiles read or write by float4 (x, h, y) is placed at a
  * multiple of 4 floats. */
 static inline int blpo_rof_choose(blpo_rof_layout *lay, const blpo_dims *d, const blpo_mlp *actor,
                                   const blpo_mlp *critic, size_t smem_bytes, int sms) {
   memset(lay, 0, sizeof(*lay));
-  if (d->P <= 0 || d->N <= 0 || !blpo_fused_widths_fit(actor) || !blpo_fused_widths_fit(critic) ||
-      actor->dims[actor->num_layers] > BLPO_ROF_MAX_HEAD || actor->dims[0] > BLPO_ENV_MAX_OBS ||
-      critic->dims[critic->num_layers] != 1 || critic->dims[0] != actor->dims[0] ||
-      d->obs_dim != actor->dims[0] || d->act_dim > BLPO_ENV_MAX_ACT)
+  if (d->P <= 0 || d->P > 65535 /* gridDim.y */ || d->N <= 0 || !blpo_fused_widths_fit(actor) ||
+      !blpo_fused_widths_fit(critic) || actor->dims[actor->num_layers] > BLPO_ROF_MAX_HEAD ||
+      actor->dims[0] > BLPO_ENV_MAX_OBS || critic->dims[critic->num_layers] != 1 ||
+      critic->dims[0] != actor->dims[0] || d->obs_dim != actor->dims[0] ||
+      d->act_dim > BLPO_ENV_MAX_ACT)
     return 0;
   int E = BLPO_ROF_MAX_ENVS;
   while (E > 4 && (E / 2 >= d->N || (int64_t)d->P * ((d->N + E - 1) / E) < sms))
