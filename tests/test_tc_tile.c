@@ -75,14 +75,13 @@ static void check_rounding(void) {
  * inside a poisoned (20, ldc) array, two rows of margin above and below,
  * so that c stays 32-byte aligned). */
 static void check_tile(int K, int lda, int ldb, int b_col, int ldc) {
-  const int brows = b_col ? 16 : K, bcols = b_col ? K : 16; /* b's stored shape */
+  const int brows = b_col ? 16 : K; /* b's stored rows */
   float *a = test_alloc_shared((size_t)16 * lda), *b = test_alloc_shared((size_t)brows * ldb);
   float *cm = test_alloc_shared((size_t)20 * ldc), *c = cm + 2 * ldc;
   for (int i = 0; i < 16 * lda; i++)
     a[i] = (float)nrand();
   for (int i = 0; i < brows * ldb; i++)
     b[i] = (float)nrand();
-  (void)bcols;
   test_poison_nan(cm, (size_t)20 * ldc, 7);
   int quiet = 1;
   for (int lane = 1; lane < 32; lane++)

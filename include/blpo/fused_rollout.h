@@ -42,6 +42,12 @@ BLPO_HD float blpo_activate(int activation, float z) {
   return activation == BLPO_ACT_TANH ? tanhf(z) : (z > 0.0f ? z : 0.0f);
 }
 
+/* d loss / d z of a hidden layer from d loss / d (its output) s and its
+ * output h = activate(z): tanh' = 1 - h^2, relu' = [h > 0]. */
+BLPO_HD float blpo_activate_back(int activation, float h, float s) {
+  return activation == BLPO_ACT_TANH ? s * (1.0f - h * h) : (h > 0.0f ? s : 0.0f);
+}
+
 /* Whether the fused step can run these networks: every hidden layer at most
  * BLPO_FUSED_MAX_WIDTH wide (the head and the input are narrow anyway). */
 BLPO_HD int blpo_fused_widths_fit(const blpo_mlp *m) {

@@ -181,7 +181,7 @@ BLPO_HD void blpo_hvr_tangent(const blpo_hvr_layout *y, int l, int rows, float *
           v += ub < 0 ? 1.0f : hin[r * ip + ub];
         if (!last) { /* R{h} = phi'(z) R{z}, phi' from h = phi(z) */
           const float h = hout[r * op + jj];
-          v = t->activation == BLPO_ACT_TANH ? v * (1.0f - h * h) : (h > 0.0f ? v : 0.0f);
+          v = blpo_activate_back(t->activation, h, v);
         }
         out[(r * K + d) * opk + jj] = v;
       }
@@ -219,7 +219,7 @@ BLPO_HD void blpo_hvr_first_order(const blpo_hvr_layout *y, int l, int rows, flo
           const int o = (r0 + k) * hp + it + c * IT;
           const float h = hin[o], s = acc[k][c];
           q[o] = s;
-          gout[o] = t->activation == BLPO_ACT_TANH ? s * (1.0f - h * h) : (h > 0.0f ? s : 0.0f);
+          gout[o] = blpo_activate_back(t->activation, h, s);
         }
   }
 }

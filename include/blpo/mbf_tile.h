@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "hd.h"
+#include "tc_tile.h"
 
 #ifndef BLPO_MBF_TR
 #define BLPO_MBF_TR 4
@@ -71,7 +72,7 @@ BLPO_HD int blpo_mbf_pitch_k(int w) { return w + 1; }
  * float4 loads 8 (32 bytes), which the tensor-core tiles' WMMA loads need
  * (include/blpo/tc_tile.h; a pitch of 4 mod 8 then keeps every 16-row tile
  * 32-byte aligned too); with scalar loads 1 (no tensor-core tiles there). */
-#define BLPO_MBF_ALIGN (BLPO_MBF_VEC == 4 ? 8 : 1)
+#define BLPO_MBF_ALIGN (BLPO_MBF_VEC == 4 ? BLPO_TC_ALIGN : 1)
 
 /* Places a (rows, pitch) array at *off, aligned to BLPO_MBF_ALIGN floats,
  * and moves *off past it; returns its offset. Offsets count floats from the

@@ -566,7 +566,7 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
           if (r0 + k < rows && it + c * IT2 < din) {
             const int o = (r0 + k) * hp + it + c * IT2;
             const float h = hin[o], s = acc[k][c];
-            gout[o] = t->activation == BLPO_ACT_TANH ? s * (1.0f - h * h) : (h > 0.0f ? s : 0.0f);
+            gout[o] = blpo_activate_back(t->activation, h, s);
           }
     }
   }
@@ -586,7 +586,7 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
       const int r = e / BLPO_TC_N, n = e % BLPO_TC_N;
       if (r0 + r < rows) {
         const float h = hin[(r0 + r) * hp + n0 + n], s = c[r * hp + n];
-        c[r * hp + n] = t->activation == BLPO_ACT_TANH ? s * (1.0f - h * h) : (h > 0.0f ? s : 0.0f);
+        c[r * hp + n] = blpo_activate_back(t->activation, h, s);
       }
     }
   }

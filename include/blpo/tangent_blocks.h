@@ -133,7 +133,7 @@ BLPO_HD void blpo_tnf_layer(const blpo_tnf_args *a, int p, int l, int r0, int ro
           a->ry[(((size_t)p * K + k) * y->n + r0 + r) * dout + jj] = v;
         } else { /* phi' from h = phi(z) */
           const float h = hout[r * op + jj];
-          v = t->activation == BLPO_ACT_TANH ? v * (1.0f - h * h) : (h > 0.0f ? v : 0.0f);
+          v = blpo_activate_back(t->activation, h, v);
           sm[y->s_rh[l + 1] + (r * K + k) * opk + jj] = v;
         }
       }
