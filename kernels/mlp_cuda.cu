@@ -82,7 +82,10 @@ __global__ void act_deriv_kernel(int P, size_t cnt, float *__restrict__ g, size_
 
 // One network's whole forward pass, one block per (agent, rows), from the
 // block program blpo_fwd (include/blpo/ppo_blocks.h; the CPU test runs it).
-__global__ void __launch_bounds__(BLPO_MBF_THREADS)
+// At least 3 blocks per SM (up to 80 registers): with the thread bound
+// alone ptxas took 64 on sm_80 and spilled 16 bytes once the TF32 tiles'
+// steps were no longer unrolled (include/blpo/tc_tile.h, 2026-12-07).
+__global__ void __launch_bounds__(BLPO_MBF_THREADS, 3)
     forward_fused_kernel(const __grid_constant__ blpo_fwd_args a) {
   blpo_pdl_enter();
   extern __shared__ __align__(32) float sm[]; // 32: the layer passes' float4 loads, WMMA tiles

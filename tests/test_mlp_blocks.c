@@ -39,6 +39,41 @@ typedef struct {
 #define TF32_ACT_TOL 2e-2f
 #define TF32_GRAD_TOL 2e-3
 
+/* The backward block programs (and reduce) with Rb rows per block, tf32 as
+ * blpo_bwd_layout_init, into gb (P, Np), from the CPU's activations acts;
+ * returns 0 where blpo_bwd_choose would not take the layout (the scratch
+ * cannot hold the partials), else 1, the layout in *lay. */
+static int run_backward(const blpo_mlp *m, const fwd_case *c, int Rb, int tf32, const float *params,
+                        const float *x, const float *acts, const float *dy, float *gb,
+                        blpo_bwd_layout *lay) {
+  const size_t nm = m->num_mlp_params;
+  blpo_bwd_args ba;
+  int sb = blpo_bwd_layout_init(&ba.lay, m, c->n, Rb, tf32);
+  *lay = ba.lay;
+  if (!ba.lay.direct && (size_t)ba.lay.blocks * nm > 2 * (size_t)c->n * m->max_width)
+    return 0;
+  float *parts = test_alloc_floats((size_t)c->P * ba.lay.blocks * nm),
+        *sm2 = test_alloc_shared((size_t)sb);
+  test_poison_nan(parts, (size_t)c->P * ba.lay.blocks * nm, 1);
+  test_poison_nan(gb, (size_t)c->P * m->num_params, 1);
+  ba.params = params, ba.x = x, ba.acts = acts, ba.dy = dy, ba.grad = gb, ba.parts = parts;
+  EMU_FOR (p, c->P)
+    EMU_FOR (b, ba.lay.blocks) {
+      test_poison_nan(sm2, (size_t)sb, 1);
+      for (int ph = 0; ph < blpo_bwd_rows_phases(&ba.lay); ph++)
+        EMU_FOR (t, BLPO_MBF_THREADS)
+          blpo_bwd_rows(&ba, p, b, t, ph, sm2);
+    }
+  if (!ba.lay.direct)
+    EMU_FOR (p, c->P)
+      EMU_FOR (k, (int)((nm + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS))
+        EMU_FOR (t, BLPO_MBF_THREADS)
+          blpo_bwd_reduce(&ba, p, k, t);
+  free(parts);
+  free(sm2);
+  return 1;
+}
+
 static void check_case(blpo_backend *be, const fwd_case *c, int R, int tf32) {
   blpo_mlp m;
   blpo_mlp_init_shape(&m, c->in, c->hidden, c->nh, c->out, c->act, c->extra);
@@ -96,32 +131,17 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R, int tf32) {
   test_poison_nan(gc, np, 1);
   test_poison_nan(gb, np, 1);
   be->mlp_backward(be, &m, c->P, params, x, c->n, cpu, dy, gc, scratch);
+  float *g0 = test_alloc_floats(np);
   for (int pass = 0; pass < 2; pass++) {
     int Rb = pass == 0 ? R : 2 * R;
-    blpo_bwd_args ba;
-    int sb = blpo_bwd_layout_init(&ba.lay, &m, c->n, Rb, tf32);
-    int btc = 0; /* from the CPU's activations: the forward's tiles play no part */
+    blpo_bwd_layout lay;
+    if (!run_backward(&m, c, Rb, tf32, params, x, cpu, dy, gb, &lay))
+      continue; /* blpo_bwd_choose would not pick it */
+    /* from the CPU's activations: the forward's tiles play no part */
+    int btc = 0, top = -1;
     for (int l = 0; l < m.num_layers; l++)
-      btc += ba.lay.t.tc[l];
-    int fits = ba.lay.direct || (size_t)ba.lay.blocks * nm <= 2 * (size_t)c->n * m.max_width;
-    if (!fits)
-      continue; /* blpo_bwd_choose would not pick it: the scratch cannot hold the partials */
-    float *parts = test_alloc_floats((size_t)c->P * ba.lay.blocks * nm),
-          *sm2 = test_alloc_shared((size_t)sb);
-    test_poison_nan(parts, (size_t)c->P * ba.lay.blocks * nm, 1);
-    ba.params = params, ba.x = x, ba.acts = cpu, ba.dy = dy, ba.grad = gb, ba.parts = parts;
-    EMU_FOR (p, c->P)
-      EMU_FOR (b, ba.lay.blocks) {
-        test_poison_nan(sm2, (size_t)sb, 1);
-        for (int ph = 0; ph < blpo_bwd_rows_phases(&ba.lay); ph++)
-          EMU_FOR (t, BLPO_MBF_THREADS)
-            blpo_bwd_rows(&ba, p, b, t, ph, sm2);
-      }
-    if (!ba.lay.direct)
-      EMU_FOR (p, c->P)
-        EMU_FOR (k, (int)((nm + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS))
-          EMU_FOR (t, BLPO_MBF_THREADS)
-            blpo_bwd_reduce(&ba, p, k, t);
+      if (lay.t.tc[l])
+        btc++, top = l;
     snprintf(what, sizeof what, "%s, backward, %d rows per block%s", c->name, Rb,
              btc ? ", TF32 tiles" : "");
     emu_same(what, gb, np * sizeof(float));
@@ -129,14 +149,31 @@ static void check_case(blpo_backend *be, const fwd_case *c, int R, int tf32) {
       const float *xg = gb + (size_t)p * m.num_params, *yg = gc + (size_t)p * m.num_params;
       double e = test_rel_norm_err(xg, yg, NULL, nm); /* the MLP part */
       CHECK(e <= (btc ? TF32_GRAD_TOL : 1e-4), "%s (%d blocks), agent %d: gradient off by %.3g",
-            what, ba.lay.blocks, p, e);
+            what, lay.blocks, p, e);
       if (btc && getenv("BLPO_TEST_VERBOSE"))
         printf("%s, agent %d: gradient off by %.3g of its norm\n", what, p, e);
     }
-    test_poison_nan(gb, np, 1);
-    free(parts);
-    free(sm2);
+    /* the dW tiles ran: the topmost tiled layer's dW (from the fp32 layers
+     * above it, so equal to the fp32 pass's unless its own sum changed) is
+     * not the fp32 layout's bit for bit where a block's rows are a multiple
+     * of 8 */
+    if (btc && (c->n >= Rb || c->n % 8 == 0)) {
+      blpo_bwd_layout lay0;
+      run_backward(&m, c, Rb, 0, params, x, cpu, dy, g0, &lay0);
+      const size_t w0 = m.w_off[top], wn = (size_t)m.dims[top] * m.dims[top + 1];
+      size_t same = 0;
+      for (int p = 0; p < c->P; p++)
+        for (size_t i = 0; i < wn; i++) {
+          const size_t o = (size_t)p * m.num_params + w0 + i;
+          same += memcmp(&gb[o], &g0[o], sizeof(float)) == 0;
+        }
+      CHECK(same < (size_t)c->P * wn / 2,
+            "%s: %zu of %zu of layer %d's dW the fp32 tiles' bit for bit (the TF32 dW tiles "
+            "did not run?)",
+            what, same, (size_t)c->P * wn, top);
+    }
   }
+  free(g0);
   free(dy);
   free(gc);
   free(gb);
@@ -159,6 +196,9 @@ int main(void) {
       /* TF32 tiles on 64-48 and on the 48-16 head (no activation), 77
        * rows: tiles past the last row */
       {"5-64-48-16 relu, 2 agents x 77 rows", 5, 2, {64, 48}, 16, BLPO_ACT_RELU, 0, 2, 77},
+      /* a last block of 24 or 8 rows: the dW tiles' odd count of 8-row
+       * steps, d/dz tiles past the last row */
+      {"4-64-64-2 tanh, 2 agents x 88 rows", 4, 2, {64, 64}, 2, BLPO_ACT_TANH, 0, 2, 88},
   };
   const int rows[] = {BLPO_MBF_ROWS, 16, 8}; /* 16: TF32 only (the smallest tiled block) */
   const uint64_t seed = g_rng;
@@ -198,6 +238,21 @@ int main(void) {
           "tf32 where only the fp32 layout fits: 32 rows, fp32 tiles");
     CHECK(blpo_fwd_choose(&y, &m, 1, 4096, need32t, 1) == 32 && y.t.tc[1],
           "tf32 where it fits: TF32 tiles");
+    CHECK(y.t.s_tcw < 0, "the forward layout has no dW scratch");
+  }
+  {
+    /* the backward's TF32 dW tiles: a 16 x 16 scratch per warp, 32-byte
+     * aligned, past every other array; none without TF32 layers */
+    blpo_mlp c0;
+    int h0[2] = {64, 64};
+    blpo_mlp_init_shape(&c0, 4, h0, 2, 1, BLPO_ACT_TANH, 0);
+    blpo_bwd_layout b0, b1;
+    const int f0 = blpo_bwd_layout_init(&b0, &c0, 4096, 32, 0);
+    const int f1 = blpo_bwd_layout_init(&b1, &c0, 4096, 32, 1);
+    CHECK(b0.t.s_tcw < 0 && b1.t.s_tcw >= b1.s_g[1] + 32 * blpo_mbf_pitch(64) &&
+              b1.t.s_tcw % 8 == 0 && f1 == b1.t.s_tcw + BLPO_MBF_THREADS / 32 * 256 && f1 > f0,
+          "backward, tf32: the dW scratch at %d of %d floats (fp32: %d, scratch %d)", b1.t.s_tcw,
+          f1, f0, b0.t.s_tcw);
   }
 #else
   CHECK(blpo_fwd_choose(&y, &m, 1, 4096, 227 * 1024, 1) == 32 && !y.t.tc[1],

@@ -510,6 +510,19 @@ static void check_choose(void) {
   CHECK(blpo_mbf_choose(&y, &d, &a, &c, 4096, need8, 0) == 8, "8 rows where 16 do not fit");
   CHECK(blpo_mbf_choose(&y, &d, &a, &c, 4096, need8 - 4, 0) == 0, "refused where 8 do not fit");
   CHECK(blpo_mbf_choose(&y, &d, &aw, &c, 4096, h100, 0) == 0, "512-512 refused on 227 KiB");
+#if BLPO_MBF_VEC == 4
+  {
+    /* tf32: one dW scratch for both networks (the layer passes run one at
+     * a time), still two blocks per SM on an H100 (2 x 113 KiB) */
+    blpo_mbf_layout y0;
+    const int f0 = blpo_mbf_layout_init(&y0, &d, &a, &c, 4096, 32, 0);
+    CHECK(blpo_mbf_choose(&y, &d, &a, &c, 4096, h100, 1) == 32 && y.a.tc[1] && y.c.tc[1] &&
+              y.a.s_tcw >= 0 && y.a.s_tcw == y.c.s_tcw && y.a.s_tcw % 8 == 0 &&
+              y.s_floats == y.a.s_tcw + BLPO_MBF_THREADS / 32 * 256 && y0.a.s_tcw < 0 &&
+              sizeof(float) * (size_t)y.s_floats <= 113 * 1024,
+          "tf32: the shared dW scratch at %d of %d floats (fp32 %d)", y.a.s_tcw, y.s_floats, f0);
+  }
+#endif
   CHECK(blpo_mbf_choose(&y, &d, &odd, &c, 4096, h100, 0) == 0, "a mismatched input refused");
   CHECK(blpo_mbf_choose(&y, &d, &c, &c, 4096, h100, 0) == 0, "a 1-wide actor head refused");
   blpo_dims dc = d;

@@ -4,7 +4,7 @@
  *   rounding  blpo_tf32_round against values worked out by hand (ties away
  *             from zero, the carry into the exponent, infinities, NaN) and,
  *             on random values, within half a TF32 unit and idempotent;
- *   tile      c = a b for both layouts of b, K from 8 to 136, leading
+ *   tile      c = a b for the four layouts of a and b, K from 8 to 136, leading
  *             dimensions of 4 mod 8 and 0 mod 8, against a double product
  *             of the rounded inputs: to 1e-6 of the sum of the products'
  *             magnitudes; operands that rounding changes give the rounded
@@ -71,32 +71,39 @@ static void check_rounding(void) {
         bad);
 }
 
-/* One tile: a (16 x K, lda), b (K x 16 or its transpose, ldb), c (16 x 16
- * inside a poisoned (20, ldc) array, two rows of margin above and below,
- * so that c stays 32-byte aligned). */
-static void check_tile(int K, int lda, int ldb, int b_col, int ldc) {
-  const int brows = b_col ? 16 : K; /* b's stored rows */
-  float *a = test_alloc_shared((size_t)16 * lda), *b = test_alloc_shared((size_t)brows * ldb);
+static const char *layout_name(int cols) {
+  static const char *names[] = {"a, b row-major", "b column-major", "a column-major",
+                                "a, b column-major"};
+  return names[cols & 3];
+}
+
+/* One tile: a (16 x K or its transpose, lda), b (K x 16 or its transpose,
+ * ldb), layouts `cols`; c (16 x 16 inside a poisoned (20, ldc) array, two
+ * rows of margin above and below, so that c stays 32-byte aligned). */
+static void check_tile(int K, int lda, int ldb, int cols, int ldc) {
+  const int a_col = (cols & BLPO_TC_A_COL) != 0, b_col = (cols & BLPO_TC_B_COL) != 0;
+  const int arows = a_col ? K : 16, brows = b_col ? 16 : K; /* the operands' stored rows */
+  float *a = test_alloc_shared((size_t)arows * lda), *b = test_alloc_shared((size_t)brows * ldb);
   float *cm = test_alloc_shared((size_t)20 * ldc), *c = cm + 2 * ldc;
-  for (int i = 0; i < 16 * lda; i++)
+  for (int i = 0; i < arows * lda; i++)
     a[i] = (float)nrand();
   for (int i = 0; i < brows * ldb; i++)
     b[i] = (float)nrand();
   test_poison_nan(cm, (size_t)20 * ldc, 7);
   int quiet = 1;
   for (int lane = 1; lane < 32; lane++)
-    quiet &= !blpo_tc_tile(a, lda, b, ldb, b_col, K, c, ldc, lane);
+    quiet &= !blpo_tc_tile(a, lda, b, ldb, cols, K, c, ldc, lane);
   for (int i = 0; i < 20 * ldc; i++)
     quiet &= isnan(cm[i]);
   CHECK(quiet, "K %d: lanes 1-31 took part or wrote", K);
-  CHECK(blpo_tc_tile(a, lda, b, ldb, b_col, K, c, ldc, 0), "K %d: lane 0 takes the epilogue", K);
+  CHECK(blpo_tc_tile(a, lda, b, ldb, cols, K, c, ldc, 0), "K %d: lane 0 takes the epilogue", K);
   int bad = 0, margin = 0;
   double worst = 0.0;
   for (int r = 0; r < 16; r++)
     for (int n = 0; n < 16; n++) {
       double s = 0.0, mag = 0.0;
       for (int k = 0; k < K; k++) {
-        const double t = (double)blpo_tf32_round(a[r * lda + k]) *
+        const double t = (double)blpo_tf32_round(a_col ? a[k * lda + r] : a[r * lda + k]) *
                          (double)blpo_tf32_round(b_col ? b[n * ldb + k] : b[k * ldb + n]);
         s += t, mag += fabs(t);
       }
@@ -113,7 +120,7 @@ static void check_tile(int K, int lda, int ldb, int b_col, int ldc) {
   CHECK(bad == 0 && margin == 0,
         "K %d, lda %d, ldb %d (%s), ldc %d: %d of 256 off (worst %.3g of the terms), %d written "
         "outside the tile",
-        K, lda, ldb, b_col ? "column-major" : "row-major", ldc, bad, worst, margin);
+        K, lda, ldb, layout_name(cols), ldc, bad, worst, margin);
   free(a);
   free(b);
   free(cm);
@@ -121,22 +128,22 @@ static void check_tile(int K, int lda, int ldb, int b_col, int ldc) {
 
 /* Operands that TF32 changes: a = 1 + 2^-12 (rounds to 1) times b = 1 + 2^-12
  * gives exactly K, where fp32 would give K (1 + 2^-11) rounded. */
-static void check_rounded_sum(int b_col) {
+static void check_rounded_sum(int cols) {
   enum { K = 24, LD = 28 };
-  float *a = test_alloc_shared(16 * LD), *b = test_alloc_shared(K * LD),
+  float *a = test_alloc_shared(K * LD), *b = test_alloc_shared(K * LD),
         *c = test_alloc_shared(16 * 20);
   const float v = 1.0f + ldexpf(1.0f, -12);
-  for (int i = 0; i < 16 * LD; i++)
+  for (int i = 0; i < K * LD; i++)
     a[i] = v;
   for (int i = 0; i < K * LD; i++)
     b[i] = v;
-  blpo_tc_tile(a, LD, b, LD, b_col, K, c, 20, 0);
+  blpo_tc_tile(a, LD, b, LD, cols, K, c, 20, 0);
   int bad = 0;
   for (int r = 0; r < 16; r++)
     for (int n = 0; n < 16; n++)
       bad += c[r * 20 + n] != (float)K;
-  CHECK(bad == 0, "%s b: %d of 256 sums are not the rounded operands' %d (e.g. %.9g)",
-        b_col ? "column-major" : "row-major", bad, K, (double)c[0]);
+  CHECK(bad == 0, "%s: %d of 256 sums are not the rounded operands' %d (e.g. %.9g)",
+        layout_name(cols), bad, K, (double)c[0]);
   free(a);
   free(b);
   free(c);
@@ -146,12 +153,15 @@ int main(void) {
   check_rounding();
   const int Ks[] = {8, 16, 64, 136};
   for (size_t k = 0; k < sizeof Ks / sizeof Ks[0]; k++)
-    for (int b_col = 0; b_col < 2; b_col++) {
+    for (int cols = 0; cols < 4; cols++) {
+      const int a_col = (cols & BLPO_TC_A_COL) != 0, b_col = (cols & BLPO_TC_B_COL) != 0;
       const int K = Ks[k], p4 = (K + 3) / 4 * 4 % 8 == 0 ? K + 4 : K; /* 4 mod 8, as P(w) */
-      check_tile(K, p4, b_col ? p4 : 20, b_col, 20);        /* the layer passes' pitches */
-      check_tile(K, K + 8, b_col ? K + 16 : 24, b_col, 16); /* 0 mod 8 */
+      /* the layer passes' pitches: a row-major A (rows, K) or a column-major
+       * one (the dW tiles' g, K rows of pitch P(dout) = 68 for 64 wide) */
+      check_tile(K, a_col ? 68 : p4, b_col ? p4 : 20, cols, 20);
+      check_tile(K, a_col ? 24 : K + 8, b_col ? K + 16 : 24, cols, 16); /* 0 mod 8 */
     }
-  check_rounded_sum(0);
-  check_rounded_sum(1);
+  for (int cols = 0; cols < 4; cols++)
+    check_rounded_sum(cols);
   return test_summary("test_tc_tile");
 }

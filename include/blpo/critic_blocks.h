@@ -59,6 +59,7 @@ static inline int blpo_cvf_layout_init(blpo_cvf_layout *y, int obs_dim, const bl
   y->s_err = off, off += R;
   y->s_g[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(critic->max_width));
   y->s_g[1] = blpo_mbf_place(&off, R, blpo_mbf_pitch(critic->max_width));
+  blpo_mbf_tcw_place(&off, &y->c, NULL);
   y->s_floats = off;
   y->cols = y->c.num_params + 1;
   y->col_blocks = (y->cols + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS;

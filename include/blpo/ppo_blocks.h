@@ -61,6 +61,7 @@ typedef struct {
   int tc[BLPO_MAX_LAYERS];    /* layer l's products on tensor-core tiles (tc_tile.h) */
   int b_dst[BLPO_MAX_LAYERS];
   int h[BLPO_MAX_LAYERS + 1]; /* layer l's outputs (rows, pitch P(dims[l])); h[0] the obs */
+  int s_tcw; /* the TF32 dW tiles' scratch (BLPO_MBF_THREADS / 32, 256): a tile per warp; or -1 */
   int num_params, num_mlp;
 } blpo_mbf_net;
 
@@ -113,12 +114,13 @@ typedef struct {
 /* ---- layout (host) ---------------------------------------------------- */
 
 /* Whether a layer of din inputs and dout outputs, R rows per block, runs
- * its forward product and its backward d/dz on tensor-core tiles where
- * TF32 is asked: 16 x 16 tiles of (rows, dout) and (rows, din), steps of 8
- * over din and dout, and pitches that are multiples of 4 (the float4
- * layout). The first layer of a control task (a few inputs) and the heads
- * stay on the fp32 tiles, as does every layer's dW (a sum over the rows,
- * whose last tile would need zeroed padding rows). */
+ * its products on tensor-core tiles where TF32 is asked: 16 x 16 tiles of
+ * (rows, dout) (forward), (rows, din) (backward d/dz) and (dout, din)
+ * (dW, a sum over the rows), steps of 8 over din, dout and the rows, and
+ * pitches that are multiples of 4 (the float4 layout). The first layer of
+ * a control task (a few inputs) and the heads stay on the fp32 tiles, as
+ * does the dW of a block whose rows are not a multiple of 8 (the sum would
+ * run into rows past the block's; blpo_mbf_backward). */
 static inline int blpo_mbf_tc_layer(int din, int dout, int R) {
   return BLPO_MBF_VEC == 4 && din % BLPO_TC_N == 0 && dout % BLPO_TC_N == 0 && R % BLPO_TC_N == 0;
 }
@@ -142,9 +144,28 @@ static inline int blpo_mbf_net_init(blpo_mbf_net *t, const blpo_mlp *m, int off,
     t->b_dst[l] = off;
     off += dout;
   }
+  t->s_tcw = -1; /* blpo_mbf_tcw_place */
   t->num_params = (int)m->num_params;
   t->num_mlp = (int)m->num_mlp_params;
   return off;
+}
+
+/* Places the TF32 dW tiles' scratch at *off (blpo_mbf_backward stores a
+ * tile there, then copies it into the partial gradient, whose offsets are
+ * not 32-byte aligned as WMMA's stores need) if a or b (or NULL) has a
+ * layer on the tiles; the two share it, since the layer passes run one at
+ * a time. */
+static inline void blpo_mbf_tcw_place(int *off, blpo_mbf_net *a, blpo_mbf_net *b) {
+  int any = 0;
+  for (int l = 0; l < a->L; l++)
+    any |= a->tc[l];
+  for (int l = 0; b && l < b->L; l++)
+    any |= b->tc[l];
+  if (!any)
+    return;
+  a->s_tcw = blpo_mbf_place(off, BLPO_MBF_THREADS / 32, BLPO_TC_N * BLPO_TC_N);
+  if (b)
+    b->s_tcw = a->s_tcw;
 }
 
 /* The layout for n-row minibatches of these networks with R rows per block
@@ -178,6 +199,7 @@ static inline int blpo_mbf_layout_init(blpo_mbf_layout *y, const blpo_dims *d,
   y->s_terms = off, off += R * BLPO_MBF_TERMS;
   y->s_g[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
   y->s_g[1] = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
+  blpo_mbf_tcw_place(&off, &y->a, &y->c);
   y->s_floats = off;
   y->cols = y->a.num_params + y->c.num_params + BLPO_MBF_TERMS;
   y->col_blocks = (y->cols + BLPO_MBF_THREADS - 1) / BLPO_MBF_THREADS;
@@ -477,9 +499,11 @@ BLPO_HD void blpo_mbf_forward(const blpo_mbf_net *t, int l, int rows, float *sm,
  * network's parameter layout), and for l > 0 d loss / d z_l into gout
  * (rows, pitch P(din)); P is blpo_mbf_pitch. Three kinds of work item share the threads: tiles
  * of TC x TR (j, i) of dW_l, one db_l[j] each, tiles of TR x TC (r, i) of
- * d/dz_l. */
+ * d/dz_l; on a TF32 layer (t->tc[l]) the warps then take the d/dz_l tiles
+ * and, where the rows are a multiple of 8, the dW_l tiles on the tensor
+ * cores. */
 BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const float *g, float *gout,
-                               const float *sm, float *part, int tid) {
+                               float *sm, float *part, int tid) {
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const int din = t->dims[l], dout = t->dims[l + 1];
   const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = t->wp[l]; /* row pitches */
@@ -495,7 +519,8 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
    * that consecutive threads load consecutive words. */
   const int IT = (din + TR - 1) / TR, JT = (dout + TC - 1) / TC;
   const int JP = BLPO_MBF_DW_ADJ ? (JT + 1) & ~1 : JT;
-  const int nw = JP * IT, nb = nw + dout;
+  const int dwt = t->tc[l] && t->s_tcw >= 0 && rows % BLPO_TC_K == 0; /* dW_l on TF32 tiles */
+  const int nw = dwt ? 0 : JP * IT, nb = nw + dout;
   const int IT2 = (din + TC - 1) / TC, RT = (rows + TR - 1) / TR; /* d/dz_l tiles: TR r x TC i */
   const int total = nb + (l > 0 && !t->tc[l] ? RT * IT2 : 0);
   for (int e = tid; e < total; e += BLPO_MBF_THREADS) {
@@ -570,16 +595,19 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
           }
     }
   }
-  if (l == 0 || !t->tc[l])
+  if (!t->tc[l])
     return;
-  /* TF32 d/dz_l: warp w takes the 16 x 16 tiles w, w + 8, ... of (rows,
-   * din), g (rows, dout) times W_l (dout, din), W_l read column-major from
-   * W_l^T; a tile's rows past `rows` are computed, not finished */
-  const int NT = din / BLPO_TC_N, tiles = (rows + BLPO_TC_N - 1) / BLPO_TC_N * NT;
-  for (int q = tid / 32; q < tiles; q += BLPO_MBF_THREADS / 32) {
+  /* TF32: warp w takes the tiles w, w + 8, ... of d/dz_l's (rows, din), g
+   * (rows, dout) times W_l (dout, din), W_l read column-major from W_l^T
+   * (a tile's rows past `rows` are computed, not finished); then those of
+   * dW_l's (dout, din), g^T (dout, rows, column-major g) times h_in (rows,
+   * din), into the warp's scratch and from there into the partial */
+  const int NT = din / BLPO_TC_N;
+  const int zt = l > 0 ? (rows + BLPO_TC_N - 1) / BLPO_TC_N * NT : 0;
+  for (int q = tid / 32; q < zt; q += BLPO_MBF_THREADS / 32) {
     const int r0 = q / NT * BLPO_TC_N, n0 = q % NT * BLPO_TC_N;
     float *c = gout + r0 * hp + n0;
-    if (!blpo_tc_tile(g + r0 * gp, gp, wt + n0 * wp, wp, 1, dout, c, hp, tid % 32))
+    if (!blpo_tc_tile(g + r0 * gp, gp, wt + n0 * wp, wp, BLPO_TC_B_COL, dout, c, hp, tid % 32))
       continue;
     blpo_tc_sync();
     for (int e = tid % 32; e < BLPO_TC_N * BLPO_TC_N; e += BLPO_TC_STRIDE) {
@@ -589,6 +617,17 @@ BLPO_HD void blpo_mbf_backward(const blpo_mbf_net *t, int l, int rows, const flo
         c[r * hp + n] = blpo_activate_back(t->activation, h, s);
       }
     }
+  }
+  if (!dwt)
+    return;
+  float *c = sm + t->s_tcw + tid / 32 * BLPO_TC_N * BLPO_TC_N;
+  for (int q = tid / 32; q < dout / BLPO_TC_N * NT; q += BLPO_MBF_THREADS / 32) {
+    const int j0 = q / NT * BLPO_TC_N, i0 = q % NT * BLPO_TC_N;
+    if (!blpo_tc_tile(g + j0, gp, hin + i0, hp, BLPO_TC_A_COL, rows, c, BLPO_TC_N, tid % 32))
+      continue;
+    blpo_tc_sync();
+    for (int e = tid % 32; e < BLPO_TC_N * BLPO_TC_N; e += BLPO_TC_STRIDE)
+      pw[(j0 + e / BLPO_TC_N) * din + i0 + e % BLPO_TC_N] = c[e];
   }
 }
 
@@ -911,6 +950,7 @@ static inline int blpo_bwd_layout_init(blpo_bwd_layout *y, const blpo_mlp *m, in
   y->s_dy = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->dims[m->num_layers]));
   y->s_g[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->max_width));
   y->s_g[1] = blpo_mbf_place(&off, R, blpo_mbf_pitch(m->max_width));
+  blpo_mbf_tcw_place(&off, &y->t, NULL);
   y->s_floats = off;
   return off;
 }

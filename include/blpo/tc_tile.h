@@ -74,47 +74,70 @@ static inline void blpo_tc_check(const void *p, int ld, int K) {
 }
 #endif
 
-/* c (16 x 16, row-major, leading dimension ldc) = a (16 x K, row-major,
- * lda) b (K x 16), TF32 inputs and fp32 sums. b_col: b is column-major,
- * element (k, n) at b[n * ldb + k]; else row-major, at b[k * ldb + n].
- * The 32 lanes of a warp call it together, with the same arguments; returns
- * whether this lane takes part in the tile's epilogue (after
- * blpo_tc_sync), all lanes on the device, lane 0 in the emulation. */
-BLPO_HD int blpo_tc_tile(const float *a, int lda, const float *b, int ldb, int b_col, int K,
+/* The operands' layouts (blpo_tc_tile's `cols`, or-ed): a column-major,
+ * element (m, k) at a[k * lda + m], else row-major, at a[m * lda + k]; b
+ * column-major, element (k, n) at b[n * ldb + k], else row-major, at
+ * b[k * ldb + n]. */
+#define BLPO_TC_B_COL 1
+#define BLPO_TC_A_COL 2
+
+#if BLPO_TC_DEVICE
+/* K / 8 steps of one A load, one B load and one mma_sync each; sa and sb
+ * are how far a step of 8 inputs moves the pointers (8 along a row-major A
+ * or a column-major B, 8 leading dimensions along the others). */
+template <typename LA, typename LB>
+__device__ __forceinline__ void blpo_tc_steps(const float *a, unsigned lda, size_t sa,
+                                              const float *b, unsigned ldb, size_t sb, int K,
+                                              float *c, unsigned ldc) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, LA> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, LB> fb;
+  wmma::fill_fragment(acc, 0.0f);
+  /* not unrolled: each step's mma waits for the last one's anyway, the
+   * block's other warps hide the loads, and unrolled copies of the loads
+   * took the nested critic step (cvf_rows_kernel, 128 registers at its 2
+   * blocks per SM) into spills once the dW tiles came in (2026-12-07) */
+#pragma unroll 1
+  for (int k = 0; k < K; k += BLPO_TC_K) {
+    wmma::load_matrix_sync(fa, a + (size_t)(k / BLPO_TC_K) * sa, lda);
+    wmma::load_matrix_sync(fb, b + (size_t)(k / BLPO_TC_K) * sb, ldb);
+    for (int q = 0; q < fa.num_elements; q++)
+      fa.x[q] = wmma::__float_to_tf32(fa.x[q]);
+    for (int q = 0; q < fb.num_elements; q++)
+      fb.x[q] = wmma::__float_to_tf32(fb.x[q]);
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+  wmma::store_matrix_sync(c, acc, ldc, wmma::mem_row_major);
+}
+#endif
+
+/* c (16 x 16, row-major, leading dimension ldc) = a (16 x K, lda) b (K x
+ * 16, ldb), TF32 inputs and fp32 sums, the operands' layouts `cols`
+ * (BLPO_TC_A_COL | BLPO_TC_B_COL). The 32 lanes of a warp call it
+ * together, with the same arguments; returns whether this lane takes part
+ * in the tile's epilogue (after blpo_tc_sync), all lanes on the device,
+ * lane 0 in the emulation. */
+BLPO_HD int blpo_tc_tile(const float *a, int lda, const float *b, int ldb, int cols, int K,
                          float *c, int ldc, int lane) {
+  const int a_col = (cols & BLPO_TC_A_COL) != 0, b_col = (cols & BLPO_TC_B_COL) != 0;
 #if BLPO_TC_DEVICE
   using namespace nvcuda;
   (void)lane;
+  const size_t sa = a_col ? (size_t)BLPO_TC_K * lda : BLPO_TC_K;
+  const size_t sb = b_col ? BLPO_TC_K : (size_t)BLPO_TC_K * ldb;
+  const unsigned ua = (unsigned)lda, ub = (unsigned)ldb, uc = (unsigned)ldc;
   /* WMMA's operations are .sync.aligned: the warp's lanes converged first
    * (a caller may come from a loop whose lanes took other branches) */
   __syncwarp();
-  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
-  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
-  wmma::fill_fragment(acc, 0.0f);
-  if (b_col) {
-    wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fb;
-    for (int k = 0; k < K; k += BLPO_TC_K) {
-      wmma::load_matrix_sync(fa, a + k, (unsigned)lda);
-      wmma::load_matrix_sync(fb, b + k, (unsigned)ldb);
-      for (int q = 0; q < fa.num_elements; q++)
-        fa.x[q] = wmma::__float_to_tf32(fa.x[q]);
-      for (int q = 0; q < fb.num_elements; q++)
-        fb.x[q] = wmma::__float_to_tf32(fb.x[q]);
-      wmma::mma_sync(acc, fa, fb, acc);
-    }
-  } else {
-    wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
-    for (int k = 0; k < K; k += BLPO_TC_K) {
-      wmma::load_matrix_sync(fa, a + k, (unsigned)lda);
-      wmma::load_matrix_sync(fb, b + (size_t)k * ldb, (unsigned)ldb);
-      for (int q = 0; q < fa.num_elements; q++)
-        fa.x[q] = wmma::__float_to_tf32(fa.x[q]);
-      for (int q = 0; q < fb.num_elements; q++)
-        fb.x[q] = wmma::__float_to_tf32(fb.x[q]);
-      wmma::mma_sync(acc, fa, fb, acc);
-    }
-  }
-  wmma::store_matrix_sync(c, acc, (unsigned)ldc, wmma::mem_row_major);
+  if (a_col && b_col)
+    blpo_tc_steps<wmma::col_major, wmma::col_major>(a, ua, sa, b, ub, sb, K, c, uc);
+  else if (a_col)
+    blpo_tc_steps<wmma::col_major, wmma::row_major>(a, ua, sa, b, ub, sb, K, c, uc);
+  else if (b_col)
+    blpo_tc_steps<wmma::row_major, wmma::col_major>(a, ua, sa, b, ub, sb, K, c, uc);
+  else
+    blpo_tc_steps<wmma::row_major, wmma::row_major>(a, ua, sa, b, ub, sb, K, c, uc);
   return 1;
 #else
   if (lane != 0)
@@ -126,7 +149,7 @@ BLPO_HD int blpo_tc_tile(const float *a, int lda, const float *b, int ldb, int b
     for (int n = 0; n < BLPO_TC_N; n++) {
       float s = 0.0f;
       for (int k = 0; k < K; k++) /* TF32 products are exact in fp32 */
-        s += blpo_tf32_round(a[r * lda + k]) *
+        s += blpo_tf32_round(a_col ? a[k * lda + r] : a[r * lda + k]) *
              blpo_tf32_round(b_col ? b[n * ldb + k] : b[k * ldb + n]);
       c[r * ldc + n] = s;
     }
