@@ -36,7 +36,7 @@ int blpo_cuda_hvp_rows_fused(blpo_backend *be, const blpo_mlp *m, int P, const f
   blpo_cuda_impl *impl = blpo_cuda(be);
   blpo_hvr_layout lay;
   if (!impl->fused_solve || !blpo_hvr_choose(&lay, m, P, n, K, blpo_cuda_hvp_work_floats(m, n, K),
-                                             (size_t)impl->smem_optin))
+                                             (size_t)impl->smem_optin, impl->tf32_tiles))
     return 0;
   blpo_hvr_args a = blpo_hvr_args_of(&lay, params, x, acts, target, idx, rows, work);
   const size_t smem = sizeof(float) * (size_t)lay.s_floats;

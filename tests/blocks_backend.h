@@ -295,7 +295,8 @@ static void blk_critic_hvp_rows(blpo_backend *be, const blpo_mlp *m, int P, cons
                                 const float *x, int n, const float *acts, const float *target,
                                 int K, const int32_t *idx, float *rows, float *work) {
   blpo_hvr_layout lay;
-  if (!g_blk.fused || !blpo_hvr_choose(&lay, m, P, n, K, blpo_hvp_pass_floats(m, n, K), BLK_SMEM)) {
+  if (!g_blk.fused ||
+      !blpo_hvr_choose(&lay, m, P, n, K, blpo_hvp_pass_floats(m, n, K), BLK_SMEM, g_blk.tf32)) {
     g_blk.cpu.critic_hvp_rows(be, m, P, params, x, n, acts, target, K, idx, rows, work);
     return;
   }

@@ -10,12 +10,15 @@
  * and one block per agent writing the rows in place; and with 32 and 4 rows
  * per chunk. Shared memory, partials and rows are poisoned with NaN first.
  * Every row (agent, direction) must match to 1e-4 of its norm, zero rows
- * exactly.
+ * exactly. With TF32 tiles (run.precision tf32; the cases with layers
+ * whose widths are multiples of 16, at 32 and 16 rows per chunk, partial
+ * last chunks included) to TF32_TOL of its norm, zero rows still exactly.
  *
  *   --cuda  (exits 77 without a device) the CUDA backend's critic_hvp_rows
  *           with the block kernels on and off (set_fused_solve), against
  *           the CPU, plus a critic too wide for shared memory (the cuBLAS
- *           path either way). */
+ *           path either way); then every case again with tf32
+ *           (set_gemm_precision). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +35,7 @@ typedef struct {
   const char *name;
   int act, P, n, O, K;
   int h[3], nh;
+  int tc; /* a layer on TF32 tiles where they are asked (widths multiples of 16) */
 } hr_case;
 
 typedef struct {
@@ -98,6 +102,14 @@ static void inputs_free(hr_inputs *in) {
   free(in->idx);
 }
 
+/* TF32 tiles: the 10-bit products move a row by up to 2.9e-4 of its norm
+ * over these cases (2026-12-07); the tolerance is still far under what a
+ * wrong index or a missing term gives (a missing g R{h} term, or one tile's
+ * 1% off, fail by hundreds of checks). */
+#define TF32_TOL 5e-3
+static int g_tf32;
+static double g_tf32_worst;
+
 /* Every row of got against the CPU's, zero rows exactly. */
 static void check_rows(const hr_inputs *in, const float *got, const char *name, const char *how) {
   for (int p = 0; p < in->P; p++)
@@ -115,16 +127,20 @@ static void check_rows(const hr_inputs *in, const float *got, const char *name, 
         continue;
       }
       double e = test_rel_norm_err(got + o, in->want + o, NULL, in->Nc);
-      CHECK(e <= 1e-4, "%s, %s: agent %d row %d (index %d) off by %.3g of its norm", name, how, p,
-            d, in->idx[p * in->K + d], e);
+      if (g_tf32 && e > g_tf32_worst)
+        g_tf32_worst = e;
+      CHECK(e <= (g_tf32 ? TF32_TOL : 1e-4),
+            "%s, %s: agent %d row %d (index %d) off by %.3g of its norm", name, how, p, d,
+            in->idx[p * in->K + d], e);
     }
 }
 
 /* The block programs, every block's threads one after another per phase;
  * partials for work_floats floats per agent. Returns the layout's blocks. */
-static int run_blocks(const hr_inputs *in, int R, size_t work_floats, float *rows, int *direct) {
+static int run_blocks(const hr_inputs *in, int R, size_t work_floats, float *rows, int *direct,
+                      int *tiles) {
   blpo_hvr_layout y;
-  int sf = blpo_hvr_layout_init(&y, &in->m, in->n, in->K, R, work_floats);
+  int sf = blpo_hvr_layout_init(&y, &in->m, in->n, in->K, R, work_floats, g_tf32);
   size_t pf = (size_t)in->P * work_floats;
   float *parts = test_alloc_floats(pf), *sm = test_alloc_shared((size_t)sf);
   test_poison_nan(parts, pf, 2);
@@ -145,7 +161,7 @@ static int run_blocks(const hr_inputs *in, int R, size_t work_floats, float *row
           blpo_hvr_reduce(&a, p, k, t);
   free(parts);
   free(sm);
-  *direct = y.direct;
+  *direct = y.direct, *tiles = y.tf32;
   return y.blocks;
 }
 
@@ -154,21 +170,23 @@ static void check_blocks(const hr_case *c, blpo_backend *cpu) {
   inputs_new(&in, c, cpu);
   size_t cols = (size_t)in.K * in.Nc;
   float *rows = test_alloc_floats((size_t)in.P * cols);
-  const int Rs[] = {BLPO_MBF_ROWS, 4};
+  const int Rs[] = {BLPO_MBF_ROWS, 4}, Rt[] = {BLPO_MBF_ROWS, BLPO_TC_N}; /* fp32, TF32 */
   for (size_t r = 0; r < sizeof(Rs) / sizeof(Rs[0]); r++) {
-    const int R = Rs[r], chunks = (c->n + R - 1) / R;
+    const int R = g_tf32 ? Rt[r] : Rs[r], chunks = (c->n + R - 1) / R;
     /* one chunk per block; several per block; one block per agent */
     const size_t works[] = {cols * BLPO_HVR_MAX_BLOCKS + 7, cols * 3, cols - 1};
     for (size_t w = 0; w < sizeof(works) / sizeof(works[0]); w++) {
-      int direct = 0, blocks = run_blocks(&in, R, works[w], rows, &direct);
+      int direct = 0, tiles = 0, blocks = run_blocks(&in, R, works[w], rows, &direct, &tiles);
       const int cap = w == 0 ? BLPO_HVR_MAX_BLOCKS : w == 1 ? 3 : 1;
       const int most = chunks < cap ? chunks : cap;
       CHECK(blocks >= 1 && blocks <= most && blocks >= (most + 1) / 2 && direct == (blocks == 1),
             "%s, %d rows per chunk, layout %zu: %d blocks (direct %d), expected up to %d", c->name,
             R, w, blocks, direct, most);
+      CHECK(tiles == (g_tf32 && c->tc), "%s, tf32 %d: TF32 tiles %d, expected %d", c->name, g_tf32,
+            tiles, g_tf32 && c->tc);
       char how[96];
-      snprintf(how, sizeof how, "%d rows per chunk, %d block(s) per agent%s", R, blocks,
-               direct ? " (direct)" : "");
+      snprintf(how, sizeof how, "%d rows per chunk, %d block(s) per agent%s%s", R, blocks,
+               direct ? " (direct)" : "", g_tf32 ? ", TF32 tiles" : "");
       check_rows(&in, rows, c->name, how);
       char what[160];
       snprintf(what, sizeof what, "%s, %s", c->name, how);
@@ -188,28 +206,55 @@ static void check_choose(void) {
   const size_t smem = 232448, work = (size_t)1 << 24;
   int h64[] = {64, 64}, h256[] = {256, 256};
   blpo_mlp_init_shape(&m, 4, h64, 2, 1, BLPO_ACT_TANH, 0);
-  int R = blpo_hvr_choose(&y, &m, 1, 4096, 5, work, smem);
+  int R = blpo_hvr_choose(&y, &m, 1, 4096, 5, work, smem, 0);
   CHECK(R == BLPO_MBF_ROWS, "64-64 critic, K = 5: %d rows per chunk, expected %d", R,
         BLPO_MBF_ROWS);
-  R = blpo_hvr_choose(&y, &m, 1, 4096, 20, work, smem);
+  R = blpo_hvr_choose(&y, &m, 1, 4096, 20, work, smem, 0);
   CHECK(R > 0 && R < BLPO_MBF_ROWS, "64-64 critic, K = 20: %d rows per chunk", R);
+#if BLPO_MBF_VEC == 4
+  /* tf32: the 64-64 critic at K = 5 on TF32 tiles at 16 rows per chunk (32
+   * would need more than 227 KiB with the tiles' pitches), its hidden layer
+   * tiled, the dW scratch aligned; fp32 where the tiles are not asked */
+  blpo_mlp_init_shape(&m, 4, h64, 2, 1, BLPO_ACT_TANH, 0);
+  R = blpo_hvr_choose(&y, &m, 1, 4096, 5, work, smem, 1);
+  CHECK(R == BLPO_TC_N && y.tf32 && !y.c.tc[0] && y.c.tc[1] && !y.c.tc[2] && y.c.s_tcw >= 0 &&
+            y.c.s_tcw % 8 == 0 && blpo_hvr_pk(&y, 64) == 72 && blpo_hvr_pk(&y, 1) == 8 &&
+            sizeof(float) * (size_t)y.s_floats <= smem,
+        "64-64 critic, K = 5, tf32: %d rows per chunk, tiles %d, %d floats", R, y.tf32, y.s_floats);
+  R = blpo_hvr_choose(&y, &m, 1, 4096, 5, work, smem, 0);
+  CHECK(R == BLPO_MBF_ROWS && !y.tf32 && y.c.s_tcw < 0 && blpo_hvr_pk(&y, 64) == 65,
+        "64-64 critic, K = 5, fp32: %d rows per chunk", R);
+  {
+    int h24[] = {24, 24};
+    blpo_mlp_init_shape(&m, 4, h24, 2, 1, BLPO_ACT_TANH, 0);
+    R = blpo_hvr_choose(&y, &m, 1, 4096, 5, work, smem, 1);
+    CHECK(R == BLPO_MBF_ROWS && !y.tf32, "24-24 critic, tf32: no layer tiled, the fp32 layout");
+  }
+#endif
   blpo_mlp_init_shape(&m, 4, h256, 2, 1, BLPO_ACT_TANH, 0);
-  R = blpo_hvr_choose(&y, &m, 1, 4096, 5, work, smem);
+  R = blpo_hvr_choose(&y, &m, 1, 4096, 5, work, smem, 1);
   CHECK(R == 0, "256-256 critic: %d rows per chunk, expected 0 (too wide)", R);
   blpo_mlp_init_shape(&m, 4, h64, 2, 2, BLPO_ACT_TANH, 0);
-  R = blpo_hvr_choose(&y, &m, 1, 4096, 5, work, smem);
+  R = blpo_hvr_choose(&y, &m, 1, 4096, 5, work, smem, 0);
   CHECK(R == 0, "a two-output network: %d rows per chunk, expected 0", R);
 }
 
 static const hr_case kCases[] = {
-    {"tanh 64-64, CartPole obs, 1024 rows, K 5", BLPO_ACT_TANH, 1, 1024, 4, 5, {64, 64}, 2},
-    {"relu 80-24, Acrobot obs, 1000 rows, P 2, K 6", BLPO_ACT_RELU, 2, 1000, 6, 6, {80, 24}, 2},
-    {"tanh 32-24-16, Pendulum obs, 300 rows, K 9", BLPO_ACT_TANH, 1, 300, 3, 9, {32, 24, 16}, 3},
-    {"tanh 20, MountainCar obs, 100 rows, 3 agents, K 4", BLPO_ACT_TANH, 3, 100, 2, 4, {20}, 1},
-    {"relu 17-9, 7 rows, 2 agents, K 1", BLPO_ACT_RELU, 2, 7, 5, 1, {17, 9}, 2},
+    {"tanh 64-64, CartPole obs, 1024 rows, K 5", BLPO_ACT_TANH, 1, 1024, 4, 5, {64, 64}, 2, 1},
+    {"relu 80-24, Acrobot obs, 1000 rows, P 2, K 6", BLPO_ACT_RELU, 2, 1000, 6, 6, {80, 24}, 2, 0},
+    {"tanh 32-24-16, Pendulum obs, 300 rows, K 9", BLPO_ACT_TANH, 1, 300, 3, 9, {32, 24, 16}, 3, 0},
+    {"tanh 20, MountainCar obs, 100 rows, 3 agents, K 4", BLPO_ACT_TANH, 3, 100, 2, 4, {20}, 1, 0},
+    {"relu 17-9, 7 rows, 2 agents, K 1", BLPO_ACT_RELU, 2, 7, 5, 1, {17, 9}, 2, 0},
     /* more chunks than BLPO_HVR_MAX_BLOCKS at 32 rows: several chunks per
      * block and a shorter last block on the device too */
-    {"tanh 20, 4200 rows, K 2", BLPO_ACT_TANH, 1, 4200, 4, 2, {20}, 1},
+    {"tanh 20, 4200 rows, K 2", BLPO_ACT_TANH, 1, 4200, 4, 2, {20}, 1, 0},
+    /* TF32 tiles: a 64 -> 32 layer, 1003 rows (a last chunk of 11 rows:
+     * R{dW} on the fp32 tiles there, R{g}'s tiles partly past the virtual
+     * rows), 2 agents; and relu, two tiled layers, a 16-wide input layer
+     * (R{dW_0} tiled, no R{g_0}), K 3, 488 rows (a last chunk of 8: one
+     * 8-row step, R{g}'s tiles past the virtual rows) */
+    {"tanh 64-32, 1003 rows, P 2, K 7", BLPO_ACT_TANH, 2, 1003, 3, 7, {64, 32}, 2, 1},
+    {"relu 32-32-16, 16 obs, 488 rows, K 3", BLPO_ACT_RELU, 1, 488, 16, 3, {32, 32, 16}, 3, 1},
 };
 
 #ifdef BLPO_WITH_CUDA
@@ -267,8 +312,21 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < nc; k++)
       check_cuda(&kCases[k], cpu, gpu);
     const hr_case wide = {
-        "tanh 256-256 (cuBLAS), 500 rows, K 5", BLPO_ACT_TANH, 1, 500, 4, 5, {256, 256}, 2};
+        "tanh 256-256 (cuBLAS), 500 rows, K 5", BLPO_ACT_TANH, 1, 500, 4, 5, {256, 256}, 2, 0};
     check_cuda(&wide, cpu, gpu);
+    /* run.precision tf32: the kernel's WMMA tiles (and cuBLAS's TF32 GEMMs
+     * on the other path) on the device, to TF32_TOL */
+    CHECK(gpu->set_gemm_precision != NULL, "the CUDA backend has set_gemm_precision");
+    if (gpu->set_gemm_precision) {
+      gpu->set_gemm_precision(gpu, 1);
+      g_tf32 = 1;
+      for (size_t k = 0; k < nc; k++)
+        check_cuda(&kCases[k], cpu, gpu);
+      g_tf32 = 0;
+      gpu->set_gemm_precision(gpu, 0);
+      printf("test_hvp_rows_blocks --cuda: TF32, largest row error %.3g of its norm\n",
+             g_tf32_worst);
+    }
     gpu->destroy(gpu);
     cpu->destroy(cpu);
     return test_summary("test_hvp_rows_blocks --cuda");
@@ -284,7 +342,17 @@ int main(int argc, char **argv) {
     emu_begin_order(o, seed);
     for (size_t k = 0; k < nc; k++)
       check_blocks(&kCases[k], cpu);
+#if BLPO_MBF_VEC == 4
+    /* TF32 tiles, every case (those without a tiled layer take the fp32
+     * layout); the scalar loads' variant has none */
+    g_tf32 = 1;
+    for (size_t k = 0; k < nc; k++)
+      check_blocks(&kCases[k], cpu);
+    g_tf32 = 0;
+#endif
   }
+  if (g_tf32_worst > 0)
+    printf("test_hvp_rows_blocks: TF32 tiles, largest row error %.3g of its norm\n", g_tf32_worst);
   emu_seen_free();
   cpu->destroy(cpu);
   return test_summary("test_hvp_rows_blocks");

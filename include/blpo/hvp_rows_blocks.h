@@ -30,7 +30,17 @@
  *
  * The partials live in the caller's HVP workspace (critic_hvp_work floats
  * per agent), so the number of blocks per agent is what fits there (and at
- * most BLPO_HVR_MAX_BLOCKS); each block then takes several chunks. */
+ * most BLPO_HVR_MAX_BLOCKS); each block then takes several chunks.
+ *
+ * run.precision tf32 (the layout's tf32): on layers whose widths are
+ * multiples of 16, at 16 or 32 rows per chunk, the backward's two large
+ * products, R{g_l} = R{g_{l+1}} W_l (over the rows x K virtual rows) and
+ * the K sums R{dW_l}, run on the TF32 tensor-core tiles of tc_tile.h
+ * (blpo_hvr_backward_tc); the tangents, the first-order pass and the small
+ * layers stay on the fp32 tiles. The rows x K arrays then take a pitch of
+ * 8 mod 16 (blpo_hvr_pk), so that each direction's rows are 32-byte
+ * aligned; for the 64-64 critic at K = 5 that fits 16 rows per chunk
+ * (141 KiB), not 32. */
 #ifndef BLPO_HVP_ROWS_BLOCKS_H
 #define BLPO_HVP_ROWS_BLOCKS_H
 
@@ -43,10 +53,12 @@
 #define BLPO_HVR_MAX_BLOCKS 128
 
 /* Pitches: P for the rows' arrays, Pk for those of rows x K directions
- * (read by the scalar tiles, blpo_mbf_tile_hw1 / _gw1); ppo_blocks.h. */
+ * (read by the scalar tiles, blpo_mbf_tile_hw1 / _gw1; with TF32 tiles also
+ * by WMMA), blpo_hvr_pk; ppo_blocks.h. */
 typedef struct {
   blpo_mbf_net c; /* weights; h[0..L-1] layer inputs, h[L] the value y (R, pitch P(d_l)) */
   int n, R, K, O;
+  int tf32;                      /* layers with c.tc[l] on TF32 tiles (blpo_hvr_backward) */
   int chunks, blocks, cpb;       /* chunks of R rows; blocks per agent; chunks per block */
   int direct;                    /* one block per agent: the rows written in place */
   int s_tgt;                     /* (R) targets */
@@ -69,14 +81,25 @@ typedef struct {
   float *parts;                            /* (P, part_stride): (blocks, cols) each */
 } blpo_hvr_args;
 
+/* The row pitch Pk(w) of an array of rows x K directions. fp32:
+ * blpo_mbf_pitch_k (odd). TF32: 8 mod 16, so that a direction's rows (K
+ * rows apart) start 32-byte aligned, as WMMA's loads need, and 16 rows of
+ * a tile fall on 4 distinct bank offsets (0, 8, 16, 24). */
+BLPO_HD int blpo_hvr_pk(const blpo_hvr_layout *y, int w) {
+  return y->tf32 ? (w + 7) / 16 * 16 + 8 : blpo_mbf_pitch_k(w);
+}
+
 /* The layout for n rows, K directions, R rows per chunk, and partials of at
- * most work_floats floats per agent; returns the rows kernel's shared floats
- * (0 when not even one partial fits). */
+ * most work_floats floats per agent; tf32: the layers whose widths and R
+ * are multiples of 16 (blpo_mbf_tc_layer) on TF32 tiles, with the pitches
+ * and the dW scratch they need. Returns the rows kernel's shared floats. */
 static inline int blpo_hvr_layout_init(blpo_hvr_layout *y, const blpo_mlp *critic, int n, int K,
-                                       int R, size_t work_floats) {
+                                       int R, size_t work_floats, int tf32) {
   memset(y, 0, sizeof(*y));
-  int off = blpo_mbf_net_init(&y->c, critic, 0, 0, 0); /* fp32 tiles */
+  int off = blpo_mbf_net_init(&y->c, critic, 0, tf32, R);
   const int L = critic->num_layers, mw = critic->max_width;
+  for (int l = 0; l < L; l++)
+    y->tf32 |= y->c.tc[l];
   y->n = n, y->R = R, y->K = K, y->O = critic->dims[0];
   for (int l = 0; l <= L; l++) {
     y->c.h[l] = blpo_mbf_place(&off, R, blpo_mbf_pitch(critic->dims[l]));
@@ -85,13 +108,14 @@ static inline int blpo_hvr_layout_init(blpo_hvr_layout *y, const blpo_mlp *criti
   y->act_stride = (size_t)n * critic->act_floats_per_row;
   y->s_tgt = off, off += R;
   for (int l = 1; l <= L; l++)
-    y->s_rh[l] = blpo_mbf_place(&off, R * K, blpo_mbf_pitch_k(critic->dims[l]));
+    y->s_rh[l] = blpo_mbf_place(&off, R * K, blpo_hvr_pk(y, critic->dims[l]));
   y->s_g[0] = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
   y->s_g[1] = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
   y->s_q = blpo_mbf_place(&off, R, blpo_mbf_pitch(mw));
-  y->s_rg[0] = blpo_mbf_place(&off, R * K, blpo_mbf_pitch_k(mw));
-  y->s_rg[1] = blpo_mbf_place(&off, R * K, blpo_mbf_pitch_k(mw));
+  y->s_rg[0] = blpo_mbf_place(&off, R * K, blpo_hvr_pk(y, mw));
+  y->s_rg[1] = blpo_mbf_place(&off, R * K, blpo_hvr_pk(y, mw));
   y->s_unit = off, off += 3 * K;
+  blpo_mbf_tcw_place(&off, &y->c, NULL);
   y->s_floats = off;
   y->cols = K * y->c.num_params;
   y->chunks = (n + R - 1) / R;
@@ -113,15 +137,23 @@ static inline int blpo_hvr_layout_init(blpo_hvr_layout *y, const blpo_mlp *criti
 /* The layout with the most rows per chunk (BLPO_MBF_ROWS, halved down to 4)
  * whose shared memory fits smem_bytes, for a critic the layout holds (one
  * output, no extra parameters) and K directions; its rows per chunk, or 0
- * (the cuBLAS path). */
+ * (the cuBLAS path). tf32: first the TF32 layouts at 32 and 16 rows per
+ * chunk (the 64-64 critic at K = 5 fits at 16), if one fits and puts a
+ * layer on the tiles; the partials' workspace does not depend on R. */
 static inline int blpo_hvr_choose(blpo_hvr_layout *y, const blpo_mlp *critic, int P, int n, int K,
-                                  size_t work_floats, size_t smem_bytes) {
+                                  size_t work_floats, size_t smem_bytes, int tf32) {
   if (n <= 0 || K <= 0 || K > 1024 /* int offsets; far past what fits */ || P <= 0 || P > 65535 ||
       !blpo_mbf_net_ok(critic, critic->dims[0], 1, 0) ||
       (size_t)K * critic->num_params > ((size_t)1 << 30))
     return 0;
+  for (int R = BLPO_MBF_ROWS; tf32 && R >= BLPO_TC_N; R /= 2)
+    if (sizeof(float) * (size_t)blpo_hvr_layout_init(y, critic, n, K, R, work_floats, 1) <=
+            smem_bytes &&
+        y->tf32)
+      return R;
   for (int R = BLPO_MBF_ROWS; R >= 4; R /= 2)
-    if (sizeof(float) * (size_t)blpo_hvr_layout_init(y, critic, n, K, R, work_floats) <= smem_bytes)
+    if (sizeof(float) * (size_t)blpo_hvr_layout_init(y, critic, n, K, R, work_floats, 0) <=
+        smem_bytes)
       return R;
   return 0;
 }
@@ -149,7 +181,7 @@ BLPO_HD void blpo_hvr_tangent(const blpo_hvr_layout *y, int l, int rows, float *
   const blpo_mbf_net *t = &y->c;
   const int K = y->K, din = t->dims[l], dout = t->dims[l + 1], last = l == t->L - 1;
   const int ip = blpo_mbf_pitch(din), op = blpo_mbf_pitch(dout), wp = t->wp[l];
-  const int ipk = blpo_mbf_pitch_k(din), opk = blpo_mbf_pitch_k(dout); /* R{h}'s pitches */
+  const int ipk = blpo_hvr_pk(y, din), opk = blpo_hvr_pk(y, dout); /* R{h}'s pitches */
   const int JT = (dout + TC - 1) / TC, RT = (rows + TR - 1) / TR;
   const float *rin = sm + y->s_rh[l], *wt = sm + t->w_dst[l];
   const float *hin = sm + t->h[l], *hout = sm + t->h[l + 1], *unit = sm + y->s_unit;
@@ -224,6 +256,73 @@ BLPO_HD void blpo_hvr_first_order(const blpo_hvr_layout *y, int l, int rows, flo
   }
 }
 
+/* blpo_hvr_backward's TF32 part for layer l: warp w takes the 16 x 16
+ * tiles w, w + 8, ... of
+ *   R{g_l} (for l > 0): the virtual rows' (rows K, din), R{g} (rows K,
+ *     dout) times W_l (dout, din), read column-major from W_l^T, then the
+ *     unit term and phi' (or tanh's phi'' term) over the tile, as the fp32
+ *     items; a tile's virtual rows past rows K are computed, not finished;
+ *   R{dW_l} (dwt: the rows a multiple of 8): per direction d, (dout, din),
+ *     R{g}_d^T (its virtual rows r K + d, column-major at pitch K Pk) times
+ *     h_l, plus, for a direction below l, g^T times R{h_l}_d; through the
+ *     warp's scratch into the partial (stored in the block's first chunk,
+ *     else added). */
+BLPO_HD void blpo_hvr_backward_tc(const blpo_hvr_layout *y, int l, int rows, int dwt, float *part,
+                                  int first, float *sm, int tid) {
+  const blpo_mbf_net *t = &y->c;
+  const int K = y->K, Nc = t->num_params, din = t->dims[l], dout = t->dims[l + 1];
+  const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = t->wp[l], vrows = rows * K;
+  const int gpk = blpo_hvr_pk(y, dout), hpk = blpo_hvr_pk(y, din);
+  const float *g = sm + y->s_g[(l + 1) % 2], *rg = sm + y->s_rg[(l + 1) % 2];
+  const float *hin = sm + t->h[l], *rhin = l > 0 ? sm + y->s_rh[l] : NULL;
+  const float *wt = sm + t->w_dst[l], *q = sm + y->s_q, *unit = sm + y->s_unit;
+  float *rgout = sm + y->s_rg[l % 2];
+  const int N = BLPO_TC_N, NI = din / N, NJ = dout / N, lane = tid % 32;
+  const int zt = l > 0 ? (vrows + N - 1) / N * NI : 0, tiles = zt + (dwt ? K * NJ * NI : 0);
+  float *scr = sm + t->s_tcw + tid / 32 * N * N;
+  for (int w = tid / 32; w < tiles; w += BLPO_MBF_THREADS / 32) {
+    if (w < zt) {
+      const int v0 = w / NI * N, n0 = w % NI * N;
+      float *c = rgout + v0 * hpk + n0;
+      if (!blpo_tc_tile(rg + v0 * gpk, gpk, wt + n0 * wp, wp, BLPO_TC_B_COL, dout, c, hpk, lane))
+        continue;
+      blpo_tc_sync();
+      for (int e = lane; e < N * N; e += BLPO_TC_STRIDE) {
+        const int v = v0 + e / N, ii = n0 + e % N;
+        if (v >= vrows)
+          continue;
+        const int r = v / K, d = v % K;
+        const int ul = (int)unit[3 * d], ua = (int)unit[3 * d + 1], ub = (int)unit[3 * d + 2];
+        float s = c[(e / N) * hpk + e % N];
+        if (ul == l && ii == ub)
+          s += g[r * gp + ua];
+        const float h = hin[r * hp + ii];
+        if (t->activation == BLPO_ACT_TANH)
+          s = s * (1.0f - h * h) - 2.0f * h * q[r * hp + ii] * rhin[v * hpk + ii];
+        else
+          s = h > 0.0f ? s : 0.0f;
+        c[(e / N) * hpk + e % N] = s;
+      }
+      continue;
+    }
+    const int u = w - zt, d = u / (NJ * NI), j0 = u / NI % NJ * N, i0 = u % NI * N;
+    float *pw = part + (size_t)d * Nc + t->w_src[l];
+    if (!blpo_tc_tile(rg + d * gpk + j0, K * gpk, hin + i0, hp, BLPO_TC_A_COL, rows, scr, N, lane))
+      continue;
+    blpo_tc_sync();
+    for (int e = lane; e < N * N; e += BLPO_TC_STRIDE) {
+      float *o = pw + (j0 + e / N) * din + i0 + e % N;
+      *o = first ? scr[e] : *o + scr[e];
+    }
+    if (rhin && (int)unit[3 * d] < l && /* the g R{h_l} term: directions below l */
+        blpo_tc_tile(g + j0, gp, rhin + d * hpk + i0, K * hpk, BLPO_TC_A_COL, rows, scr, N, lane)) {
+      blpo_tc_sync();
+      for (int e = lane; e < N * N; e += BLPO_TC_STRIDE)
+        pw[(j0 + e / N) * din + i0 + e % N] += scr[e];
+    }
+  }
+}
+
 /* Layer l's second-order backward for the rows x K virtual rows, from g_{l+1}
  * (rows, pitch P(dout)) and R{g_{l+1}} (rows * K, pitch Pk(dout)):
  *   R{dW_l}[d][j][i] = sum_r R{g}[r K + d][j] h_l[r][i] + g[r][j] R{h_l}[r K + d][i]
@@ -236,22 +335,25 @@ BLPO_HD void blpo_hvr_first_order(const blpo_hvr_layout *y, int l, int rows, flo
  * Three kinds of work item, as blpo_mbf_backward with scalar loads (its dW
  * tiles' inputs strided by IT; R{h} has the odd pitch): tiles of TC j x TR
  * i of R{dW_l} per direction, one R{db_l}[d][j] each, tiles of TR virtual rows x
- * TC inputs of R{g_l}. */
+ * TC inputs of R{g_l}. On a TF32 layer (t->tc[l]) the warps then take
+ * R{g_l}'s product and, where the rows are a multiple of 8, R{dW_l}'s, on
+ * the tensor cores (blpo_hvr_backward_tc). */
 BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float *part, int first,
                                float *sm, int tid) {
   enum { TR = BLPO_MBF_TR, TC = BLPO_MBF_TC };
   const blpo_mbf_net *t = &y->c;
   const int K = y->K, Nc = t->num_params, din = t->dims[l], dout = t->dims[l + 1];
   const int gp = blpo_mbf_pitch(dout), hp = blpo_mbf_pitch(din), wp = t->wp[l], vrows = rows * K;
-  const int gpk = blpo_mbf_pitch_k(dout), hpk = blpo_mbf_pitch_k(din); /* R{g}'s, R{h}'s */
+  const int gpk = blpo_hvr_pk(y, dout), hpk = blpo_hvr_pk(y, din); /* R{g}'s, R{h}'s */
   const float *g = sm + y->s_g[(l + 1) % 2], *rg = sm + y->s_rg[(l + 1) % 2];
   const float *hin = sm + t->h[l], *rhin = l > 0 ? sm + y->s_rh[l] : NULL;
   const float *wt = sm + t->w_dst[l], *q = sm + y->s_q, *unit = sm + y->s_unit;
   float *rgout = sm + y->s_rg[l % 2];
   const int IT = (din + TR - 1) / TR, JT = (dout + TC - 1) / TC;
-  const int nw = K * JT * IT, nb = nw + K * dout;
+  const int dwt = t->tc[l] && t->s_tcw >= 0 && rows % BLPO_TC_K == 0; /* R{dW_l} on TF32 tiles */
+  const int nw = dwt ? 0 : K * JT * IT, nb = nw + K * dout;
   const int IT2 = (din + TC - 1) / TC, RT = (vrows + TR - 1) / TR;
-  const int total = nb + (l > 0 ? RT * IT2 : 0);
+  const int total = nb + (l > 0 && !t->tc[l] ? RT * IT2 : 0);
   for (int e = tid; e < total; e += BLPO_MBF_THREADS) {
     if (e < nw) {
       const int d = e / (JT * IT), jt = (e / IT) % JT, it = e % IT;
@@ -334,6 +436,8 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
       }
     }
   }
+  if (t->tc[l])
+    blpo_hvr_backward_tc(y, l, rows, dwt, part, first, sm, tid);
 }
 
 /* Direction k's unit e_j, j = idx[k], decoded into (layer, a, b) floats as
@@ -398,7 +502,7 @@ BLPO_HD void blpo_hvr_rows(const blpo_hvr_args *a, int p, int b, int tid, int ph
   phase -= L;
   if (phase == 0) { /* head: g_L = -(2/n)(G - y), R{g_L} = (2/n) R{y} */
     const float s = 2.0f / (float)n;
-    const int vp = blpo_mbf_pitch(1), vpk = blpo_mbf_pitch_k(1);
+    const int vp = blpo_mbf_pitch(1), vpk = blpo_hvr_pk(y, 1);
     for (int v = tid; v < rows * K; v += BLPO_MBF_THREADS) {
       if (v < rows)
         sm[y->s_g[L % 2] + vp * v] = -s * (sm[y->s_tgt + v] - sm[t->h[L] + vp * v]);
