@@ -82,6 +82,12 @@ set_tests_properties(learning_ppo_paper_cartpole_tf32 learning_blpo_paper_cartpo
 set_tests_properties(learning_ppo_cartpole_main learning_blpo_cartpole_main
                      learning_ppo_paper_cartpole learning_blpo_paper_cartpole
                      learning_blpo_paper_acrobot PROPERTIES LABELS "cpu;learning;long")
+# ctest's default limit is 1500 s; the blocks backend's BLPO run takes about
+# 36 min on one core (2026-12-07), and ctest killed it at 25
+set_tests_properties(learning_ppo_cartpole_main learning_blpo_cartpole_main
+                     learning_ppo_paper_cartpole learning_blpo_paper_cartpole
+                     learning_blpo_paper_acrobot learning_ppo_paper_cartpole_tf32
+                     learning_blpo_paper_cartpole_tf32 PROPERTIES TIMEOUT 5400)
 
 # Runs that survive: interruption, exact resume, bad checkpoints, NaN faults.
 blpo_test_exe(test_ckpt_compare)
