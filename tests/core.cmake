@@ -64,7 +64,9 @@ add_test(NAME learning_blpo_paper_acrobot
 # 2026-12-07), so 150 shows learning with margin; the full runs (5 seeds,
 # 4 to reach 475) are `long`: PPO's five ended at 484.6, 478.2, 494.0,
 # 487.8 and 497.3 (fp32 on the CPU: 492.2, 479.3, 488.1, 476.7, 478.8),
-# BLPO's five all at 500.0 (36 min on one core, 2026-12-07).
+# BLPO's five all at 500.0 (36 min on one core, 2026-12-07). With the dW
+# sums on the tiles too: PPO 494.7, 494.3, 495.5, 488.6, 498.7; and with the
+# Hessian rows' products as well, BLPO 498.7 and four at 500.0 (26 min).
 add_test(NAME learning_ppo_paper_cartpole_tf32_short
          COMMAND test_learning ${BLPO_CONFIGS}/paper/cartpole.yaml 150 0 algo.name=ppo
                  algo.critic_lr=2.5e-4 run.num_seeds=2 run.total_steps=150000 run.precision=tf32)
