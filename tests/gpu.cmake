@@ -9,6 +9,18 @@ if(BLPO_HAVE_CUDA)
   set_tests_properties(gpu_envs PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;envs")
 endif()
 
+# The TF32 tile (include/blpo/tc_tile.h) on the device against the host's
+# emulation, which the CPU tests hold the layer passes to: WMMA's layouts,
+# its rounding and the edges of a tile, one warp at a time.
+if(BLPO_HAVE_CUDA)
+  add_executable(test_tc_tile_cuda ${CMAKE_CURRENT_SOURCE_DIR}/test_tc_tile_cuda.cu)
+  target_include_directories(test_tc_tile_cuda PRIVATE ${CMAKE_SOURCE_DIR}/include)
+  target_compile_options(test_tc_tile_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra>)
+  target_link_libraries(test_tc_tile_cuda PRIVATE CUDA::cudart)
+  add_test(NAME gpu_tc_tile COMMAND test_tc_tile_cuda)
+  set_tests_properties(gpu_tc_tile PROPERTIES SKIP_RETURN_CODE 77 LABELS "gpu;derivatives")
+endif()
+
 # Every CUDA backend operation against the CPU backend on fresh random inputs,
 # outputs poisoned first (test_gpu_ops: buffers, envs, networks, policy,
 # targets, losses, optimiser; test_gpu_second_order: nested critic and BLPO

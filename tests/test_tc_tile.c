@@ -11,8 +11,9 @@
  *             sum exactly; the tile's 16 x 16 written and nothing around it;
  *             lanes 1-31 write nothing and report no epilogue.
  * What only a GPU can check is WMMA itself (its fragments and its order of
- * summation): tests/test_mlp_blocks.c's --cuda-free TF32 cases and the gpu
- * tests compare the whole passes with a tolerance. */
+ * summation): tests/test_tc_tile_cuda.cu (gpu_tc_tile) holds the device's
+ * tile and rounding to this emulation, and the gpu tests of the block
+ * programs compare the whole passes with a tolerance. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
