@@ -256,6 +256,26 @@ BLPO_HD void blpo_hvr_first_order(const blpo_hvr_layout *y, int l, int rows, flo
   }
 }
 
+/* R{g_l} of virtual row v = r K + d at input ii from its product s = sum_j
+ * R{g}[v][j] W_l[j][ii]: direction d's unit term (a weight of this layer,
+ * W_l[a][ii]: g[r][a]), then tanh's t (1 - h^2) - 2 h q R{h_l} or relu's
+ * h > 0 ? t : 0. The fp32 items and the TF32 tiles of blpo_hvr_backward
+ * both finish their elements here. */
+BLPO_HD float blpo_hvr_rg_finish(const blpo_hvr_layout *y, int l, const float *sm, int v, int ii,
+                                 float s) {
+  const blpo_mbf_net *t = &y->c;
+  const int K = y->K, r = v / K, d = v % K;
+  const int gp = blpo_mbf_pitch(t->dims[l + 1]), hp = blpo_mbf_pitch(t->dims[l]);
+  const float *unit = sm + y->s_unit + 3 * d;
+  if ((int)unit[0] == l && ii == (int)unit[2])
+    s += sm[y->s_g[(l + 1) % 2] + r * gp + (int)unit[1]];
+  const float h = sm[t->h[l] + r * hp + ii];
+  if (t->activation == BLPO_ACT_TANH)
+    return s * (1.0f - h * h) - 2.0f * h * sm[y->s_q + r * hp + ii] *
+                                    sm[y->s_rh[l] + v * blpo_hvr_pk(y, t->dims[l]) + ii];
+  return h > 0.0f ? s : 0.0f;
+}
+
 /* blpo_hvr_backward's TF32 part for layer l: warp w takes the 16 x 16
  * tiles w, w + 8, ... of
  *   R{g_l} (for l > 0): the virtual rows' (rows K, din), R{g} (rows K,
@@ -275,7 +295,7 @@ BLPO_HD void blpo_hvr_backward_tc(const blpo_hvr_layout *y, int l, int rows, int
   const int gpk = blpo_hvr_pk(y, dout), hpk = blpo_hvr_pk(y, din);
   const float *g = sm + y->s_g[(l + 1) % 2], *rg = sm + y->s_rg[(l + 1) % 2];
   const float *hin = sm + t->h[l], *rhin = l > 0 ? sm + y->s_rh[l] : NULL;
-  const float *wt = sm + t->w_dst[l], *q = sm + y->s_q, *unit = sm + y->s_unit;
+  const float *wt = sm + t->w_dst[l], *unit = sm + y->s_unit;
   float *rgout = sm + y->s_rg[l % 2];
   const int N = BLPO_TC_N, NI = din / N, NJ = dout / N, lane = tid % 32;
   const int zt = l > 0 ? (vrows + N - 1) / N * NI : 0, tiles = zt + (dwt ? K * NJ * NI : 0);
@@ -288,20 +308,9 @@ BLPO_HD void blpo_hvr_backward_tc(const blpo_hvr_layout *y, int l, int rows, int
         continue;
       blpo_tc_sync();
       for (int e = lane; e < N * N; e += BLPO_TC_STRIDE) {
-        const int v = v0 + e / N, ii = n0 + e % N;
-        if (v >= vrows)
-          continue;
-        const int r = v / K, d = v % K;
-        const int ul = (int)unit[3 * d], ua = (int)unit[3 * d + 1], ub = (int)unit[3 * d + 2];
-        float s = c[(e / N) * hpk + e % N];
-        if (ul == l && ii == ub)
-          s += g[r * gp + ua];
-        const float h = hin[r * hp + ii];
-        if (t->activation == BLPO_ACT_TANH)
-          s = s * (1.0f - h * h) - 2.0f * h * q[r * hp + ii] * rhin[v * hpk + ii];
-        else
-          s = h > 0.0f ? s : 0.0f;
-        c[(e / N) * hpk + e % N] = s;
+        float *o = c + (e / N) * hpk + e % N;
+        if (v0 + e / N < vrows)
+          *o = blpo_hvr_rg_finish(y, l, sm, v0 + e / N, n0 + e % N, *o);
       }
       continue;
     }
@@ -347,7 +356,7 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
   const int gpk = blpo_hvr_pk(y, dout), hpk = blpo_hvr_pk(y, din); /* R{g}'s, R{h}'s */
   const float *g = sm + y->s_g[(l + 1) % 2], *rg = sm + y->s_rg[(l + 1) % 2];
   const float *hin = sm + t->h[l], *rhin = l > 0 ? sm + y->s_rh[l] : NULL;
-  const float *wt = sm + t->w_dst[l], *q = sm + y->s_q, *unit = sm + y->s_unit;
+  const float *wt = sm + t->w_dst[l], *unit = sm + y->s_unit;
   float *rgout = sm + y->s_rg[l % 2];
   const int IT = (din + TR - 1) / TR, JT = (dout + TC - 1) / TC;
   const int dwt = t->tc[l] && t->s_tcw >= 0 && rows % BLPO_TC_K == 0; /* R{dW_l} on TF32 tiles */
@@ -417,21 +426,10 @@ BLPO_HD void blpo_hvr_backward(const blpo_hvr_layout *y, int l, int rows, float 
         const int v = v0 + k;
         if (v >= vrows)
           continue;
-        const int r = v / K, d = v % K;
-        const int ul = (int)unit[3 * d], ua = (int)unit[3 * d + 1], ub = (int)unit[3 * d + 2];
         for (int c = 0; c < TC; c++) {
           const int ii = it + c * IT2;
-          if (ii >= din)
-            continue;
-          float s = acc[k][c];
-          if (ul == l && ii == ub) /* a weight direction (ub >= 0) of this layer: g U_l */
-            s += g[r * gp + ua];
-          const float h = hin[r * hp + ii];
-          if (t->activation == BLPO_ACT_TANH)
-            s = s * (1.0f - h * h) - 2.0f * h * q[r * hp + ii] * rhin[v * hpk + ii];
-          else
-            s = h > 0.0f ? s : 0.0f;
-          rgout[v * hpk + ii] = s;
+          if (ii < din)
+            rgout[v * hpk + ii] = blpo_hvr_rg_finish(y, l, sm, v, ii, acc[k][c]);
         }
       }
     }
