@@ -23,17 +23,6 @@
 #include "blpo/tc_tile.h"
 #include "test_util.h"
 
-static float from_bits(uint32_t u) {
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
-static uint32_t bits_of(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-
 static void check_rounding(void) {
   const float ulp = ldexpf(1.0f, -10); /* TF32's unit at 1 */
   struct {
@@ -51,18 +40,18 @@ static void check_rounding(void) {
       {ldexpf(1.0f, -140), 0.0f, "a subnormal below them goes"},
   };
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
-    CHECK(bits_of(blpo_tf32_round(cases[k].in)) == bits_of(cases[k].want), "%s: %a -> %a, want %a",
-          cases[k].what, (double)cases[k].in, (double)blpo_tf32_round(cases[k].in),
-          (double)cases[k].want);
-  CHECK(bits_of(blpo_tf32_round(-0.0f)) == bits_of(-0.0f), "-0 keeps its sign");
+    CHECK(test_bits_of(blpo_tf32_round(cases[k].in)) == test_bits_of(cases[k].want),
+          "%s: %a -> %a, want %a", cases[k].what, (double)cases[k].in,
+          (double)blpo_tf32_round(cases[k].in), (double)cases[k].want);
+  CHECK(test_bits_of(blpo_tf32_round(-0.0f)) == test_bits_of(-0.0f), "-0 keeps its sign");
   CHECK(isinf(blpo_tf32_round(INFINITY)) && blpo_tf32_round(-INFINITY) < 0, "infinities stay");
-  CHECK(isnan(blpo_tf32_round(NAN)) && isnan(blpo_tf32_round(from_bits(0x7fffffffu))),
+  CHECK(isnan(blpo_tf32_round(NAN)) && isnan(blpo_tf32_round(test_from_bits(0x7fffffffu))),
         "NaN stays NaN (the payload's carry would have made it -0)");
   int bad = 0;
   for (int i = 0; i < 100000; i++) {
     const float x = (float)(nrand() * pow(10.0, 6 * urand() - 3));
     const float r = blpo_tf32_round(x);
-    if ((bits_of(r) & 0x1fffu) != 0 || !(fabs((double)r - x) <= ldexp(fabs(x), -11)) ||
+    if ((test_bits_of(r) & 0x1fffu) != 0 || !(fabs((double)r - x) <= ldexp(fabs(x), -11)) ||
         blpo_tf32_round(r) != r)
       bad++;
   }

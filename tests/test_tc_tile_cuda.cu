@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "blpo/tc_tile.h"
+#include "test_util.h"
 
 #define CK(call)                                                                                   \
   do {                                                                                             \
@@ -33,36 +34,7 @@
     }                                                                                              \
   } while (0)
 
-static int g_failed;
 static size_t g_smem_optin; // the device's shared memory per block, opted in
-#define EXPECT(cond, ...)                                                                          \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      fprintf(stderr, "%s:%d: check failed: ", __FILE__, __LINE__);                                \
-      fprintf(stderr, __VA_ARGS__);                                                                \
-      fprintf(stderr, "\n");                                                                       \
-      g_failed++;                                                                                  \
-    }                                                                                              \
-  } while (0)
-
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static double urand01(void) { // xorshift64*, [0, 1)
-  g_rng ^= g_rng >> 12, g_rng ^= g_rng << 25, g_rng ^= g_rng >> 27;
-  return (double)((g_rng * 0x2545f4914f6cdd1dull) >> 11) / 9007199254740992.0;
-}
-static double nrand1(void) { // Box-Muller
-  return sqrt(-2.0 * log(1.0 - urand01())) * cos(6.283185307179586 * urand01());
-}
-static uint32_t bits_of(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-static float from_bits(uint32_t u) {
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
 
 __global__ void round_kernel(const float *x, float *y, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -92,7 +64,7 @@ __global__ void tile_kernel(const float *a, int na, int lda, const float *b, int
 
 static void check_rounding(void) {
   enum { N = 200000 };
-  float *x = (float *)malloc(N * sizeof(float)), *y = (float *)malloc(N * sizeof(float));
+  float *x = test_alloc_floats(N), *y = test_alloc_floats(N);
   const float hand[] = {1.0f,
                         1.0f + ldexpf(1.0f, -11),
                         -(1.0f + ldexpf(1.0f, -11)),
@@ -106,10 +78,10 @@ static void check_rounding(void) {
                         INFINITY,
                         -INFINITY,
                         NAN,
-                        from_bits(0x7fffffffu)};
+                        test_from_bits(0x7fffffffu)};
   const int nh = (int)(sizeof hand / sizeof hand[0]);
   for (int i = 0; i < N; i++)
-    x[i] = i < nh ? hand[i] : (float)(nrand1() * pow(10.0, 6 * urand01() - 3));
+    x[i] = i < nh ? hand[i] : (float)(nrand() * pow(10.0, 6 * urand() - 3));
   float *dx, *dy;
   CK(cudaMalloc(&dx, N * sizeof(float)));
   CK(cudaMalloc(&dy, N * sizeof(float)));
@@ -120,31 +92,20 @@ static void check_rounding(void) {
   int bad = 0, low = 0;
   for (int i = 0; i < N; i++) {
     const float h = blpo_tf32_round(x[i]);
-    const uint32_t d = bits_of(y[i]);
+    const uint32_t d = test_bits_of(y[i]);
     low += (d & 0x1fffu) != 0;
-    const int same = isnan(h) ? isnan(y[i]) : (d & 0xffffe000u) == bits_of(h);
+    const int same = isnan(h) ? isnan(y[i]) : (d & 0xffffe000u) == test_bits_of(h);
     if (!same && bad++ < 5)
       fprintf(stderr, "  %a: device %a (0x%08x), host %a\n", (double)x[i], (double)y[i], d,
               (double)h);
   }
-  EXPECT(bad == 0, "rounding: %d of %d values differ between the device and the host", bad, N);
+  CHECK(bad == 0, "rounding: %d of %d values differ between the device and the host", bad, N);
   printf("test_tc_tile_cuda: rounding of %d values agrees (%d device results with low bits set)\n",
          N, low);
   CK(cudaFree(dx));
   CK(cudaFree(dy));
   free(x);
   free(y);
-}
-
-// n floats, 32-byte aligned as WMMA's pointers need (the host's emulation
-// checks that too).
-static float *alloc32(int n) {
-  float *p = (float *)aligned_alloc(32, (size_t)(n + 7) / 8 * 8 * sizeof(float));
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
-  }
-  return p;
 }
 
 // a: 16 x K row-major (lda) or K x 16 column-major storage; b likewise.
@@ -157,11 +118,12 @@ static void check_tile(int K, int lda, int ldb, int cols, int ldc) {
            lda, ldb, smem);
     return;
   }
-  float *a = alloc32(na), *b = alloc32(nb), *c = alloc32(nc), *want = alloc32(nc);
+  float *a = test_alloc_shared((size_t)na), *b = test_alloc_shared((size_t)nb);
+  float *c = test_alloc_shared((size_t)nc), *want = test_alloc_shared((size_t)nc);
   for (int i = 0; i < na; i++)
-    a[i] = (float)nrand1();
+    a[i] = (float)nrand();
   for (int i = 0; i < nb; i++)
-    b[i] = (float)nrand1();
+    b[i] = (float)nrand();
   for (int i = 0; i < nc; i++)
     c[i] = want[i] = NAN;
   blpo_tc_tile(a, lda, b, ldb, cols, K, want + 2 * ldc, ldc, 0); // the host's emulation
@@ -191,11 +153,11 @@ static void check_tile(int K, int lda, int ldb, int cols, int ldc) {
     worst = e > worst ? e : worst;
     bad += !(e <= 1e-5);
   }
-  EXPECT(bad == 0 && margin == 0,
-         "K %d, lda %d, ldb %d, layout %d (a %s, b %s), ldc %d: %d of 256 off the host's "
-         "emulation (worst %.3g of the terms), %d written outside the tile",
-         K, lda, ldb, cols, a_col ? "column-major" : "row-major",
-         b_col ? "column-major" : "row-major", ldc, bad, worst, margin);
+  CHECK(bad == 0 && margin == 0,
+        "K %d, lda %d, ldb %d, layout %d (a %s, b %s), ldc %d: %d of 256 off the host's "
+        "emulation (worst %.3g of the terms), %d written outside the tile",
+        K, lda, ldb, cols, a_col ? "column-major" : "row-major",
+        b_col ? "column-major" : "row-major", ldc, bad, worst, margin);
   CK(cudaFree(da));
   CK(cudaFree(db));
   CK(cudaFree(dc));
@@ -234,10 +196,5 @@ int main(void) {
       check_tile(K, a_col ? 5 * 72 : p4, b_col ? p4 : 72, cols, 20);
       check_tile(K, a_col ? 24 : K + 8, b_col ? K + 16 : 24, cols, 16); // 0 mod 8
     }
-  if (g_failed) {
-    printf("test_tc_tile_cuda: %d check(s) failed\n", g_failed);
-    return 1;
-  }
-  printf("test_tc_tile_cuda: all checks passed\n");
-  return 0;
+  return test_summary("test_tc_tile_cuda");
 }

@@ -1,4 +1,5 @@
-/* Small helpers shared by the C tests: random numbers and checks. */
+/* Small helpers shared by the C tests (and the CUDA ones, tests/ .cu files,
+ * which include it as C++): random numbers and checks. */
 #ifndef BLPO_TEST_UTIL_H
 #define BLPO_TEST_UTIL_H
 
@@ -50,7 +51,7 @@ static inline double nrand(void) {
 
 /* k distinct indices in [0, range), a uniformly drawn prefix of a shuffle. */
 static inline void test_distinct_indices(int k, int range, int32_t *out) {
-  int32_t *pool = malloc(sizeof(int32_t) * (size_t)range);
+  int32_t *pool = (int32_t *)malloc(sizeof(int32_t) * (size_t)range);
   if (!pool) {
     fprintf(stderr, "out of memory\n");
     exit(2);
@@ -106,7 +107,7 @@ static inline double rel_err_d(const float *a, const double *b, size_t n, double
 
 /* count floats (at least one) or exit 2. */
 static inline float *test_alloc_floats(size_t count) {
-  float *p = malloc((count ? count : 1) * sizeof(float));
+  float *p = (float *)malloc((count ? count : 1) * sizeof(float));
   if (!p) {
     fprintf(stderr, "out of memory\n");
     exit(2);
@@ -121,7 +122,7 @@ static inline float *test_alloc_floats(size_t count) {
  * read or write past `count` floats is still reported. */
 static inline float *test_alloc_shared(size_t count) {
   const size_t want = (count ? count : 1) * sizeof(float), bytes = (want + 31) / 32 * 32;
-  float *p = aligned_alloc(32, bytes);
+  float *p = (float *)aligned_alloc(32, bytes);
   if (!p) {
     fprintf(stderr, "out of memory\n");
     exit(2);
@@ -154,6 +155,18 @@ static inline double test_rel_norm_err(const float *x, const float *y, const flo
     r += dy * dy;
   }
   return sqrt(d) / (sqrt(r) + 1e-30);
+}
+
+/* A float's bits and back. */
+static inline uint32_t test_bits_of(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return u;
+}
+static inline float test_from_bits(uint32_t u) {
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
 }
 
 static inline int test_summary(const char *name) {
