@@ -84,6 +84,15 @@ typedef struct {
   // capability 8.0+: the fused kernels' hidden layers whose widths are
   // multiples of 16 run on TF32 tensor-core tiles (include/blpo/tc_tile.h).
   int tf32_tiles;
+  // run.grid_sync (set_grid_sync): critic_step's steps as one cooperative
+  // kernel (kernels/critic_step_cuda.cu); grid_sync_supported as
+  // pdl_supported (cooperative launch). The kernel's resident blocks on the
+  // whole device at cvf_grid_smem bytes of shared memory, asked once per
+  // size outside any capture (critic_step_work); 0 not yet asked.
+  int grid_sync;
+  int grid_sync_supported;
+  size_t cvf_grid_smem;
+  long long cvf_grid_resident;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }

@@ -42,6 +42,7 @@ uint64_t blpo_config_hash(const blpo_config *c) {
   k.cuda_graph = d.cuda_graph;
   k.precision = d.precision;
   k.pdl = d.pdl;
+  k.grid_sync = d.grid_sync;
   k.fused_rollout = d.fused_rollout;
   k.debug_emulate_replay = d.debug_emulate_replay;
   uint64_t h = 14695981039346656037ull; /* the FNV-1a 64 offset basis */

@@ -52,6 +52,9 @@ static blpo_backend *pick_backend(const blpo_cli *cli, const blpo_config *cfg, i
   if (cfg->pdl && !quiet)
     fprintf(stderr, "blpo-gpu: run.pdl applies to the CUDA backend's kernel launches; no effect on "
                     "the CPU\n");
+  if (cfg->grid_sync && !quiet)
+    fprintf(stderr, "blpo-gpu: run.grid_sync applies to the CUDA backend's nested critic kernels; "
+                    "no effect on the CPU\n");
   blpo_backend *be = blpo_backend_cpu_create(cfg->threads);
   if (!be)
     fprintf(stderr, "blpo-gpu: out of host memory creating the CPU backend\n");

@@ -415,6 +415,13 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
             "here (it needs compute capability 9.0 and kernels built for it); launching as "
             "usual\n",
             be->name);
+  /* the nested steps in one kernel: the same bits, so no self-check either */
+  tr->grid_sync = be->set_grid_sync ? be->set_grid_sync(be, cfg->grid_sync) : 0;
+  if (be->set_grid_sync && !tr->grid_sync && cfg->grid_sync)
+    fprintf(stderr,
+            "blpo-gpu: run.grid_sync: the %s backend cannot launch cooperative kernels here; "
+            "running two kernels per nested step\n",
+            be->name);
   return tr;
 }
 
@@ -746,6 +753,7 @@ int blpo_trainer_replaying(const blpo_trainer *tr) { return tr->graph != NULL; }
 
 int blpo_trainer_fused_rollout(const blpo_trainer *tr) { return tr->fused; }
 int blpo_trainer_pdl(const blpo_trainer *tr) { return tr->pdl; }
+int blpo_trainer_grid_sync(const blpo_trainer *tr) { return tr->grid_sync && tr->fused_critic; }
 int blpo_trainer_fused_update(const blpo_trainer *tr) {
   return tr->fused_update || tr->fused_critic || tr->fused_solve;
 }

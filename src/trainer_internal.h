@@ -22,6 +22,7 @@ struct blpo_trainer {
   int fused_critic; /* nested critic steps through critic_step (run.fused_update) */
   int fused_solve;  /* Nystrom solves as one kernel (set_fused_solve; run.fused_update) */
   int pdl;          /* kernels launched with programmatic dependent launch (set_pdl; run.pdl) */
+  int grid_sync;    /* the nested steps as one cooperative kernel (set_grid_sync; run.grid_sync) */
   void *mb_work;    /* ppo_minibatch's workspace (backend buffer), if it has one */
   void *cs_work;    /* critic_step's */
 

@@ -249,6 +249,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
       int64_t kc = c->nested_updates;
       blpo_critic_step cs = {
           .n = n,
+          .steps = 1,
           .critic = &tr->critic,
           .x = tr->mb_obs,
           .target = tr->mb_ret,
@@ -262,15 +263,15 @@ void blpo_update_blpo(blpo_trainer *tr) {
           .stats = tr->stats,
           .work = tr->cs_work,
       };
-      for (int k = 0; k < c->nested_updates; k++) {
-        cs.stat_slot = k == 0 ? BLPO_STAT_CRITIC_LOSS_BEFORE : -1;
-        cs.sched = blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)c->num_epochs * M * kc,
-                                           call * kc + k);
-        if (tr->fused_critic)
-          be->critic_step(be, P, &cs);
-        else
-          blpo_critic_step_ops(be, P, &cs);
-      }
+      /* all K_c steps as one op: one cooperative kernel with run.grid_sync */
+      cs.steps = c->nested_updates;
+      cs.stat_slot = BLPO_STAT_CRITIC_LOSS_BEFORE;
+      cs.sched =
+          blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)c->num_epochs * M * kc, call * kc);
+      if (tr->fused_critic)
+        be->critic_step(be, P, &cs);
+      else
+        blpo_critic_step_ops(be, P, &cs);
 
       /* b. actor loss with the current critic: g_theta, and dL/dV for v. The
        * critic on the minibatch and the last observations and the actor, as

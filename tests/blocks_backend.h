@@ -10,7 +10,9 @@
  *   mlp_forward(_many)            blpo_fwd, blpo_fwd_set (ppo_blocks.h)
  *   mlp_backward(_many)           blpo_bwd, blpo_bwd_set (ppo_blocks.h)
  *   ppo_minibatch(_work)          blpo_mbf (ppo_blocks.h)
- *   critic_step(_work)            blpo_cvf (critic_blocks.h)
+ *   critic_step(_work)            blpo_cvf (critic_blocks.h; with
+ *                                 set_grid_sync the cooperative kernel's
+ *                                 schedule, blpo_cvf_grid_*)
  *   critic_hvp_rows               blpo_hvr (hvp_rows_blocks.h)   \
  *   mlp_tangent(_many)            blpo_tnf, blpo_tnf_set          } set_fused_solve
  *                                 (tangent_blocks.h)             |
@@ -77,6 +79,8 @@ static struct {
   size_t ran[BLK_PROGRAMS]; /* blocks emulated per program */
   int sms;                  /* the multiprocessors the rollout's layout fills (BLK_SMS) */
   int tf32;                 /* set_gemm_precision: the layer passes' TF32 tiles, emulated */
+  int grid_sync;            /* set_grid_sync: critic_step as the cooperative kernel's schedule */
+  long long grid_steps;     /* critic steps run that way */
 } g_blk;
 
 /* Shared memory for one block of program `prog`, poisoned; exactly the
@@ -266,21 +270,47 @@ static void blk_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs)
     exit(2);
   }
   blpo_cvf_args a = blpo_cvf_args_of(&lay, cs);
-  EMU_FOR (p, P)
-    EMU_FOR (b, lay.blocks) {
-      float *sm = blk_shared(BLK_CVF, (size_t)lay.s_floats);
-      for (int ph = 0; ph < blpo_cvf_rows_phases(&lay); ph++)
-        EMU_FOR (t, BLPO_MBF_THREADS)
-          blpo_cvf_rows(&a, p, b, t, ph, sm);
-    }
-  blpo_cvf_adam_shared sh;
-  EMU_FOR (p, P)
-    EMU_FOR (k, lay.col_blocks) {
-      memset(&sh, 0xff, sizeof(sh));
-      for (int ph = 0; ph < blpo_cvf_adam_phases(); ph++)
-        EMU_FOR (t, BLPO_MBF_THREADS)
-          blpo_cvf_adam(&a, p, k, t, ph, &sh);
-    }
+  /* run.grid_sync: the cooperative kernel's schedule, its grid as the CUDA
+   * op sizes it for two blocks per multiprocessor (the rows kernel's bound) */
+  const int G = g_blk.grid_sync ? blpo_cvf_grid_blocks(&lay, P, 2LL * BLK_SMS) : 0;
+  if (G > 0) {
+    g_blk.grid_steps += cs->steps;
+    for (int s = 0; s < 2 * cs->steps; s++) /* a grid barrier between grid phases */
+      EMU_FOR (p, P)
+        EMU_FOR (x, G)
+          for (int u = x; u < blpo_cvf_grid_units(&lay, s); u += G) {
+            /* poisoned per unit: a unit reads nothing its block's last one left */
+            float *sm = blk_shared(BLK_CVF, (size_t)blpo_cvf_grid_floats(&lay));
+            for (int ph = 0; ph < blpo_cvf_grid_phases(&lay, s); ph++)
+              EMU_FOR (t, BLPO_MBF_THREADS)
+                blpo_cvf_grid_unit(&a, s, p, u, t, ph, sm);
+          }
+    return;
+  }
+  for (int k = 0; k < cs->steps; k++) {
+    EMU_FOR (p, P)
+      EMU_FOR (b, lay.blocks) {
+        float *sm = blk_shared(BLK_CVF, (size_t)lay.s_floats);
+        for (int ph = 0; ph < blpo_cvf_rows_phases(&lay); ph++)
+          EMU_FOR (t, BLPO_MBF_THREADS)
+            blpo_cvf_rows(&a, p, b, t, ph, sm);
+      }
+    blpo_cvf_adam_shared sh;
+    EMU_FOR (p, P)
+      EMU_FOR (c, lay.col_blocks) {
+        memset(&sh, 0xff, sizeof(sh));
+        for (int ph = 0; ph < blpo_cvf_adam_phases(); ph++)
+          EMU_FOR (t, BLPO_MBF_THREADS)
+            blpo_cvf_adam(&a, p, c, k, t, ph, &sh);
+      }
+  }
+}
+
+/* As the CUDA op: on (a host has no limit on "resident" blocks). */
+static int blk_set_grid_sync(blpo_backend *be, int on) {
+  (void)be;
+  g_blk.grid_sync = on != 0;
+  return g_blk.grid_sync;
 }
 
 static int blk_set_fused_solve(blpo_backend *be, int on) {
@@ -540,6 +570,7 @@ static blpo_backend *blocks_backend_create(void) {
   g_blk.fused = 1;
   g_blk.sms = BLK_SMS;
   g_blk.tf32 = 0;
+  g_blk.grid_sync = 0; /* grid_steps counts over every backend, as ran */
   be->name = "cpu-blocks";
   be->mlp_forward = blk_mlp_forward;
   be->mlp_forward_many = blk_mlp_forward_many;
@@ -562,6 +593,7 @@ static blpo_backend *blocks_backend_create(void) {
   be->rollout_fused_supported = blk_rollout_fused_supported;
   be->rollout_fused = blk_rollout_fused;
   be->set_gemm_precision = blk_set_gemm_precision;
+  be->set_grid_sync = blk_set_grid_sync;
   be->destroy = blk_destroy;
   return be;
 }

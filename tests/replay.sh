@@ -69,6 +69,8 @@ variant() {
 variant ppo --config cartpole.yaml --set algo.name=ppo
 variant nested --config cartpole.yaml --set algo.name=nested
 variant blpo_nystrom --config cartpole.yaml --set algo.name=blpo
+# the nested steps as one cooperative kernel (CUDA): captured in the graph too
+variant blpo_grid_sync --config cartpole.yaml --set algo.name=blpo --set run.grid_sync=true
 variant blpo_nystrom_fixed --config cartpole.yaml --set algo.name=blpo \
   --set algo.hypergrad.fixed_indices=true
 variant blpo_nystrom_k40 --config cartpole.yaml --set algo.name=blpo --set algo.hypergrad.rank=40

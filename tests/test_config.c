@@ -515,6 +515,7 @@ static void test_round_trip(void) {
                         "run.cuda_graph=false",
                         "run.precision=tf32",
                         "run.pdl=true",
+                        "run.grid_sync=true",
                         "run.fused_rollout=false",
                         "run.fused_update=false",
                         "run.debug_emulate_replay=true",
@@ -701,7 +702,7 @@ static void test_config_hash(void) {
   c = d;
   c.total_steps *= 3, c.log_every = 1, c.threads = 7, c.checkpoint_every = 3;
   c.debug_nan_iteration = 2, c.cuda_graph = !d.cuda_graph, c.precision = BLPO_PREC_TF32;
-  c.pdl = 1, c.fused_rollout = BLPO_TRI_ON, c.debug_emulate_replay = 1;
+  c.pdl = 1, c.grid_sync = 1, c.fused_rollout = BLPO_TRI_ON, c.debug_emulate_replay = 1;
   snprintf(c.name, sizeof(c.name), "other");
   snprintf(c.out_dir, sizeof(c.out_dir), "elsewhere");
   CHECK(blpo_config_hash(&c) == empty, "the keys a resume may change do not enter the hash");

@@ -4,12 +4,21 @@
  * rows, targets, parameters and Adam moments: tanh and relu, one to three
  * hidden layers of uneven widths, 1 to 66 blocks of rows (the last one
  * partial), one to three agents, the loss recorded in a stats slot or not.
- * Two fused sides:
+ * The three steps run as three calls of one step, and as one call of three
+ * steps (the op's `steps`: Adam's schedule advancing by one per step, the
+ * loss recorded at the first only). Two fused sides:
  *
  *   blocks  the CUDA kernels' block programs (include/blpo/critic_blocks.h)
  *           run on the host thread by thread, with 32 and 8 rows per block,
- *           shared memory and partials poisoned;
- *   cuda    (--cuda; exits 77 without a device) the CUDA backend's op.
+ *           shared memory and partials poisoned; the three-step call also
+ *           as the cooperative kernel's grid schedule (run.grid_sync) with
+ *           1, 3 and all blocks per agent, which must give the bits of the
+ *           two programs per step;
+ *   cuda    (--cuda; exits 77 without a device) the CUDA backend's op, the
+ *           three-step call with set_grid_sync on (the cooperative kernel)
+ *           against off, bit for bit, on a case of 20000 rows whose 625
+ *           blocks exceed any device's resident grid (the grid's blocks
+ *           loop over the row blocks).
  *
  * Outputs are poisoned with NaN first. Tolerances as test_ppo_minibatch: the
  * gradient to 1e-4 of its norm, each step's change of the parameters and
@@ -41,30 +50,51 @@ typedef struct {
 /* run.precision tf32 for the side under test (see the file's comment) */
 static int g_tf32;
 
-static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R) {
+/* G = 0: the rows and adam programs per step, as the two kernels; G > 0:
+ * the cooperative kernel's grid schedule with G blocks per agent (at most
+ * the row blocks), a grid barrier between grid phases, each block's units
+ * one after another in its shared memory (poisoned once per block, so that
+ * a unit reading what the block's last unit left shows as a change). */
+static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R, int G) {
   blpo_cvf_layout y;
-  int sf = blpo_cvf_layout_init(&y, obs_dim, cs->critic, cs->n, R, g_tf32);
+  blpo_cvf_layout_init(&y, obs_dim, cs->critic, cs->n, R, g_tf32);
+  const int sf = blpo_cvf_grid_floats(&y);
   size_t np = (size_t)P * blpo_cvf_parts_floats(&y);
   float *parts = test_alloc_floats(np), *sm = test_alloc_shared((size_t)sf);
   test_poison_nan(parts, np, 1);
   blpo_critic_step with_work = *cs;
   with_work.work = parts;
   blpo_cvf_args a = blpo_cvf_args_of(&y, &with_work);
-  EMU_FOR (p, P)
-    EMU_FOR (b, y.blocks) {
-      test_poison_nan(sm, (size_t)sf, 1);
-      for (int ph = 0; ph < blpo_cvf_rows_phases(&y); ph++)
-        EMU_FOR (t, BLPO_MBF_THREADS)
-          blpo_cvf_rows(&a, p, b, t, ph, sm);
-    }
-  EMU_FOR (p, P)
-    EMU_FOR (k, y.col_blocks) {
-      blpo_cvf_adam_shared sh;
-      memset(&sh, 0xff, sizeof(sh));
-      for (int ph = 0; ph < blpo_cvf_adam_phases(); ph++)
-        EMU_FOR (t, BLPO_MBF_THREADS)
-          blpo_cvf_adam(&a, p, k, t, ph, &sh);
-    }
+  if (G > 0) {
+    if (G > y.blocks)
+      G = y.blocks;
+    for (int s = 0; s < 2 * cs->steps; s++)
+      EMU_FOR (p, P)
+        EMU_FOR (x, G) {
+          test_poison_nan(sm, (size_t)sf, 1);
+          for (int u = x; u < blpo_cvf_grid_units(&y, s); u += G)
+            for (int ph = 0; ph < blpo_cvf_grid_phases(&y, s); ph++)
+              EMU_FOR (t, BLPO_MBF_THREADS)
+                blpo_cvf_grid_unit(&a, s, p, u, t, ph, sm);
+        }
+  }
+  for (int k = 0; G <= 0 && k < cs->steps; k++) {
+    EMU_FOR (p, P)
+      EMU_FOR (b, y.blocks) {
+        test_poison_nan(sm, (size_t)sf, 1);
+        for (int ph = 0; ph < blpo_cvf_rows_phases(&y); ph++)
+          EMU_FOR (t, BLPO_MBF_THREADS)
+            blpo_cvf_rows(&a, p, b, t, ph, sm);
+      }
+    EMU_FOR (p, P)
+      EMU_FOR (c, y.col_blocks) {
+        blpo_cvf_adam_shared sh;
+        memset(&sh, 0xff, sizeof(sh));
+        for (int ph = 0; ph < blpo_cvf_adam_phases(); ph++)
+          EMU_FOR (t, BLPO_MBF_THREADS)
+            blpo_cvf_adam(&a, p, c, k, t, ph, &sh);
+      }
+  }
   free(parts);
   free(sm);
 }
@@ -75,10 +105,18 @@ typedef struct {
   float *f[F_COUNT]; /* params, grad, m, v (P, Nc); stats (P, BLPO_STAT_COUNT) */
 } state;
 
-static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
-  const char *side = gpu ? (g_tf32 ? "cuda, tf32" : "cuda")
-                         : (R == 8 ? "blocks of 8 rows"
-                                   : (g_tf32 ? "blocks of 32 rows, tf32" : "blocks of 32 rows"));
+/* One case. spc: steps per call (1: STEPS calls of one step; STEPS: one
+ * call). grid: blocks, the cooperative kernel's schedule with that many
+ * blocks per agent (0: the two programs per step); cuda, nonzero: the op with
+ * set_grid_sync on. Where grid is set, the same call also runs without it
+ * from the same state and must give the same bits. */
+static void check_case(const cs_case *c, int R, int spc, int grid, blpo_backend *gpu) {
+  char side[96];
+  snprintf(side, sizeof side, "%s%s%s, %d step(s) per call%s", gpu ? "cuda" : "blocks",
+           gpu ? "" : (R == 8 ? " of 8 rows" : " of 32 rows"), g_tf32 ? ", tf32" : "", spc,
+           grid ? (gpu ? ", grid sync" : ", grid schedule") : "");
+  if (grid && !gpu)
+    snprintf(side + strlen(side), sizeof side - strlen(side), " of %d", grid);
   blpo_backend *be = blpo_backend_cpu_create(1);
   blpo_mlp critic;
   blpo_mlp_init_shape(&critic, c->O, c->h, c->nh, 1, c->act, 0);
@@ -91,10 +129,11 @@ static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
     x[i] = (float)nrand();
   for (size_t i = 0; i < Pn; i++)
     target[i] = (float)(1.5 * nrand());
-  state ops, fused, before;
+  state ops, fused, before, pre, alt; /* pre, alt: the fused side's state before, without grid */
   for (int k = 0; k < F_COUNT; k++) {
     ops.f[k] = test_alloc_floats(cnt[k]), fused.f[k] = test_alloc_floats(cnt[k]),
     before.f[k] = test_alloc_floats(cnt[k]);
+    pre.f[k] = test_alloc_floats(cnt[k]), alt.f[k] = test_alloc_floats(cnt[k]);
     test_poison_nan(ops.f[k], cnt[k], 1);
     test_poison_nan(fused.f[k], cnt[k], 1);
   }
@@ -139,10 +178,11 @@ static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
     ws_dev[1] = gpu->alloc(gpu, Pn * sizeof(float));
     ws_dev[2] = gpu->alloc(gpu, Pn * 2 * (size_t)critic.max_width * sizeof(float));
   }
-  for (int step = 0; step < STEPS; step++) {
+  for (int step = 0; step < STEPS; step += spc) {
     for (int k = 0; k < F_COUNT; k++)
       memcpy(before.f[k], ops.f[k], cnt[k] * sizeof(float));
     blpo_critic_step a = base;
+    a.steps = spc;
     a.stat_slot = step == 0 ? BLPO_STAT_CRITIC_LOSS_BEFORE : step == 1 ? -1 : BLPO_STAT_V_LOSS;
     a.sched = blpo_adam_fixed(1e-3f, 0.9f, 0.999f, 1e-5f, 1);
     a.sched.anneal_iters = 10;
@@ -156,19 +196,50 @@ static void check_case(const cs_case *c, int R, blpo_backend *gpu) {
       b.scratch = ws_dev[2], b.sched.step.clock = clock_dev;
       b.params = dev[F_PARAMS], b.grad = dev[F_GRAD], b.m = dev[F_M], b.v = dev[F_V];
       b.stats = dev[F_STATS], b.work = work_dev;
-      gpu->critic_step(gpu, P, &b);
+      if (grid) { /* first without the grid sync, from the same state */
+        for (int k = 0; k < F_COUNT; k++)
+          gpu->download(gpu, pre.f[k], dev[k], cnt[k] * sizeof(float));
+        gpu->critic_step(gpu, P, &b);
+        for (int k = 0; k < F_COUNT; k++) {
+          gpu->download(gpu, alt.f[k], dev[k], cnt[k] * sizeof(float));
+          test_poison_nan(fused.f[k], cnt[k], 1); /* the grad is written, never read */
+          if (k != F_GRAD)
+            memcpy(fused.f[k], pre.f[k], cnt[k] * sizeof(float));
+          gpu->upload(gpu, dev[k], fused.f[k], cnt[k] * sizeof(float));
+        }
+        int on = gpu->set_grid_sync && gpu->set_grid_sync(gpu, 1);
+        CHECK(on, "%s: the device launches the cooperative kernel", c->name);
+        gpu->critic_step(gpu, P, &b);
+        if (gpu->set_grid_sync)
+          gpu->set_grid_sync(gpu, 0);
+      } else {
+        gpu->critic_step(gpu, P, &b);
+      }
       for (int k = 0; k < F_COUNT; k++)
         gpu->download(gpu, fused.f[k], dev[k], cnt[k] * sizeof(float));
     } else {
       b.params = fused.f[F_PARAMS], b.grad = fused.f[F_GRAD], b.m = fused.f[F_M];
       b.v = fused.f[F_V], b.stats = fused.f[F_STATS];
-      run_blocks(c->O, P, &b, R);
+      if (grid) { /* first the two programs per step, on a copy */
+        blpo_critic_step w = b;
+        for (int k = 0; k < F_COUNT; k++)
+          memcpy(alt.f[k], fused.f[k], cnt[k] * sizeof(float));
+        w.params = alt.f[F_PARAMS], w.grad = alt.f[F_GRAD], w.m = alt.f[F_M];
+        w.v = alt.f[F_V], w.stats = alt.f[F_STATS];
+        run_blocks(c->O, P, &w, R, 0);
+      }
+      run_blocks(c->O, P, &b, R, grid);
       for (int k = 0; k < F_COUNT; k++) {
         char what[160];
-        snprintf(what, sizeof what, "%s, R %d, step %d: %s", c->name, R, step + 1, names[k]);
+        snprintf(what, sizeof what, "%s, R %d, %d per call, grid %d, step %d: %s", c->name, R, spc,
+                 grid, step + 1, names[k]);
         emu_same(what, fused.f[k], cnt[k] * sizeof(float));
       }
     }
+    for (int k = 0; grid && k < F_COUNT; k++)
+      CHECK(!memcmp(fused.f[k], alt.f[k], cnt[k] * sizeof(float)),
+            "%s, %s, step %d: %s not bit-identical to the two kernels per step", c->name, side,
+            step + 1, names[k]);
     for (int k = 0; k < F_COUNT; k++) {
       const float *xf = fused.f[k], *yo = ops.f[k];
       if (k == F_STATS) {
@@ -202,6 +273,8 @@ done:
     free(ops.f[k]);
     free(fused.f[k]);
     free(before.f[k]);
+    free(pre.f[k]);
+    free(alt.f[k]);
   }
   free(x);
   free(target);
@@ -229,17 +302,26 @@ int main(int argc, char **argv) {
       printf("test_critic_step --cuda: skipped: %s\n", why);
       return 77;
     }
-    for (size_t k = 0; k < nc; k++)
-      check_case(&cases[k], 0, gpu);
-    CHECK(gpu->set_gemm_precision != NULL, "the CUDA backend has set_gemm_precision");
-    if (gpu->set_gemm_precision) { /* the kernel's WMMA tiles on the device */
-      gpu->set_gemm_precision(gpu, 1);
-      g_tf32 = 1;
-      for (size_t k = 0; k < nc; k++)
-        check_case(&cases[k], 0, gpu);
+    /* 625 blocks of 32 rows: more than any device holds at once at 2 per SM */
+    const cs_case big = {
+        "tanh 64-64, CartPole obs, 20000 rows", BLPO_ACT_TANH, 1, 20000, 4, {64, 64}, 2};
+    for (int tf32 = 0; tf32 < 2; tf32++) {
+      if (tf32) { /* the kernel's WMMA tiles on the device */
+        CHECK(gpu->set_gemm_precision != NULL, "the CUDA backend has set_gemm_precision");
+        if (!gpu->set_gemm_precision)
+          break;
+        gpu->set_gemm_precision(gpu, 1);
+      }
+      g_tf32 = tf32;
+      for (size_t k = 0; k < nc; k++) {
+        check_case(&cases[k], 0, 1, 0, gpu);
+        check_case(&cases[k], 0, STEPS, 1, gpu); /* the cooperative kernel, and without */
+      }
+      check_case(&big, 0, STEPS, 1, gpu);
       g_tf32 = 0;
-      gpu->set_gemm_precision(gpu, 0);
     }
+    if (gpu->set_gemm_precision)
+      gpu->set_gemm_precision(gpu, 0);
     gpu->destroy(gpu);
     return test_summary("test_critic_step --cuda");
 #else
@@ -253,10 +335,22 @@ int main(int argc, char **argv) {
     emu_begin_order(o, seed);
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
       for (size_t k = 0; k < nc; k++)
-        check_case(&cases[k], rows[r], NULL);
+        check_case(&cases[k], rows[r], 1, 0, NULL);
+    /* the three steps as one call: the two programs per step, then the grid
+     * schedule with one block per agent (every unit in one block), 3 (a
+     * block with more units than another) and one per row block */
+    for (size_t k = 0; k < nc; k++)
+      check_case(&cases[k], BLPO_MBF_ROWS, STEPS, 0, NULL);
+    const int grids[] = {1, 3, 1 << 20};
+    for (size_t gi = 0; gi < sizeof(grids) / sizeof(grids[0]); gi++) {
+      check_case(&cases[0], BLPO_MBF_ROWS, STEPS, grids[gi], NULL);
+      check_case(&cases[1], BLPO_MBF_ROWS, STEPS, grids[gi], NULL);
+      check_case(&cases[3], 8, STEPS, grids[gi], NULL);
+    }
     g_tf32 = 1; /* TF32 tiles at 32 rows per block: the 64-64 and 32-32 cases */
-    check_case(&cases[0], BLPO_MBF_ROWS, NULL);
-    check_case(&cases[2], BLPO_MBF_ROWS, NULL);
+    check_case(&cases[0], BLPO_MBF_ROWS, 1, 0, NULL);
+    check_case(&cases[2], BLPO_MBF_ROWS, 1, 0, NULL);
+    check_case(&cases[0], BLPO_MBF_ROWS, STEPS, 3, NULL);
     g_tf32 = 0;
   }
   emu_seen_free();

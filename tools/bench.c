@@ -188,7 +188,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   char algo[16];
-  int replayed, fused, fused_update, pdl;
+  int replayed, fused, fused_update, pdl, grid_sync;
   size_t kernels, nodes;
   double s_per_iter, steps_per_s;
   double phase[BLPO_PHASE_COUNT]; /* seconds per iteration */
@@ -296,6 +296,7 @@ int main(int argc, char **argv) {
     r->fused = blpo_trainer_fused_rollout(tr);
     r->fused_update = blpo_trainer_fused_update(tr);
     r->pdl = blpo_trainer_pdl(tr);
+    r->grid_sync = blpo_trainer_grid_sync(tr);
     r->s_per_iter = wall / iters;
     r->steps_per_iter = blpo_trainer_steps_per_iteration(tr) * c.num_seeds;
     r->steps_per_s = (double)r->steps_per_iter / r->s_per_iter;
@@ -325,8 +326,8 @@ int main(int argc, char **argv) {
          label[0] ? ", " : "", label);
   printf("config %s: %s, %d agent(s) x %d envs x %d steps, %d epochs x %d minibatches, "
          "nested_updates %d, hypergrad %s k=%d rho=%g; run.cuda_graph %s, run.fused_rollout %s, "
-         "run.precision %s, run.pdl %s; fused kernels' register tile %dx%d, %s loads; %d timed "
-         "iterations after %d warm-up\n\n",
+         "run.precision %s, run.pdl %s, run.grid_sync %s; fused kernels' register tile %dx%d, %s "
+         "loads; %d timed iterations after %d warm-up\n\n",
          config, base.env_id, base.num_seeds, base.num_envs, base.num_steps, base.num_epochs,
          base.num_minibatches, base.nested_updates,
          base.hg_method == BLPO_HG_NYSTROM ? "nystrom"
@@ -337,14 +338,15 @@ int main(int argc, char **argv) {
          : base.fused_rollout                ? "true"
                                              : "false",
          base.precision == BLPO_PREC_TF32 ? "tf32" : "fp32", base.pdl ? "true" : "false",
-         BLPO_MBF_TR, BLPO_MBF_TC, BLPO_MBF_VEC == 4 ? "float4" : "scalar", iters, warmup);
+         base.grid_sync ? "true" : "false", BLPO_MBF_TR, BLPO_MBF_TC,
+         BLPO_MBF_VEC == 4 ? "float4" : "scalar", iters, warmup);
   double ppo_cost = 0;
   for (int i = 0; i < nres; i++)
     if (!strcmp(res[i].algo, "ppo"))
       ppo_cost = res[i].s_per_iter / res[i].steps_per_iter;
   printf("| algo | s/iteration | env steps/s | cost per env step vs ppo | graph replay | "
-         "kernels per iteration | fused rollout | fused update | pdl |\n");
-  printf("|---|---:|---:|---:|---|---:|---|---|---|\n");
+         "kernels per iteration | fused rollout | fused update | pdl | grid sync |\n");
+  printf("|---|---:|---:|---:|---|---:|---|---|---|---|\n");
   for (int i = 0; i < nres; i++) {
     double cost = res[i].s_per_iter / res[i].steps_per_iter;
     char ratio[32] = "-", kern[48] = "-";
@@ -354,9 +356,13 @@ int main(int argc, char **argv) {
       snprintf(kern, sizeof(kern), "%zu (%zu nodes)", res[i].kernels, res[i].nodes);
     /* PPO's minibatch update, or the nested critic's steps (nested, blpo) */
     const char *fu = res[i].fused_update ? "yes" : "no";
-    printf("| %s | %.4f | %.0f | %s | %s | %s | %s | %s | %s |\n", res[i].algo, res[i].s_per_iter,
-           res[i].steps_per_s, ratio, res[i].replayed ? "yes" : "no", kern,
-           res[i].fused ? "yes" : "no", fu, res[i].pdl ? "yes" : "no");
+    /* grid sync: the nested critic's steps as one cooperative kernel */
+    printf("| %s | %.4f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", res[i].algo,
+           res[i].s_per_iter, res[i].steps_per_s, ratio, res[i].replayed ? "yes" : "no", kern,
+           res[i].fused ? "yes" : "no", fu, res[i].pdl ? "yes" : "no",
+           !strcmp(res[i].algo, "ppo") ? "-"
+           : res[i].grid_sync          ? "yes"
+                                       : "no");
   }
   printf("\nTime per iteration by phase (ms; %% of the profiled iteration's phases; %s):\n\n"
          "| phase |",

@@ -4,20 +4,21 @@
 # num_envs 1024, 4096, 16384 with one agent and at 16 agents x 256 envs; on
 # the GPU the same CartPole 4096 row with graphs off / fused rollout off /
 # fused minibatch update off / TF32 / programmatic dependent launch on
-# (with the fused update and without), so the table shows what each piece
-# buys; the env kernels alone per task; and, on a GPU, the wall time of the
-# paper's CartPole experiment (15 BLPO seeds x 5e5 steps, 4 envs x 128
-# steps, one population).
+# (with the fused update and without) / the nested steps as one cooperative
+# kernel (run.grid_sync, with run.pdl and without), so the table shows what
+# each piece buys; the env kernels alone per task; and, on a GPU, the wall
+# time of the paper's CartPole experiment (15 BLPO seeds x 5e5 steps, 4
+# envs x 128 steps, one population).
 #   tools/bench_suite.sh [cpu|cuda] [BUILD_DIR]       (markdown on stdout)
 # Environment: ITERS (timed iterations per row, default 3), QUICK=1 (1024
 # envs only, no paper run), TARGETS=1 (only what the issue's targets are
 # stated on, first, for a short device lease: CartPole at 4096 envs with
-# run.pdl off and on and with each fused-kernel variant found in
-# BUILD_DIR-t<variant> (tools/gpu_bundle.sh), CartPole stepping alone at 65536
-# envs, and on a GPU the paper experiment with run.pdl off and on), TINY=1 (CI: 64 envs x 8
-# steps, 4 x 16 for the population row, small env-rate runs: checks that
-# every row runs, times nothing worth reading), BLPO_COMMIT (printed with
-# the results).
+# run.pdl off and on, with run.grid_sync, and with each fused-kernel variant
+# found in BUILD_DIR-t<variant> (tools/gpu_bundle.sh), CartPole stepping
+# alone at 65536 envs, and on a GPU the paper experiment with run.pdl off
+# and on and with run.grid_sync), TINY=1 (CI: 64 envs x 8 steps, 4 x 16 for
+# the population row, small env-rate runs: checks that every row runs,
+# times nothing worth reading), BLPO_COMMIT (printed with the results).
 set -uo pipefail
 dev="${1:-cpu}"
 build="${2:-build}"
@@ -80,6 +81,11 @@ if [ "${TARGETS:-0}" = 1 ]; then
     run table "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
       --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --set "$v" --label "$v"
   done
+  # the nested critic's steps as one cooperative kernel (opt-in)
+  echo
+  run table "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
+    --set env.num_envs="$n" --set run.num_seeds=1 "${extra[@]}" --set run.pdl=false \
+    --set run.grid_sync=true --label "run.grid_sync=true, run.pdl=false"
   # the fused kernels' TF32 tiles (opt-in; include/blpo/tc_tile.h)
   echo
   run table "$bench" --device "$dev" --config cartpole.yaml --iters "$iters" --warmup 1 \
@@ -100,6 +106,7 @@ if [ "${TARGETS:-0}" = 1 ]; then
   if [ "$dev" = cuda ] && [ "${TINY:-0}" != 1 ]; then
     paper_run "run.pdl=false" --set run.pdl=false
     paper_run "run.pdl=true" --set run.pdl=true
+    paper_run "run.grid_sync=true" --set run.pdl=false --set run.grid_sync=true
     # last: its learning result with TF32 tiles (the 15 seeds' returns)
     paper_run "run.precision=tf32" --set run.pdl=false --set run.precision=tf32
   fi
@@ -123,7 +130,8 @@ if [ "$dev" = cuda ]; then
   echo "## What each piece buys (CartPole, 1 agent x $n envs)"
   for v in "run.cuda_graph=false run.fused_rollout=false run.fused_update=false" \
     "run.cuda_graph=false" "run.fused_rollout=false" "run.fused_update=false" \
-    "run.precision=tf32" "run.pdl=true" "run.pdl=true run.fused_update=false"; do
+    "run.precision=tf32" "run.pdl=true" "run.pdl=true run.fused_update=false" \
+    "run.grid_sync=true" "run.grid_sync=true run.pdl=true"; do
     args=()
     for kv in $v; do args+=(--set "$kv"); done
     echo

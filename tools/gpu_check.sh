@@ -77,7 +77,8 @@ for s in "${stages[@]}"; do
     ;;
   targets)
     # what the targets are stated on, first (a short lease):
-    # CartPole 4096 envs and the paper experiment with run.pdl off and on,
+    # CartPole 4096 envs and the paper experiment with run.pdl off and on
+    # and with run.grid_sync,
     # CartPole stepping alone at 65536 envs, and each fused-kernel variant
     # (gpu_bundle.sh) whose own op tests pass on this device: a failing one
     # is not timed

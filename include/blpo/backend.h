@@ -94,12 +94,15 @@ typedef struct {
   int minibatch, minibatches;
 } blpo_ppo_minibatch;
 
-/* One Adam step of the nested critic on g(w) = (1/n) sum (G - V)^2 over n
- * gathered rows (blpo.md step 4a), as the arguments of
- * blpo_backend.critic_step: the critic's forward pass, the value loss, its
- * backward pass and Adam without a clip. (P, ...) buffers. */
+/* `steps` Adam steps of the nested critic on g(w) = (1/n) sum (G - V)^2
+ * over the same n gathered rows (blpo.md step 4a), as the arguments of
+ * blpo_backend.critic_step: per step the critic's forward pass, the value
+ * loss, its backward pass and Adam without a clip; step k (from 0) takes
+ * Adam's schedule at sched's offset + k, and the loss is added to
+ * stat_slot at step 0 only. (P, ...) buffers. */
 typedef struct {
   int n;                          /* rows */
+  int steps;                      /* >= 1 */
   const blpo_mlp *critic;         /* */
   const float *x, *target;        /* (P, n, O), (P, n) */
   float *params, *grad, *m, *v;   /* (P, Nc) */
@@ -422,11 +425,13 @@ struct blpo_backend {
    * any network (the CPU). */
   size_t (*ppo_minibatch_work)(blpo_backend *be, const blpo_dims *d, const blpo_mlp *actor,
                                const blpo_mlp *critic, int n, int minibatches);
-  /* One nested critic step (blpo_critic_step): what blpo_critic_step_ops
+  /* The nested critic's steps (blpo_critic_step): what blpo_critic_step_ops
    * (src/critic_step.c) computes as mlp_forward, value_loss, mlp_backward and
-   * adam, to params, grad, m, v and stats. CUDA: two kernels (rows and
-   * Adam, include/blpo/critic_blocks.h), up to float rounding, the
-   * workspaces left unwritten; NULL on the CPU (the separate ops). */
+   * adam per step, to params, grad, m, v and stats. CUDA: two kernels per
+   * step (rows and Adam, include/blpo/critic_blocks.h), or with set_grid_sync
+   * on one cooperative kernel for all the steps (the same bits), up to float
+   * rounding, the workspaces left unwritten; NULL on the CPU (the separate
+   * ops). */
   void (*critic_step)(blpo_backend *be, int P, const blpo_critic_step *cs);
   /* As ppo_minibatch_work, for critic_step on n-row minibatches (required
    * where critic_step is not NULL). */
@@ -466,6 +471,13 @@ struct blpo_backend {
    * results either way. Returns whether it is now on: 0 when off, or where
    * the device cannot (CUDA: compute capability below 9.0). */
   int (*set_pdl)(blpo_backend *be, int on);
+  /* Optional (run.grid_sync): critic_step's steps as one cooperative kernel
+   * whose blocks synchronise the grid between the gradient and the Adam
+   * step, in place of two kernels per step; the same results bit for bit.
+   * Returns whether it is now on: 0 when off, or where the device cannot
+   * (CUDA: no cooperative launch). A call whose grid cannot be resident at
+   * once (too many agents for the device) runs the two kernels per step. */
+  int (*set_grid_sync)(blpo_backend *be, int on);
 
   /* Phase timing on the backend's own clock, for profile mode (required of
    * every backend). timer_mark stamps slot (0 <= slot <

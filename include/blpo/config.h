@@ -38,6 +38,7 @@ typedef struct {
   int cuda_graph;          /* run.cuda_graph: replay each iteration as a captured CUDA graph */
   int precision;           /* run.precision: GEMM precision on the CUDA backend */
   int pdl;                 /* run.pdl: programmatic dependent launch on the CUDA backend */
+  int grid_sync;           /* run.grid_sync: the nested critic's steps as one cooperative kernel */
   int fused_rollout;       /* run.fused_rollout: auto|true|false, the one-kernel rollout step */
   int fused_update;        /* run.fused_update: auto|true|false, the one-op PPO minibatch */
   int debug_emulate_replay; /* run.debug_emulate_replay: test hook (trainer.c) */

@@ -12,6 +12,11 @@
  *   adam  the partials summed per parameter in block order into the
  *         gradient, the loss into its stats slot, and the Adam step (the
  *         nested loop has no norm clip, so no norm is needed first).
+ * The op's `steps` consecutive steps on the same rows are either that pair
+ * per step, or (run.grid_sync) one cooperative kernel whose blocks run the
+ * same two programs as grid phases, synchronising the grid between them:
+ * blpo_cvf_grid_units / _phases / _unit below are that schedule, which the
+ * kernel and the tests run alike.
  * tests/test_critic_step.c runs both programs thread by thread on the host
  * against the separate ops. */
 #ifndef BLPO_CRITIC_BLOCKS_H
@@ -153,17 +158,22 @@ BLPO_HD void blpo_cvf_rows(const blpo_cvf_args *a, int p, int b, int tid, int ph
   blpo_mbf_backward(t, l, rows, g, sm + y->s_g[(l + 1) % 2], sm, part, tid);
 }
 
-/* adam: block k of agent p; column c = k * THREADS + tid. Phases: the step
- * constants, then the column's sum over blocks and its Adam step. */
+/* adam: block k of agent p, for the op's step `step` (0-based: Adam's
+ * schedule at its offset + step, the loss recorded at step 0 only); column
+ * c = k * THREADS + tid. Phases: the step constants, then the column's sum
+ * over blocks and its Adam step. */
 BLPO_HD int blpo_cvf_adam_phases(void) { return 2; }
 
-BLPO_HD void blpo_cvf_adam(const blpo_cvf_args *a, int p, int k, int tid, int phase,
+BLPO_HD void blpo_cvf_adam(const blpo_cvf_args *a, int p, int k, int step, int tid, int phase,
                            blpo_cvf_adam_shared *sh) {
   const blpo_cvf_layout *y = &a->lay;
   const int Nc = y->c.num_params;
   if (phase == 0) {
-    if (tid == 0)
-      sh->sp = blpo_adam_resolve(a->sched, blpo_clock_read(a->sched.step.clock));
+    if (tid == 0) {
+      blpo_adam_sched s = a->sched;
+      s.step.offset += step;
+      sh->sp = blpo_adam_resolve(s, blpo_clock_read(s.step.clock));
+    }
     return;
   }
   const int c = k * BLPO_MBF_THREADS + tid;
@@ -175,12 +185,56 @@ BLPO_HD void blpo_cvf_adam(const blpo_cvf_args *a, int p, int k, int tid, int ph
     size_t e = (size_t)p * Nc + c;
     a->grad[e] = s;
     blpo_adam_update(&a->params[e], &a->m[e], &a->v[e], s * 1.0f, sh->sp); /* adam's scale 1 */
-  } else if (c == Nc && a->stat_slot >= 0) {
+  } else if (c == Nc && a->stat_slot >= 0 && step == 0) {
     double s = 0;
     for (int b = 0; b < y->blocks; b++)
       s += col[(size_t)b * y->cols];
     a->stats[(size_t)p * BLPO_STAT_COUNT + a->stat_slot] += (float)(s / y->n);
   }
+}
+
+/* The cooperative kernel's schedule for `steps` steps: grid phase s in [0,
+ * 2 steps), rows of step s / 2 for even s and its adam for odd s, with the
+ * whole grid synchronised between grid phases (the partials complete before
+ * the sums, the parameters before the next step's staging). Block x of a
+ * grid of G blocks per agent runs the grid phase's units x, x + G, ... <
+ * units, each unit's phases with a block barrier after each, so any G >= 1
+ * computes what the two kernels per step do, bit for bit: every unit is the
+ * same program on the same inputs. The adam units take their shared values
+ * at the start of the rows' shared memory, free by then. */
+BLPO_HD int blpo_cvf_grid_units(const blpo_cvf_layout *y, int gphase) {
+  return gphase % 2 ? y->col_blocks : y->blocks;
+}
+
+BLPO_HD int blpo_cvf_grid_phases(const blpo_cvf_layout *y, int gphase) {
+  return gphase % 2 ? blpo_cvf_adam_phases() : blpo_cvf_rows_phases(y);
+}
+
+BLPO_HD void blpo_cvf_grid_unit(const blpo_cvf_args *a, int gphase, int p, int unit, int tid,
+                                int phase, float *sm) {
+  if (gphase % 2)
+    blpo_cvf_adam(a, p, unit, gphase / 2, tid, phase, (blpo_cvf_adam_shared *)(void *)sm);
+  else
+    blpo_cvf_rows(a, p, unit, tid, phase, sm);
+}
+
+/* The cooperative kernel's blocks per agent for P agents where `resident`
+ * blocks of it fit on the device at once: every block must be resident for
+ * the grid's barriers, so at most resident / P per agent, and no more than
+ * the step's row blocks (every grid phase has at least one unit per block
+ * then, and the adam units are fewer than the rows' anyway); 0 when not
+ * even one per agent fits (the op then runs two kernels per step). */
+static inline int blpo_cvf_grid_blocks(const blpo_cvf_layout *y, int P, long long resident) {
+  if (P <= 0 || resident < P)
+    return 0;
+  long long g = resident / P;
+  return g < y->blocks ? (int)g : y->blocks;
+}
+
+/* The rows kernel's shared floats also hold the adam units' values. */
+static inline int blpo_cvf_grid_floats(const blpo_cvf_layout *y) {
+  const int need = (int)((sizeof(blpo_cvf_adam_shared) + sizeof(float) - 1) / sizeof(float));
+  return y->s_floats > need ? y->s_floats : need;
 }
 
 #endif

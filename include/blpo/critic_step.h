@@ -1,4 +1,4 @@
-/* One nested critic step as the sequence of backend ops it is made of. The
+/* The nested critic's steps as the sequence of backend ops they are made of. The
  * trainer runs it this way on a backend without the fused op
  * (blpo_backend.critic_step), and the tests hold the fused op to it. */
 #ifndef BLPO_CRITIC_STEP_H
@@ -10,7 +10,8 @@
 extern "C" {
 #endif
 
-/* mlp_forward, value_loss, mlp_backward and adam (no clip) on cs's buffers. */
+/* Per step, mlp_forward, value_loss, mlp_backward and adam (no clip) on cs's
+ * buffers (backend.h blpo_critic_step: step k's schedule and stat). */
 void blpo_critic_step_ops(blpo_backend *be, int P, const blpo_critic_step *cs);
 
 #ifdef __cplusplus

@@ -27,8 +27,9 @@ extern "C" {
  * _prepare; 7: set_fused_solve; 8: gather_rows_many, mlp_forward_many,
  * ppo_minibatch's place in its epoch; 9: seam_signature; 10: hypergrad_step,
  * blpo_mlp_grad_pass.add_to_prev, mlp_tangent_many, sketch_indices' draws;
- * 11: set_pdl; 12: episode_summary). */
-#define BLPO_CUDA_PLUGIN_ABI 12
+ * 11: set_pdl; 12: episode_summary; 13: critic_step's steps,
+ * set_grid_sync). */
+#define BLPO_CUDA_PLUGIN_ABI 13
 #define BLPO_CUDA_PLUGIN_FILE "libblpo-cuda.so"
 #define BLPO_CUDA_PLUGIN_ENTRY "blpo_cuda_plugin_get"
 
