@@ -49,7 +49,10 @@ __global__ void __launch_bounds__(kT)
 // sm_90; kernel_resources); as a call it keeps its own allocation and the
 // loop's few values stay in the kernel's. A call per phase, not per row.
 __device__ __noinline__ void cvf_grid_phase(const blpo_cvf_args *a, int s, int p, int u, int tid,
-                                            int ph, float *sm) {
+                                            int ph) {
+  // declared here, not passed: through a pointer argument the program's
+  // accesses would compile to generic loads and stores, not shared ones
+  extern __shared__ __align__(32) float sm[];
   blpo_cvf_grid_unit(a, s, p, u, tid, ph, sm);
 }
 
@@ -67,7 +70,6 @@ __device__ __noinline__ void cvf_grid_phase(const blpo_cvf_args *a, int s, int p
 __global__ void __launch_bounds__(kT, 2)
     cvf_steps_kernel(const __grid_constant__ blpo_cvf_args a, int steps) {
   blpo_pdl_enter();
-  extern __shared__ __align__(32) float sm[];
   cooperative_groups::grid_group grid = cooperative_groups::this_grid();
   for (int s = 0; s < 2 * steps; s++) {
     if (s > 0)
@@ -75,15 +77,17 @@ __global__ void __launch_bounds__(kT, 2)
     const int units = blpo_cvf_grid_units(&a.lay, s), phases = blpo_cvf_grid_phases(&a.lay, s);
     for (int u = blockIdx.x; u < units; u += gridDim.x)
       for (int ph = 0; ph < phases; ph++) {
-        cvf_grid_phase(&a, s, blockIdx.y, u, threadIdx.x, ph, sm);
+        cvf_grid_phase(&a, s, blockIdx.y, u, threadIdx.x, ph);
         __syncthreads();
       }
   }
 }
 
 // How many blocks of cvf_steps_kernel with `smem` bytes of shared memory the
-// whole device holds at once, asked once per size (critic_step_work asks
-// before training, so a captured critic_step finds it).
+// whole device holds at once, asked once per size: critic_step_work asks
+// before training, and where the layout changed after it (run.precision is
+// set later) the trainer's first iteration, which runs directly, asks. A
+// query is no stream operation, so one inside a capture would be harmless.
 long long cvf_grid_resident(blpo_cuda_impl *impl, size_t smem) {
   if (impl->cvf_grid_resident <= 0 || impl->cvf_grid_smem != smem) {
     int per_sm = 0;
@@ -92,27 +96,6 @@ long long cvf_grid_resident(blpo_cuda_impl *impl, size_t smem) {
     impl->cvf_grid_resident = (long long)per_sm * impl->sms;
   }
   return impl->cvf_grid_resident;
-}
-
-// A cooperative launch; never with programmatic dependent launch (it waits
-// for the kernel before it in full, so all its blocks can be resident). A
-// failed launch exits, or fails the capture, as blpo_launch.
-void launch_cvf_steps(const blpo_cuda_impl *impl, dim3 grid, size_t smem, const blpo_cvf_args &a,
-                      int steps) {
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeCooperative;
-  attr[0].val.cooperative = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(kT);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = impl->stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, cvf_steps_kernel, a, steps);
-  if (e != cudaSuccess)
-    blpo_cuda_fail("CUDA", "cvf_steps_kernel (cooperative launch)", cudaGetErrorName(e), __FILE__,
-                   __LINE__);
 }
 
 // backend.h critic_step_work: the layout with the most rows per block (32,
@@ -149,7 +132,8 @@ void cuda_critic_step(blpo_backend *be, int P, const blpo_critic_step *cs) {
     const size_t smem = sizeof(float) * (size_t)blpo_cvf_grid_floats(&lay);
     const int G = blpo_cvf_grid_blocks(&lay, P, cvf_grid_resident(impl, smem));
     if (G > 0) {
-      launch_cvf_steps(impl, dim3((unsigned)G, (unsigned)P), smem, a, cs->steps);
+      blpo_launch_cooperative(impl, cvf_steps_kernel, dim3((unsigned)G, (unsigned)P), kT, smem, a,
+                              cs->steps);
       return;
     }
   }

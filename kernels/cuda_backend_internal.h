@@ -84,8 +84,9 @@ typedef struct {
   // capability 8.0+: the fused kernels' hidden layers whose widths are
   // multiples of 16 run on TF32 tensor-core tiles (include/blpo/tc_tile.h).
   int tf32_tiles;
-  // run.grid_sync (set_grid_sync): critic_step's steps as one cooperative
-  // kernel (kernels/critic_step_cuda.cu); grid_sync_supported as
+  // run.grid_sync (set_grid_sync): critic_step's steps and each PPO
+  // minibatch as one cooperative kernel (kernels/critic_step_cuda.cu,
+  // kernels/ppo_minibatch_cuda.cu); grid_sync_supported as
   // pdl_supported (cooperative launch). The kernel's resident blocks on the
   // whole device at cvf_grid_smem bytes of shared memory, asked once per
   // size outside any capture (critic_step_work); 0 not yet asked.
@@ -93,6 +94,10 @@ typedef struct {
   int grid_sync_supported;
   size_t cvf_grid_smem;
   long long cvf_grid_resident;
+  // the same for the PPO minibatch's cooperative kernel
+  // (kernels/ppo_minibatch_cuda.cu; ppo_minibatch_work asks)
+  size_t mbf_grid_smem;
+  long long mbf_grid_resident;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
@@ -126,6 +131,36 @@ static inline void blpo_launch_at(const char *file, int line, const char *name,
     cfg.numAttrs = 1;
     e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
   }
+  if (e != cudaSuccess)
+    blpo_cuda_fail("CUDA", name, cudaGetErrorName(e), file, line);
+}
+
+// kernel<<<grid, block, smem, impl->stream>>>(args...) as a cooperative
+// launch (run.grid_sync: a kernel whose blocks synchronise the grid, which
+// the runtime launches only if every block can be resident at once; the
+// caller sizes the grid from the kernel's occupancy). Never with
+// programmatic dependent launch: it waits for the kernel ahead of it in
+// full, so the device is its own when its blocks start. A failed launch
+// exits, or fails the capture, as blpo_launch.
+#define blpo_launch_cooperative(impl, kernel, grid, block, smem, ...)                              \
+  blpo_launch_cooperative_at(__FILE__, __LINE__, #kernel, (impl), kernel, (grid), (block), (smem), \
+                             __VA_ARGS__)
+
+template <typename... Params, typename... Args>
+static inline void blpo_launch_cooperative_at(const char *file, int line, const char *name,
+                                              const blpo_cuda_impl *impl, void (*kernel)(Params...),
+                                              dim3 grid, dim3 block, size_t smem, Args &&...args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;
+  attr[0].val.cooperative = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = impl->stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
   if (e != cudaSuccess)
     blpo_cuda_fail("CUDA", name, cudaGetErrorName(e), file, line);
 }

@@ -73,13 +73,13 @@ const blpo_config_key blpo_config_keys[] = {
      "until measured (tools/bench_suite.sh has the row); where the device cannot, the run says "
      "so and launches as usual. No effect on the CPU."},
     {"run.grid_sync", BLPO_KEY_BOOL, FIELD(grid_sync), 0, 0, 0, 0, 0, 0, NULL, "false",
-     "CUDA backend, nested and blpo with the fused update: the nested critic's "
-     "algo.nested_updates steps as one cooperative kernel, its blocks synchronising the grid "
-     "between each step's gradient and its Adam step, instead of two kernels per step (same "
-     "results, bit for bit). Off by default until measured (tools/bench_suite.sh has the row); "
-     "where the device cannot launch cooperatively the run says so and launches as usual, and "
-     "a grid too large to be resident at once (many agents) takes two kernels per step. No "
-     "effect on the CPU."},
+     "CUDA backend, with the fused update: each PPO minibatch update, and the nested "
+     "critic's algo.nested_updates steps (nested, blpo), as one cooperative kernel whose "
+     "blocks synchronise the grid between the gradient, its norms and the Adam step, instead "
+     "of three kernels per minibatch and two per nested step (same results, bit for bit). Off "
+     "by default until measured (tools/bench_suite.sh has the row); where the device cannot "
+     "launch cooperatively the run says so and launches as usual, and a grid too large to be "
+     "resident at once (many agents) takes the separate kernels. No effect on the CPU."},
     {"run.fused_rollout", BLPO_KEY_TRISTATE, FIELD(fused_rollout), 0, 0, 0, 0, 0, 0, NULL, "auto",
      "One kernel per rollout step (actor and critic forward, sampling, env step) instead of "
      "separate GEMM, sampling and env launches; auto = when both networks fit (hidden widths "

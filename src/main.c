@@ -53,7 +53,7 @@ static blpo_backend *pick_backend(const blpo_cli *cli, const blpo_config *cfg, i
     fprintf(stderr, "blpo-gpu: run.pdl applies to the CUDA backend's kernel launches; no effect on "
                     "the CPU\n");
   if (cfg->grid_sync && !quiet)
-    fprintf(stderr, "blpo-gpu: run.grid_sync applies to the CUDA backend's nested critic kernels; "
+    fprintf(stderr, "blpo-gpu: run.grid_sync applies to the CUDA backend's fused update kernels; "
                     "no effect on the CPU\n");
   blpo_backend *be = blpo_backend_cpu_create(cfg->threads);
   if (!be)

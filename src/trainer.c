@@ -420,7 +420,7 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
   if (be->set_grid_sync && !tr->grid_sync && cfg->grid_sync)
     fprintf(stderr,
             "blpo-gpu: run.grid_sync: the %s backend cannot launch cooperative kernels here; "
-            "running two kernels per nested step\n",
+            "launching the update's kernels one after another\n",
             be->name);
   return tr;
 }
@@ -753,7 +753,9 @@ int blpo_trainer_replaying(const blpo_trainer *tr) { return tr->graph != NULL; }
 
 int blpo_trainer_fused_rollout(const blpo_trainer *tr) { return tr->fused; }
 int blpo_trainer_pdl(const blpo_trainer *tr) { return tr->pdl; }
-int blpo_trainer_grid_sync(const blpo_trainer *tr) { return tr->grid_sync && tr->fused_critic; }
+int blpo_trainer_grid_sync(const blpo_trainer *tr) {
+  return tr->grid_sync && (tr->fused_critic || tr->fused_update);
+}
 int blpo_trainer_fused_update(const blpo_trainer *tr) {
   return tr->fused_update || tr->fused_critic || tr->fused_solve;
 }

@@ -9,7 +9,9 @@
  *
  *   mlp_forward(_many)            blpo_fwd, blpo_fwd_set (ppo_blocks.h)
  *   mlp_backward(_many)           blpo_bwd, blpo_bwd_set (ppo_blocks.h)
- *   ppo_minibatch(_work)          blpo_mbf (ppo_blocks.h)
+ *   ppo_minibatch(_work)          blpo_mbf (ppo_blocks.h; with
+ *                                 set_grid_sync the cooperative kernel's
+ *                                 schedule, blpo_mbf_grid_*)
  *   critic_step(_work)            blpo_cvf (critic_blocks.h; with
  *                                 set_grid_sync the cooperative kernel's
  *                                 schedule, blpo_cvf_grid_*)
@@ -76,11 +78,12 @@ static struct {
   int fused;        /* set_fused_solve */
   float *sm;
   size_t sm_floats;
-  size_t ran[BLK_PROGRAMS]; /* blocks emulated per program */
-  int sms;                  /* the multiprocessors the rollout's layout fills (BLK_SMS) */
-  int tf32;                 /* set_gemm_precision: the layer passes' TF32 tiles, emulated */
-  int grid_sync;            /* set_grid_sync: critic_step as the cooperative kernel's schedule */
-  long long grid_steps;     /* critic steps run that way */
+  size_t ran[BLK_PROGRAMS];   /* blocks emulated per program */
+  int sms;                    /* the multiprocessors the rollout's layout fills (BLK_SMS) */
+  int tf32;                   /* set_gemm_precision: the layer passes' TF32 tiles, emulated */
+  int grid_sync;              /* set_grid_sync: critic_step as the cooperative kernel's schedule */
+  long long grid_steps;       /* critic steps run that way */
+  long long grid_minibatches; /* PPO minibatches run that way */
 } g_blk;
 
 /* Shared memory for one block of program `prog`, poisoned; exactly the
@@ -215,6 +218,21 @@ static void blk_ppo_minibatch(blpo_backend *be, const blpo_dims *d, const blpo_p
   }
   const int P = d->P;
   blpo_mbf_args a = blpo_mbf_args_of(&lay, mb, P, mb->work);
+  /* run.grid_sync: the cooperative kernel's schedule, as critic_step's */
+  const int G = g_blk.grid_sync ? blpo_mbf_grid_blocks(&lay, P, 2LL * BLK_SMS) : 0;
+  if (G > 0) {
+    g_blk.grid_minibatches++;
+    for (int s = 0; s < blpo_mbf_grid_count(&a); s++) /* a grid barrier between grid phases */
+      EMU_FOR (p, P)
+        EMU_FOR (x, G)
+          for (int u = x; u < blpo_mbf_grid_units(&a, s); u += G) {
+            float *sm = blk_shared(BLK_MBF, (size_t)blpo_mbf_grid_floats(&lay));
+            for (int ph = 0; ph < blpo_mbf_grid_phases(&a, s); ph++)
+              EMU_FOR (t, BLPO_MBF_THREADS)
+                blpo_mbf_grid_unit(&a, s, p, u, t, ph, sm);
+          }
+    return;
+  }
   blpo_mbf_moments_shared msh;
   blpo_mbf_reduce_shared rsh;
   blpo_mbf_adam_shared ash;

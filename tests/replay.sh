@@ -69,8 +69,20 @@ variant() {
 variant ppo --config cartpole.yaml --set algo.name=ppo
 variant nested --config cartpole.yaml --set algo.name=nested
 variant blpo_nystrom --config cartpole.yaml --set algo.name=blpo
-# the nested steps as one cooperative kernel (CUDA): captured in the graph too
-variant blpo_grid_sync --config cartpole.yaml --set algo.name=blpo --set run.grid_sync=true
+if [ "$dev" = cuda ]; then
+  # the fused update as cooperative kernels (run.grid_sync): captured in the
+  # graph too, and the same bits as the separate kernels' runs above
+  for g in ppo blpo_nystrom; do
+    algo="${g%_nystrom}"
+    variant "${g}_grid_sync" --config cartpole.yaml --set algo.name="$algo" --set run.grid_sync=true
+    check "$g: run.grid_sync's metrics identical to the separate kernels'" \
+      "cmp -s <(learning_cols '$tmp/$g.direct/metrics.csv') <(learning_cols '$tmp/${g}_grid_sync.direct/metrics.csv')"
+    "$cmp" "$tmp/$g.direct/checkpoint.safetensors" \
+      "$tmp/${g}_grid_sync.direct/checkpoint.safetensors" >"$tmp/${g}_grid.cmp"
+    rc=$?
+    check "$g: run.grid_sync's checkpoint bit-identical ($(cat "$tmp/${g}_grid.cmp"))" "[ $rc -eq 0 ]"
+  done
+fi
 variant blpo_nystrom_fixed --config cartpole.yaml --set algo.name=blpo \
   --set algo.hypergrad.fixed_indices=true
 variant blpo_nystrom_k40 --config cartpole.yaml --set algo.name=blpo --set algo.hypergrad.rank=40

@@ -48,8 +48,10 @@ int main(void) {
     printf("%s: %zu blocks\n", blk_names[k], g_blk.ran[k]);
     CHECK(g_blk.ran[k] > 0, "the %s block program never ran", blk_names[k]);
   }
-  printf("critic steps as the cooperative kernel's schedule: %lld\n", g_blk.grid_steps);
+  printf("critic steps, PPO minibatches as the cooperative kernels' schedules: %lld, %lld\n",
+         g_blk.grid_steps, g_blk.grid_minibatches);
   CHECK(g_blk.grid_steps > 0, "run.grid_sync never ran the nested steps as one grid");
+  CHECK(g_blk.grid_minibatches > 0, "run.grid_sync never ran a PPO minibatch as one grid");
   if (g_failures) {
     fprintf(stderr, "test_blocks_update: %d check(s) failed\n", g_failures);
     return 1;

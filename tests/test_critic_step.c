@@ -53,8 +53,9 @@ static int g_tf32;
 /* G = 0: the rows and adam programs per step, as the two kernels; G > 0:
  * the cooperative kernel's grid schedule with G blocks per agent (at most
  * the row blocks), a grid barrier between grid phases, each block's units
- * one after another in its shared memory (poisoned once per block, so that
- * a unit reading what the block's last unit left shows as a change). */
+ * one after another in its own shared memory, poisoned once at the start
+ * and kept across grid phases as on the device (so that a unit reading
+ * what the block's last unit left shows as a change). */
 static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R, int G) {
   blpo_cvf_layout y;
   blpo_cvf_layout_init(&y, obs_dim, cs->critic, cs->n, R, g_tf32);
@@ -68,15 +69,21 @@ static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R, in
   if (G > 0) {
     if (G > y.blocks)
       G = y.blocks;
+    /* each block's own shared memory, poisoned once and kept across every
+     * grid phase, as on the device (32-byte aligned blocks of it) */
+    const size_t bf = ((size_t)sf + 7) / 8 * 8;
+    float *all = test_alloc_shared(bf * (size_t)P * (size_t)G);
+    test_poison_nan(all, bf * (size_t)P * (size_t)G, 1);
     for (int s = 0; s < 2 * cs->steps; s++)
       EMU_FOR (p, P)
         EMU_FOR (x, G) {
-          test_poison_nan(sm, (size_t)sf, 1);
+          float *bsm = all + bf * ((size_t)p * G + (size_t)x);
           for (int u = x; u < blpo_cvf_grid_units(&y, s); u += G)
             for (int ph = 0; ph < blpo_cvf_grid_phases(&y, s); ph++)
               EMU_FOR (t, BLPO_MBF_THREADS)
-                blpo_cvf_grid_unit(&a, s, p, u, t, ph, sm);
+                blpo_cvf_grid_unit(&a, s, p, u, t, ph, bsm);
         }
+    free(all);
   }
   for (int k = 0; G <= 0 && k < cs->steps; k++) {
     EMU_FOR (p, P)
@@ -97,6 +104,28 @@ static void run_blocks(int obs_dim, int P, const blpo_critic_step *cs, int R, in
   }
   free(parts);
   free(sm);
+}
+
+/* The op with set_grid_sync on, captured as a graph and replayed: the
+ * capture must hold the cooperative kernel, one kernel for all the steps
+ * (two per step would mean it fell back), and the replay computes it. */
+static void run_captured_one_kernel(blpo_backend *gpu, const char *name, int P,
+                                    const blpo_critic_step *cs) {
+  char why[256] = "";
+  gpu->capture_begin(gpu);
+  gpu->critic_step(gpu, P, cs);
+  void *g = gpu->capture_end(gpu, why, sizeof why);
+  CHECK(g != NULL, "%s: the cooperative kernel captured as a graph (%s)", name, why);
+  if (!g) {
+    gpu->critic_step(gpu, P, cs);
+    return;
+  }
+  size_t kernels = 0;
+  gpu->graph_count(g, &kernels);
+  CHECK(kernels == 1, "%s: %d steps as %zu kernels with grid sync (one expected)", name, cs->steps,
+        kernels);
+  gpu->graph_launch(gpu, g);
+  gpu->graph_free(gpu, g);
 }
 
 enum { F_PARAMS, F_GRAD, F_M, F_V, F_STATS, F_COUNT };
@@ -209,7 +238,7 @@ static void check_case(const cs_case *c, int R, int spc, int grid, blpo_backend 
         }
         int on = gpu->set_grid_sync && gpu->set_grid_sync(gpu, 1);
         CHECK(on, "%s: the device launches the cooperative kernel", c->name);
-        gpu->critic_step(gpu, P, &b);
+        run_captured_one_kernel(gpu, c->name, P, &b);
         if (gpu->set_grid_sync)
           gpu->set_grid_sync(gpu, 0);
       } else {

@@ -18,6 +18,15 @@
  *             block, shared memory and workspaces poisoned per block;
  *   cuda      (--cuda; exits 77 without a device) the CUDA backend's op.
  *
+ * Both of the last two again as the cooperative kernel (run.grid_sync): the
+ * blocks side runs ppo_blocks.h's grid schedule with 1, 3 and all blocks
+ * per agent, the cuda side the op with set_grid_sync on, and each must give
+ * the bits of the separate programs (kernels) from the same state. Both
+ * updates here are a lone minibatch (0 of 0: the epoch's moments first);
+ * the schedule of a minibatch past an epoch's first (three grid phases)
+ * runs in blocks_update's whole iterations (tests/update_compare.h's
+ * run.grid_sync cases), where running its Adam twice fails 16 checks.
+ *
  * The last two sum in other orders, so they are held to tolerances: the
  * gradients, norms and clip factor to 1e-4 of their norm, each update's
  * change of the parameters and Adam moments to 1e-3 of its norm, the stats
@@ -226,14 +235,18 @@ static blpo_ppo_minibatch args_of(const world *w, const side *s, const mb_case *
  * these cases (2026-12-07), so the tolerances are 5e-3 and 1e-2 (the stats
  * 2e-3): still far under the O(1) of a wrong index. */
 static int g_tf32;
+/* the grid schedule: blocks, that many blocks per agent; cuda, set_grid_sync
+ * on; 0: the separate programs */
+static int g_grid;
 
 enum { SIDE_CPU, SIDE_BLOCKS, SIDE_CUDA };
 
 /* The block programs of the CUDA op, each block's threads run one after
  * another per phase: what the kernels compute, in their order. */
-static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) {
+static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R, int G) {
   blpo_mbf_layout y;
-  int P = d->P, sf = blpo_mbf_layout_init(&y, d, mb->actor, mb->critic, mb->n, R, g_tf32);
+  blpo_mbf_layout_init(&y, d, mb->actor, mb->critic, mb->n, R, g_tf32);
+  int P = d->P, sf = blpo_mbf_grid_floats(&y);
   size_t wb = blpo_mbf_work_bytes(&y, P, mb->minibatches);
   float *sm = test_alloc_shared((size_t)sf);
   void *work = malloc(wb);
@@ -243,6 +256,28 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R) 
   }
   memset(work, 0xff, wb); /* NaN floats and doubles */
   blpo_mbf_args a = blpo_mbf_args_of(&y, mb, P, work);
+  if (G > 0) { /* the cooperative kernel's schedule, a grid barrier between grid phases */
+    if (G > y.blocks)
+      G = y.blocks;
+    /* each block's own shared memory, poisoned once and kept across every
+     * grid phase, as on the device (32-byte aligned blocks of it) */
+    const size_t bf = ((size_t)sf + 7) / 8 * 8;
+    float *all = test_alloc_shared(bf * (size_t)P * (size_t)G);
+    test_poison_nan(all, bf * (size_t)P * (size_t)G, 4);
+    for (int s = 0; s < blpo_mbf_grid_count(&a); s++)
+      EMU_FOR (p, P)
+        EMU_FOR (x, G) {
+          float *bsm = all + bf * ((size_t)p * G + (size_t)x);
+          for (int u = x; u < blpo_mbf_grid_units(&a, s); u += G)
+            for (int ph = 0; ph < blpo_mbf_grid_phases(&a, s); ph++)
+              EMU_FOR (t, BLPO_MBF_THREADS)
+                blpo_mbf_grid_unit(&a, s, p, u, t, ph, bsm);
+        }
+    free(all);
+    free(work);
+    free(sm);
+    return;
+  }
   if (a.mb == 0) /* the epoch's moments, every minibatch's, as the launch */
     EMU_FOR (p, P)
       EMU_FOR (m, a.M) {
@@ -375,9 +410,10 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
     return;
   world w;
   world_init(&w, c);
-  side ops, fused;
+  side ops, fused, alt; /* alt: the fused side without the grid schedule */
   side_alloc(&ops, &w, c->n);
   side_alloc(&fused, &w, c->n);
+  side_alloc(&alt, &w, c->n);
   field f[32];
   size_t nf = fields_of(&w, c->n, f);
   /* the outputs poisoned apart, then the starting state shared */
@@ -412,10 +448,11 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
   if (kind == SIDE_CPU)
     snprintf(side_name, sizeof side_name, "cpu, %d thread(s)", threads);
   else if (kind == SIDE_BLOCKS)
-    snprintf(side_name, sizeof side_name, "block programs, %d rows per block%s", R,
-             g_tf32 ? ", tf32" : "");
+    snprintf(side_name, sizeof side_name, "block programs, %d rows per block%s, grid %d", R,
+             g_tf32 ? ", tf32" : "", g_grid);
   else
-    snprintf(side_name, sizeof side_name, "cuda%s", g_tf32 ? ", tf32" : "");
+    snprintf(side_name, sizeof side_name, "cuda%s%s", g_tf32 ? ", tf32" : "",
+             g_grid ? ", grid sync" : "");
   cuda_side g;
   if (kind == SIDE_CUDA) {
     cuda_side_init(&g, gpu, &w, &fused, c->n, f, nf);
@@ -439,15 +476,50 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
     if (kind == SIDE_CUDA) {
       blpo_ppo_minibatch b = args_of(&g.w, &g.s, c, which, g.clock);
       b.work = g.work;
+      if (g_grid) /* the state before, to run it again with the cooperative kernel */
+        for (size_t k = 0; k < nf; k++)
+          gpu->download(gpu, member(&alt, &f[k]), member(&g.s, &f[k]), f[k].count * sizeof(float));
       gpu->ppo_minibatch(gpu, &w.d, &b);
       for (size_t k = 0; k < nf; k++)
         gpu->download(gpu, member(&fused, &f[k]), member(&g.s, &f[k]), f[k].count * sizeof(float));
+      if (g_grid) {
+        for (size_t k = 0; k < nf; k++)
+          gpu->upload(gpu, member(&g.s, &f[k]), member(&alt, &f[k]), f[k].count * sizeof(float));
+        int on = gpu->set_grid_sync && gpu->set_grid_sync(gpu, 1);
+        CHECK(on, "%s: the device launches the cooperative kernel", c->name);
+        /* captured and replayed: one kernel in the graph, not the separate three or four */
+        char why[256] = "";
+        gpu->capture_begin(gpu);
+        gpu->ppo_minibatch(gpu, &w.d, &b);
+        void *gr = gpu->capture_end(gpu, why, sizeof why);
+        CHECK(gr != NULL, "%s: the cooperative kernel captured as a graph (%s)", c->name, why);
+        if (gr) {
+          size_t kernels = 0;
+          gpu->graph_count(gr, &kernels);
+          CHECK(kernels == 1, "%s: the minibatch as %zu kernels with grid sync (one expected)",
+                c->name, kernels);
+          gpu->graph_launch(gpu, gr);
+          gpu->graph_free(gpu, gr);
+        } else {
+          gpu->ppo_minibatch(gpu, &w.d, &b);
+        }
+        if (gpu->set_grid_sync)
+          gpu->set_grid_sync(gpu, 0);
+        for (size_t k = 0; k < nf; k++)
+          gpu->download(gpu, member(&alt, &f[k]), member(&g.s, &f[k]), f[k].count * sizeof(float));
+      }
     } else {
       blpo_ppo_minibatch b = args_of(&w, &fused, c, which, &w.clock);
       if (kind == SIDE_CPU)
         be->ppo_minibatch(be, &w.d, &b);
       else {
-        run_blocks(&w.d, &b, R);
+        if (g_grid) { /* first the separate programs, on a copy of the state */
+          for (size_t k = 0; k < nf; k++)
+            memcpy(member(&alt, &f[k]), member(&fused, &f[k]), f[k].count * sizeof(float));
+          blpo_ppo_minibatch b0 = args_of(&w, &alt, c, which, &w.clock);
+          run_blocks(&w.d, &b0, R, 0);
+        }
+        run_blocks(&w.d, &b, R, g_grid);
         for (size_t k = 0; k < nf; k++)
           if (is_result(f[k].name)) {
             char what[160];
@@ -457,6 +529,11 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
           }
       }
     }
+    for (size_t k = 0; g_grid && kind > SIDE_CPU && k < nf; k++)
+      if (is_result(f[k].name))
+        CHECK(!memcmp(member(&fused, &f[k]), member(&alt, &f[k]), f[k].count * sizeof(float)),
+              "%s, %s, update %d: %s not bit-identical to the separate kernels", c->name, side_name,
+              which + 1, f[k].name);
     for (size_t k = 0; k < nf; k++) {
       const float *x = member(&fused, &f[k]), *y = member(&ops, &f[k]);
       if (kind != SIDE_CPU) {
@@ -485,6 +562,7 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
     free(before[k]);
   side_free(&ops);
   side_free(&fused);
+  side_free(&alt);
   world_free(&w);
   be->destroy(be);
 }
@@ -620,6 +698,10 @@ int main(int argc, char **argv) {
     }
     for (size_t k = 0; k < nc; k++)
       check_case(&cases[k], SIDE_CUDA, 1, 0, gpu);
+    g_grid = 1; /* the cooperative kernel against the separate ones */
+    for (size_t k = 0; k < nc; k++)
+      check_case(&cases[k], SIDE_CUDA, 1, 0, gpu);
+    g_grid = 0;
     /* run.precision tf32: the kernel's WMMA tiles on the device */
     CHECK(gpu->set_gemm_precision != NULL, "the CUDA backend has set_gemm_precision");
     if (gpu->set_gemm_precision) {
@@ -649,10 +731,22 @@ int main(int argc, char **argv) {
     for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
       for (size_t k = 0; k < nc; k++)
         check_case(&cases[k], SIDE_BLOCKS, 1, rows[r], NULL);
+    /* the grid schedule: one block per agent (every unit in one block), 3
+     * (uneven units per block), one per row block */
+    const int grids[] = {1, 3, 1 << 20};
+    for (size_t gi = 0; gi < sizeof(grids) / sizeof(grids[0]); gi++) {
+      g_grid = grids[gi];
+      for (size_t k = 0; k < nc; k++)
+        check_case(&cases[k], SIDE_BLOCKS, 1, k % 2 ? 8 : BLPO_MBF_ROWS, NULL);
+    }
+    g_grid = 0;
     g_tf32 = 1; /* TF32 tiles at 32 rows per block (the cases with 16-wide layers) */
     for (size_t k = 0; k < nc; k++)
       if (k == 0 || k == 2)
         check_case(&cases[k], SIDE_BLOCKS, 1, BLPO_MBF_ROWS, NULL);
+    g_grid = 3;
+    check_case(&cases[0], SIDE_BLOCKS, 1, BLPO_MBF_ROWS, NULL);
+    g_grid = 0;
     g_tf32 = 0;
   }
   emu_seen_free();

@@ -145,6 +145,7 @@ static void run_all_cases(blpo_backend *(*make)(char *why, size_t why_len)) {
   const char *nested[] = {"algo.name=nested"};
   const char *blpo[] = {"algo.name=blpo"};
   /* the nested steps as one cooperative kernel (a backend without it: the same run) */
+  const char *ppo_grid[] = {"algo.name=ppo", "run.grid_sync=true"};
   const char *nested_grid[] = {"algo.name=nested", "run.grid_sync=true"};
   const char *blpo_grid[] = {"algo.name=blpo", "run.grid_sync=true"};
   const char *cg[] = {"algo.name=blpo", "algo.hypergrad.method=cg"};
@@ -153,6 +154,7 @@ static void run_all_cases(blpo_backend *(*make)(char *why, size_t why_len)) {
   run_case("cartpole.yaml", ppo, 1, 2, make);
   run_case("cartpole.yaml", nested, 1, 2, make);
   run_case("cartpole.yaml", blpo, 1, 2, make);
+  run_case("cartpole.yaml", ppo_grid, 2, 2, make);
   run_case("cartpole.yaml", nested_grid, 2, 2, make);
   run_case("cartpole.yaml", blpo_grid, 2, 2, make);
   run_case("cartpole.yaml", cg, 2, 1, make);

@@ -356,13 +356,11 @@ int main(int argc, char **argv) {
       snprintf(kern, sizeof(kern), "%zu (%zu nodes)", res[i].kernels, res[i].nodes);
     /* PPO's minibatch update, or the nested critic's steps (nested, blpo) */
     const char *fu = res[i].fused_update ? "yes" : "no";
-    /* grid sync: the nested critic's steps as one cooperative kernel */
+    /* grid sync: the fused update as cooperative kernels (run.grid_sync) */
     printf("| %s | %.4f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", res[i].algo,
            res[i].s_per_iter, res[i].steps_per_s, ratio, res[i].replayed ? "yes" : "no", kern,
            res[i].fused ? "yes" : "no", fu, res[i].pdl ? "yes" : "no",
-           !strcmp(res[i].algo, "ppo") ? "-"
-           : res[i].grid_sync          ? "yes"
-                                       : "no");
+           res[i].grid_sync ? "yes" : "no");
   }
   printf("\nTime per iteration by phase (ms; %% of the profiled iteration's phases; %s):\n\n"
          "| phase |",

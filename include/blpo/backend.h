@@ -471,9 +471,10 @@ struct blpo_backend {
    * results either way. Returns whether it is now on: 0 when off, or where
    * the device cannot (CUDA: compute capability below 9.0). */
   int (*set_pdl)(blpo_backend *be, int on);
-  /* Optional (run.grid_sync): critic_step's steps as one cooperative kernel
-   * whose blocks synchronise the grid between the gradient and the Adam
-   * step, in place of two kernels per step; the same results bit for bit.
+  /* Optional (run.grid_sync): critic_step's steps, and each ppo_minibatch,
+   * as one cooperative kernel whose blocks synchronise the grid between the
+   * gradient, its norms and the Adam step, in place of two kernels per step
+   * and three per minibatch; the same results bit for bit.
    * Returns whether it is now on: 0 when off, or where the device cannot
    * (CUDA: no cooperative launch). A call whose grid cannot be resident at
    * once (too many agents for the device) runs the two kernels per step. */

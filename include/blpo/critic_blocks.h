@@ -218,17 +218,11 @@ BLPO_HD void blpo_cvf_grid_unit(const blpo_cvf_args *a, int gphase, int p, int u
     blpo_cvf_rows(a, p, unit, tid, phase, sm);
 }
 
-/* The cooperative kernel's blocks per agent for P agents where `resident`
- * blocks of it fit on the device at once: every block must be resident for
- * the grid's barriers, so at most resident / P per agent, and no more than
- * the step's row blocks (every grid phase has at least one unit per block
- * then, and the adam units are fewer than the rows' anyway); 0 when not
- * even one per agent fits (the op then runs two kernels per step). */
+/* The cooperative kernel's blocks per agent (blpo_grid_blocks): the step's
+ * row blocks where they fit (where the adam units are more, a block runs
+ * several). */
 static inline int blpo_cvf_grid_blocks(const blpo_cvf_layout *y, int P, long long resident) {
-  if (P <= 0 || resident < P)
-    return 0;
-  long long g = resident / P;
-  return g < y->blocks ? (int)g : y->blocks;
+  return blpo_grid_blocks(y->blocks, P, resident);
 }
 
 /* The rows kernel's shared floats also hold the adam units' values. */

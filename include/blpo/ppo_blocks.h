@@ -795,6 +795,93 @@ BLPO_HD void blpo_mbf_adam(const blpo_mbf_args *a, int p, int k, int tid, int ph
   }
 }
 
+/* ---- the four programs as one cooperative kernel (run.grid_sync) -------- */
+
+/* A cooperative kernel's blocks per agent for P agents where `resident`
+ * blocks of it fit on the device at once: every block must be resident for
+ * the grid's barriers, so at most resident / P per agent, and no more than
+ * `blocks`, the largest grid phase's units; 0 when not even one per agent
+ * fits (the op then launches its kernels one after another). */
+static inline int blpo_grid_blocks(int blocks, int P, long long resident) {
+  if (P <= 0 || resident < P)
+    return 0;
+  long long g = resident / P;
+  return g < blocks ? (int)g : blocks;
+}
+
+/* The minibatch's programs as grid phases: the epoch's moments (at its
+ * first minibatch only), rows, reduce, adam, the whole grid synchronised
+ * between them (the moments before the rows read them, the partials before
+ * the sums, every reduce block's squared norms before the clip). Block x of
+ * a grid of G per agent runs a grid phase's units x, x + G, ..., each
+ * unit's phases with a block barrier after each, so any G >= 1 computes
+ * what the separate kernels do, bit for bit. A unit's shared values sit at
+ * the start of the rows' shared memory (blpo_mbf_grid_floats). */
+enum { BLPO_MBF_PROG_MOMENTS, BLPO_MBF_PROG_ROWS, BLPO_MBF_PROG_REDUCE, BLPO_MBF_PROG_ADAM };
+
+BLPO_HD int blpo_mbf_grid_count(const blpo_mbf_args *a) { return a->mb == 0 ? 4 : 3; }
+
+BLPO_HD int blpo_mbf_grid_prog(const blpo_mbf_args *a, int gphase) {
+  return gphase + (a->mb == 0 ? BLPO_MBF_PROG_MOMENTS : BLPO_MBF_PROG_ROWS);
+}
+
+BLPO_HD int blpo_mbf_grid_units(const blpo_mbf_args *a, int gphase) {
+  switch (blpo_mbf_grid_prog(a, gphase)) {
+  case BLPO_MBF_PROG_MOMENTS:
+    return a->M;
+  case BLPO_MBF_PROG_ROWS:
+    return a->lay.blocks;
+  default:
+    return a->lay.col_blocks;
+  }
+}
+
+BLPO_HD int blpo_mbf_grid_phases(const blpo_mbf_args *a, int gphase) {
+  switch (blpo_mbf_grid_prog(a, gphase)) {
+  case BLPO_MBF_PROG_MOMENTS:
+    return blpo_mbf_moments_phases();
+  case BLPO_MBF_PROG_ROWS:
+    return blpo_mbf_rows_phases(&a->lay);
+  case BLPO_MBF_PROG_REDUCE:
+    return blpo_mbf_reduce_phases();
+  default:
+    return blpo_mbf_adam_phases();
+  }
+}
+
+BLPO_HD void blpo_mbf_grid_unit(const blpo_mbf_args *a, int gphase, int p, int unit, int tid,
+                                int phase, float *sm) {
+  switch (blpo_mbf_grid_prog(a, gphase)) {
+  case BLPO_MBF_PROG_MOMENTS:
+    blpo_mbf_moments(a, p, unit, tid, phase, (blpo_mbf_moments_shared *)(void *)sm);
+    break;
+  case BLPO_MBF_PROG_ROWS:
+    blpo_mbf_rows(a, p, unit, tid, phase, sm);
+    break;
+  case BLPO_MBF_PROG_REDUCE:
+    blpo_mbf_reduce(a, p, unit, tid, phase, (blpo_mbf_reduce_shared *)(void *)sm);
+    break;
+  default:
+    blpo_mbf_adam(a, p, unit, tid, phase, (blpo_mbf_adam_shared *)(void *)sm);
+  }
+}
+
+/* The rows' shared floats, at least room for the other programs' values. */
+static inline int blpo_mbf_grid_floats(const blpo_mbf_layout *y) {
+  size_t need = sizeof(blpo_mbf_moments_shared);
+  if (sizeof(blpo_mbf_reduce_shared) > need)
+    need = sizeof(blpo_mbf_reduce_shared);
+  if (sizeof(blpo_mbf_adam_shared) > need)
+    need = sizeof(blpo_mbf_adam_shared);
+  const int f = (int)((need + sizeof(float) - 1) / sizeof(float));
+  return y->s_floats > f ? y->s_floats : f;
+}
+
+/* The grid's blocks per agent: as many as the rows' blocks where they fit. */
+static inline int blpo_mbf_grid_blocks(const blpo_mbf_layout *y, int P, long long resident) {
+  return blpo_grid_blocks(y->blocks, P, resident);
+}
+
 /* ---- one network's forward pass (the CUDA mlp_forward for small networks) */
 
 /* mlp_forward for networks whose weights and BLPO_MBF_ROWS rows fit in

@@ -73,8 +73,9 @@ int blpo_trainer_fused_update(const blpo_trainer *tr);
 /* Whether the backend launches with programmatic dependent launch (run.pdl,
  * where the device can). */
 int blpo_trainer_pdl(const blpo_trainer *tr);
-/* Whether the nested critic's steps run as one cooperative kernel
- * (run.grid_sync, where the device can and the steps are fused). */
+/* Whether the fused update's kernels run as cooperative kernels
+ * (run.grid_sync, where the device can and the update is fused): the PPO
+ * minibatch, the nested critic's steps. */
 int blpo_trainer_grid_sync(const blpo_trainer *tr);
 /* Copies agent p's parameters to host arrays (sizes from the getters). */
 size_t blpo_trainer_actor_size(const blpo_trainer *tr);
