@@ -83,19 +83,9 @@ __global__ void __launch_bounds__(kT, 2)
   }
 }
 
-// How many blocks of cvf_steps_kernel with `smem` bytes of shared memory the
-// whole device holds at once, asked once per size: critic_step_work asks
-// before training, and where the layout changed after it (run.precision is
-// set later) the trainer's first iteration, which runs directly, asks. A
-// query is no stream operation, so one inside a capture would be harmless.
+// blpo_cuda_grid_resident for cvf_steps_kernel.
 long long cvf_grid_resident(blpo_cuda_impl *impl, size_t smem) {
-  if (impl->cvf_grid_resident <= 0 || impl->cvf_grid_smem != smem) {
-    int per_sm = 0;
-    cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cvf_steps_kernel, kT, smem));
-    impl->cvf_grid_smem = smem;
-    impl->cvf_grid_resident = (long long)per_sm * impl->sms;
-  }
-  return impl->cvf_grid_resident;
+  return blpo_cuda_grid_resident(impl, &impl->cvf_grid, cvf_steps_kernel, kT, smem);
 }
 
 // backend.h critic_step_work: the layout with the most rows per block (32,

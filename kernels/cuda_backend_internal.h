@@ -47,6 +47,13 @@ typedef struct {
 } blpo_cuda_capture_state;
 extern blpo_cuda_capture_state blpo_cuda_capture;
 
+// A cooperative kernel's blocks resident on the whole device at `smem` bytes
+// of dynamic shared memory (0: not yet asked).
+typedef struct {
+  size_t smem;
+  long long resident;
+} blpo_cuda_grid_room;
+
 typedef struct {
   cudaStream_t stream;
   cublasHandle_t cublas;
@@ -86,21 +93,31 @@ typedef struct {
   int tf32_tiles;
   // run.grid_sync (set_grid_sync): critic_step's steps and each PPO
   // minibatch as one cooperative kernel (kernels/critic_step_cuda.cu,
-  // kernels/ppo_minibatch_cuda.cu); grid_sync_supported as
-  // pdl_supported (cooperative launch). The kernel's resident blocks on the
-  // whole device at cvf_grid_smem bytes of shared memory, asked once per
-  // size outside any capture (critic_step_work); 0 not yet asked.
+  // kernels/ppo_minibatch_cuda.cu); grid_sync_supported as pdl_supported
+  // (cooperative launch); each kernel's residency (blpo_cuda_grid_resident).
   int grid_sync;
   int grid_sync_supported;
-  size_t cvf_grid_smem;
-  long long cvf_grid_resident;
-  // the same for the PPO minibatch's cooperative kernel
-  // (kernels/ppo_minibatch_cuda.cu; ppo_minibatch_work asks)
-  size_t mbf_grid_smem;
-  long long mbf_grid_resident;
+  blpo_cuda_grid_room cvf_grid, mbf_grid;
 } blpo_cuda_impl;
 
 static inline blpo_cuda_impl *blpo_cuda(blpo_backend *be) { return (blpo_cuda_impl *)be->impl; }
+
+// cudaLaunchKernelEx of kernel on impl's stream with one launch attribute
+// (blpo_launch's programmatic dependent launch, blpo_launch_cooperative's
+// cooperative launch); returns its error.
+template <typename... Params, typename... Args>
+static inline cudaError_t blpo_launch_with(const blpo_cuda_impl *impl, cudaLaunchAttribute attr,
+                                           void (*kernel)(Params...), dim3 grid, dim3 block,
+                                           size_t smem, Args &&...args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = impl->stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 // kernel<<<grid, block, smem, impl->stream>>>(args...), launched with
 // programmatic dependent launch where impl->pdl is on (kernels/pdl_cuda.h:
@@ -119,17 +136,10 @@ static inline void blpo_launch_at(const char *file, int line, const char *name,
     kernel<<<grid, block, smem, impl->stream>>>(std::forward<Args>(args)...);
     e = cudaPeekAtLastError();
   } else {
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = impl->stream;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    e = blpo_launch_with(impl, attr, kernel, grid, block, smem, std::forward<Args>(args)...);
   }
   if (e != cudaSuccess)
     blpo_cuda_fail("CUDA", name, cudaGetErrorName(e), file, line);
@@ -150,19 +160,32 @@ template <typename... Params, typename... Args>
 static inline void blpo_launch_cooperative_at(const char *file, int line, const char *name,
                                               const blpo_cuda_impl *impl, void (*kernel)(Params...),
                                               dim3 grid, dim3 block, size_t smem, Args &&...args) {
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeCooperative;
-  attr[0].val.cooperative = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = impl->stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeCooperative;
+  attr.val.cooperative = 1;
+  cudaError_t e =
+      blpo_launch_with(impl, attr, kernel, grid, block, smem, std::forward<Args>(args)...);
   if (e != cudaSuccess)
     blpo_cuda_fail("CUDA", name, cudaGetErrorName(e), file, line);
+}
+
+// How many blocks of the cooperative `kernel` (`threads` per block, `smem`
+// bytes of shared memory) the whole device holds at once, asked once per
+// size and kept in *room: the ops' _work functions ask before training, and
+// where the layout changed after that (run.precision is set later) the
+// trainer's first iteration, which runs directly, asks. The query is no
+// stream operation, so one inside a capture would be harmless.
+template <typename Kernel>
+static inline long long blpo_cuda_grid_resident(const blpo_cuda_impl *impl,
+                                                blpo_cuda_grid_room *room, Kernel kernel,
+                                                int threads, size_t smem) {
+  if (room->resident <= 0 || room->smem != smem) {
+    int per_sm = 0;
+    cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+    room->smem = smem;
+    room->resident = (long long)per_sm * impl->sms;
+  }
+  return room->resident;
 }
 
 // Lets `kernel` launch with the device's opt-in shared memory per block less

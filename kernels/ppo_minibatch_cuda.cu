@@ -105,15 +105,9 @@ __global__ void __launch_bounds__(kT, 2) mbf_grid_kernel(const __grid_constant__
   }
 }
 
-// As cvf_grid_resident (kernels/critic_step_cuda.cu), for mbf_grid_kernel.
+// blpo_cuda_grid_resident for mbf_grid_kernel.
 long long mbf_grid_resident(blpo_cuda_impl *impl, size_t smem) {
-  if (impl->mbf_grid_resident <= 0 || impl->mbf_grid_smem != smem) {
-    int per_sm = 0;
-    cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mbf_grid_kernel, kT, smem));
-    impl->mbf_grid_smem = smem;
-    impl->mbf_grid_resident = (long long)per_sm * impl->sms;
-  }
-  return impl->mbf_grid_resident;
+  return blpo_cuda_grid_resident(impl, &impl->mbf_grid, mbf_grid_kernel, kT, smem);
 }
 
 // backend.h ppo_minibatch_work: the layout with the most rows per block

@@ -249,7 +249,7 @@ void blpo_update_blpo(blpo_trainer *tr) {
       int64_t kc = c->nested_updates;
       blpo_critic_step cs = {
           .n = n,
-          .steps = 1,
+          .steps = c->nested_updates, /* one op: one cooperative kernel with run.grid_sync */
           .critic = &tr->critic,
           .x = tr->mb_obs,
           .target = tr->mb_ret,
@@ -262,12 +262,10 @@ void blpo_update_blpo(blpo_trainer *tr) {
           .scratch = tr->scratch,
           .stats = tr->stats,
           .work = tr->cs_work,
+          .stat_slot = BLPO_STAT_CRITIC_LOSS_BEFORE,
+          .sched =
+              blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)c->num_epochs * M * kc, call * kc),
       };
-      /* all K_c steps as one op: one cooperative kernel with run.grid_sync */
-      cs.steps = c->nested_updates;
-      cs.stat_slot = BLPO_STAT_CRITIC_LOSS_BEFORE;
-      cs.sched =
-          blpo_trainer_adam_sched(tr, c->critic_lr, (int64_t)c->num_epochs * M * kc, call * kc);
       if (tr->fused_critic)
         be->critic_step(be, P, &cs);
       else
