@@ -422,6 +422,14 @@ blpo_trainer *blpo_trainer_create(const blpo_config *cfg, blpo_backend *be, char
             "blpo-gpu: run.grid_sync: the %s backend cannot launch cooperative kernels here; "
             "launching the update's kernels one after another\n",
             be->name);
+  /* the cooperative kernels are the fused update's: without it, nothing to
+   * run that way (run.fused_update off, or networks it cannot hold) */
+  if (tr->grid_sync && !tr->fused_critic && !tr->fused_update)
+    fprintf(stderr,
+            "blpo-gpu: run.grid_sync: no effect, this run does not use the fused update kernels "
+            "(%s)\n",
+            cfg->fused_update == BLPO_TRI_OFF ? "run.fused_update is false"
+                                              : "they cannot hold these networks");
   return tr;
 }
 

@@ -34,7 +34,62 @@ static blpo_backend *make_blocks(char *why, size_t why_len) {
   return be;
 }
 
+/* What the trainer reports of run.grid_sync (blpo_trainer_grid_sync, the
+ * benchmark's "grid sync" column) on the blocks backend, which has the
+ * cooperative schedules: on where the update is fused, off where
+ * run.fused_update is off (the run then says the flag has no effect), and
+ * then no step or minibatch runs as a grid. */
+static void check_grid_sync_reported(void) {
+  const struct {
+    const char *algo, *fused;
+    int want;
+  } cases[] = {{"algo.name=blpo", "run.fused_update=auto", 1},
+               {"algo.name=ppo", "run.fused_update=auto", 1},
+               {"algo.name=blpo", "run.fused_update=false", 0},
+               {"algo.name=ppo", "run.fused_update=false", 0}};
+  for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+    blpo_config c;
+    blpo_config_src src;
+    blpo_config_defaults(&c);
+    memset(&src, 0, sizeof(src));
+    char path[BLPO_PATH_MAX], err[256];
+    const char *sets[] = {"run.num_seeds=2",   "env.num_envs=16",        "env.num_steps=32",
+                          "algo.num_epochs=1", "algo.num_minibatches=4", cases[k].algo,
+                          cases[k].fused,      "run.grid_sync=true"};
+    int ok = blpo_resolve_config_path("cartpole.yaml", path, sizeof(path)) == 0 &&
+             blpo_config_load_file(&c, &src, path) == 0;
+    for (size_t i = 0; ok && i < sizeof(sets) / sizeof(sets[0]); i++)
+      ok = blpo_config_apply_set(&c, &src, sets[i]) == 0;
+    c.total_steps = (int64_t)c.num_envs * c.num_steps;
+    ok = ok && blpo_config_validate(&c, &src) == 0;
+    CHECK(ok, "grid sync case %zu: config", k);
+    if (!ok)
+      continue;
+    blpo_backend *be = blocks_backend_create();
+    blpo_trainer *tr = be ? blpo_trainer_create(&c, be, err, sizeof(err)) : NULL;
+    CHECK(tr != NULL, "grid sync case %zu: trainer: %s", k, be ? err : "no backend");
+    if (tr) {
+      int got = blpo_trainer_grid_sync(tr);
+      CHECK(got == cases[k].want, "%s %s run.grid_sync=true: reported %d, expected %d",
+            cases[k].algo, cases[k].fused, got, cases[k].want);
+      long long steps = g_blk.grid_steps, mbs = g_blk.grid_minibatches;
+      blpo_iter_metrics m[2];
+      blpo_trainer_iterate(tr, m);
+      int ran = g_blk.grid_steps > steps || g_blk.grid_minibatches > mbs;
+      CHECK(ran == cases[k].want, "%s %s run.grid_sync=true: %s as a grid", cases[k].algo,
+            cases[k].fused, ran ? "ran" : "did not run");
+      blpo_trainer_destroy(tr);
+    }
+    if (be)
+      be->destroy(be);
+  }
+  /* main's checks that every program and schedule ran count from here */
+  memset(g_blk.ran, 0, sizeof(g_blk.ran));
+  g_blk.grid_steps = g_blk.grid_minibatches = 0;
+}
+
 int main(void) {
+  check_grid_sync_reported();
   const int orders[] = {EMU_FORWARD, EMU_REVERSE};
   for (size_t o = 0; o < sizeof(orders) / sizeof(orders[0]); o++) {
     emu_begin_order(orders[o], g_rng);

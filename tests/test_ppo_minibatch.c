@@ -21,11 +21,13 @@
  * Both of the last two again as the cooperative kernel (run.grid_sync): the
  * blocks side runs ppo_blocks.h's grid schedule with 1, 3 and all blocks
  * per agent, the cuda side the op with set_grid_sync on, and each must give
- * the bits of the separate programs (kernels) from the same state. Both
- * updates here are a lone minibatch (0 of 0: the epoch's moments first);
- * the schedule of a minibatch past an epoch's first (three grid phases)
- * runs in blocks_update's whole iterations (tests/update_compare.h's
- * run.grid_sync cases), where running its Adam twice fails 16 checks.
+ * the bits of the separate programs (kernels) from the same state. The
+ * two updates are two lone minibatches (0 of 0: the epoch's moments first),
+ * and again (epoch) minibatches 0 and 1 of a two-minibatch epoch over one
+ * permutation: the second reads the moments the first computed for it and
+ * runs the schedule of a minibatch past an epoch's first (three grid
+ * phases), on every side; the workspace is kept from one to the next, as
+ * the trainer keeps it.
  *
  * The last two sum in other orders, so they are held to tolerances: the
  * gradients, norms and clip factor to 1e-4 of their norm, each update's
@@ -178,11 +180,16 @@ static size_t fields_of(const world *w, int n, field *f) {
 
 static float *member(side *s, const field *f) { return *(float **)((char *)s + f->off); }
 
+/* epoch: the two updates are minibatches 0 and 1 of one epoch (one
+ * permutation, the second's rows the next n of it); 0: two lone minibatches
+ * over two permutations */
+static int g_epoch;
+
 static blpo_ppo_minibatch args_of(const world *w, const side *s, const mb_case *c, int which,
                                   const int64_t *clock) {
   blpo_ppo_minibatch a = {
       .n = c->n,
-      .idx = w->idx + (size_t)which * c->P * T_STEPS * N_ENVS,
+      .idx = w->idx + (g_epoch ? (size_t)which * c->n : (size_t)which * c->P * T_STEPS * N_ENVS),
       .idx_stride = (size_t)T_STEPS * N_ENVS,
       .obs = w->obs,
       .act = w->act,
@@ -217,6 +224,8 @@ static blpo_ppo_minibatch args_of(const world *w, const side *s, const mb_case *
       .stats = s->stats,
       .pp = {0.2f, 0.5f, 0.01f, c->clip_value, c->norm_adv},
       .max_grad_norm = c->max_grad_norm,
+      .minibatch = g_epoch ? which : 0,
+      .minibatches = g_epoch ? 2 : 0,
   };
   /* the trainer's schedules: annealed, step counters read from the clock */
   a.actor_sched = blpo_adam_fixed(5e-4f, 0.9f, 0.999f, 1e-5f, 1);
@@ -242,19 +251,26 @@ static int g_grid;
 enum { SIDE_CPU, SIDE_BLOCKS, SIDE_CUDA };
 
 /* The block programs of the CUDA op, each block's threads run one after
- * another per phase: what the kernels compute, in their order. */
-static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R, int G) {
+ * another per phase: what the kernels compute, in their order. *work is
+ * the op's workspace, made (poisoned) at an epoch's first minibatch and
+ * kept for the rest, as the trainer's; free it after the epoch. */
+static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R, int G,
+                       void **work_kept) {
   blpo_mbf_layout y;
   blpo_mbf_layout_init(&y, d, mb->actor, mb->critic, mb->n, R, g_tf32);
   int P = d->P, sf = blpo_mbf_grid_floats(&y);
   size_t wb = blpo_mbf_work_bytes(&y, P, mb->minibatches);
   float *sm = test_alloc_shared((size_t)sf);
-  void *work = malloc(wb);
-  if (!work) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
+  if (mb->minibatch == 0) {
+    free(*work_kept);
+    *work_kept = malloc(wb);
+    if (!*work_kept) {
+      fprintf(stderr, "out of memory\n");
+      exit(2);
+    }
+    memset(*work_kept, 0xff, wb); /* NaN floats and doubles */
   }
-  memset(work, 0xff, wb); /* NaN floats and doubles */
+  void *work = *work_kept;
   blpo_mbf_args a = blpo_mbf_args_of(&y, mb, P, work);
   if (G > 0) { /* the cooperative kernel's schedule, a grid barrier between grid phases */
     if (G > y.blocks)
@@ -274,7 +290,6 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R, 
                 blpo_mbf_grid_unit(&a, s, p, u, t, ph, bsm);
         }
     free(all);
-    free(work);
     free(sm);
     return;
   }
@@ -311,7 +326,6 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R, 
         EMU_FOR (t, BLPO_MBF_THREADS)
           blpo_mbf_adam(&a, p, k, t, ph, &sh);
     }
-  free(work);
   free(sm);
 }
 
@@ -444,20 +458,21 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
       if (!strcmp(f[k].name, state[s]))
         memcpy(member(&fused, &f[k]), member(&ops, &f[k]), f[k].count * sizeof(float));
 
-  char side_name[64];
+  char side_name[96];
+  const char *ep = g_epoch ? ", minibatches 0 and 1 of an epoch" : "";
   if (kind == SIDE_CPU)
-    snprintf(side_name, sizeof side_name, "cpu, %d thread(s)", threads);
+    snprintf(side_name, sizeof side_name, "cpu, %d thread(s)%s", threads, ep);
   else if (kind == SIDE_BLOCKS)
-    snprintf(side_name, sizeof side_name, "block programs, %d rows per block%s, grid %d", R,
-             g_tf32 ? ", tf32" : "", g_grid);
+    snprintf(side_name, sizeof side_name, "block programs, %d rows per block%s, grid %d%s", R,
+             g_tf32 ? ", tf32" : "", g_grid, ep);
   else
-    snprintf(side_name, sizeof side_name, "cuda%s%s", g_tf32 ? ", tf32" : "",
-             g_grid ? ", grid sync" : "");
+    snprintf(side_name, sizeof side_name, "cuda%s%s%s", g_tf32 ? ", tf32" : "",
+             g_grid ? ", grid sync" : "", ep);
   cuda_side g;
   if (kind == SIDE_CUDA) {
     cuda_side_init(&g, gpu, &w, &fused, c->n, f, nf);
     size_t wb = gpu->ppo_minibatch && gpu->ppo_minibatch_work
-                    ? gpu->ppo_minibatch_work(gpu, &w.d, &w.actor, &w.critic, c->n, 1)
+                    ? gpu->ppo_minibatch_work(gpu, &w.d, &w.actor, &w.critic, c->n, g_epoch ? 2 : 1)
                     : 0;
     g.work = wb ? gpu->alloc(gpu, wb) : NULL;
     int ok = g.work != NULL;
@@ -468,6 +483,8 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
   float *before[32] = {0};
   for (size_t k = 0; k < nf; k++)
     before[k] = test_alloc_floats(f[k].count);
+  void *bwork = NULL, *bwork_alt = NULL; /* the blocks side's workspaces, kept over the epoch */
+  int clipped = 0;                       /* the clip active in some agent's update */
   for (int which = 0; which < 2 && kind >= 0; which++) {
     for (size_t k = 0; k < nf; k++)
       memcpy(before[k], member(&ops, &f[k]), f[k].count * sizeof(float));
@@ -517,9 +534,9 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
           for (size_t k = 0; k < nf; k++)
             memcpy(member(&alt, &f[k]), member(&fused, &f[k]), f[k].count * sizeof(float));
           blpo_ppo_minibatch b0 = args_of(&w, &alt, c, which, &w.clock);
-          run_blocks(&w.d, &b0, R, 0);
+          run_blocks(&w.d, &b0, R, 0, &bwork_alt);
         }
-        run_blocks(&w.d, &b, R, g_grid);
+        run_blocks(&w.d, &b, R, g_grid, &bwork);
         for (size_t k = 0; k < nf; k++)
           if (is_result(f[k].name)) {
             char what[160];
@@ -551,21 +568,27 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
             c->name, side_name, which + 1, f[k].name, diff, f[k].count, first, (double)y[first],
             (double)x[first]);
     }
+    for (int p = 0; p < P; p++)
+      clipped |= fused.scale[p] < 1.0f;
   }
   /* the clip must have been exercised where the case asks for it */
   if (c->max_grad_norm < 1 && kind >= 0)
-    CHECK(fused.scale[0] < 1.0f, "%s: the norm clip was not active (scale %g)", c->name,
-          (double)fused.scale[0]);
+    CHECK(clipped, "%s, %s: the norm clip was not active in any update", c->name, side_name);
   if (kind == SIDE_CUDA || (gpu && kind < 0))
     cuda_side_free(&g, f, nf);
   for (size_t k = 0; k < nf; k++)
     free(before[k]);
+  free(bwork);
+  free(bwork_alt);
   side_free(&ops);
   side_free(&fused);
   side_free(&alt);
   world_free(&w);
   be->destroy(be);
 }
+
+/* Whether c's rows fit twice in one permutation (g_epoch). */
+static int epoch_fits(const mb_case *c) { return 2 * c->n <= T_STEPS * N_ENVS; }
 
 /* The CUDA op's layout choice: the most rows per block that fit, down to 8,
  * and a refusal for networks the layout does not hold. */
@@ -701,6 +724,12 @@ int main(int argc, char **argv) {
     g_grid = 1; /* the cooperative kernel against the separate ones */
     for (size_t k = 0; k < nc; k++)
       check_case(&cases[k], SIDE_CUDA, 1, 0, gpu);
+    g_epoch = 1; /* minibatch 1 of an epoch, both ways */
+    for (g_grid = 0; g_grid < 2; g_grid++)
+      for (size_t k = 0; k < nc; k++)
+        if (epoch_fits(&cases[k]))
+          check_case(&cases[k], SIDE_CUDA, 1, 0, gpu);
+    g_epoch = 0;
     g_grid = 0;
     /* run.precision tf32: the kernel's WMMA tiles on the device */
     CHECK(gpu->set_gemm_precision != NULL, "the CUDA backend has set_gemm_precision");
@@ -724,6 +753,11 @@ int main(int argc, char **argv) {
   for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++)
     for (size_t k = 0; k < nc; k++)
       check_case(&cases[k], SIDE_CPU, threads[t], 0, NULL);
+  g_epoch = 1;
+  for (size_t k = 0; k < nc; k++)
+    if (epoch_fits(&cases[k]))
+      check_case(&cases[k], SIDE_CPU, 2, 0, NULL);
+  g_epoch = 0;
   const int rows[] = {BLPO_MBF_ROWS, 8};
   const uint64_t seed = g_rng;
   for (int o = 0; o < EMU_ORDERS; o++) {
@@ -748,6 +782,18 @@ int main(int argc, char **argv) {
     check_case(&cases[0], SIDE_BLOCKS, 1, BLPO_MBF_ROWS, NULL);
     g_grid = 0;
     g_tf32 = 0;
+    /* minibatch 1 of an epoch: the separate programs, then the grid
+     * schedule with 3 blocks and one per row block */
+    g_epoch = 1;
+    const int epoch_grids[] = {0, 3, 1 << 20};
+    for (size_t gi = 0; gi < sizeof(epoch_grids) / sizeof(epoch_grids[0]); gi++) {
+      g_grid = epoch_grids[gi];
+      for (size_t k = 0; k < nc; k++)
+        if (epoch_fits(&cases[k]))
+          check_case(&cases[k], SIDE_BLOCKS, 1, k % 2 ? 8 : BLPO_MBF_ROWS, NULL);
+    }
+    g_grid = 0;
+    g_epoch = 0;
   }
   emu_seen_free();
   return test_summary("test_ppo_minibatch");
