@@ -15,6 +15,13 @@ Checks (each failure names the kernel, the file and the architecture):
   - registers x bound fit 65536 (ptxas guarantees it; checked in case);
   - no register spills, except the kernels listed in SPILL_ALLOWED with the
     most bytes tolerated and why;
+  - the same for the device functions kernels call out of line (__noinline__,
+    or too large to inline): ptxas reports their spills and stack apart from
+    the kernel's, so a kernel at 0 may still spill inside its callee. Their
+    registers count in the kernel's own (ptxas allocates the call tree as one),
+    so only spills and stack are theirs; libdevice's internal helpers are
+    listed in the table but held to nothing (their callers' saves around them
+    are the callers' spills);
   - static shared memory at most 48 KiB (more needs dynamic shared memory and
     the opt-in attribute, which the launchers set for their dynamic part);
   - from sm_90 on, the kernel starts with kernels/pdl_cuda.h's
@@ -65,6 +72,13 @@ PTXAS_RE = re.compile(
     r"\s*(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads\n"
     r"ptxas info\s*: Used (\d+) registers([^\n]*)")
 SMEM_RE = re.compile(r"(\d+) bytes smem")
+# Every function's properties, entries and callees alike.
+PROPS_RE = re.compile(
+    r"Function properties for (\S+)\n"
+    r"\s*(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+# libdevice's internal out-of-line helpers (__internal_accurate_pow, ...):
+# their frames are the library's; tabled, not checked.
+LIBRARY_FN_RE = re.compile(r"^__internal_|^__nv_|^__cuda_")
 # What may come before griddepcontrol.wait: parameter loads, address
 # conversions, moves and register arithmetic, unpredicated (an allow-list, so
 # that any memory access, barrier, branch, call or return, however spelled,
@@ -110,8 +124,21 @@ def demangle(names):
     return short
 
 
+def callees_of(ptxas_out, entries):
+    """[(mangled, {stack, spill})] of the non-entry functions ptxas reports."""
+    found = []
+    for m in PROPS_RE.finditer(ptxas_out):
+        if m.group(1) in entries:
+            continue
+        found.append((m.group(1), {"stack": int(m.group(2)),
+                                   "spill": int(m.group(3)) + int(m.group(4))}))
+    return found
+
+
 def kernels_of(nvcc, ptxas, src, arch, includes, defines, tmp):
-    """[(mangled, resources dict)] of src compiled for sm_<arch>."""
+    """([(mangled, resources dict)] of src's kernels compiled for sm_<arch>,
+    [(mangled, {stack, spill})] of the device functions they call out of
+    line)."""
     ptx = os.path.join(tmp, f"{os.path.basename(src)}.{arch}.ptx")
     cmd = [nvcc, "-O3", "-DNDEBUG", f"-arch=compute_{arch}", "-ptx", src, "-o", ptx]
     for inc in includes:
@@ -150,7 +177,28 @@ def kernels_of(nvcc, ptxas, src, arch, includes, defines, tmp):
         sys.stderr.write(f"kernel_resources: {src} sm_{arch}: ptxas reported {len(found)} "
                          f"kernels, the PTX has {len(bounds)} (output format changed?)\n")
         sys.exit(2)
-    return found
+    callees = callees_of(r.stdout + r.stderr, set(bounds))
+    # every .func the PTX defines that ptxas kept must have been reported
+    # (a format change would otherwise pass every callee unchecked)
+    funcs = set(re.findall(r"^(?:\.visible\s+|\.weak\s+)?\.func\s+(?:\([^)]*\)\s*)?(\w+)\(",
+                           text, re.M))
+    missing = sorted(f for f in funcs if f not in {c for c, _ in callees})
+    if missing and not callees:
+        sys.stderr.write(f"kernel_resources: {src} sm_{arch}: the PTX defines device functions "
+                         f"({', '.join(missing[:3])}) but ptxas reported none "
+                         "(output format changed?)\n")
+        sys.exit(2)
+    return found, callees
+
+
+def callee_problems_of(name, k):
+    if LIBRARY_FN_RE.match(name):
+        return []
+    allowed, _ = SPILL_ALLOWED.get(name, (0, ""))
+    if k["spill"] > allowed:
+        return [f"{k['spill']} bytes of register spills in this out-of-line device function "
+                f"(allowed {allowed})"]
+    return []
 
 
 def problems_of(name, k):
@@ -178,8 +226,9 @@ def problems_of(name, k):
 
 
 def self_test():
-    """The wait rule on made-up PTX bodies, so that its failing side is tested
-    too (the real kernels all pass it)."""
+    """The wait rule on made-up PTX bodies and the out-of-line function rule on
+    a made-up ptxas report, so that their failing sides are tested too (the
+    real kernels all pass them)."""
     head = "\n\t.reg .b64 %rd<4>;\n\tld.param.u64 %rd1, [k_param_0];\n"
     pair = "\tgriddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;\n"
     cases = [
@@ -210,6 +259,30 @@ def self_test():
         if not got.startswith(want):
             print(f"FAIL self-test: want {want!r}, got {got!r} for:{body}")
             bad += 1
+    # the out-of-line function rule on a made-up ptxas report: the entry is
+    # not a callee, a spilling callee fails, libdevice's helpers do not
+    report = ("ptxas info    : Compiling entry function 'k' for 'sm_90'\n"
+              "ptxas info    : Function properties for k\n"
+              "    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
+              "ptxas info    : Used 40 registers\n"
+              "ptxas info    : Function properties for _Z5phasei\n"
+              "    24 bytes stack frame, 8 bytes spill stores, 8 bytes spill loads\n"
+              "ptxas info    : Function properties for __internal_accurate_pow\n"
+              "    16 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads\n")
+    callees = dict(callees_of(report, {"k"}))
+    fn_cases = [
+        (sorted(callees) == ["_Z5phasei", "__internal_accurate_pow"], "callees: the two functions"),
+        (callees.get("_Z5phasei") == {"stack": 24, "spill": 16}, "callee's stack and spills"),
+        (len(callee_problems_of("phase", callees.get("_Z5phasei", {"spill": 16}))) == 1,
+         "a spilling callee fails"),
+        (not callee_problems_of("__internal_accurate_pow", {"stack": 16, "spill": 8}),
+         "libdevice's helper passes"),
+    ]
+    for ok, what in fn_cases:
+        if not ok:
+            print(f"FAIL self-test: {what}")
+            bad += 1
+    cases += fn_cases
     print(f"kernel_resources self-test: {len(cases) - bad} of {len(cases)} cases right")
     return 1 if bad else 0
 
@@ -231,16 +304,21 @@ def main():
     if not os.path.exists(ptxas):
         ptxas = shutil.which("ptxas") or "ptxas"
 
-    rows, failures = [], []
+    rows, fn_rows, failures = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for src in a.sources:
             for arch in archs:
-                found = kernels_of(a.nvcc, ptxas, src, arch, a.includes, a.defines, tmp)
-                short = demangle([n for n, _ in found])
+                found, callees = kernels_of(a.nvcc, ptxas, src, arch, a.includes, a.defines, tmp)
+                short = demangle([n for n, _ in found] + [n for n, _ in callees])
                 for mangled, k in found:
                     name = short[mangled]
                     rows.append((os.path.basename(src), arch, name, k))
                     for p in problems_of(name, k):
+                        failures.append(f"{os.path.basename(src)}: {name} (sm_{arch}): {p}")
+                for mangled, k in callees:
+                    name = short[mangled]
+                    fn_rows.append((os.path.basename(src), arch, name, k))
+                    for p in callee_problems_of(name, k):
                         failures.append(f"{os.path.basename(src)}: {name} (sm_{arch}): {p}")
 
     # a kernel defined in a header appears once per file that includes it
@@ -255,20 +333,34 @@ def main():
     head = ("| arch | file | kernel | registers | launch bound | static smem (B) | "
             "stack (B) | spill (B) | waits first (pdl) |\n"
             "|---|---|---|---:|---:|---:|---:|---:|---|\n")
+    fn_seen, fn_table = set(), []
+    for src, arch, name, k in sorted(fn_rows, key=lambda r: (r[1], r[0], r[2])):
+        key = (arch, name, k["stack"], k["spill"])
+        if key in fn_seen:
+            continue
+        fn_seen.add(key)
+        fn_table.append(f"| sm_{arch} | {src} | {name} | {k['stack']} | {k['spill']} |")
+    fn_head = ("\nDevice functions called out of line (their registers are their "
+               "callers'):\n\n| arch | file | function | stack (B) | spill (B) |\n"
+               "|---|---|---|---:|---:|\n")
     if a.table:
         tmp_path = a.table + ".tmp"
         with open(tmp_path, "w") as f:
             f.write(head + "\n".join(table) + "\n")
+            if fn_table:
+                f.write(fn_head + "\n".join(fn_table) + "\n")
         os.replace(tmp_path, a.table)
     n_kernels = len({(r[0], r[2]) for r in rows})
-    print(f"kernel_resources: {n_kernels} kernels in {len(a.sources)} files, "
-          f"architectures {', '.join('sm_' + x for x in archs)}")
+    n_fns = len({(r[0], r[2]) for r in fn_rows})
+    print(f"kernel_resources: {n_kernels} kernels and {n_fns} out-of-line device functions in "
+          f"{len(a.sources)} files, architectures {', '.join('sm_' + x for x in archs)}")
     for f in failures:
         print("FAIL " + f)
     if failures:
         return 1
-    print("kernel_resources: every kernel fits its launch (registers, spills, static smem) and, "
-          "from sm_90 on, waits for the kernel ahead of it before anything else")
+    print("kernel_resources: every kernel fits its launch (registers, spills, static smem), "
+          "no device function it calls out of line spills, and from sm_90 on every kernel "
+          "waits for the kernel ahead of it before anything else")
     return 0
 
 
