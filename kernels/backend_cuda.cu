@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "blpo/cuda_envs.h"
+#include "blpo/cuda_error_hint.h"
 #include "blpo/episode_blocks.h"
 #include "blpo/gae.h"
 #include "blpo/heads.h"
@@ -38,6 +39,9 @@ void blpo_cuda_fail(const char *lib, const char *call, const char *err, const ch
     return;
   }
   fprintf(stderr, "blpo-gpu: %s error %s in %s at %s:%d\n", lib, err, call, file, line);
+  const char *hint = strcmp(lib, "CUDA") ? NULL : blpo_cuda_error_hint(err);
+  if (hint)
+    fprintf(stderr, "blpo-gpu: %s\n", hint);
   fflush(stderr);
   exit(4);
 }

@@ -152,6 +152,15 @@ if(BLPO_HAVE_CUDA)
   set_tests_properties(cuda_plugin_cli PROPERTIES LABELS "cpu;cli")
 endif()
 
+# The hints blpo_cuda_fail prints after a CUDA error (include/blpo/cuda_error_hint.h),
+# against the toolkit's own error names; the CUDA headers only, no GPU.
+if(BLPO_HAVE_CUDA)
+  blpo_test_exe(test_cuda_error_hint)
+  target_include_directories(test_cuda_error_hint PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
+  add_test(NAME cuda_error_hint COMMAND test_cuda_error_hint)
+  set_tests_properties(cuda_error_hint PROPERTIES LABELS "cpu")
+endif()
+
 # Every kernel's registers, spills and static shared memory as ptxas reports
 # them for each architecture built, checked so that no launch can fail for
 # resources on a device (tools/kernel_resources.py). Needs no GPU, so CI runs
