@@ -65,7 +65,9 @@ __device__ __noinline__ void cvf_grid_phase(const blpo_cvf_args *a, int s, int p
 // nine grid barriers inside one kernel). The grid barrier (cooperative
 // groups) orders memory across the grid: the partials every block wrote
 // before it are what the adam units read after it, and the parameters the
-// adam units wrote are what the next step's rows stage. Bounds as
+// adam units wrote are what the next step's rows stage; so the programs
+// read them with plain loads, never the non-coherent read-only path
+// (__ldg), which kernel_resources checks in the PTX. Bounds as
 // cvf_rows_kernel: the rows program dominates its registers.
 __global__ void __launch_bounds__(kT, 2)
     cvf_steps_kernel(const __grid_constant__ blpo_cvf_args a, int steps) {

@@ -24,6 +24,14 @@ Checks (each failure names the kernel, the file and the architecture):
     are the callers' spills);
   - static shared memory at most 48 KiB (more needs dynamic shared memory and
     the opt-in attribute, which the launchers set for their dynamic part);
+  - a kernel that synchronises its grid (cooperative groups' grid.sync(),
+    seen in the PTX as the grid workspace's %envreg read and the barrier's
+    release atomic; run.grid_sync's kernels) reads nothing, in itself or in
+    any device function it calls, through the non-coherent read-only path
+    (ld.global.nc / ldu, what __ldg and const __restrict__ pointers may
+    compile to): that path is not kept coherent with the kernel's own
+    writes, and such a kernel reads after a grid barrier what other blocks
+    wrote before it (parameters, partial sums, moments);
   - from sm_90 on, the kernel starts with kernels/pdl_cuda.h's
     griddepcontrol.wait (then launch_dependents): in the PTX only parameter
     loads, moves, address conversions and register arithmetic, unpredicated,
@@ -85,6 +93,49 @@ LIBRARY_FN_RE = re.compile(r"^__internal_|^__nv_|^__cuda_")
 # fails; nvcc 13 emits only ld.param, cvta, mov and add there).
 PDL_BEFORE_WAIT = {"mov", "cvta", "cvt", "add", "sub", "mul", "mad", "shl", "shr", "and", "or",
                    "xor", "not", "neg", "min", "max", "abs", "setp", "selp"}
+
+
+FUNC_RE = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.func\s+(?:\([^)]*\)\s*)?([\w$]+)\s*\(",
+                     re.M)
+# the read-only (non-coherent) cache path: ld.global[.cop].nc..., ldu.global
+NC_LOAD_RE = re.compile(r"\bld\.global(?:\.(?:ca|cg|cs|lu|cv))?\.nc\b|\bldu\.global\b")
+
+
+def func_bodies(text):
+    """{name: body} of the device functions the PTX defines (declarations,
+    which end in ';' after their parameters, have no body)."""
+    bodies = {}
+    for m in FUNC_RE.finditer(text):
+        close = text.find(")", m.end())
+        rest = text[close + 1:].lstrip() if close >= 0 else ""
+        if not rest.startswith("{"):
+            continue
+        start = text.find("{", close)
+        end = text.find("\n}", start)
+        bodies[m.group(1)] = text[start:end if end >= 0 else len(text)]
+    return bodies
+
+
+def grid_sync_state(body, funcs):
+    """'-' for a kernel that does not synchronise its grid; else 'ok', or
+    where it reads through the non-coherent path."""
+    # the kernel's body and every function it calls, transitively
+    seen, todo, bodies = set(), [("kernel", body)], []
+    while todo:
+        name, b = todo.pop()
+        bodies.append((name, b))
+        for f, fb in funcs.items():
+            if f not in seen and re.search(r"\b" + re.escape(f) + r"\b", b):
+                seen.add(f)
+                todo.append((f, fb))
+    text = "\n".join(b for _, b in bodies)
+    if not (re.search(r"%envreg[12]\b", text) and "atom.add.release.gpu" in text):
+        return "-"
+    for name, b in bodies:
+        m = NC_LOAD_RE.search(b)
+        if m:
+            return f"{m.group(0)} in {name}"
+    return "ok"
 
 
 def pdl_entry_state(body):
@@ -155,13 +206,20 @@ def kernels_of(nvcc, ptxas, src, arch, includes, defines, tmp):
         sys.stderr.write(f"kernel_resources: ptxas on {ptx} failed:\n{r.stderr}")
         sys.exit(2)
     text = open(ptx).read()
-    bounds, pdl = {}, {}
+    bounds, pdl, grid = {}, {}, {}
+    funcs = func_bodies(text)
     for m in ENTRY_RE.finditer(text):
         b = MAXNTID_RE.search(m.group(3))
         bounds[m.group(1)] = int(b.group(1)) * int(b.group(2)) * int(b.group(3)) if b else None
         end = text.find("\n}", m.end())
-        pdl[m.group(1)] = (pdl_entry_state(text[m.end():end if end >= 0 else len(text)])
+        body = text[m.end():end if end >= 0 else len(text)]
+        pdl[m.group(1)] = (pdl_entry_state(body)
                            if int(re.match(r"\d+", arch).group()) >= 90 else "-")
+        g = grid_sync_state(body, funcs)
+        if " in _Z" in g:  # the function's short name
+            op, fn = g.split(" in ", 1)
+            g = f"{op} in {demangle([fn])[fn]}"
+        grid[m.group(1)] = g
     found = []
     for m in PTXAS_RE.finditer(r.stdout + r.stderr):
         smem = SMEM_RE.search(m.group(7))
@@ -172,6 +230,7 @@ def kernels_of(nvcc, ptxas, src, arch, includes, defines, tmp):
             "smem": int(smem.group(1)) if smem else 0,
             "bound": bounds.get(m.group(1)),
             "pdl": pdl.get(m.group(1), "missing"),
+            "grid": grid.get(m.group(1), "-"),
         }))
     if len(found) != len(bounds):
         sys.stderr.write(f"kernel_resources: {src} sm_{arch}: ptxas reported {len(found)} "
@@ -218,6 +277,11 @@ def problems_of(name, k):
         out.append(f"{k['spill']} bytes of register spills (allowed {allowed})")
     if k["smem"] > STATIC_SMEM_MAX:
         out.append(f"{k['smem']} bytes of static shared memory (at most {STATIC_SMEM_MAX})")
+    if k["grid"] not in ("ok", "-"):
+        out.append(f"synchronises its grid but reads through the non-coherent path "
+                   f"({k['grid']}): what other blocks wrote before a grid barrier may be "
+                   "read stale; use plain loads (no __ldg, no const __restrict__) in a "
+                   "grid-synchronising kernel and what it calls")
     if k["pdl"] not in ("ok", "-"):
         out.append("programmatic dependent launch: "
                    + ("no griddepcontrol.wait; make blpo_pdl_enter() (kernels/pdl_cuda.h) the "
@@ -278,6 +342,24 @@ def self_test():
         (not callee_problems_of("__internal_accurate_pow", {"stack": 16, "spill": 8}),
          "libdevice's helper passes"),
     ]
+    # the grid-barrier rule on made-up PTX: a kernel with the barrier's
+    # workspace read and release atomic, with and without a non-coherent
+    # load, in itself or in a function it calls
+    sync = ("\tmov.u32 %r1, %envreg1;\n\tatom.add.release.gpu.u32 %r2, [%rd1], %r3;\n"
+            "\tcall.uni _Z5phasei, (%r1);\n")
+    plain = {"_Z5phasei": "{\n\tld.global.f32 %f1, [%rd2];\n"}
+    nc = {"_Z5phasei": "{\n\tld.global.nc.v4.f32 {%f1, %f2, %f3, %f4}, [%rd2];\n"}
+    fn_cases += [
+        (grid_sync_state(sync, plain) == "ok", "grid barrier, plain loads: ok"),
+        (grid_sync_state(sync, nc).startswith("ld.global.nc in _Z5phasei"),
+         "grid barrier, a callee's ld.global.nc: flagged"),
+        (grid_sync_state(sync + "\tldu.global.u32 %r4, [%rd1];\n", plain).startswith("ldu.global"),
+         "grid barrier, the kernel's own ldu: flagged"),
+        (grid_sync_state("\tld.global.nc.f32 %f1, [%rd1];\n", nc) == "-",
+         "no grid barrier: .nc allowed"),
+        (func_bodies(".func _Z1fi(\n\t.param .b32 p\n)\n;\n.func _Z1gi(\n\t.param .b32 p\n)\n"
+                     "{\n\tret;\n}\n") .keys() == {"_Z1gi"}, "function bodies, not declarations"),
+    ]
     for ok, what in fn_cases:
         if not ok:
             print(f"FAIL self-test: {what}")
@@ -329,10 +411,10 @@ def main():
         seen.add((arch, name, tuple(sorted(k.items()))))
         table.append(f"| sm_{arch} | {src} | {name} | {k['regs']} | "
                      f"{k['bound'] if k['bound'] else '-'} | {k['smem']} | {k['stack']} | "
-                     f"{k['spill']} | {k['pdl']} |")
+                     f"{k['spill']} | {k['pdl']} | {k['grid']} |")
     head = ("| arch | file | kernel | registers | launch bound | static smem (B) | "
-            "stack (B) | spill (B) | waits first (pdl) |\n"
-            "|---|---|---|---:|---:|---:|---:|---:|---|\n")
+            "stack (B) | spill (B) | waits first (pdl) | grid barrier, coherent loads |\n"
+            "|---|---|---|---:|---:|---:|---:|---:|---|---|\n")
     fn_seen, fn_table = set(), []
     for src, arch, name, k in sorted(fn_rows, key=lambda r: (r[1], r[0], r[2])):
         key = (arch, name, k["stack"], k["spill"])
@@ -359,8 +441,9 @@ def main():
     if failures:
         return 1
     print("kernel_resources: every kernel fits its launch (registers, spills, static smem), "
-          "no device function it calls out of line spills, and from sm_90 on every kernel "
-          "waits for the kernel ahead of it before anything else")
+          "no device function it calls out of line spills, no grid-synchronising kernel reads "
+          "through the non-coherent path, and from sm_90 on every kernel waits for the kernel "
+          "ahead of it before anything else")
     return 0
 
 
