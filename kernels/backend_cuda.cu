@@ -140,6 +140,9 @@ void *cuda_alloc(blpo_backend *be, size_t bytes) {
   if (e != cudaSuccess) {
     fprintf(stderr, "blpo-gpu: cudaMalloc of %zu bytes failed: %s (%s)\n", want,
             cudaGetErrorName(e), cudaGetErrorString(e));
+    const char *hint = blpo_cuda_error_hint(cudaGetErrorName(e));
+    if (hint)
+      fprintf(stderr, "blpo-gpu: %s\n", hint);
     cudaGetLastError(); // an allocation failure is not sticky: clear it
     return NULL;
   }

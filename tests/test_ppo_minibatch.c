@@ -24,7 +24,7 @@
  * the bits of the separate programs (kernels) from the same state. The
  * two updates are two lone minibatches (0 of 0: the epoch's moments first),
  * and again (epoch) minibatches 0 and 1 of a two-minibatch epoch over one
- * permutation: the second reads the moments the first computed for it and
+ * run of row draws: the second reads the moments the first computed for it and
  * runs the schedule of a minibatch past an epoch's first (three grid
  * phases), on every side; the workspace is kept from one to the next, as
  * the trainer keeps it.
@@ -180,9 +180,9 @@ static size_t fields_of(const world *w, int n, field *f) {
 
 static float *member(side *s, const field *f) { return *(float **)((char *)s + f->off); }
 
-/* epoch: the two updates are minibatches 0 and 1 of one epoch (one
- * permutation, the second's rows the next n of it); 0: two lone minibatches
- * over two permutations */
+/* epoch: the two updates are minibatches 0 and 1 of one epoch (the
+ * second's rows the next n index draws after the first's); 0: two lone
+ * minibatches, each agent's rows from its own span of draws per update */
 static int g_epoch;
 
 static blpo_ppo_minibatch args_of(const world *w, const side *s, const mb_case *c, int which,
@@ -271,6 +271,13 @@ static void run_blocks(const blpo_dims *d, const blpo_ppo_minibatch *mb, int R, 
     memset(*work_kept, 0xff, wb); /* NaN floats and doubles */
   }
   void *work = *work_kept;
+  if (mb->minibatch > 0) { /* all but the epoch's moments poisoned again */
+    const size_t parts = blpo_mbf_parts_bytes(&y, P),
+                 moments =
+                     2 * (size_t)P * blpo_mbf_epoch_minibatches(mb->minibatches) * sizeof(double);
+    memset(work, 0xff, parts);
+    memset((char *)work + parts + moments, 0xff, wb - parts - moments);
+  }
   blpo_mbf_args a = blpo_mbf_args_of(&y, mb, P, work);
   if (G > 0) { /* the cooperative kernel's schedule, a grid barrier between grid phases */
     if (G > y.blocks)
@@ -335,7 +342,8 @@ typedef struct {
   world w; /* rollout and idx device pointers */
   side s;  /* device buffers */
   int64_t *clock;
-  void *work; /* ppo_minibatch_work bytes */
+  void *work;      /* ppo_minibatch_work bytes */
+  void *work_grid; /* the same, for the cooperative kernel's run (g_grid) */
 } cuda_side;
 
 static void *dev_copy(blpo_backend *be, const void *src, size_t bytes) {
@@ -371,8 +379,8 @@ static void cuda_side_init(cuda_side *g, blpo_backend *be, const world *w, side 
 
 static void cuda_side_free(cuda_side *g, const field *f, size_t nf) {
   blpo_backend *be = g->be;
-  void *ps[] = {g->w.obs, g->w.act, g->w.logp, g->w.adv,     g->w.ret,
-                g->w.val, g->w.idx, g->clock,  g->s.scratch, g->work};
+  void *ps[] = {g->w.obs, g->w.act, g->w.logp,    g->w.adv, g->w.ret,    g->w.val,
+                g->w.idx, g->clock, g->s.scratch, g->work,  g->work_grid};
   for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++)
     if (ps[k])
       be->release(be, ps[k]);
@@ -474,8 +482,22 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
     size_t wb = gpu->ppo_minibatch && gpu->ppo_minibatch_work
                     ? gpu->ppo_minibatch_work(gpu, &w.d, &w.actor, &w.critic, c->n, g_epoch ? 2 : 1)
                     : 0;
+    /* one workspace per run, so that neither reads the moments the other
+     * computed, both NaN to start with (alloc zeroes) */
     g.work = wb ? gpu->alloc(gpu, wb) : NULL;
-    int ok = g.work != NULL;
+    g.work_grid = wb && g_grid ? gpu->alloc(gpu, wb) : NULL;
+    int ok = g.work != NULL && (!g_grid || g.work_grid != NULL);
+    if (ok) {
+      unsigned char *nan = malloc(wb);
+      CHECK(nan != NULL, "host memory for the poison");
+      if (nan) {
+        memset(nan, 0xff, wb);
+        gpu->upload(gpu, g.work, nan, wb);
+        if (g.work_grid)
+          gpu->upload(gpu, g.work_grid, nan, wb);
+        free(nan);
+      }
+    }
     CHECK(ok, "%s: the CUDA backend runs these networks fused", c->name);
     if (!ok)
       kind = -1; /* nothing to compare */
@@ -504,6 +526,7 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
           gpu->upload(gpu, member(&g.s, &f[k]), member(&alt, &f[k]), f[k].count * sizeof(float));
         int on = gpu->set_grid_sync && gpu->set_grid_sync(gpu, 1);
         CHECK(on, "%s: the device launches the cooperative kernel", c->name);
+        b.work = g.work_grid;
         /* captured and replayed: one kernel in the graph, not the separate three or four */
         char why[256] = "";
         gpu->capture_begin(gpu);
@@ -587,8 +610,9 @@ static void check_case(const mb_case *c, int kind, int threads, int R, blpo_back
   be->destroy(be);
 }
 
-/* Whether c's rows fit twice in one permutation (g_epoch). */
-static int epoch_fits(const mb_case *c) { return 2 * c->n <= T_STEPS * N_ENVS; }
+/* Whether the index draws hold c's second minibatch (g_epoch): agent p's
+ * rows n..2n from p T N on, within the 2 P T N draws. */
+static int epoch_fits(const mb_case *c) { return 2 * c->n <= (c->P + 1) * T_STEPS * N_ENVS; }
 
 /* The CUDA op's layout choice: the most rows per block that fit, down to 8,
  * and a refusal for networks the layout does not hold. */

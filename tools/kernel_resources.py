@@ -98,21 +98,23 @@ PDL_BEFORE_WAIT = {"mov", "cvta", "cvt", "add", "sub", "mul", "mad", "shl", "shr
 FUNC_RE = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.func\s+(?:\([^)]*\)\s*)?([\w$]+)\s*\(",
                      re.M)
 # the read-only (non-coherent) cache path: ld.global[.cop].nc..., ldu.global
-NC_LOAD_RE = re.compile(r"\bld\.global(?:\.(?:ca|cg|cs|lu|cv))?\.nc\b|\bldu\.global\b")
+NC_LOAD_RE = re.compile(r"\bld\.global(?:\.(?:ca|cg|cs|lu|cv))?\.nc\b|\bldu\.")
 
 
 def func_bodies(text):
-    """{name: body} of the device functions the PTX defines (declarations,
-    which end in ';' after their parameters, have no body)."""
+    """{name: body} of the device functions the PTX defines (declarations
+    end in ';' after their parameters and directives, definitions open a
+    body with '{')."""
     bodies = {}
     for m in FUNC_RE.finditer(text):
         close = text.find(")", m.end())
-        rest = text[close + 1:].lstrip() if close >= 0 else ""
-        if not rest.startswith("{"):
+        if close < 0:
             continue
-        start = text.find("{", close)
-        end = text.find("\n}", start)
-        bodies[m.group(1)] = text[start:end if end >= 0 else len(text)]
+        brace, semi = text.find("{", close), text.find(";", close)
+        if brace < 0 or (0 <= semi < brace):
+            continue
+        end = text.find("\n}", brace)
+        bodies[m.group(1)] = text[brace:end if end >= 0 else len(text)]
     return bodies
 
 
@@ -125,7 +127,7 @@ def grid_sync_state(body, funcs):
         name, b = todo.pop()
         bodies.append((name, b))
         for f, fb in funcs.items():
-            if f not in seen and re.search(r"\b" + re.escape(f) + r"\b", b):
+            if f not in seen and re.search(r"(?<![\w$])" + re.escape(f) + r"(?![\w$])", b):
                 seen.add(f)
                 todo.append((f, fb))
     text = "\n".join(b for _, b in bodies)
@@ -230,22 +232,26 @@ def kernels_of(nvcc, ptxas, src, arch, includes, defines, tmp):
             "smem": int(smem.group(1)) if smem else 0,
             "bound": bounds.get(m.group(1)),
             "pdl": pdl.get(m.group(1), "missing"),
-            "grid": grid.get(m.group(1), "-"),
+            "grid": grid.get(m.group(1), "not found in the PTX"),
         }))
     if len(found) != len(bounds):
         sys.stderr.write(f"kernel_resources: {src} sm_{arch}: ptxas reported {len(found)} "
                          f"kernels, the PTX has {len(bounds)} (output format changed?)\n")
         sys.exit(2)
     callees = callees_of(r.stdout + r.stderr, set(bounds))
-    # every .func the PTX defines that ptxas kept must have been reported
-    # (a format change would otherwise pass every callee unchecked)
-    funcs = set(re.findall(r"^(?:\.visible\s+|\.weak\s+)?\.func\s+(?:\([^)]*\)\s*)?(\w+)\(",
-                           text, re.M))
-    missing = sorted(f for f in funcs if f not in {c for c, _ in callees})
-    if missing and not callees:
-        sys.stderr.write(f"kernel_resources: {src} sm_{arch}: the PTX defines device functions "
-                         f"({', '.join(missing[:3])}) but ptxas reported none "
+    # every device function the PTX defines must have been reported (a
+    # format change would otherwise pass every callee unchecked)
+    missing = sorted(set(funcs) - {c for c, _ in callees})
+    if missing:
+        sys.stderr.write(f"kernel_resources: {src} sm_{arch}: ptxas reported no properties for "
+                         f"the PTX's device functions {', '.join(missing[:3])} "
                          "(output format changed?)\n")
+        sys.exit(2)
+    # a source that synchronises a grid must yield a kernel found doing so
+    # (a changed spelling of the barrier would otherwise pass the rule)
+    if "this_grid()" in open(src).read() and all(g == "-" for g in grid.values()):
+        sys.stderr.write(f"kernel_resources: {src} sm_{arch}: the source calls this_grid() but "
+                         "no kernel's PTX has the grid barrier (its spelling changed?)\n")
         sys.exit(2)
     return found, callees
 
@@ -277,7 +283,7 @@ def problems_of(name, k):
         out.append(f"{k['spill']} bytes of register spills (allowed {allowed})")
     if k["smem"] > STATIC_SMEM_MAX:
         out.append(f"{k['smem']} bytes of static shared memory (at most {STATIC_SMEM_MAX})")
-    if k["grid"] not in ("ok", "-"):
+    if k["grid"] not in ("ok", "-"):  # a .nc load, or a kernel the PTX scan missed
         out.append(f"synchronises its grid but reads through the non-coherent path "
                    f"({k['grid']}): what other blocks wrote before a grid barrier may be "
                    "read stale; use plain loads (no __ldg, no const __restrict__) in a "
@@ -353,7 +359,7 @@ def self_test():
         (grid_sync_state(sync, plain) == "ok", "grid barrier, plain loads: ok"),
         (grid_sync_state(sync, nc).startswith("ld.global.nc in _Z5phasei"),
          "grid barrier, a callee's ld.global.nc: flagged"),
-        (grid_sync_state(sync + "\tldu.global.u32 %r4, [%rd1];\n", plain).startswith("ldu.global"),
+        (grid_sync_state(sync + "\tldu.global.u32 %r4, [%rd1];\n", plain).startswith("ldu."),
          "grid barrier, the kernel's own ldu: flagged"),
         (grid_sync_state("\tld.global.nc.f32 %f1, [%rd1];\n", nc) == "-",
          "no grid barrier: .nc allowed"),

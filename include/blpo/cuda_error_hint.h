@@ -18,27 +18,34 @@ static inline const char *blpo_cuda_error_hint(const char *err_name) {
   /* the errors a faulting kernel leaves behind (sticky: every later call
    * returns them too) */
   static const char *const faults[] = {
-      "cudaErrorIllegalAddress",      "cudaErrorLaunchFailure",
-      "cudaErrorIllegalInstruction",  "cudaErrorMisalignedAddress",
-      "cudaErrorInvalidAddressSpace", "cudaErrorInvalidPc",
-      "cudaErrorHardwareStackError",  "cudaErrorAssert",
-      "cudaErrorLaunchTimeout",       "cudaErrorTensorMemoryLeak",
+      "cudaErrorIllegalAddress",     "cudaErrorLaunchFailure",       "cudaErrorIllegalInstruction",
+      "cudaErrorMisalignedAddress",  "cudaErrorInvalidAddressSpace", "cudaErrorInvalidPc",
+      "cudaErrorHardwareStackError",
   };
   if (!err_name)
     return NULL;
   for (size_t k = 0; k < sizeof(faults) / sizeof(faults[0]); k++)
     if (!strcmp(err_name, faults[k]))
       return "a kernel faulted, this one or one queued before it (kernel errors surface at "
-             "the next CUDA call); rerun with CUDA_LAUNCH_BLOCKING=1 to stop at the kernel "
-             "itself, or under compute-sanitizer --tool memcheck to see the access";
+             "the next CUDA call); rerun with --set run.cuda_graph=false and "
+             "CUDA_LAUNCH_BLOCKING=1 to stop at the kernel itself, or under compute-sanitizer "
+             "--tool memcheck to see the access";
+  if (!strcmp(err_name, "cudaErrorAssert"))
+    return "a kernel's device-side assertion failed; the line the device printed above "
+           "names the kernel and the condition";
+  if (!strcmp(err_name, "cudaErrorLaunchTimeout"))
+    return "a kernel ran past the display watchdog's limit, or hung: run on a GPU without a "
+           "display attached, and rerun without run.grid_sync (a grid barrier whose blocks "
+           "are not all resident never returns)";
   if (!strcmp(err_name, "cudaErrorCooperativeLaunchTooLarge"))
-    return "run.grid_sync's grid did not fit on the device at once; run without "
-           "run.grid_sync and report it (the backend sizes the grid from the device's "
-           "occupancy, so this is a bug)";
+    return "run.grid_sync's grid did not fit on the device at once (the backend sizes it "
+           "from the device's occupancy, which MPS or a partitioned GPU may cut); rerun "
+           "without run.grid_sync";
   if (!strcmp(err_name, "cudaErrorLaunchOutOfResources"))
-    return "the block needs more registers or shared memory than the device has; the "
-           "kernel_resources test checks the registers for every architecture built, so "
-           "check that this device's architecture is among them (CMAKE_CUDA_ARCHITECTURES)";
+    return "a block needs more registers than the device has for it (or too large "
+           "arguments); the kernel_resources test checks the registers for every "
+           "architecture built, so check that this device's is among them "
+           "(CMAKE_CUDA_ARCHITECTURES)";
   if (!strcmp(err_name, "cudaErrorNoKernelImageForDevice") ||
       !strcmp(err_name, "cudaErrorUnsupportedPtxVersion"))
     return "the CUDA plugin was not built for this GPU's architecture or its driver is "
