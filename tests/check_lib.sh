@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the shell tests: a temporary directory $tmp removed on exit,
 # `check NAME CONDITION` (CONDITION is eval'd; ok/FAIL line per check) and
 # `check_summary`, whose status is the test's.

@@ -6,6 +6,7 @@
 #   cli_run.sh PATH/TO/blpo-gpu ALGO
 set -u
 bin="$1" algo="$2"
+# shellcheck source=tests/check_lib.sh
 . "$(dirname "$0")/check_lib.sh"
 
 args=(--config cartpole.yaml --set env.num_envs=8 --set env.num_steps=16 --set algo.num_minibatches=2

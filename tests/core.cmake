@@ -20,6 +20,10 @@ set_tests_properties(population_independence PROPERTIES LABELS "cpu;population")
 # The binary itself: each class of bad input, and a short end-to-end run.
 add_test(NAME cli_errors COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_errors.sh $<TARGET_FILE:blpo-gpu>)
 set_tests_properties(cli_errors PROPERTIES LABELS "cpu;config;cli")
+# The shell scripts parse and pass shellcheck (where installed): the GPU
+# machine's scripts cannot be run here.
+add_test(NAME scripts_lint COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/scripts_lint.sh ${CMAKE_SOURCE_DIR})
+set_tests_properties(scripts_lint PROPERTIES LABELS "cpu")
 foreach(algo ppo nested blpo)
   add_test(NAME cli_run_${algo}
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_run.sh $<TARGET_FILE:blpo-gpu> ${algo})

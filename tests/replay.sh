@@ -17,6 +17,7 @@
 set -u
 bin="$1" cmp="$2"
 dev="${BLPO_REPLAY_DEVICE:-cpu}"
+# shellcheck source=tests/check_lib.sh
 . "$(dirname "$0")/check_lib.sh"
 learning_cols() { cut -d, -f1-31 "$1"; } # all but sps and wall_time_s
 

@@ -14,6 +14,7 @@
 set -u
 bin="$1" cmp="$2" algo="$3" seeds="$4" iters="${5:-150}"
 dev="${BLPO_RESUME_DEVICE:-cpu}"
+# shellcheck source=tests/check_lib.sh
 . "$(dirname "$0")/check_lib.sh"
 
 args=(--config cartpole.yaml --device "$dev" --quiet --set "algo.name=$algo" --set "run.num_seeds=$seeds"
@@ -58,7 +59,7 @@ check "SIGTERM exits 143" "[ $? -eq 143 ]"
 
 # bad checkpoints: each refused with exit 2 and its own message
 ck="$tmp/a/checkpoint.safetensors"
-mk() { rm -rf "$tmp/$1"; cp -r "$tmp/a" "$tmp/$1"; }
+mk() { rm -rf "${tmp:?}/$1"; cp -r "$tmp/a" "$tmp/$1"; }
 refused() { # NAME PATTERN
   "$bin" --resume "$tmp/$1" --device "$dev" --quiet >/dev/null 2>"$tmp/$1.err"
   local rc=$?

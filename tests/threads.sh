@@ -11,6 +11,7 @@
 #   threads.sh PATH/TO/blpo-gpu PATH/TO/test_ckpt_compare
 set -u
 bin="$1" cmp="$2"
+# shellcheck source=tests/check_lib.sh
 . "$(dirname "$0")/check_lib.sh"
 learning_cols() { cut -d, -f1-31 "$1"; } # all but sps and wall_time_s
 

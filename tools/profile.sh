@@ -49,7 +49,9 @@ if [ -n "$nsys" ]; then
   else
     # seen with the nsys bundled in some Nsight Compute installs: it records a
     # .qdstrm but lacks the importer that turns it into a report
-    echo "nsys wrote no report (only $(ls "$out"/timeline.* 2>/dev/null | xargs -n1 basename));" \
+    found=""
+    for f in "$out"/timeline.*; do [ -e "$f" ] && found="$found ${f##*/}"; done
+    echo "nsys wrote no report (only${found:- nothing});" \
       "import the .qdstrm with a full Nsight Systems install (QdstrmImporter)"
     rc=1
   fi

@@ -23,6 +23,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
 fi
+# wanted by the tests (scripts_lint), never required: installed only where
+# this script installs packages, and a failure to install it is no error
+optional=(shellcheck)
+opt_missing=()
+for p in "${optional[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || opt_missing+=("$p")
+done
+if [ "${#opt_missing[@]}" -gt 0 ] && [ "$(id -u)" -eq 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  # the package lists may never have been fetched on this machine
+  { apt-get install -y -qq "${opt_missing[@]}" || { apt-get update -qq &&
+    apt-get install -y -qq "${opt_missing[@]}"; }; } >/dev/null 2>&1 ||
+    echo "setup: could not install ${opt_missing[*]} (optional; the tests then skip that check)"
+fi
 
 build="${BLPO_BUILD_DIR:-$root/build}"
 cuda="${BLPO_CUDA:-AUTO}"
