@@ -681,10 +681,12 @@ static void test_docs(void) {
   fclose(f);
   for (int i = 0; i < blpo_config_num_keys; i++)
     CHECK(strstr(buf, blpo_config_keys[i].path), "%s not documented", blpo_config_keys[i].path);
-  const char *words[] = {"--config FILE", "--set KEY=VALUE", "--device auto|cpu|cuda",
-                         "--seed N",      "--out DIR",       "--print-config",
-                         "--help-config", "--version",       "share/blpo-gpu/configs",
-                         "Example:",      "ppo|nested|blpo"};
+  const char *words[] = {"--config FILE", "--set KEY=VALUE", "--device auto|cpu|cuda", "--seed N",
+                         "--out DIR", "--print-config", "--help-config", "--version",
+                         "share/blpo-gpu/configs", "Example:", "ppo|nested|blpo",
+                         /* every exit status the binary uses (run.c, backend_cuda.cu) */
+                         "0 success", "1 runtime failure", "2 usage or config error",
+                         "3 a NaN or Inf", "4 a failing CUDA", "130 / 143"};
   for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
     CHECK(strstr(buf, words[i]), "help lacks %s", words[i]);
   free(buf);
