@@ -49,22 +49,10 @@ static void check_grid_sync_reported(void) {
                {"algo.name=ppo", "run.fused_update=false", 0}};
   for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
     blpo_config c;
-    blpo_config_src src;
-    blpo_config_defaults(&c);
-    memset(&src, 0, sizeof(src));
-    char path[BLPO_PATH_MAX], err[256];
-    const char *sets[] = {"run.num_seeds=2",   "env.num_envs=16",        "env.num_steps=32",
-                          "algo.num_epochs=1", "algo.num_minibatches=4", cases[k].algo,
-                          cases[k].fused,      "run.grid_sync=true"};
-    int ok = blpo_resolve_config_path("cartpole.yaml", path, sizeof(path)) == 0 &&
-             blpo_config_load_file(&c, &src, path) == 0;
-    for (size_t i = 0; ok && i < sizeof(sets) / sizeof(sets[0]); i++)
-      ok = blpo_config_apply_set(&c, &src, sets[i]) == 0;
-    c.total_steps = (int64_t)c.num_envs * c.num_steps;
-    ok = ok && blpo_config_validate(&c, &src) == 0;
-    CHECK(ok, "grid sync case %zu: config", k);
-    if (!ok)
+    const char *sets[] = {cases[k].algo, cases[k].fused, "run.grid_sync=true"};
+    if (load_case_config(&c, "cartpole.yaml", sets, 3, 1) != 0)
       continue;
+    char err[256];
     blpo_backend *be = blocks_backend_create();
     blpo_trainer *tr = be ? blpo_trainer_create(&c, be, err, sizeof(err)) : NULL;
     CHECK(tr != NULL, "grid sync case %zu: trainer: %s", k, be ? err : "no backend");

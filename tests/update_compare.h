@@ -45,35 +45,45 @@ static int metric_close(float g, float c) {
   return fabsf(g - c) <= 1e-2f * fmaxf(1.0f, fabsf(c));
 }
 
+/* config with the cases' common small sizes (2 agents, 16 envs x 32 steps,
+ * 4 minibatches, 2 epochs), then sets, for `iters` iterations; 0, or a
+ * failed check and -1. */
+static int load_case_config(blpo_config *c, const char *config, const char *const *sets, int nsets,
+                            int iters) {
+  blpo_config_src src;
+  blpo_config_defaults(c);
+  memset(&src, 0, sizeof(src));
+  char path[BLPO_PATH_MAX];
+  if (blpo_resolve_config_path(config, path, sizeof(path)) != 0 ||
+      blpo_config_load_file(c, &src, path) != 0) {
+    CHECK(0, "cannot load %s", config);
+    return -1;
+  }
+  const char *common[] = {"run.num_seeds=2", "env.num_envs=16", "env.num_steps=32",
+                          "algo.num_minibatches=4", "algo.num_epochs=2"};
+  for (int i = 0; i < 5; i++)
+    blpo_config_apply_set(c, &src, common[i]);
+  for (int i = 0; i < nsets; i++)
+    if (blpo_config_apply_set(c, &src, sets[i]) != 0) {
+      CHECK(0, "bad override %s", sets[i]);
+      return -1;
+    }
+  c->total_steps = (int64_t)iters * c->num_envs * c->num_steps;
+  if (blpo_config_validate(c, &src) != 0) {
+    CHECK(0, "invalid config");
+    return -1;
+  }
+  return 0;
+}
+
 /* One case: `iters` iterations of config (with the common small sizes and
  * sets) on the CPU backend and on make()'s backend, then both agents'
  * parameters and metrics compared. */
 static void run_case(const char *config, const char *const *sets, int nsets, int iters,
                      blpo_backend *(*make)(char *why, size_t why_len)) {
   blpo_config c;
-  blpo_config_src src;
-  blpo_config_defaults(&c);
-  memset(&src, 0, sizeof(src));
-  char path[BLPO_PATH_MAX];
-  if (blpo_resolve_config_path(config, path, sizeof(path)) != 0 ||
-      blpo_config_load_file(&c, &src, path) != 0) {
-    CHECK(0, "cannot load %s", config);
+  if (load_case_config(&c, config, sets, nsets, iters) != 0)
     return;
-  }
-  const char *common[] = {"run.num_seeds=2", "env.num_envs=16", "env.num_steps=32",
-                          "algo.num_minibatches=4", "algo.num_epochs=2"};
-  for (int i = 0; i < 5; i++)
-    blpo_config_apply_set(&c, &src, common[i]);
-  for (int i = 0; i < nsets; i++)
-    if (blpo_config_apply_set(&c, &src, sets[i]) != 0) {
-      CHECK(0, "bad override %s", sets[i]);
-      return;
-    }
-  c.total_steps = (int64_t)iters * c.num_envs * c.num_steps;
-  if (blpo_config_validate(&c, &src) != 0) {
-    CHECK(0, "invalid config");
-    return;
-  }
   char why[256], err[256];
   blpo_backend *bc = blpo_backend_cpu_create(1);
   blpo_backend *bg = make(why, sizeof(why));
