@@ -27,6 +27,13 @@
 
 blpo_cuda_capture_state blpo_cuda_capture = {0, 0, {0}};
 
+// The second line of a CUDA error's message, where its name is not enough.
+static void print_cuda_hint(const char *err_name) {
+  const char *hint = blpo_cuda_error_hint(err_name);
+  if (hint)
+    fprintf(stderr, "blpo-gpu: %s\n", hint);
+}
+
 void blpo_cuda_fail(const char *lib, const char *call, const char *err, const char *file,
                     int line) {
   if (blpo_cuda_capture.active) {
@@ -39,9 +46,8 @@ void blpo_cuda_fail(const char *lib, const char *call, const char *err, const ch
     return;
   }
   fprintf(stderr, "blpo-gpu: %s error %s in %s at %s:%d\n", lib, err, call, file, line);
-  const char *hint = strcmp(lib, "CUDA") ? NULL : blpo_cuda_error_hint(err);
-  if (hint)
-    fprintf(stderr, "blpo-gpu: %s\n", hint);
+  if (!strcmp(lib, "CUDA"))
+    print_cuda_hint(err);
   fflush(stderr);
   exit(4);
 }
@@ -140,9 +146,7 @@ void *cuda_alloc(blpo_backend *be, size_t bytes) {
   if (e != cudaSuccess) {
     fprintf(stderr, "blpo-gpu: cudaMalloc of %zu bytes failed: %s (%s)\n", want,
             cudaGetErrorName(e), cudaGetErrorString(e));
-    const char *hint = blpo_cuda_error_hint(cudaGetErrorName(e));
-    if (hint)
-      fprintf(stderr, "blpo-gpu: %s\n", hint);
+    print_cuda_hint(cudaGetErrorName(e));
     cudaGetLastError(); // an allocation failure is not sticky: clear it
     return NULL;
   }

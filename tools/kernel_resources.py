@@ -99,6 +99,8 @@ FUNC_RE = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.func\s+(?:\([^)]*\)\s*)?([\
                      re.M)
 # the read-only (non-coherent) cache path: ld.global[.cop].nc..., ldu.global
 NC_LOAD_RE = re.compile(r"\bld\.global(?:\.(?:ca|cg|cs|lu|cv))?\.nc\b|\bldu\.")
+# a kernel ptxas reported whose PTX body the scan did not find: a failure
+UNSCANNED = "not found in the PTX"
 
 
 def func_bodies(text):
@@ -232,7 +234,7 @@ def kernels_of(nvcc, ptxas, src, arch, includes, defines, tmp):
             "smem": int(smem.group(1)) if smem else 0,
             "bound": bounds.get(m.group(1)),
             "pdl": pdl.get(m.group(1), "missing"),
-            "grid": grid.get(m.group(1), "not found in the PTX"),
+            "grid": grid.get(m.group(1), UNSCANNED),
         }))
     if len(found) != len(bounds):
         sys.stderr.write(f"kernel_resources: {src} sm_{arch}: ptxas reported {len(found)} "
@@ -283,7 +285,9 @@ def problems_of(name, k):
         out.append(f"{k['spill']} bytes of register spills (allowed {allowed})")
     if k["smem"] > STATIC_SMEM_MAX:
         out.append(f"{k['smem']} bytes of static shared memory (at most {STATIC_SMEM_MAX})")
-    if k["grid"] not in ("ok", "-"):  # a .nc load, or a kernel the PTX scan missed
+    if k["grid"] == UNSCANNED:
+        out.append("its PTX body was not found, so the grid-barrier rule was not checked")
+    elif k["grid"] not in ("ok", "-"):
         out.append(f"synchronises its grid but reads through the non-coherent path "
                    f"({k['grid']}): what other blocks wrote before a grid barrier may be "
                    "read stale; use plain loads (no __ldg, no const __restrict__) in a "
